@@ -1,0 +1,55 @@
+//! Time, injected. The only module that reads the system clock.
+//!
+//! Every request stamps `now` once (in milliseconds since the Unix epoch) and passes it down;
+//! the engine never reads a clock itself.
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+/// A source of "now".
+pub trait Clock: Send + Sync + 'static {
+    fn now_ms(&self) -> Millis;
+}
+
+/// The real wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)]
+    fn now_ms(&self) -> Millis {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        since_epoch.as_millis() as Millis
+    }
+}
+
+/// Converts between our millisecond times and protobuf `Timestamp`/`Duration`.
+pub mod proto {
+    use super::Millis;
+
+    pub fn timestamp(ms: Millis) -> prost_types::Timestamp {
+        prost_types::Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }
+    }
+
+    pub fn duration(ms: Millis) -> prost_types::Duration {
+        prost_types::Duration { seconds: ms / 1000, nanos: ((ms % 1000) * 1_000_000) as i32 }
+    }
+
+    /// A protobuf duration in whole milliseconds (rounded up, so 1ns is not 0); `None` → 0.
+    pub fn duration_ms(d: Option<&prost_types::Duration>) -> Millis {
+        match d {
+            None => 0,
+            Some(d) => {
+                let nanos = d.seconds as i128 * 1_000_000_000 + d.nanos as i128;
+                let ms = (nanos + 999_999).div_euclid(1_000_000);
+                ms.clamp(i64::MIN as i128, i64::MAX as i128) as Millis
+            }
+        }
+    }
+
+    pub fn timestamp_ms(t: Option<&prost_types::Timestamp>) -> Millis {
+        t.map(|t| t.seconds * 1000 + t.nanos as i64 / 1_000_000).unwrap_or(0)
+    }
+}

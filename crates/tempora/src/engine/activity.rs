@@ -1,0 +1,525 @@
+//! Activities: scheduling, start (poll), heartbeat, completion, server-side retries, timeouts,
+//! cancellation.
+//!
+//! Lifecycle of one activity (by its `ActivityTaskScheduled` id):
+//! `Scheduled → Started → (Completed | Failed | TimedOut | Canceled)`, where a failed or timed
+//! out attempt that the retry policy allows goes `Started → BackingOff → Scheduled` with
+//! `attempt + 1` and no history event. The final outcome writes `ActivityTaskStarted` (with the
+//! last attempt) and the closing event together.
+
+use temporalio_protos::temporal::api::command::v1::ScheduleActivityTaskCommandAttributes;
+use temporalio_protos::temporal::api::common::v1::{self as common, Payloads};
+use temporalio_protos::temporal::api::enums::v1::{RetryState, TimeoutType, WorkflowTaskFailedCause};
+use temporalio_protos::temporal::api::failure::v1::{failure, Failure, TimeoutFailureInfo};
+use temporalio_protos::temporal::api::history::v1 as history;
+
+use super::state::{Activity, Encoded, RetryPolicy};
+use super::{ActivityTimeoutKind, Effect, Timer, Tx, LINK_STARTED};
+use temporalio_protos::temporal::api::history::v1::history_event::Attributes;
+use crate::clock::{proto, Millis};
+use crate::error::{Error, Result};
+
+/// Temporal's default limit on pending activities per workflow.
+pub const PENDING_ACTIVITIES_MAX: usize = 2000;
+
+/// Temporal's defaults for an activity retry policy field left unset.
+const DEFAULT_INITIAL_INTERVAL_MS: Millis = 1000;
+const DEFAULT_BACKOFF_COEFFICIENT: f64 = 2.0;
+const DEFAULT_MAXIMUM_INTERVAL_FACTOR: i64 = 100;
+
+/// Fills Temporal's defaults into a retry policy and validates it.
+pub fn retry_policy(p: Option<&common::RetryPolicy>) -> std::result::Result<RetryPolicy, String> {
+    let p = p.cloned().unwrap_or_default();
+    let mut initial = proto::duration_ms(p.initial_interval.as_ref());
+    if initial < 0 {
+        return Err("InitialInterval cannot be negative on retry policy.".into());
+    }
+    if initial == 0 {
+        initial = DEFAULT_INITIAL_INTERVAL_MS;
+    }
+    let mut coefficient = p.backoff_coefficient;
+    if coefficient == 0.0 {
+        coefficient = DEFAULT_BACKOFF_COEFFICIENT;
+    }
+    if coefficient < 1.0 {
+        return Err("BackoffCoefficient cannot be less than 1 on retry policy.".into());
+    }
+    let mut maximum = proto::duration_ms(p.maximum_interval.as_ref());
+    if maximum < 0 {
+        return Err("MaximumInterval cannot be negative on retry policy.".into());
+    }
+    if maximum == 0 {
+        maximum = initial.saturating_mul(DEFAULT_MAXIMUM_INTERVAL_FACTOR);
+    }
+    if maximum < initial {
+        return Err("MaximumInterval cannot be less than InitialInterval on retry policy.".into());
+    }
+    if p.maximum_attempts < 0 {
+        return Err("MaximumAttempts cannot be negative on retry policy.".into());
+    }
+    Ok(RetryPolicy {
+        initial_interval_ms: initial,
+        backoff_coefficient: coefficient,
+        maximum_interval_ms: maximum,
+        maximum_attempts: p.maximum_attempts,
+        non_retryable_error_types: p.non_retryable_error_types,
+    })
+}
+
+/// Temporal's timeout normalisation for a scheduled activity.
+/// Returns (schedule_to_close, schedule_to_start, start_to_close, heartbeat).
+fn normalize_timeouts(
+    a: &ScheduleActivityTaskCommandAttributes,
+    run_timeout_ms: Millis,
+) -> std::result::Result<(Millis, Millis, Millis, Millis), String> {
+    let mut s2c = proto::duration_ms(a.schedule_to_close_timeout.as_ref());
+    let mut s2s = proto::duration_ms(a.schedule_to_start_timeout.as_ref());
+    let mut stc = proto::duration_ms(a.start_to_close_timeout.as_ref());
+    let mut hb = proto::duration_ms(a.heartbeat_timeout.as_ref());
+    if s2c < 0 || s2s < 0 || stc < 0 || hb < 0 {
+        return Err("A valid timeout may not be negative.".into());
+    }
+    let cap = |v: Millis| if run_timeout_ms > 0 && (v == 0 || v > run_timeout_ms) { run_timeout_ms } else { v };
+    s2c = cap(s2c);
+    s2s = cap(s2s);
+    stc = cap(stc);
+    if s2c > 0 {
+        if s2s == 0 || s2s > s2c {
+            s2s = s2c;
+        }
+        if stc == 0 || stc > s2c {
+            stc = s2c;
+        }
+    } else if stc > 0 {
+        s2c = run_timeout_ms;
+        if s2s == 0 {
+            s2s = run_timeout_ms;
+        }
+    } else {
+        return Err("A valid StartToClose or ScheduleToCloseTimeout is not set on ScheduleActivityTaskCommand.".into());
+    }
+    if hb > stc {
+        hb = stc;
+    }
+    Ok((s2c, s2s, stc, hb))
+}
+
+/// The timers and dispatch for an activity's current attempt, given its state.
+pub fn attempt_effects(a: &Activity) -> Vec<Effect> {
+    let mut effects = Vec::new();
+    let timer = |at_ms, kind| Effect::Timer {
+        at_ms,
+        timer: Timer::ActivityTimeout { scheduled_event_id: a.scheduled_event_id, attempt: a.attempt, kind },
+    };
+    if let Some(deadline) = a.schedule_to_close_deadline_ms() {
+        effects.push(timer(deadline, ActivityTimeoutKind::ScheduleToClose));
+    }
+    if a.backoff_until_ms > 0 {
+        effects.push(Effect::Timer {
+            at_ms: a.backoff_until_ms,
+            timer: Timer::ActivityRetry { scheduled_event_id: a.scheduled_event_id, attempt: a.attempt },
+        });
+    } else if a.is_started() {
+        if a.start_to_close_ms > 0 {
+            effects.push(timer(a.started_time_ms + a.start_to_close_ms, ActivityTimeoutKind::StartToClose));
+        }
+        if a.heartbeat_ms > 0 {
+            let since = a.last_heartbeat_ms.max(a.started_time_ms);
+            effects.push(timer(since + a.heartbeat_ms, ActivityTimeoutKind::Heartbeat));
+        }
+    } else {
+        effects.push(Effect::DispatchActivityTask {
+            task_queue: a.task_queue.clone(),
+            scheduled_event_id: a.scheduled_event_id,
+            attempt: a.attempt,
+        });
+        if a.schedule_to_start_ms > 0 && a.attempt == 1 {
+            effects.push(timer(a.attempt_scheduled_time_ms + a.schedule_to_start_ms, ActivityTimeoutKind::ScheduleToStart));
+        }
+    }
+    effects
+}
+
+/// How an attempt ended, for the retry decision.
+enum AttemptOutcome {
+    Failed(Failure),
+    TimedOut(TimeoutType, Failure),
+}
+
+impl Tx<'_> {
+    pub(crate) fn schedule_activity(
+        &mut self,
+        a: &ScheduleActivityTaskCommandAttributes,
+        completed_id: i64,
+    ) -> std::result::Result<(), (WorkflowTaskFailedCause, String)> {
+        let bad = |m: &str| (WorkflowTaskFailedCause::BadScheduleActivityAttributes, m.to_string());
+        if a.activity_id.is_empty() {
+            return Err(bad("ActivityId is not set on ScheduleActivityTaskCommand."));
+        }
+        let activity_type = a.activity_type.as_ref().map(|t| t.name.clone()).unwrap_or_default();
+        if activity_type.is_empty() {
+            return Err(bad("ActivityType is not set on ScheduleActivityTaskCommand."));
+        }
+        if self.state.pending_activity_by_id(&a.activity_id).is_some() {
+            return Err((
+                WorkflowTaskFailedCause::ScheduleActivityDuplicateId,
+                format!("Activity ID {} is already in use by a pending activity.", a.activity_id),
+            ));
+        }
+        let task_queue = a
+            .task_queue
+            .as_ref()
+            .map(|t| t.name.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| self.state.task_queue.clone());
+        let (s2c, s2s, stc, hb) = normalize_timeouts(a, self.state.run_timeout_ms).map_err(|m| bad(&m))?;
+        let retry = retry_policy(a.retry_policy.as_ref()).map_err(|m| bad(&m))?;
+        let scheduled_event_id = self.append(history::ActivityTaskScheduledEventAttributes {
+            activity_id: a.activity_id.clone(),
+            activity_type: a.activity_type.clone(),
+            task_queue: Some(super::workflow::normal_queue(&task_queue)),
+            header: a.header.clone(),
+            input: a.input.clone(),
+            schedule_to_close_timeout: Some(proto::duration(s2c)),
+            schedule_to_start_timeout: Some(proto::duration(s2s)),
+            start_to_close_timeout: Some(proto::duration(stc)),
+            heartbeat_timeout: Some(proto::duration(hb)),
+            workflow_task_completed_event_id: completed_id,
+            retry_policy: Some(retry.to_proto()),
+            use_workflow_build_id: a.use_workflow_build_id,
+            priority: a.priority.clone(),
+        });
+        let activity = Activity {
+            scheduled_event_id,
+            activity_id: a.activity_id.clone(),
+            activity_type,
+            task_queue,
+            scheduled_time_ms: self.now,
+            attempt: 1,
+            attempt_scheduled_time_ms: self.now,
+            started_time_ms: 0,
+            started_identity: String::new(),
+            started_request_id: String::new(),
+            schedule_to_start_ms: s2s,
+            start_to_close_ms: stc,
+            schedule_to_close_ms: s2c,
+            heartbeat_ms: hb,
+            retry,
+            last_heartbeat_ms: 0,
+            heartbeat_details: None,
+            last_failure: None,
+            cancel_requested: false,
+            cancel_requested_event_id: 0,
+            backoff_until_ms: 0,
+        };
+        self.effects.extend(attempt_effects(&activity));
+        self.state.activities.insert(scheduled_event_id, activity);
+        Ok(())
+    }
+
+    /// `RequestCancelActivityTask`; true if the activity was cancelled at once (not started),
+    /// which needs a new workflow task.
+    pub(crate) fn request_cancel_activity(&mut self, scheduled_event_id: i64, completed_id: i64) -> std::result::Result<bool, String> {
+        let Some(activity) = self.state.activities.get(&scheduled_event_id).cloned() else {
+            return Err(format!("RequestCancelActivityTask names activity {scheduled_event_id}, which is not pending."));
+        };
+        let requested_id = self.append(history::ActivityTaskCancelRequestedEventAttributes {
+            scheduled_event_id,
+            workflow_task_completed_event_id: completed_id,
+        });
+        if activity.is_started() {
+            let a = self.state.activities.get_mut(&scheduled_event_id).expect("checked above");
+            a.cancel_requested = true;
+            a.cancel_requested_event_id = requested_id;
+            return Ok(false);
+        }
+        self.state.activities.remove(&scheduled_event_id);
+        self.append(history::ActivityTaskCanceledEventAttributes {
+            details: None,
+            latest_cancel_requested_event_id: requested_id,
+            scheduled_event_id,
+            started_event_id: 0,
+            identity: String::new(),
+            ..Default::default()
+        });
+        Ok(true)
+    }
+
+    /// A worker polled this attempt. `None` if it is no longer pending (stale queued task).
+    pub fn start_activity(&mut self, scheduled_event_id: i64, attempt: i32, identity: &str, request_id: &str) -> Option<Activity> {
+        if !self.state.is_open() {
+            return None;
+        }
+        let now = self.now;
+        let a = self.state.activities.get_mut(&scheduled_event_id)?;
+        if a.attempt != attempt || a.is_started() || a.backoff_until_ms > 0 {
+            return None;
+        }
+        a.started_time_ms = now;
+        a.started_identity = identity.to_string();
+        a.started_request_id = request_id.to_string();
+        a.last_heartbeat_ms = 0;
+        let a = a.clone();
+        for e in attempt_effects(&a) {
+            if matches!(e, Effect::Timer { timer: Timer::ActivityTimeout { kind: ActivityTimeoutKind::ScheduleToClose, .. }, .. }) {
+                continue; // already armed when scheduled
+            }
+            self.effects.push(e);
+        }
+        Some(a)
+    }
+
+    /// The started activity attempt named by a token (attempt `None` for the `ById` RPCs).
+    fn started_activity(&self, scheduled_event_id: i64, attempt: Option<i32>) -> Result<Activity> {
+        if !self.state.is_open() {
+            return Err(Error::not_found("workflow execution already completed"));
+        }
+        match self.state.activities.get(&scheduled_event_id) {
+            Some(a) if a.is_started() && attempt.is_none_or(|n| n == a.attempt) => Ok(a.clone()),
+            _ => Err(Error::not_found("activity task not found")),
+        }
+    }
+
+    pub fn find_activity_by_id(&self, activity_id: &str) -> Result<i64> {
+        if !self.state.is_open() {
+            return Err(Error::not_found("workflow execution already completed"));
+        }
+        self.state
+            .pending_activity_by_id(activity_id)
+            .map(|a| a.scheduled_event_id)
+            .ok_or_else(|| Error::not_found(format!("activity {activity_id} not found")))
+    }
+
+    /// Removes the finished activity and returns its final attempt's `ActivityTaskStarted`
+    /// (none if it never started) and the `started_event_id` its closing event links to
+    /// (`LINK_STARTED`, resolved when appended; 0 if never started).
+    fn finish_activity(&mut self, a: &Activity) -> (Option<Attributes>, i64) {
+        self.state.activities.remove(&a.scheduled_event_id);
+        if !a.is_started() {
+            return (None, 0);
+        }
+        let started = history::ActivityTaskStartedEventAttributes {
+            scheduled_event_id: a.scheduled_event_id,
+            identity: a.started_identity.clone(),
+            request_id: a.started_request_id.clone(),
+            attempt: a.attempt,
+            last_failure: a.last_failure.as_ref().map(|f| f.decode()),
+            ..Default::default()
+        };
+        (Some(started.into()), LINK_STARTED)
+    }
+
+    /// Adds the final attempt's started event (if any) and the closing event, in order.
+    fn close_activity(&mut self, started: Option<Attributes>, closing: impl Into<Attributes>) {
+        let mut events: Vec<Attributes> = started.into_iter().collect();
+        events.push(closing.into());
+        self.add_external_all(events);
+    }
+
+    pub fn complete_activity(&mut self, scheduled_event_id: i64, attempt: Option<i32>, result: Option<Payloads>, identity: &str) -> Result<()> {
+        let a = self.started_activity(scheduled_event_id, attempt)?;
+        let (started, started_event_id) = self.finish_activity(&a);
+        self.close_activity(started, history::ActivityTaskCompletedEventAttributes {
+            result,
+            scheduled_event_id,
+            started_event_id,
+            identity: identity.to_string(),
+            ..Default::default()
+        });
+        Ok(())
+    }
+
+    pub fn cancel_activity(&mut self, scheduled_event_id: i64, attempt: Option<i32>, details: Option<Payloads>, identity: &str) -> Result<()> {
+        let a = self.started_activity(scheduled_event_id, attempt)?;
+        let (started, started_event_id) = self.finish_activity(&a);
+        self.close_activity(started, history::ActivityTaskCanceledEventAttributes {
+            details,
+            latest_cancel_requested_event_id: a.cancel_requested_event_id,
+            scheduled_event_id,
+            started_event_id,
+            identity: identity.to_string(),
+            ..Default::default()
+        });
+        Ok(())
+    }
+
+    pub fn fail_activity(
+        &mut self,
+        scheduled_event_id: i64,
+        attempt: Option<i32>,
+        failure: Failure,
+        last_heartbeat_details: Option<Payloads>,
+        identity: &str,
+    ) -> Result<()> {
+        let a = self.started_activity(scheduled_event_id, attempt)?;
+        if let Some(details) = last_heartbeat_details {
+            let a = self.state.activities.get_mut(&scheduled_event_id).expect("checked above");
+            a.heartbeat_details = Some(Encoded::of(&details));
+        }
+        let _ = identity;
+        self.end_attempt(&a, AttemptOutcome::Failed(failure));
+        Ok(())
+    }
+
+    /// Records a heartbeat; returns whether cancellation was requested.
+    pub fn heartbeat(&mut self, scheduled_event_id: i64, attempt: Option<i32>, details: Option<Payloads>) -> Result<bool> {
+        let a = self.started_activity(scheduled_event_id, attempt)?;
+        let now = self.now;
+        let pending = self.state.activities.get_mut(&scheduled_event_id).expect("checked above");
+        pending.last_heartbeat_ms = now;
+        if let Some(details) = details {
+            pending.heartbeat_details = Some(Encoded::of(&details));
+        }
+        Ok(a.cancel_requested)
+    }
+
+    /// Retry or close after a failed or timed-out attempt.
+    fn end_attempt(&mut self, a: &Activity, outcome: AttemptOutcome) {
+        let (failure, retryable) = match &outcome {
+            AttemptOutcome::Failed(f) => (f.clone(), !is_non_retryable(f, &a.retry)),
+            AttemptOutcome::TimedOut(t, f) => (f.clone(), matches!(t, TimeoutType::StartToClose | TimeoutType::Heartbeat)),
+        };
+        let retry_state = if !retryable {
+            RetryState::NonRetryableFailure
+        } else if a.retry.maximum_attempts > 0 && a.attempt >= a.retry.maximum_attempts {
+            RetryState::MaximumAttemptsReached
+        } else {
+            let delay = next_retry_delay(&failure).unwrap_or_else(|| a.retry.backoff_ms(a.attempt));
+            let at = self.now + delay;
+            match a.schedule_to_close_deadline_ms() {
+                Some(deadline) if at >= deadline => RetryState::Timeout,
+                _ => {
+                    self.retry_later(a, failure, at);
+                    return;
+                }
+            }
+        };
+        let (started, started_event_id) = self.finish_activity(a);
+        match outcome {
+            AttemptOutcome::Failed(failure) => self.close_activity(started, history::ActivityTaskFailedEventAttributes {
+                failure: Some(failure),
+                scheduled_event_id: a.scheduled_event_id,
+                started_event_id,
+                identity: a.started_identity.clone(),
+                retry_state: retry_state as i32,
+                ..Default::default()
+            }),
+            AttemptOutcome::TimedOut(_, failure) => self.close_activity(started, history::ActivityTaskTimedOutEventAttributes {
+                failure: Some(failure),
+                scheduled_event_id: a.scheduled_event_id,
+                started_event_id,
+                retry_state: retry_state as i32,
+            }),
+        }
+    }
+
+    fn retry_later(&mut self, a: &Activity, failure: Failure, at: Millis) {
+        let pending = self.state.activities.get_mut(&a.scheduled_event_id).expect("pending activity");
+        pending.attempt += 1;
+        pending.started_time_ms = 0;
+        pending.last_failure = Some(Encoded::of(&failure));
+        pending.backoff_until_ms = at;
+        pending.attempt_scheduled_time_ms = at;
+        let pending = pending.clone();
+        self.schedule_timer(at, Timer::ActivityRetry { scheduled_event_id: a.scheduled_event_id, attempt: pending.attempt });
+    }
+
+    /// The retry backoff of `attempt` is over: offer it to workers again.
+    pub fn activity_retry_due(&mut self, scheduled_event_id: i64, attempt: i32) -> bool {
+        let Some(a) = self.state.activities.get_mut(&scheduled_event_id) else { return false };
+        if a.attempt != attempt || a.backoff_until_ms == 0 {
+            return false;
+        }
+        a.backoff_until_ms = 0;
+        let a = a.clone();
+        self.effects.push(Effect::DispatchActivityTask {
+            task_queue: a.task_queue.clone(),
+            scheduled_event_id,
+            attempt,
+        });
+        true
+    }
+
+    /// An activity timer fired; true if it changed anything.
+    pub fn activity_timed_out(&mut self, scheduled_event_id: i64, attempt: i32, kind: ActivityTimeoutKind) -> bool {
+        if !self.state.is_open() {
+            return false;
+        }
+        let Some(a) = self.state.activities.get(&scheduled_event_id).cloned() else { return false };
+        let now = self.now;
+        let timeout_type = match kind {
+            ActivityTimeoutKind::ScheduleToClose => {
+                match a.schedule_to_close_deadline_ms() {
+                    Some(deadline) if now >= deadline => {}
+                    _ => return false,
+                }
+                TimeoutType::ScheduleToClose
+            }
+            _ if a.attempt != attempt => return false,
+            ActivityTimeoutKind::ScheduleToStart => {
+                if a.is_started() || a.backoff_until_ms > 0 || now < a.attempt_scheduled_time_ms + a.schedule_to_start_ms {
+                    return false;
+                }
+                TimeoutType::ScheduleToStart
+            }
+            ActivityTimeoutKind::StartToClose => {
+                if !a.is_started() || now < a.started_time_ms + a.start_to_close_ms {
+                    return false;
+                }
+                TimeoutType::StartToClose
+            }
+            ActivityTimeoutKind::Heartbeat => {
+                if !a.is_started() {
+                    return false;
+                }
+                let due = a.last_heartbeat_ms.max(a.started_time_ms) + a.heartbeat_ms;
+                if now < due {
+                    self.schedule_timer(due, Timer::ActivityTimeout { scheduled_event_id, attempt, kind });
+                    return false;
+                }
+                TimeoutType::Heartbeat
+            }
+        };
+        let failure = timeout_failure(timeout_type, &a);
+        self.end_attempt(&a, AttemptOutcome::TimedOut(timeout_type, failure));
+        true
+    }
+}
+
+fn timeout_failure(timeout_type: TimeoutType, a: &Activity) -> Failure {
+    let name = match timeout_type {
+        TimeoutType::StartToClose => "StartToClose",
+        TimeoutType::ScheduleToStart => "ScheduleToStart",
+        TimeoutType::ScheduleToClose => "ScheduleToClose",
+        TimeoutType::Heartbeat => "Heartbeat",
+        TimeoutType::Unspecified => "Unspecified",
+    };
+    Failure {
+        message: format!("activity {name} timeout"),
+        source: "Server".to_string(),
+        cause: a.last_failure.as_ref().map(|f| Box::new(f.decode())),
+        failure_info: Some(failure::FailureInfo::TimeoutFailureInfo(TimeoutFailureInfo {
+            timeout_type: timeout_type as i32,
+            last_heartbeat_details: a.heartbeat_details.as_ref().map(|d| d.decode()),
+        })),
+        ..Default::default()
+    }
+}
+
+fn is_non_retryable(f: &Failure, retry: &RetryPolicy) -> bool {
+    match &f.failure_info {
+        Some(failure::FailureInfo::ApplicationFailureInfo(info)) => {
+            info.non_retryable || retry.non_retryable_error_types.iter().any(|t| t == &info.r#type)
+        }
+        _ => false,
+    }
+}
+
+fn next_retry_delay(f: &Failure) -> Option<Millis> {
+    match &f.failure_info {
+        Some(failure::FailureInfo::ApplicationFailureInfo(info)) => {
+            info.next_retry_delay.as_ref().map(|d| proto::duration_ms(Some(d))).filter(|d| *d > 0)
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,189 @@
+//! The history engine: pure state transitions of one workflow run.
+//!
+//! Input: the run's mutable state, a request, and `now`. Output: the events to append, the
+//! updated mutable state, and `Effect`s for the caller to perform after it committed them.
+//!
+//! Architecture invariants: no I/O, no clock reads, no spawning, no tonic. The caller
+//! (`service`) loads state, calls in here on a copy, commits, then performs the effects.
+
+pub mod activity;
+pub mod state;
+pub mod workflow;
+pub mod workflow_task;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+use prost::Message;
+use temporalio_protos::temporal::api::enums::v1::EventType;
+use temporalio_protos::temporal::api::history::v1::{history_event::Attributes, HistoryEvent};
+
+use crate::clock::{proto, Millis};
+use state::{Encoded, MutableState, RunKey};
+
+pub use state::RetryPolicy;
+
+/// Placeholder `started_event_id` in a buffered activity closing event, resolved on append.
+pub const LINK_STARTED: i64 = -1;
+
+/// Something the caller must do once the transition is durable.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// Offer the run's scheduled workflow task on its task queue.
+    DispatchWorkflowTask { task_queue: String },
+    /// Offer an activity attempt on its task queue.
+    DispatchActivityTask { task_queue: String, scheduled_event_id: i64, attempt: i32 },
+    /// Call back at `at_ms`.
+    Timer { at_ms: Millis, timer: Timer },
+}
+
+/// A durable deadline of a run. Firing one re-checks the state, so stale timers are no-ops.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Timer {
+    WorkflowTaskTimeout { scheduled_event_id: i64, attempt: i32 },
+    ActivityTimeout { scheduled_event_id: i64, attempt: i32, kind: ActivityTimeoutKind },
+    ActivityRetry { scheduled_event_id: i64, attempt: i32 },
+    UserTimer { timer_id: String, started_event_id: i64 },
+    WorkflowRunTimeout,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ActivityTimeoutKind {
+    ScheduleToStart,
+    StartToClose,
+    ScheduleToClose,
+    Heartbeat,
+}
+
+/// One transition in progress: the state being changed, the events appended so far, the
+/// effects to perform after commit.
+pub struct Tx<'a> {
+    pub state: &'a mut MutableState,
+    pub now: Millis,
+    pub events: Vec<HistoryEvent>,
+    pub effects: Vec<Effect>,
+}
+
+impl<'a> Tx<'a> {
+    pub fn new(state: &'a mut MutableState, now: Millis) -> Self {
+        Tx { state, now, events: Vec::new(), effects: Vec::new() }
+    }
+
+    pub fn key(&self) -> &RunKey {
+        &self.state.key
+    }
+
+    fn event(&self, event_id: i64, attributes: Attributes) -> HistoryEvent {
+        HistoryEvent {
+            event_id,
+            event_time: Some(proto::timestamp(self.now)),
+            event_type: event_type(&attributes) as i32,
+            attributes: Some(attributes),
+            ..Default::default()
+        }
+    }
+
+    /// Appends an event to history now, returning its id.
+    pub fn append(&mut self, attributes: impl Into<Attributes>) -> i64 {
+        let id = self.state.next_event_id;
+        self.state.next_event_id += 1;
+        let event = self.event(id, attributes.into());
+        self.state.history_size_bytes += event.encoded_len() as i64;
+        self.events.push(event);
+        id
+    }
+
+    /// Records an event that is not a result of the running workflow task: buffered while a
+    /// workflow task is started, appended otherwise; either way a workflow task will see it.
+    pub fn add_external(&mut self, attributes: impl Into<Attributes>) {
+        self.add_external_all(vec![attributes.into()]);
+    }
+
+    /// `add_external` for events that must stay together and in order.
+    pub fn add_external_all(&mut self, events: Vec<Attributes>) {
+        let started = self.state.workflow_task.as_ref().is_some_and(|w| w.is_started());
+        if started {
+            for attributes in events {
+                let event = self.event(0, attributes);
+                self.state.buffered_events.push(Encoded::of(&event));
+            }
+        } else {
+            let mut links = HashMap::new();
+            for attributes in events {
+                self.append_linked(attributes, &mut links);
+            }
+            self.schedule_workflow_task_if_needed();
+        }
+    }
+
+    /// Appends an event, resolving an activity closing event's `LINK_STARTED` to the id of the
+    /// `ActivityTaskStarted` appended before it (`links`: scheduled id → started id).
+    pub(crate) fn append_linked(&mut self, mut attributes: Attributes, links: &mut HashMap<i64, i64>) -> i64 {
+        use Attributes as A;
+        let link = |scheduled: i64, started: &mut i64, links: &HashMap<i64, i64>| {
+            if *started == LINK_STARTED {
+                *started = links.get(&scheduled).copied().unwrap_or(0);
+            }
+        };
+        match &mut attributes {
+            A::ActivityTaskStartedEventAttributes(a) => {
+                links.insert(a.scheduled_event_id, self.state.next_event_id);
+            }
+            A::ActivityTaskCompletedEventAttributes(a) => link(a.scheduled_event_id, &mut a.started_event_id, links),
+            A::ActivityTaskFailedEventAttributes(a) => link(a.scheduled_event_id, &mut a.started_event_id, links),
+            A::ActivityTaskTimedOutEventAttributes(a) => link(a.scheduled_event_id, &mut a.started_event_id, links),
+            A::ActivityTaskCanceledEventAttributes(a) => link(a.scheduled_event_id, &mut a.started_event_id, links),
+            _ => {}
+        }
+        self.append(attributes)
+    }
+
+    pub fn schedule_timer(&mut self, at_ms: Millis, timer: Timer) {
+        self.effects.push(Effect::Timer { at_ms, timer });
+    }
+}
+
+/// The event type that goes with a set of attributes.
+pub fn event_type(attributes: &Attributes) -> EventType {
+    use Attributes as A;
+    match attributes {
+        A::WorkflowExecutionStartedEventAttributes(_) => EventType::WorkflowExecutionStarted,
+        A::WorkflowExecutionCompletedEventAttributes(_) => EventType::WorkflowExecutionCompleted,
+        A::WorkflowExecutionFailedEventAttributes(_) => EventType::WorkflowExecutionFailed,
+        A::WorkflowExecutionTimedOutEventAttributes(_) => EventType::WorkflowExecutionTimedOut,
+        A::WorkflowTaskScheduledEventAttributes(_) => EventType::WorkflowTaskScheduled,
+        A::WorkflowTaskStartedEventAttributes(_) => EventType::WorkflowTaskStarted,
+        A::WorkflowTaskCompletedEventAttributes(_) => EventType::WorkflowTaskCompleted,
+        A::WorkflowTaskTimedOutEventAttributes(_) => EventType::WorkflowTaskTimedOut,
+        A::WorkflowTaskFailedEventAttributes(_) => EventType::WorkflowTaskFailed,
+        A::ActivityTaskScheduledEventAttributes(_) => EventType::ActivityTaskScheduled,
+        A::ActivityTaskStartedEventAttributes(_) => EventType::ActivityTaskStarted,
+        A::ActivityTaskCompletedEventAttributes(_) => EventType::ActivityTaskCompleted,
+        A::ActivityTaskFailedEventAttributes(_) => EventType::ActivityTaskFailed,
+        A::ActivityTaskTimedOutEventAttributes(_) => EventType::ActivityTaskTimedOut,
+        A::ActivityTaskCancelRequestedEventAttributes(_) => EventType::ActivityTaskCancelRequested,
+        A::ActivityTaskCanceledEventAttributes(_) => EventType::ActivityTaskCanceled,
+        A::TimerStartedEventAttributes(_) => EventType::TimerStarted,
+        A::TimerFiredEventAttributes(_) => EventType::TimerFired,
+        A::TimerCanceledEventAttributes(_) => EventType::TimerCanceled,
+        A::MarkerRecordedEventAttributes(_) => EventType::MarkerRecorded,
+        A::WorkflowExecutionTerminatedEventAttributes(_) => EventType::WorkflowExecutionTerminated,
+        _ => EventType::Unspecified,
+    }
+}
+
+/// True for the events that close a run.
+pub fn is_close_event(event: &HistoryEvent) -> bool {
+    use EventType as E;
+    matches!(
+        EventType::try_from(event.event_type).unwrap_or(E::Unspecified),
+        E::WorkflowExecutionCompleted
+            | E::WorkflowExecutionFailed
+            | E::WorkflowExecutionTimedOut
+            | E::WorkflowExecutionTerminated
+            | E::WorkflowExecutionCanceled
+            | E::WorkflowExecutionContinuedAsNew
+    )
+}

@@ -1,0 +1,195 @@
+//! Mutable state: what the engine knows about one workflow run besides its history.
+//!
+//! This is persisted (as JSON) in the same transaction as the run's new events. Everything a
+//! restart needs to resume the run — pending workflow task, pending activities with their
+//! attempts and deadlines, user timers, buffered events — lives here; timers and queued tasks
+//! are derived from it at start (`MutableState::recover`).
+//!
+//! Protobuf values (payloads, failures, buffered events) are kept as their encoded bytes so the
+//! state never depends on a JSON mapping of the API types.
+
+use std::collections::BTreeMap;
+
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use temporalio_protos::temporal::api::common::v1 as common;
+use temporalio_protos::temporal::api::enums::v1::WorkflowExecutionStatus;
+
+use crate::clock::Millis;
+
+/// Identifies one run of a workflow.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RunKey {
+    pub namespace: String,
+    pub workflow_id: String,
+    pub run_id: String,
+}
+
+/// A protobuf message kept as its encoded bytes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Encoded(pub Vec<u8>);
+
+impl Encoded {
+    pub fn of<M: Message>(m: &M) -> Self {
+        Encoded(m.encode_to_vec())
+    }
+    /// Decodes the bytes; they were written by `of`, so failure means corrupt storage.
+    pub fn decode<M: Message + Default>(&self) -> M {
+        M::decode(self.0.as_slice()).unwrap_or_default()
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MutableState {
+    pub key: RunKey,
+    pub workflow_type: String,
+    pub task_queue: String,
+    /// `WorkflowExecutionStatus` as its protobuf number.
+    pub status: i32,
+    pub start_time_ms: Millis,
+    /// 0 while the run is open.
+    pub close_time_ms: Millis,
+    /// The id the next appended event gets. Only moves forward.
+    pub next_event_id: i64,
+    pub workflow_task_timeout_ms: Millis,
+    pub run_timeout_ms: Millis,
+    pub execution_timeout_ms: Millis,
+    pub create_request_id: String,
+    pub first_execution_run_id: String,
+    /// `WorkflowTaskStarted` id of the last completed workflow task (`previous_started_event_id`).
+    pub last_completed_wft_started_event_id: i64,
+    pub workflow_task: Option<WorkflowTask>,
+    /// Pending activities by their `ActivityTaskScheduled` event id.
+    pub activities: BTreeMap<i64, Activity>,
+    /// Pending user timers by timer id.
+    pub timers: BTreeMap<String, UserTimer>,
+    /// Events that arrived while a workflow task was running, written after its completion.
+    pub buffered_events: Vec<Encoded>,
+    pub history_size_bytes: i64,
+    /// Bumped on every committed transition; makes stale timers and tasks recognisable.
+    pub transitions: u64,
+}
+
+impl MutableState {
+    pub fn is_open(&self) -> bool {
+        self.status == WorkflowExecutionStatus::Running as i32
+    }
+
+    pub fn pending_activity_by_id(&self, activity_id: &str) -> Option<&Activity> {
+        self.activities.values().find(|a| a.activity_id == activity_id)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkflowTask {
+    /// 1-based. Attempts above 1 are transient: their scheduled/started events are written only
+    /// if the attempt completes, so a workflow task failing in a loop does not grow history.
+    pub attempt: i32,
+    /// For a transient attempt, 0 until it is started (its ids are assigned then).
+    pub scheduled_event_id: i64,
+    /// 0 until a worker polls it.
+    pub started_event_id: i64,
+    pub scheduled_time_ms: Millis,
+    pub started_time_ms: Millis,
+    pub started_identity: String,
+    pub started_request_id: String,
+}
+
+impl WorkflowTask {
+    pub fn is_started(&self) -> bool {
+        self.started_event_id != 0
+    }
+    pub fn is_transient(&self) -> bool {
+        self.attempt > 1
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    pub initial_interval_ms: Millis,
+    pub backoff_coefficient: f64,
+    /// 0 means no maximum.
+    pub maximum_interval_ms: Millis,
+    /// 0 means unlimited.
+    pub maximum_attempts: i32,
+    pub non_retryable_error_types: Vec<String>,
+}
+
+impl RetryPolicy {
+    pub fn to_proto(&self) -> common::RetryPolicy {
+        use crate::clock::proto::duration;
+        common::RetryPolicy {
+            initial_interval: Some(duration(self.initial_interval_ms)),
+            backoff_coefficient: self.backoff_coefficient,
+            maximum_interval: Some(duration(self.maximum_interval_ms)),
+            maximum_attempts: self.maximum_attempts,
+            non_retryable_error_types: self.non_retryable_error_types.clone(),
+        }
+    }
+
+    /// The wait before attempt `attempt + 1`, after attempt `attempt` failed.
+    pub fn backoff_ms(&self, attempt: i32) -> Millis {
+        let exp = (attempt - 1).clamp(0, 1000);
+        let raw = self.initial_interval_ms as f64 * self.backoff_coefficient.powi(exp);
+        let capped = if self.maximum_interval_ms > 0 {
+            raw.min(self.maximum_interval_ms as f64)
+        } else {
+            raw
+        };
+        capped.min(i64::MAX as f64 / 2.0) as Millis
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Activity {
+    pub scheduled_event_id: i64,
+    pub activity_id: String,
+    pub activity_type: String,
+    pub task_queue: String,
+    pub scheduled_time_ms: Millis,
+    pub attempt: i32,
+    /// When the current attempt became (or becomes, while backing off) available to workers.
+    pub attempt_scheduled_time_ms: Millis,
+    /// 0 while no worker holds the current attempt.
+    pub started_time_ms: Millis,
+    pub started_identity: String,
+    pub started_request_id: String,
+    pub schedule_to_start_ms: Millis,
+    pub start_to_close_ms: Millis,
+    pub schedule_to_close_ms: Millis,
+    pub heartbeat_ms: Millis,
+    pub retry: RetryPolicy,
+    pub last_heartbeat_ms: Millis,
+    /// `Payloads`.
+    pub heartbeat_details: Option<Encoded>,
+    /// `Failure` of the previous attempt.
+    pub last_failure: Option<Encoded>,
+    pub cancel_requested: bool,
+    pub cancel_requested_event_id: i64,
+    /// While > 0 the activity waits for a retry at this time.
+    pub backoff_until_ms: Millis,
+}
+
+impl Activity {
+    pub fn is_started(&self) -> bool {
+        self.started_time_ms != 0
+    }
+    /// The absolute schedule-to-close deadline, if any.
+    pub fn schedule_to_close_deadline_ms(&self) -> Option<Millis> {
+        (self.schedule_to_close_ms > 0).then(|| self.scheduled_time_ms + self.schedule_to_close_ms)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UserTimer {
+    pub timer_id: String,
+    pub started_event_id: i64,
+    pub fire_time_ms: Millis,
+}

@@ -1,0 +1,434 @@
+//! Workflow tasks: scheduling, start (poll), completion with commands, failure, timeout.
+
+use std::collections::HashMap;
+
+use prost::Message;
+use temporalio_protos::temporal::api::command::v1::{command, Command};
+use temporalio_protos::temporal::api::enums::v1::{
+    CommandType, RetryState, TimeoutType, WorkflowExecutionStatus, WorkflowTaskFailedCause,
+};
+use temporalio_protos::temporal::api::failure::v1::Failure;
+use temporalio_protos::temporal::api::history::v1::{self as history, HistoryEvent};
+use temporalio_protos::temporal::api::sdk::v1::WorkflowTaskCompletedMetadata;
+
+use super::state::{UserTimer, WorkflowTask};
+use super::workflow::normal_queue;
+use super::{activity, Effect, Timer, Tx};
+use crate::clock::proto;
+use crate::error::{Error, Result};
+
+/// The part of a `RespondWorkflowTaskCompleted` the engine needs, validated.
+#[derive(Clone, Debug, Default)]
+pub struct CompleteWorkflowTask {
+    pub scheduled_event_id: i64,
+    pub attempt: i32,
+    pub commands: Vec<Command>,
+    pub identity: String,
+    pub binary_checksum: String,
+    pub sdk_metadata: Option<WorkflowTaskCompletedMetadata>,
+    pub metering_metadata: Option<temporalio_protos::temporal::api::common::v1::MeteringMetadata>,
+    pub force_create_new_workflow_task: bool,
+}
+
+/// What a poller needs after starting a workflow task.
+#[derive(Clone, Debug)]
+pub struct StartedWorkflowTask {
+    pub scheduled_event_id: i64,
+    pub started_event_id: i64,
+    pub attempt: i32,
+    pub previous_started_event_id: i64,
+    /// For a transient attempt: its scheduled and started events, shown to the worker but not
+    /// (yet) part of history.
+    pub transient_events: Vec<HistoryEvent>,
+    pub scheduled_time_ms: i64,
+    pub started_time_ms: i64,
+}
+
+/// Why a completion was not accepted as it stands.
+enum Rejection {
+    /// Fail the task with this cause and message; answer the worker InvalidArgument.
+    Bad(WorkflowTaskFailedCause, String),
+}
+
+impl Tx<'_> {
+    /// Schedules a workflow task unless one is already scheduled or running.
+    pub fn schedule_workflow_task_if_needed(&mut self) {
+        if self.state.workflow_task.is_some() || !self.state.is_open() {
+            return;
+        }
+        self.schedule_workflow_task(1);
+    }
+
+    fn schedule_workflow_task(&mut self, attempt: i32) {
+        let scheduled_event_id = if attempt > 1 {
+            0
+        } else {
+            self.append(history::WorkflowTaskScheduledEventAttributes {
+                task_queue: Some(normal_queue(&self.state.task_queue)),
+                start_to_close_timeout: Some(proto::duration(self.state.workflow_task_timeout_ms)),
+                attempt,
+            })
+        };
+        self.state.workflow_task = Some(WorkflowTask {
+            attempt,
+            scheduled_event_id,
+            started_event_id: 0,
+            scheduled_time_ms: self.now,
+            started_time_ms: 0,
+            started_identity: String::new(),
+            started_request_id: String::new(),
+        });
+        self.effects.push(Effect::DispatchWorkflowTask { task_queue: self.state.task_queue.clone() });
+    }
+
+    fn scheduled_attrs(&self, wft: &WorkflowTask) -> history::WorkflowTaskScheduledEventAttributes {
+        history::WorkflowTaskScheduledEventAttributes {
+            task_queue: Some(normal_queue(&self.state.task_queue)),
+            start_to_close_timeout: Some(proto::duration(self.state.workflow_task_timeout_ms)),
+            attempt: wft.attempt,
+        }
+    }
+
+    fn started_attrs(&self, wft: &WorkflowTask) -> history::WorkflowTaskStartedEventAttributes {
+        history::WorkflowTaskStartedEventAttributes {
+            scheduled_event_id: wft.scheduled_event_id,
+            identity: wft.started_identity.clone(),
+            request_id: wft.started_request_id.clone(),
+            history_size_bytes: self.state.history_size_bytes,
+            ..Default::default()
+        }
+    }
+
+    /// A worker polled the scheduled workflow task. `None` if there is none to start (the
+    /// queued task was stale).
+    pub fn start_workflow_task(&mut self, identity: &str, request_id: &str) -> Option<StartedWorkflowTask> {
+        let mut wft = self.state.workflow_task.clone()?;
+        if wft.is_started() || !self.state.is_open() {
+            return None;
+        }
+        wft.started_identity = identity.to_string();
+        wft.started_request_id = request_id.to_string();
+        wft.started_time_ms = self.now;
+        let mut transient_events = Vec::new();
+        if wft.is_transient() {
+            wft.scheduled_event_id = self.state.next_event_id;
+            wft.started_event_id = self.state.next_event_id + 1;
+            let scheduled = self.event(wft.scheduled_event_id, self.scheduled_attrs(&wft).into());
+            let started = self.event(wft.started_event_id, self.started_attrs(&wft).into());
+            transient_events = vec![scheduled, started];
+        } else {
+            wft.started_event_id = self.append(self.started_attrs(&wft));
+        }
+        self.schedule_timer(
+            self.now + self.state.workflow_task_timeout_ms,
+            Timer::WorkflowTaskTimeout { scheduled_event_id: wft.scheduled_event_id, attempt: wft.attempt },
+        );
+        let started = StartedWorkflowTask {
+            scheduled_event_id: wft.scheduled_event_id,
+            started_event_id: wft.started_event_id,
+            attempt: wft.attempt,
+            previous_started_event_id: self.state.last_completed_wft_started_event_id,
+            transient_events,
+            scheduled_time_ms: wft.scheduled_time_ms,
+            started_time_ms: wft.started_time_ms,
+        };
+        self.state.workflow_task = Some(wft);
+        Some(started)
+    }
+
+    /// The running workflow task named by a token, or NotFound.
+    fn running_workflow_task(&self, scheduled_event_id: i64, attempt: i32) -> Result<WorkflowTask> {
+        if !self.state.is_open() {
+            return Err(Error::not_found("Workflow execution already completed."));
+        }
+        match &self.state.workflow_task {
+            Some(w) if w.is_started() && w.scheduled_event_id == scheduled_event_id && w.attempt == attempt => {
+                Ok(w.clone())
+            }
+            _ => Err(Error::not_found("Workflow task not found.")),
+        }
+    }
+
+    /// Writes a transient attempt's scheduled and started events, which become real now.
+    fn materialize(&mut self, wft: &WorkflowTask) {
+        if wft.is_transient() {
+            let scheduled = self.append(self.scheduled_attrs(wft));
+            let started = self.append(self.started_attrs(wft));
+            debug_assert_eq!((scheduled, started), (wft.scheduled_event_id, wft.started_event_id));
+        }
+    }
+
+    /// Appends the events buffered while the workflow task ran.
+    pub(crate) fn flush_buffered_events(&mut self) -> bool {
+        let buffered = std::mem::take(&mut self.state.buffered_events);
+        let any = !buffered.is_empty();
+        let mut links = HashMap::new();
+        for encoded in buffered {
+            let event: HistoryEvent = encoded.decode();
+            if let Some(attributes) = event.attributes {
+                self.append_linked(attributes, &mut links);
+            }
+        }
+        any
+    }
+
+    /// `RespondWorkflowTaskCompleted`. On a bad command the task fails instead (that failure
+    /// is committed) and the worker gets the returned error.
+    pub fn complete_workflow_task(&mut self, req: CompleteWorkflowTask) -> Result<Result<()>> {
+        let wft = self.running_workflow_task(req.scheduled_event_id, req.attempt)?;
+        let closes = req.commands.iter().any(is_closing_command);
+        if closes && !self.state.buffered_events.is_empty() {
+            self.fail_running_workflow_task(
+                &wft,
+                WorkflowTaskFailedCause::UnhandledCommand,
+                None,
+                &req.identity,
+                Some(1),
+            );
+            return Ok(Err(Error::UnhandledCommand));
+        }
+        // Commands are applied to a copy so a bad one leaves no trace but the failure.
+        let saved_state = self.state.clone();
+        let saved_events = self.events.len();
+        let saved_effects = self.effects.len();
+        match self.apply_completion(&wft, &req) {
+            Ok(()) => Ok(Ok(())),
+            Err(Rejection::Bad(cause, message)) => {
+                *self.state = saved_state;
+                self.events.truncate(saved_events);
+                self.effects.truncate(saved_effects);
+                let failure = Failure { message: message.clone(), ..Default::default() };
+                self.fail_running_workflow_task(&wft, cause, Some(failure), &req.identity, None);
+                Ok(Err(Error::InvalidArgument(message)))
+            }
+        }
+    }
+
+    fn apply_completion(&mut self, wft: &WorkflowTask, req: &CompleteWorkflowTask) -> Result<(), Rejection> {
+        self.materialize(wft);
+        let completed_id = self.append(history::WorkflowTaskCompletedEventAttributes {
+            scheduled_event_id: wft.scheduled_event_id,
+            started_event_id: wft.started_event_id,
+            identity: req.identity.clone(),
+            binary_checksum: req.binary_checksum.clone(),
+            sdk_metadata: req.sdk_metadata.clone(),
+            metering_metadata: req.metering_metadata.clone(),
+            ..Default::default()
+        });
+        self.state.workflow_task = None;
+        self.state.last_completed_wft_started_event_id = wft.started_event_id;
+        let mut needs_new_task = req.force_create_new_workflow_task;
+        for command in &req.commands {
+            if !self.state.is_open() {
+                break; // Temporal ignores commands after the closing one.
+            }
+            needs_new_task |= self.apply_command(command, completed_id)?;
+        }
+        if !self.state.is_open() {
+            return Ok(());
+        }
+        needs_new_task |= self.flush_buffered_events();
+        if needs_new_task {
+            self.schedule_workflow_task_if_needed();
+        }
+        Ok(())
+    }
+
+    /// Applies one command; true if it requires a new workflow task right away.
+    fn apply_command(&mut self, command: &Command, completed_id: i64) -> Result<bool, Rejection> {
+        use command::Attributes as C;
+        let bad = |cause: WorkflowTaskFailedCause, msg: &str| Err(Rejection::Bad(cause, msg.to_string()));
+        let Some(attributes) = &command.attributes else {
+            return bad(WorkflowTaskFailedCause::UnhandledCommand, "command attributes are not set");
+        };
+        match attributes {
+            C::ScheduleActivityTaskCommandAttributes(a) => {
+                let pending = self.state.activities.len();
+                if pending >= activity::PENDING_ACTIVITIES_MAX {
+                    return bad(
+                        WorkflowTaskFailedCause::PendingActivitiesLimitExceeded,
+                        "PendingActivitiesLimitExceeded: the number of pending activities, 2000, has reached the per-workflow limit",
+                    );
+                }
+                self.schedule_activity(a, completed_id)
+                    .map_err(|(cause, m)| Rejection::Bad(cause, m))?;
+                Ok(false)
+            }
+            C::RequestCancelActivityTaskCommandAttributes(a) => {
+                self.request_cancel_activity(a.scheduled_event_id, completed_id)
+                    .map_err(|m| Rejection::Bad(WorkflowTaskFailedCause::BadRequestCancelActivityAttributes, m))
+            }
+            C::StartTimerCommandAttributes(a) => {
+                if a.timer_id.is_empty() {
+                    return bad(WorkflowTaskFailedCause::BadStartTimerAttributes, "TimerId is not set on StartTimerCommand.");
+                }
+                if self.state.timers.contains_key(&a.timer_id) {
+                    return bad(WorkflowTaskFailedCause::StartTimerDuplicateId, "StartTimerCommand has a duplicate TimerId.");
+                }
+                let fire_in = proto::duration_ms(a.start_to_fire_timeout.as_ref());
+                if fire_in <= 0 {
+                    return bad(
+                        WorkflowTaskFailedCause::BadStartTimerAttributes,
+                        "A valid StartToFireTimeout is not set on StartTimerCommand.",
+                    );
+                }
+                let started_event_id = self.append(history::TimerStartedEventAttributes {
+                    timer_id: a.timer_id.clone(),
+                    start_to_fire_timeout: a.start_to_fire_timeout,
+                    workflow_task_completed_event_id: completed_id,
+                });
+                let fire_time_ms = self.now + fire_in;
+                self.state.timers.insert(
+                    a.timer_id.clone(),
+                    UserTimer { timer_id: a.timer_id.clone(), started_event_id, fire_time_ms },
+                );
+                self.schedule_timer(fire_time_ms, Timer::UserTimer { timer_id: a.timer_id.clone(), started_event_id });
+                Ok(false)
+            }
+            C::CancelTimerCommandAttributes(a) => {
+                let Some(timer) = self.state.timers.remove(&a.timer_id) else {
+                    return bad(WorkflowTaskFailedCause::BadCancelTimerAttributes, "CancelTimerCommand names an unknown TimerId.");
+                };
+                self.append(history::TimerCanceledEventAttributes {
+                    timer_id: a.timer_id.clone(),
+                    started_event_id: timer.started_event_id,
+                    workflow_task_completed_event_id: completed_id,
+                    identity: String::new(),
+                });
+                Ok(false)
+            }
+            C::RecordMarkerCommandAttributes(a) => {
+                if a.marker_name.is_empty() {
+                    return bad(WorkflowTaskFailedCause::BadRecordMarkerAttributes, "MarkerName is not set on RecordMarkerCommand.");
+                }
+                self.append(history::MarkerRecordedEventAttributes {
+                    marker_name: a.marker_name.clone(),
+                    details: a.details.clone(),
+                    workflow_task_completed_event_id: completed_id,
+                    header: a.header.clone(),
+                    failure: a.failure.clone(),
+                });
+                Ok(false)
+            }
+            C::CompleteWorkflowExecutionCommandAttributes(a) => {
+                self.append(history::WorkflowExecutionCompletedEventAttributes {
+                    result: a.result.clone(),
+                    workflow_task_completed_event_id: completed_id,
+                    new_execution_run_id: String::new(),
+                });
+                self.close(WorkflowExecutionStatus::Completed);
+                Ok(false)
+            }
+            C::FailWorkflowExecutionCommandAttributes(a) => {
+                self.append(history::WorkflowExecutionFailedEventAttributes {
+                    failure: a.failure.clone(),
+                    retry_state: RetryState::RetryPolicyNotSet as i32,
+                    workflow_task_completed_event_id: completed_id,
+                    new_execution_run_id: String::new(),
+                });
+                self.close(WorkflowExecutionStatus::Failed);
+                Ok(false)
+            }
+            _ => {
+                let name = CommandType::try_from(command.command_type)
+                    .map(|t| t.as_str_name().to_string())
+                    .unwrap_or_else(|_| format!("command type {}", command.command_type));
+                Err(Rejection::Bad(
+                    WorkflowTaskFailedCause::UnhandledCommand,
+                    format!("{name} is not supported by this server yet"),
+                ))
+            }
+        }
+    }
+
+    /// `RespondWorkflowTaskFailed` from the worker.
+    pub fn fail_workflow_task(
+        &mut self,
+        scheduled_event_id: i64,
+        attempt: i32,
+        cause: i32,
+        failure: Option<Failure>,
+        identity: &str,
+    ) -> Result<()> {
+        let wft = self.running_workflow_task(scheduled_event_id, attempt)?;
+        let cause = WorkflowTaskFailedCause::try_from(cause).unwrap_or(WorkflowTaskFailedCause::Unspecified);
+        self.fail_running_workflow_task(&wft, cause, failure, identity, None);
+        Ok(())
+    }
+
+    /// Records a failed attempt and schedules the next one. Only the first failure is written
+    /// to history; later attempts are transient (Temporal does the same).
+    fn fail_running_workflow_task(
+        &mut self,
+        wft: &WorkflowTask,
+        cause: WorkflowTaskFailedCause,
+        failure: Option<Failure>,
+        identity: &str,
+        next_attempt: Option<i32>,
+    ) {
+        let next_attempt = next_attempt.unwrap_or(wft.attempt + 1);
+        if !wft.is_transient() || next_attempt == 1 {
+            self.materialize(wft);
+            self.append(history::WorkflowTaskFailedEventAttributes {
+                scheduled_event_id: wft.scheduled_event_id,
+                started_event_id: wft.started_event_id,
+                cause: cause as i32,
+                failure,
+                identity: identity.to_string(),
+                ..Default::default()
+            });
+        }
+        self.after_failed_attempt(next_attempt);
+    }
+
+    fn after_failed_attempt(&mut self, next_attempt: i32) {
+        self.state.workflow_task = None;
+        let flushed = self.flush_buffered_events();
+        // New events make the next attempt a normal (written) one, as in Temporal.
+        self.schedule_workflow_task(if flushed { 1 } else { next_attempt });
+    }
+
+    /// The workflow task's start-to-close timeout fired.
+    pub fn workflow_task_timed_out(&mut self, scheduled_event_id: i64, attempt: i32) -> bool {
+        let Ok(wft) = self.running_workflow_task(scheduled_event_id, attempt) else {
+            return false;
+        };
+        if self.now < wft.started_time_ms + self.state.workflow_task_timeout_ms {
+            return false;
+        }
+        if !wft.is_transient() {
+            self.append(history::WorkflowTaskTimedOutEventAttributes {
+                scheduled_event_id: wft.scheduled_event_id,
+                started_event_id: wft.started_event_id,
+                timeout_type: TimeoutType::StartToClose as i32,
+            });
+        }
+        self.after_failed_attempt(wft.attempt + 1);
+        true
+    }
+}
+
+fn is_closing_command(command: &Command) -> bool {
+    use command::Attributes as C;
+    matches!(
+        command.attributes,
+        Some(
+            C::CompleteWorkflowExecutionCommandAttributes(_)
+                | C::FailWorkflowExecutionCommandAttributes(_)
+                | C::CancelWorkflowExecutionCommandAttributes(_)
+                | C::ContinueAsNewWorkflowExecutionCommandAttributes(_)
+        )
+    )
+}
+
+/// Sizes of the payloads a command carries, for the per-payload limit.
+pub fn command_payload_bytes(command: &Command) -> usize {
+    use command::Attributes as C;
+    match &command.attributes {
+        Some(C::ScheduleActivityTaskCommandAttributes(a)) => a.input.as_ref().map_or(0, |p| p.encoded_len()),
+        Some(C::CompleteWorkflowExecutionCommandAttributes(a)) => a.result.as_ref().map_or(0, |p| p.encoded_len()),
+        Some(C::FailWorkflowExecutionCommandAttributes(a)) => a.failure.as_ref().map_or(0, |p| p.encoded_len()),
+        Some(C::RecordMarkerCommandAttributes(a)) => a.details.values().map(|p| p.encoded_len()).sum(),
+        _ => 0,
+    }
+}

@@ -1,0 +1,773 @@
+//! One method per WorkflowService RPC: validate the request (protobuf → domain values, naming
+//! the bad field), call the service, build the response.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use temporalio_protos::temporal::api::common::v1::{ActivityType, Payloads, WorkflowExecution, WorkflowType};
+use temporalio_protos::temporal::api::enums::v1::{
+    HistoryEventFilterType, NamespaceState, PendingActivityState, PendingWorkflowTaskState, WorkflowExecutionStatus,
+};
+use temporalio_protos::temporal::api::history::v1::{history_event::Attributes, History, HistoryEvent};
+use temporalio_protos::temporal::api::namespace::v1::{namespace_info, NamespaceConfig, NamespaceInfo};
+use temporalio_protos::temporal::api::workflow::v1 as wf;
+use temporalio_protos::temporal::api::workflowservice::v1::{self as ws, get_system_info_response};
+use tonic::Request;
+
+use crate::clock::{proto, Millis};
+use crate::engine::state::RunKey;
+use crate::engine::workflow::{normal_queue, StartWorkflow};
+use crate::engine::workflow_task::{command_payload_bytes, CompleteWorkflowTask};
+use crate::engine::{is_close_event, Tx};
+use crate::error::{Error, Result};
+use crate::matching::{QueuedTask, TaskKind};
+use crate::service::{Execution, Service, StartFn, StartOut};
+use crate::store::NamespaceRecord;
+use crate::token::TaskToken;
+
+/// Temporal's per-payload limit (`limit.blobSize.error`).
+pub const BLOB_BYTES_MAX: usize = 2 * 1024 * 1024;
+/// Temporal's matching long-poll expiry.
+const TASK_POLL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Temporal's frontend long-poll expiry for history.
+const HISTORY_POLL_TIMEOUT: Duration = Duration::from_secs(20);
+const HISTORY_PAGE_SIZE_DEFAULT: usize = 1000;
+const WORKFLOW_TASK_TIMEOUT_DEFAULT_MS: Millis = 10_000;
+const WORKFLOW_TASK_TIMEOUT_MAX_MS: Millis = 120_000;
+const ID_LENGTH_MAX: usize = 1000;
+const SERVER_VERSION: &str = "1.29.0";
+
+pub struct Frontend {
+    svc: Arc<Service>,
+}
+
+fn check_blob(size: usize) -> Result<()> {
+    if size > BLOB_BYTES_MAX {
+        return Err(Error::invalid("Blob data size exceeds limit."));
+    }
+    Ok(())
+}
+
+fn payloads_len(p: &Option<Payloads>) -> usize {
+    p.as_ref().map_or(0, |p| p.encoded_len())
+}
+
+fn check_id(value: &str, field: &str) -> Result<()> {
+    if value.is_empty() {
+        return Err(Error::invalid(format!("{field} is not set on request.")));
+    }
+    if value.len() > ID_LENGTH_MAX {
+        return Err(Error::invalid(format!("{field} exceeds length limit.")));
+    }
+    Ok(())
+}
+
+fn non_negative(d: &Option<prost_types::Duration>, field: &str) -> Result<Millis> {
+    let ms = proto::duration_ms(d.as_ref());
+    if ms < 0 {
+        return Err(Error::invalid(format!("Invalid {field}.")));
+    }
+    Ok(ms)
+}
+
+fn execution_of(key: &RunKey) -> WorkflowExecution {
+    WorkflowExecution { workflow_id: key.workflow_id.clone(), run_id: key.run_id.clone() }
+}
+
+fn namespace_response(ns: &NamespaceRecord) -> ws::DescribeNamespaceResponse {
+    ws::DescribeNamespaceResponse {
+        namespace_info: Some(NamespaceInfo {
+            name: ns.name.clone(),
+            state: NamespaceState::Registered as i32,
+            description: ns.description.clone(),
+            owner_email: ns.owner_email.clone(),
+            id: ns.id.clone(),
+            capabilities: Some(namespace_info::Capabilities::default()),
+            limits: Some(namespace_info::Limits::default()),
+            ..Default::default()
+        }),
+        config: Some(NamespaceConfig {
+            workflow_execution_retention_ttl: Some(proto::duration(ns.retention_ms)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+impl Frontend {
+    pub fn new(svc: Arc<Service>) -> Self {
+        Frontend { svc }
+    }
+
+    // ---- cluster and namespaces ----
+
+    pub async fn get_system_info(&self, _r: Request<ws::GetSystemInfoRequest>) -> Result<ws::GetSystemInfoResponse> {
+        Ok(ws::GetSystemInfoResponse {
+            server_version: SERVER_VERSION.to_string(),
+            capabilities: Some(get_system_info_response::Capabilities {
+                signal_and_query_header: false,
+                internal_error_differentiation: false,
+                activity_failure_include_heartbeat: true,
+                supports_schedules: false,
+                encoded_failure_attributes: true,
+                build_id_based_versioning: false,
+                upsert_memo: false,
+                eager_workflow_start: false,
+                sdk_metadata: true,
+                count_group_by_execution_status: false,
+                nexus: false,
+                server_scaled_deployments: false,
+                server_scaled_provider_cloud_run: false,
+            }),
+        })
+    }
+
+    pub async fn get_cluster_info(&self, _r: Request<ws::GetClusterInfoRequest>) -> Result<ws::GetClusterInfoResponse> {
+        Ok(ws::GetClusterInfoResponse {
+            server_version: SERVER_VERSION.to_string(),
+            cluster_id: "tempora".to_string(),
+            cluster_name: "active".to_string(),
+            history_shard_count: 1,
+            persistence_store: "tempora".to_string(),
+            visibility_store: "tempora".to_string(),
+            initial_failover_version: 1,
+            failover_version_increment: 10,
+            ..Default::default()
+        })
+    }
+
+    pub async fn describe_namespace(&self, r: Request<ws::DescribeNamespaceRequest>) -> Result<ws::DescribeNamespaceResponse> {
+        let r = r.into_inner();
+        let ns = if !r.namespace.is_empty() {
+            self.svc.namespace(&r.namespace)?
+        } else if !r.id.is_empty() {
+            self.svc.namespace_by_id(&r.id)?
+        } else {
+            return Err(Error::invalid("Namespace not set on request."));
+        };
+        Ok(namespace_response(&ns))
+    }
+
+    pub async fn list_namespaces(&self, _r: Request<ws::ListNamespacesRequest>) -> Result<ws::ListNamespacesResponse> {
+        Ok(ws::ListNamespacesResponse {
+            namespaces: self.svc.namespaces().iter().map(namespace_response).collect(),
+            next_page_token: Vec::new(),
+        })
+    }
+
+    pub async fn register_namespace(&self, r: Request<ws::RegisterNamespaceRequest>) -> Result<ws::RegisterNamespaceResponse> {
+        let r = r.into_inner();
+        check_id(&r.namespace, "Namespace")?;
+        let retention_ms = match proto::duration_ms(r.workflow_execution_retention_period.as_ref()) {
+            0 => 72 * 3600 * 1000,
+            ms if ms < 0 => return Err(Error::invalid("Invalid WorkflowExecutionRetentionPeriod.")),
+            ms => ms,
+        };
+        self.svc
+            .register_namespace(NamespaceRecord {
+                name: r.namespace,
+                id: uuid::Uuid::new_v4().to_string(),
+                description: r.description,
+                owner_email: r.owner_email,
+                retention_ms,
+            })
+            .await?;
+        Ok(ws::RegisterNamespaceResponse {})
+    }
+
+    // ---- workflows ----
+
+    pub async fn start_workflow_execution(
+        &self,
+        r: Request<ws::StartWorkflowExecutionRequest>,
+    ) -> Result<ws::StartWorkflowExecutionResponse> {
+        let r = r.into_inner();
+        self.svc.namespace(&r.namespace)?;
+        check_id(&r.workflow_id, "WorkflowId")?;
+        let workflow_type = r.workflow_type.map(|t| t.name).unwrap_or_default();
+        check_id(&workflow_type, "WorkflowType")?;
+        let task_queue = r.task_queue.map(|t| t.name).unwrap_or_default();
+        check_id(&task_queue, "TaskQueue")?;
+        if r.request_id.len() > ID_LENGTH_MAX {
+            return Err(Error::invalid("RequestId exceeds length limit."));
+        }
+        check_blob(payloads_len(&r.input))?;
+        let execution_timeout_ms = non_negative(&r.workflow_execution_timeout, "WorkflowExecutionTimeout")?;
+        let mut run_timeout_ms = non_negative(&r.workflow_run_timeout, "WorkflowRunTimeout")?;
+        if execution_timeout_ms > 0 && (run_timeout_ms == 0 || run_timeout_ms > execution_timeout_ms) {
+            run_timeout_ms = execution_timeout_ms;
+        }
+        let mut task_timeout_ms = non_negative(&r.workflow_task_timeout, "WorkflowTaskTimeout")?;
+        if task_timeout_ms == 0 {
+            task_timeout_ms = WORKFLOW_TASK_TIMEOUT_DEFAULT_MS;
+        }
+        task_timeout_ms = task_timeout_ms.min(WORKFLOW_TASK_TIMEOUT_MAX_MS);
+        if run_timeout_ms > 0 {
+            task_timeout_ms = task_timeout_ms.min(run_timeout_ms);
+        }
+        if !r.cron_schedule.is_empty() {
+            return Err(Error::Unimplemented("cron schedules are not supported by tempora yet".into()));
+        }
+        if let Some(p) = &r.retry_policy {
+            crate::engine::activity::retry_policy(Some(p)).map_err(Error::InvalidArgument)?;
+        }
+        let request_id = if r.request_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { r.request_id };
+        let start = StartWorkflow {
+            key: RunKey { namespace: r.namespace, workflow_id: r.workflow_id, run_id: String::new() },
+            workflow_type,
+            task_queue,
+            input: r.input,
+            execution_timeout_ms,
+            run_timeout_ms,
+            task_timeout_ms,
+            identity: r.identity,
+            request_id,
+            retry_policy: r.retry_policy,
+            memo: r.memo,
+            search_attributes: r.search_attributes,
+            header: r.header,
+            priority: r.priority,
+        };
+        let started = self.svc.start_workflow(start, r.workflow_id_reuse_policy, r.workflow_id_conflict_policy).await?;
+        Ok(ws::StartWorkflowExecutionResponse {
+            run_id: started.run_id,
+            started: started.started,
+            status: WorkflowExecutionStatus::Running as i32,
+            ..Default::default()
+        })
+    }
+
+    pub async fn terminate_workflow_execution(
+        &self,
+        r: Request<ws::TerminateWorkflowExecutionRequest>,
+    ) -> Result<ws::TerminateWorkflowExecutionResponse> {
+        let r = r.into_inner();
+        self.svc.namespace(&r.namespace)?;
+        let execution = r.workflow_execution.unwrap_or_default();
+        let key = self.svc.resolve_run(&r.namespace, &execution.workflow_id, &execution.run_id).await?;
+        let (reason, details, identity) = (r.reason, r.details, r.identity);
+        self.svc
+            .transition(
+                &key.run_id,
+                move |tx, _| {
+                    if !tx.state.is_open() {
+                        return Err(Error::not_found("workflow execution already completed"));
+                    }
+                    tx.terminate(&reason, details, &identity);
+                    Ok(Some(()))
+                },
+                |_, _| (),
+            )
+            .await?;
+        Ok(ws::TerminateWorkflowExecutionResponse {})
+    }
+
+    pub async fn get_workflow_execution_history(
+        &self,
+        r: Request<ws::GetWorkflowExecutionHistoryRequest>,
+    ) -> Result<ws::GetWorkflowExecutionHistoryResponse> {
+        let r = r.into_inner();
+        self.svc.namespace(&r.namespace)?;
+        let execution = r.execution.unwrap_or_default();
+        let key = self.svc.resolve_run(&r.namespace, &execution.workflow_id, &execution.run_id).await?;
+        let close_only = r.history_event_filter_type == HistoryEventFilterType::CloseEvent as i32;
+        let page_size = match r.maximum_page_size {
+            n if n <= 0 => HISTORY_PAGE_SIZE_DEFAULT,
+            n => n as usize,
+        };
+        let from_event_id = parse_history_token(&r.next_page_token)?;
+        let deadline = tokio::time::Instant::now() + HISTORY_POLL_TIMEOUT;
+        loop {
+            let (page, mut changed) = self
+                .svc
+                .read(&key.run_id, |exec| {
+                    (history_page(exec, close_only, from_event_id, page_size, r.wait_new_event), exec.changed.subscribe())
+                })
+                .await?;
+            if let Some(page) = page {
+                return Ok(page);
+            }
+            // Long poll: wait for new events (or the close event) until the expiry.
+            let woke = tokio::time::timeout_at(deadline, changed.changed()).await;
+            let mut shutdown = self.svc.shutdown_signal();
+            if woke.is_err() || *shutdown.borrow_and_update() {
+                return Ok(ws::GetWorkflowExecutionHistoryResponse {
+                    history: Some(History { events: Vec::new() }),
+                    next_page_token: history_token(from_event_id),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+
+    pub async fn describe_workflow_execution(
+        &self,
+        r: Request<ws::DescribeWorkflowExecutionRequest>,
+    ) -> Result<ws::DescribeWorkflowExecutionResponse> {
+        let r = r.into_inner();
+        self.svc.namespace(&r.namespace)?;
+        let execution = r.execution.unwrap_or_default();
+        let key = self.svc.resolve_run(&r.namespace, &execution.workflow_id, &execution.run_id).await?;
+        self.svc.read(&key.run_id, describe).await
+    }
+
+    // ---- workflow tasks ----
+
+    pub async fn poll_workflow_task_queue(
+        &self,
+        r: Request<ws::PollWorkflowTaskQueueRequest>,
+    ) -> Result<ws::PollWorkflowTaskQueueResponse> {
+        let r = r.into_inner();
+        self.svc.namespace(&r.namespace)?;
+        let task_queue = r.task_queue.unwrap_or_default();
+        check_id(&task_queue.name, "TaskQueue")?;
+        let identity = r.identity;
+        let polled = self
+            .svc
+            .poll_task(&r.namespace, &task_queue.name, TaskKind::Workflow, TASK_POLL_TIMEOUT, move |_task| {
+                start_workflow_task(identity.clone())
+            })
+            .await?;
+        Ok(polled.unwrap_or_default())
+    }
+
+    pub async fn respond_workflow_task_completed(
+        &self,
+        r: Request<ws::RespondWorkflowTaskCompletedRequest>,
+    ) -> Result<ws::RespondWorkflowTaskCompletedResponse> {
+        let r = r.into_inner();
+        let token = TaskToken::parse(&r.task_token, false)?;
+        self.svc.namespace(&token.namespace)?;
+        for command in &r.commands {
+            check_blob(command_payload_bytes(command))?;
+        }
+        let complete = CompleteWorkflowTask {
+            scheduled_event_id: token.scheduled_event_id,
+            attempt: token.attempt,
+            commands: r.commands,
+            identity: r.identity,
+            binary_checksum: r.binary_checksum,
+            sdk_metadata: r.sdk_metadata,
+            metering_metadata: r.metering_metadata,
+            force_create_new_workflow_task: r.force_create_new_workflow_task,
+        };
+        let outcome = self
+            .svc
+            .transition(&token.run_id, move |tx, _| tx.complete_workflow_task(complete).map(Some), |out, _| out)
+            .await?;
+        match outcome {
+            Some(Err(e)) => Err(e),
+            _ => Ok(ws::RespondWorkflowTaskCompletedResponse::default()),
+        }
+    }
+
+    pub async fn respond_workflow_task_failed(
+        &self,
+        r: Request<ws::RespondWorkflowTaskFailedRequest>,
+    ) -> Result<ws::RespondWorkflowTaskFailedResponse> {
+        let r = r.into_inner();
+        let token = TaskToken::parse(&r.task_token, false)?;
+        self.svc.namespace(&token.namespace)?;
+        let (cause, failure, identity) = (r.cause, r.failure, r.identity);
+        self.svc
+            .transition(
+                &token.run_id,
+                move |tx, _| {
+                    tx.fail_workflow_task(token.scheduled_event_id, token.attempt, cause, failure, &identity)?;
+                    Ok(Some(()))
+                },
+                |_, _| (),
+            )
+            .await?;
+        Ok(ws::RespondWorkflowTaskFailedResponse {})
+    }
+
+    // ---- activity tasks ----
+
+    pub async fn poll_activity_task_queue(
+        &self,
+        r: Request<ws::PollActivityTaskQueueRequest>,
+    ) -> Result<ws::PollActivityTaskQueueResponse> {
+        let r = r.into_inner();
+        self.svc.namespace(&r.namespace)?;
+        let task_queue = r.task_queue.unwrap_or_default();
+        check_id(&task_queue.name, "TaskQueue")?;
+        let identity = r.identity;
+        let polled = self
+            .svc
+            .poll_task(&r.namespace, &task_queue.name, TaskKind::Activity, TASK_POLL_TIMEOUT, move |task| {
+                start_activity_task(task, identity.clone())
+            })
+            .await?;
+        Ok(polled.unwrap_or_default())
+    }
+
+    /// Runs an activity-token RPC's transition; `f` gets (tx, scheduled id, attempt).
+    async fn on_activity<T: Send + 'static>(
+        &self,
+        token: &[u8],
+        f: impl FnOnce(&mut Tx, i64, Option<i32>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let token = TaskToken::parse(token, true)?;
+        self.svc.namespace(&token.namespace)?;
+        let (scheduled, attempt) = (token.scheduled_event_id, token.attempt);
+        let out = self
+            .svc
+            .transition(&token.run_id, move |tx, _| f(tx, scheduled, Some(attempt)).map(Some), |out, _| out)
+            .await?;
+        out.ok_or_else(|| Error::not_found("activity task not found"))
+    }
+
+    /// The same for the `ById` forms.
+    async fn on_activity_by_id<T: Send + 'static>(
+        &self,
+        namespace: &str,
+        workflow_id: &str,
+        run_id: &str,
+        activity_id: &str,
+        f: impl FnOnce(&mut Tx, i64, Option<i32>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.svc.namespace(namespace)?;
+        check_id(activity_id, "ActivityId")?;
+        let key = self.svc.resolve_run(namespace, workflow_id, run_id).await?;
+        let activity_id = activity_id.to_string();
+        let out = self
+            .svc
+            .transition(
+                &key.run_id,
+                move |tx, _| {
+                    let scheduled = tx.find_activity_by_id(&activity_id)?;
+                    f(tx, scheduled, None).map(Some)
+                },
+                |out, _| out,
+            )
+            .await?;
+        out.ok_or_else(|| Error::not_found("activity task not found"))
+    }
+
+    pub async fn respond_activity_task_completed(
+        &self,
+        r: Request<ws::RespondActivityTaskCompletedRequest>,
+    ) -> Result<ws::RespondActivityTaskCompletedResponse> {
+        let r = r.into_inner();
+        check_blob(payloads_len(&r.result))?;
+        let (result, identity) = (r.result, r.identity);
+        self.on_activity(&r.task_token, move |tx, s, a| tx.complete_activity(s, a, result, &identity)).await?;
+        Ok(ws::RespondActivityTaskCompletedResponse::default())
+    }
+
+    pub async fn respond_activity_task_completed_by_id(
+        &self,
+        r: Request<ws::RespondActivityTaskCompletedByIdRequest>,
+    ) -> Result<ws::RespondActivityTaskCompletedByIdResponse> {
+        let r = r.into_inner();
+        check_blob(payloads_len(&r.result))?;
+        let (result, identity) = (r.result, r.identity);
+        self.on_activity_by_id(&r.namespace, &r.workflow_id, &r.run_id, &r.activity_id, move |tx, s, a| {
+            tx.complete_activity(s, a, result, &identity)
+        })
+        .await?;
+        Ok(ws::RespondActivityTaskCompletedByIdResponse::default())
+    }
+
+    pub async fn respond_activity_task_failed(
+        &self,
+        r: Request<ws::RespondActivityTaskFailedRequest>,
+    ) -> Result<ws::RespondActivityTaskFailedResponse> {
+        let r = r.into_inner();
+        let failure = r.failure.ok_or_else(|| Error::invalid("Failure is not set on request."))?;
+        check_blob(failure.encoded_len())?;
+        let (details, identity) = (r.last_heartbeat_details, r.identity);
+        self.on_activity(&r.task_token, move |tx, s, a| tx.fail_activity(s, a, failure, details, &identity)).await?;
+        Ok(ws::RespondActivityTaskFailedResponse::default())
+    }
+
+    pub async fn respond_activity_task_failed_by_id(
+        &self,
+        r: Request<ws::RespondActivityTaskFailedByIdRequest>,
+    ) -> Result<ws::RespondActivityTaskFailedByIdResponse> {
+        let r = r.into_inner();
+        let failure = r.failure.ok_or_else(|| Error::invalid("Failure is not set on request."))?;
+        check_blob(failure.encoded_len())?;
+        let (details, identity) = (r.last_heartbeat_details, r.identity);
+        self.on_activity_by_id(&r.namespace, &r.workflow_id, &r.run_id, &r.activity_id, move |tx, s, a| {
+            tx.fail_activity(s, a, failure, details, &identity)
+        })
+        .await?;
+        Ok(ws::RespondActivityTaskFailedByIdResponse::default())
+    }
+
+    pub async fn respond_activity_task_canceled(
+        &self,
+        r: Request<ws::RespondActivityTaskCanceledRequest>,
+    ) -> Result<ws::RespondActivityTaskCanceledResponse> {
+        let r = r.into_inner();
+        check_blob(payloads_len(&r.details))?;
+        let (details, identity) = (r.details, r.identity);
+        self.on_activity(&r.task_token, move |tx, s, a| tx.cancel_activity(s, a, details, &identity)).await?;
+        Ok(ws::RespondActivityTaskCanceledResponse::default())
+    }
+
+    pub async fn respond_activity_task_canceled_by_id(
+        &self,
+        r: Request<ws::RespondActivityTaskCanceledByIdRequest>,
+    ) -> Result<ws::RespondActivityTaskCanceledByIdResponse> {
+        let r = r.into_inner();
+        check_blob(payloads_len(&r.details))?;
+        let (details, identity) = (r.details, r.identity);
+        self.on_activity_by_id(&r.namespace, &r.workflow_id, &r.run_id, &r.activity_id, move |tx, s, a| {
+            tx.cancel_activity(s, a, details, &identity)
+        })
+        .await?;
+        Ok(ws::RespondActivityTaskCanceledByIdResponse::default())
+    }
+
+    pub async fn record_activity_task_heartbeat(
+        &self,
+        r: Request<ws::RecordActivityTaskHeartbeatRequest>,
+    ) -> Result<ws::RecordActivityTaskHeartbeatResponse> {
+        let r = r.into_inner();
+        check_blob(payloads_len(&r.details))?;
+        let details = r.details;
+        let cancel_requested = self.on_activity(&r.task_token, move |tx, s, a| tx.heartbeat(s, a, details)).await?;
+        Ok(ws::RecordActivityTaskHeartbeatResponse { cancel_requested, ..Default::default() })
+    }
+
+    pub async fn record_activity_task_heartbeat_by_id(
+        &self,
+        r: Request<ws::RecordActivityTaskHeartbeatByIdRequest>,
+    ) -> Result<ws::RecordActivityTaskHeartbeatByIdResponse> {
+        let r = r.into_inner();
+        check_blob(payloads_len(&r.details))?;
+        let details = r.details;
+        let cancel_requested = self
+            .on_activity_by_id(&r.namespace, &r.workflow_id, &r.run_id, &r.activity_id, move |tx, s, a| {
+                tx.heartbeat(s, a, details)
+            })
+            .await?;
+        Ok(ws::RecordActivityTaskHeartbeatByIdResponse { cancel_requested, ..Default::default() })
+    }
+
+    // ---- workers ----
+
+    pub async fn shutdown_worker(&self, _r: Request<ws::ShutdownWorkerRequest>) -> Result<ws::ShutdownWorkerResponse> {
+        Ok(ws::ShutdownWorkerResponse::default())
+    }
+
+    /// Nexus is not supported: the poll waits out its expiry and answers empty, since an error
+    /// would make the worker give up.
+    pub async fn poll_nexus_task_queue(
+        &self,
+        r: Request<ws::PollNexusTaskQueueRequest>,
+    ) -> Result<ws::PollNexusTaskQueueResponse> {
+        self.svc.namespace(&r.get_ref().namespace)?;
+        let mut shutdown = self.svc.shutdown_signal();
+        let _ = tokio::time::timeout(TASK_POLL_TIMEOUT, shutdown.wait_for(|stop| *stop)).await;
+        Ok(ws::PollNexusTaskQueueResponse::default())
+    }
+}
+
+fn start_workflow_task(identity: String) -> StartFn<ws::PollWorkflowTaskQueueResponse> {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    (
+        Box::new(move |tx, _| Ok(tx.start_workflow_task(&identity, &request_id).map(StartOut::WorkflowTask))),
+        Box::new(|out, exec| match out {
+            StartOut::WorkflowTask(started) => workflow_task_response(exec, started),
+            StartOut::Activity(_) => unreachable!("workflow poll starts workflow tasks"),
+        }),
+    )
+}
+
+fn workflow_task_response(
+    exec: &Execution,
+    started: crate::engine::workflow_task::StartedWorkflowTask,
+) -> ws::PollWorkflowTaskQueueResponse {
+    let state = &exec.state;
+    let mut events = exec.history.clone();
+    events.extend(started.transient_events);
+    ws::PollWorkflowTaskQueueResponse {
+        task_token: TaskToken::new(&state.key, started.scheduled_event_id, started.attempt, false).to_bytes(),
+        workflow_execution: Some(execution_of(&state.key)),
+        workflow_type: Some(WorkflowType { name: state.workflow_type.clone() }),
+        previous_started_event_id: started.previous_started_event_id,
+        started_event_id: started.started_event_id,
+        attempt: started.attempt,
+        history: Some(History { events }),
+        workflow_execution_task_queue: Some(normal_queue(&state.task_queue)),
+        scheduled_time: Some(proto::timestamp(started.scheduled_time_ms)),
+        started_time: Some(proto::timestamp(started.started_time_ms)),
+        ..Default::default()
+    }
+}
+
+fn start_activity_task(task: QueuedTask, identity: String) -> StartFn<ws::PollActivityTaskQueueResponse> {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let (scheduled, attempt) = (task.scheduled_event_id, task.attempt);
+    (
+        Box::new(move |tx, _| Ok(tx.start_activity(scheduled, attempt, &identity, &request_id).map(StartOut::Activity))),
+        Box::new(|out, exec| match out {
+            StartOut::Activity(activity) => activity_task_response(exec, activity),
+            StartOut::WorkflowTask(_) => unreachable!("activity poll starts activities"),
+        }),
+    )
+}
+
+fn activity_task_response(exec: &Execution, a: crate::engine::state::Activity) -> ws::PollActivityTaskQueueResponse {
+    let state = &exec.state;
+    let scheduled = exec
+        .history
+        .get((a.scheduled_event_id - 1) as usize)
+        .and_then(|e| match &e.attributes {
+            Some(Attributes::ActivityTaskScheduledEventAttributes(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    ws::PollActivityTaskQueueResponse {
+        task_token: TaskToken::new(&state.key, a.scheduled_event_id, a.attempt, true).to_bytes(),
+        workflow_namespace: state.key.namespace.clone(),
+        workflow_type: Some(WorkflowType { name: state.workflow_type.clone() }),
+        workflow_execution: Some(execution_of(&state.key)),
+        activity_type: Some(ActivityType { name: a.activity_type.clone() }),
+        activity_id: a.activity_id.clone(),
+        header: scheduled.header,
+        input: scheduled.input,
+        heartbeat_details: a.heartbeat_details.as_ref().map(|d| d.decode()),
+        scheduled_time: Some(proto::timestamp(a.scheduled_time_ms)),
+        current_attempt_scheduled_time: Some(proto::timestamp(a.attempt_scheduled_time_ms)),
+        started_time: Some(proto::timestamp(a.started_time_ms)),
+        attempt: a.attempt,
+        schedule_to_close_timeout: Some(proto::duration(a.schedule_to_close_ms)),
+        start_to_close_timeout: Some(proto::duration(a.start_to_close_ms)),
+        heartbeat_timeout: Some(proto::duration(a.heartbeat_ms)),
+        retry_policy: Some(a.retry.to_proto()),
+        priority: scheduled.priority,
+        ..Default::default()
+    }
+}
+
+/// Page tokens of history reads: the next event id to return, as decimal text.
+fn parse_history_token(token: &[u8]) -> Result<i64> {
+    if token.is_empty() {
+        return Ok(1);
+    }
+    std::str::from_utf8(token)
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .filter(|id| *id >= 1)
+        .ok_or_else(|| Error::invalid("Invalid NextPageToken."))
+}
+
+fn history_token(next_event_id: i64) -> Vec<u8> {
+    next_event_id.to_string().into_bytes()
+}
+
+/// The page to answer with, or `None` if a long poll should wait for more.
+fn history_page(
+    exec: &Execution,
+    close_only: bool,
+    from_event_id: i64,
+    page_size: usize,
+    wait: bool,
+) -> Option<ws::GetWorkflowExecutionHistoryResponse> {
+    let respond = |events: Vec<HistoryEvent>, token: Vec<u8>| ws::GetWorkflowExecutionHistoryResponse {
+        history: Some(History { events }),
+        next_page_token: token,
+        ..Default::default()
+    };
+    let closed = !exec.state.is_open();
+    if close_only {
+        if closed {
+            let close: Vec<HistoryEvent> = exec.history.iter().rev().find(|e| is_close_event(e)).cloned().into_iter().collect();
+            return Some(respond(close, Vec::new()));
+        }
+        return (!wait).then(|| respond(Vec::new(), Vec::new()));
+    }
+    let total = exec.history.len() as i64;
+    if from_event_id > total {
+        if wait && !closed {
+            return None;
+        }
+        return Some(respond(Vec::new(), Vec::new()));
+    }
+    let start = (from_event_id - 1) as usize;
+    let end = (start + page_size).min(exec.history.len());
+    let events = exec.history[start..end].to_vec();
+    let next = end as i64 + 1;
+    let more = (end as i64) < total || (wait && !closed);
+    Some(respond(events, if more { history_token(next) } else { Vec::new() }))
+}
+
+fn describe(exec: &Execution) -> ws::DescribeWorkflowExecutionResponse {
+    let s = &exec.state;
+    let started = exec.history.first().and_then(|e| match &e.attributes {
+        Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => Some(a.clone()),
+        _ => None,
+    });
+    let started = started.unwrap_or_default();
+    let pending_activities = s
+        .activities
+        .values()
+        .map(|a| wf::PendingActivityInfo {
+            activity_id: a.activity_id.clone(),
+            activity_type: Some(ActivityType { name: a.activity_type.clone() }),
+            state: if a.cancel_requested {
+                PendingActivityState::CancelRequested as i32
+            } else if a.is_started() {
+                PendingActivityState::Started as i32
+            } else {
+                PendingActivityState::Scheduled as i32
+            },
+            heartbeat_details: a.heartbeat_details.as_ref().map(|d| d.decode()),
+            last_heartbeat_time: (a.last_heartbeat_ms > 0).then(|| proto::timestamp(a.last_heartbeat_ms)),
+            last_started_time: (a.started_time_ms > 0).then(|| proto::timestamp(a.started_time_ms)),
+            attempt: a.attempt,
+            maximum_attempts: a.retry.maximum_attempts,
+            scheduled_time: Some(proto::timestamp(a.attempt_scheduled_time_ms)),
+            expiration_time: a.schedule_to_close_deadline_ms().map(proto::timestamp),
+            last_failure: a.last_failure.as_ref().map(|f| f.decode()),
+            last_worker_identity: a.started_identity.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let pending_workflow_task = s.workflow_task.as_ref().map(|w| wf::PendingWorkflowTaskInfo {
+        state: if w.is_started() {
+            PendingWorkflowTaskState::Started as i32
+        } else {
+            PendingWorkflowTaskState::Scheduled as i32
+        },
+        scheduled_time: Some(proto::timestamp(w.scheduled_time_ms)),
+        original_scheduled_time: Some(proto::timestamp(w.scheduled_time_ms)),
+        started_time: w.is_started().then(|| proto::timestamp(w.started_time_ms)),
+        attempt: w.attempt,
+    });
+    ws::DescribeWorkflowExecutionResponse {
+        execution_config: Some(wf::WorkflowExecutionConfig {
+            task_queue: Some(normal_queue(&s.task_queue)),
+            workflow_execution_timeout: Some(proto::duration(s.execution_timeout_ms)),
+            workflow_run_timeout: Some(proto::duration(s.run_timeout_ms)),
+            default_workflow_task_timeout: Some(proto::duration(s.workflow_task_timeout_ms)),
+            ..Default::default()
+        }),
+        workflow_execution_info: Some(wf::WorkflowExecutionInfo {
+            execution: Some(execution_of(&s.key)),
+            r#type: Some(WorkflowType { name: s.workflow_type.clone() }),
+            start_time: Some(proto::timestamp(s.start_time_ms)),
+            close_time: (s.close_time_ms > 0).then(|| proto::timestamp(s.close_time_ms)),
+            status: s.status,
+            history_length: exec.history.len() as i64,
+            execution_time: Some(proto::timestamp(s.start_time_ms)),
+            memo: started.memo,
+            search_attributes: started.search_attributes,
+            task_queue: s.task_queue.clone(),
+            state_transition_count: s.transitions as i64,
+            history_size_bytes: s.history_size_bytes,
+            execution_duration: (s.close_time_ms > 0).then(|| proto::duration(s.close_time_ms - s.start_time_ms)),
+            first_run_id: s.first_execution_run_id.clone(),
+            ..Default::default()
+        }),
+        pending_activities,
+        pending_workflow_task,
+        ..Default::default()
+    }
+}

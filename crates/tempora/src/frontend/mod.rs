@@ -1,0 +1,150 @@
+//! The gRPC frontend: `temporal.api.workflowservice.v1.WorkflowService`.
+//!
+//! Requests are routed by path to `Frontend` methods (`handlers`), which validate protobuf
+//! into domain values and call the service. Only this module (and `engine` for history event
+//! types) knows the wire protocol. Unknown methods answer UNIMPLEMENTED naming the method.
+//!
+//! The router is written by hand over `tonic::server::Grpc` with the message types from
+//! `temporalio-protos`, which ships no server traits.
+
+mod handlers;
+pub mod status;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use prost::Message;
+use tonic::body::Body;
+use tonic::codegen::{http, BoxFuture, Bytes, CompressionEncoding, EnabledCompressionEncodings, Service, StdError};
+use tonic::server::{Grpc, NamedService, UnaryService};
+
+pub use handlers::Frontend;
+
+use crate::error::Error;
+
+const SERVICE: &str = "temporal.api.workflowservice.v1.WorkflowService";
+
+/// Largest request we decode. Payload limits (2 MB) are enforced by the handlers with
+/// Temporal's errors; this only keeps tonic's 4 MiB default from rejecting big completions.
+const MESSAGE_BYTES_MAX: usize = 128 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct WorkflowServiceServer {
+    fe: Arc<Frontend>,
+}
+
+impl WorkflowServiceServer {
+    pub fn new(fe: Arc<Frontend>) -> Self {
+        WorkflowServiceServer { fe }
+    }
+}
+
+impl NamedService for WorkflowServiceServer {
+    const NAME: &'static str = SERVICE;
+}
+
+struct Unary<Req, Resp, F> {
+    handler: Option<F>,
+    fe: Arc<Frontend>,
+    _types: PhantomData<fn(Req) -> Resp>,
+}
+
+impl<Req, Resp, F, Fut> UnaryService<Req> for Unary<Req, Resp, F>
+where
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    F: FnOnce(Arc<Frontend>, tonic::Request<Req>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Resp, Error>> + Send + 'static,
+{
+    type Response = Resp;
+    type Future = BoxFuture<tonic::Response<Resp>, tonic::Status>;
+
+    fn call(&mut self, request: tonic::Request<Req>) -> Self::Future {
+        let handler = self.handler.take();
+        let fe = self.fe.clone();
+        Box::pin(async move {
+            let handler = handler.ok_or_else(|| tonic::Status::internal("handler called twice"))?;
+            handler(fe, request).await.map(tonic::Response::new).map_err(tonic::Status::from)
+        })
+    }
+}
+
+fn unary<Req, Resp, B, F, Fut>(fe: Arc<Frontend>, req: http::Request<B>, handler: F) -> BoxFuture<http::Response<Body>, Infallible>
+where
+    Req: Message + Default + Send + 'static,
+    Resp: Message + Send + 'static,
+    B: tonic::codegen::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+    F: FnOnce(Arc<Frontend>, tonic::Request<Req>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Resp, Error>> + Send + 'static,
+{
+    Box::pin(async move {
+        let mut accept = EnabledCompressionEncodings::default();
+        accept.enable(CompressionEncoding::Gzip);
+        let mut grpc = Grpc::new(tonic_prost::ProstCodec::<Resp, Req>::default())
+            .apply_compression_config(accept, EnabledCompressionEncodings::default())
+            .apply_max_message_size_config(Some(MESSAGE_BYTES_MAX), Some(MESSAGE_BYTES_MAX));
+        let service = Unary { handler: Some(handler), fe, _types: PhantomData };
+        Ok(grpc.unary(service, req).await)
+    })
+}
+
+macro_rules! route {
+    ($fe:expr, $req:expr, $method:expr; $($name:literal => $handler:ident),* $(,)?) => {
+        match $method {
+            $($name => unary($fe, $req, |fe, r| async move { fe.$handler(r).await }),)*
+            other => {
+                let status = tonic::Status::unimplemented(format!("method {other} is not implemented by tempora"));
+                Box::pin(async move { Ok(status.into_http()) })
+            }
+        }
+    };
+}
+
+impl<B> Service<http::Request<B>> for WorkflowServiceServer
+where
+    B: tonic::codegen::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let path = req.uri().path().to_string();
+        let method = path.rsplit('/').next().unwrap_or_default().to_string();
+        let fe = self.fe.clone();
+        route!(fe, req, method.as_str();
+            "GetSystemInfo" => get_system_info,
+            "GetClusterInfo" => get_cluster_info,
+            "DescribeNamespace" => describe_namespace,
+            "ListNamespaces" => list_namespaces,
+            "RegisterNamespace" => register_namespace,
+            "StartWorkflowExecution" => start_workflow_execution,
+            "GetWorkflowExecutionHistory" => get_workflow_execution_history,
+            "DescribeWorkflowExecution" => describe_workflow_execution,
+            "PollWorkflowTaskQueue" => poll_workflow_task_queue,
+            "RespondWorkflowTaskCompleted" => respond_workflow_task_completed,
+            "RespondWorkflowTaskFailed" => respond_workflow_task_failed,
+            "PollActivityTaskQueue" => poll_activity_task_queue,
+            "RespondActivityTaskCompleted" => respond_activity_task_completed,
+            "RespondActivityTaskCompletedById" => respond_activity_task_completed_by_id,
+            "RespondActivityTaskFailed" => respond_activity_task_failed,
+            "RespondActivityTaskFailedById" => respond_activity_task_failed_by_id,
+            "RespondActivityTaskCanceled" => respond_activity_task_canceled,
+            "RespondActivityTaskCanceledById" => respond_activity_task_canceled_by_id,
+            "RecordActivityTaskHeartbeat" => record_activity_task_heartbeat,
+            "RecordActivityTaskHeartbeatById" => record_activity_task_heartbeat_by_id,
+            "ShutdownWorker" => shutdown_worker,
+            "PollNexusTaskQueue" => poll_nexus_task_queue,
+            "TerminateWorkflowExecution" => terminate_workflow_execution,
+        )
+    }
+}

@@ -1,0 +1,114 @@
+//! The one place that maps `Error` to a gRPC status with Temporal's error details.
+//!
+//! SDKs decode `details[0]` of the `google.rpc.Status` without checking its type, so every
+//! status carries at most one detail, the relevant one.
+
+use prost::Message;
+use temporalio_protos::google::rpc::Status as RpcStatus;
+use temporalio_protos::temporal::api::errordetails::v1 as details;
+use tonic::{Code, Status};
+
+use crate::error::Error;
+
+fn any<M: Message>(name: &str, msg: &M) -> prost_types::Any {
+    prost_types::Any {
+        type_url: format!("type.googleapis.com/temporal.api.errordetails.v1.{name}"),
+        value: msg.encode_to_vec(),
+    }
+}
+
+fn with_detail(code: Code, message: String, detail: Option<prost_types::Any>) -> Status {
+    let Some(detail) = detail else {
+        return Status::new(code, message);
+    };
+    let rpc = RpcStatus { code: code as i32, message: message.clone(), details: vec![detail] };
+    Status::with_details(code, message, rpc.encode_to_vec().into())
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        let message = e.to_string();
+        match e {
+            Error::NamespaceNotFound(namespace) => with_detail(
+                Code::NotFound,
+                message,
+                Some(any("NamespaceNotFoundFailure", &details::NamespaceNotFoundFailure { namespace })),
+            ),
+            Error::NamespaceAlreadyExists(_) => with_detail(
+                Code::AlreadyExists,
+                message,
+                Some(any("NamespaceAlreadyExistsFailure", &details::NamespaceAlreadyExistsFailure {})),
+            ),
+            Error::NotFound(_) => with_detail(
+                Code::NotFound,
+                message,
+                Some(any("NotFoundFailure", &details::NotFoundFailure::default())),
+            ),
+            Error::AlreadyStarted { start_request_id, run_id, .. } => with_detail(
+                Code::AlreadyExists,
+                message,
+                Some(any(
+                    "WorkflowExecutionAlreadyStartedFailure",
+                    &details::WorkflowExecutionAlreadyStartedFailure {
+                        start_request_id,
+                        run_id,
+                        ..Default::default()
+                    },
+                )),
+            ),
+            Error::InvalidArgument(_) | Error::UnhandledCommand => {
+                with_detail(Code::InvalidArgument, message, None)
+            }
+            Error::FailedPrecondition(_) => with_detail(Code::FailedPrecondition, message, None),
+            Error::ResourceExhausted(_) => with_detail(
+                Code::ResourceExhausted,
+                message,
+                Some(any("ResourceExhaustedFailure", &details::ResourceExhaustedFailure::default())),
+            ),
+            Error::Unavailable(_) => with_detail(Code::Unavailable, message, None),
+            Error::Unimplemented(_) => with_detail(Code::Unimplemented, message, None),
+            Error::Internal(_) => with_detail(Code::Internal, message, None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(status: &Status) -> RpcStatus {
+        RpcStatus::decode(status.details()).unwrap()
+    }
+
+    #[test]
+    fn namespace_not_found_carries_one_detail() {
+        let s: Status = Error::NamespaceNotFound("nope".into()).into();
+        assert_eq!(s.code(), Code::NotFound);
+        let rpc = decode(&s);
+        assert_eq!(rpc.details.len(), 1);
+        assert!(rpc.details[0].type_url.ends_with("NamespaceNotFoundFailure"));
+        let d = details::NamespaceNotFoundFailure::decode(&*rpc.details[0].value).unwrap();
+        assert_eq!(d.namespace, "nope");
+    }
+
+    #[test]
+    fn already_started_names_the_run() {
+        let s: Status = Error::AlreadyStarted {
+            message: "running".into(),
+            start_request_id: "r".into(),
+            run_id: "run".into(),
+        }
+        .into();
+        assert_eq!(s.code(), Code::AlreadyExists);
+        let rpc = decode(&s);
+        let d = details::WorkflowExecutionAlreadyStartedFailure::decode(&*rpc.details[0].value).unwrap();
+        assert_eq!(d.run_id, "run");
+    }
+
+    #[test]
+    fn unhandled_command_message_is_exact() {
+        let s: Status = Error::UnhandledCommand.into();
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert_eq!(s.message(), "UnhandledCommand");
+    }
+}

@@ -1,0 +1,166 @@
+//! Matching: in-memory task queues with long polls.
+//!
+//! A queued task is only a pointer to a run (and an activity attempt); the run's mutable state
+//! is the truth. A poller that takes a task asks the service to *start* it, which fails
+//! harmlessly for a stale pointer, so duplicates and leftovers are safe. Queues are rebuilt
+//! from mutable state at start, which makes them safe to keep only in memory.
+//!
+//! A task offered while a poller waits goes straight to it (sync match); otherwise it waits in
+//! the backlog. A poll whose caller vanished (or timed out) hands a task it was given back.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::{oneshot, watch};
+
+use crate::engine::state::RunKey;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TaskKind {
+    Workflow,
+    Activity,
+}
+
+/// A pointer to a task in a run's mutable state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueuedTask {
+    pub run: RunKey,
+    /// 0 for workflow tasks.
+    pub scheduled_event_id: i64,
+    pub attempt: i32,
+}
+
+type QueueKey = (String, String, TaskKind);
+
+#[derive(Default)]
+struct Queue {
+    /// Bounded in practice: each entry is a pending task in some run's mutable state, and
+    /// runs bound their pending work (e.g. 2,000 activities).
+    backlog: VecDeque<QueuedTask>,
+    pollers: VecDeque<oneshot::Sender<QueuedTask>>,
+}
+
+pub struct Matching {
+    queues: Mutex<HashMap<QueueKey, Queue>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Matching {
+    pub fn new(shutdown: watch::Receiver<bool>) -> Self {
+        Matching { queues: Mutex::new(HashMap::new()), shutdown }
+    }
+
+    /// Hands the task to a waiting poller, or queues it.
+    pub fn offer(&self, namespace: &str, task_queue: &str, kind: TaskKind, mut task: QueuedTask) {
+        let mut queues = self.queues.lock().expect("matching lock");
+        let queue = queues.entry((namespace.to_string(), task_queue.to_string(), kind)).or_default();
+        while let Some(poller) = queue.pollers.pop_front() {
+            match poller.send(task) {
+                Ok(()) => return,
+                Err(returned) => task = returned,
+            }
+        }
+        queue.backlog.push_back(task);
+    }
+
+    /// Waits up to `timeout` for a task. `None` on expiry or server shutdown.
+    pub async fn poll(&self, namespace: &str, task_queue: &str, kind: TaskKind, timeout: Duration) -> Option<QueuedTask> {
+        let key: QueueKey = (namespace.to_string(), task_queue.to_string(), kind);
+        let rx = {
+            let mut queues = self.queues.lock().expect("matching lock");
+            let queue = queues.entry(key.clone()).or_default();
+            if let Some(task) = queue.backlog.pop_front() {
+                return Some(task);
+            }
+            let (tx, rx) = oneshot::channel();
+            queue.pollers.retain(|p| !p.is_closed());
+            queue.pollers.push_back(tx);
+            rx
+        };
+        let mut waiting = Waiting { rx: Some(rx), matching: self, key };
+        let mut shutdown = self.shutdown.clone();
+        let rx = waiting.rx.as_mut().expect("set above");
+        tokio::select! {
+            task = rx => {
+                waiting.rx = None;
+                task.ok()
+            }
+            _ = tokio::time::sleep(timeout) => waiting.take(),
+            _ = shutdown.wait_for(|stop| *stop) => waiting.take(),
+        }
+    }
+
+    /// Tasks waiting in backlogs (for tests and metrics).
+    pub fn backlog_len(&self, namespace: &str, task_queue: &str, kind: TaskKind) -> usize {
+        let queues = self.queues.lock().expect("matching lock");
+        queues.get(&(namespace.to_string(), task_queue.to_string(), kind)).map_or(0, |q| q.backlog.len())
+    }
+}
+
+/// A registered poller. If the poll ends without taking its task (timeout, shutdown, or the
+/// caller dropping the future), a task sent in the meantime goes back to the queue.
+struct Waiting<'a> {
+    rx: Option<oneshot::Receiver<QueuedTask>>,
+    matching: &'a Matching,
+    key: QueueKey,
+}
+
+impl Waiting<'_> {
+    /// Stops waiting; returns a task that raced in, if any.
+    fn take(&mut self) -> Option<QueuedTask> {
+        let mut rx = self.rx.take()?;
+        rx.close();
+        rx.try_recv().ok()
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(task) = self.take() {
+            let (namespace, task_queue, kind) = &self.key;
+            self.matching.offer(namespace, task_queue, *kind, task);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(n: i64) -> QueuedTask {
+        QueuedTask {
+            run: RunKey { namespace: "ns".into(), workflow_id: "w".into(), run_id: "r".into() },
+            scheduled_event_id: n,
+            attempt: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn backlog_then_sync_match() {
+        let (_tx, rx) = watch::channel(false);
+        let m = std::sync::Arc::new(Matching::new(rx));
+        m.offer("ns", "q", TaskKind::Activity, task(1));
+        assert_eq!(m.poll("ns", "q", TaskKind::Activity, Duration::from_millis(10)).await, Some(task(1)));
+        let m2 = m.clone();
+        let poller = tokio::spawn(async move { m2.poll("ns", "q", TaskKind::Activity, Duration::from_secs(5)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        m.offer("ns", "q", TaskKind::Activity, task(2));
+        assert_eq!(poller.await.unwrap(), Some(task(2)));
+        assert_eq!(m.backlog_len("ns", "q", TaskKind::Activity), 0);
+    }
+
+    #[tokio::test]
+    async fn expired_poll_is_empty_and_cancelled_poll_loses_nothing() {
+        let (_tx, rx) = watch::channel(false);
+        let m = std::sync::Arc::new(Matching::new(rx));
+        assert_eq!(m.poll("ns", "q", TaskKind::Workflow, Duration::from_millis(5)).await, None);
+        let m2 = m.clone();
+        let poller = tokio::spawn(async move { m2.poll("ns", "q", TaskKind::Workflow, Duration::from_secs(5)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        poller.abort();
+        let _ = poller.await;
+        m.offer("ns", "q", TaskKind::Workflow, task(0));
+        assert_eq!(m.backlog_len("ns", "q", TaskKind::Workflow), 1);
+    }
+}

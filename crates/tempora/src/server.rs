@@ -1,0 +1,123 @@
+//! Wiring: open the store, recover open runs, start the timer loop and the gRPC server, and
+//! shut all of it down in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::clock::{Clock, SystemClock};
+use crate::frontend::{Frontend, WorkflowServiceServer};
+use crate::service::Service;
+use crate::store::{self, sqlite::SqliteStore, NamespaceRecord, Store, Write};
+use crate::timers::Timers;
+
+/// Temporal's default retention for namespaces created at start.
+const RETENTION_DEFAULT_MS: i64 = 24 * 3600 * 1000;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub ip: String,
+    pub port: u16,
+    /// A SQLite file path, or `:memory:`.
+    pub db: String,
+    /// Namespaces to create if missing; `default` always exists.
+    pub namespaces: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { ip: "127.0.0.1".into(), port: 7233, db: "tempora.db".into(), namespaces: Vec::new() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+}
+
+/// A running server.
+pub struct Running {
+    pub addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    timers: JoinHandle<()>,
+    store: store::Handle,
+    pub service: Arc<Service>,
+}
+
+fn open_store(db: &str) -> store::Result<Box<dyn Store>> {
+    Ok(Box::new(SqliteStore::open(db)?))
+}
+
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let db = config.db.clone();
+    let mut wanted = vec!["default".to_string()];
+    wanted.extend(config.namespaces.iter().cloned());
+    let (store, namespaces, current, open) = tokio::task::spawn_blocking(move || -> store::Result<_> {
+        let mut store = open_store(&db)?;
+        let mut namespaces = store.load_namespaces()?;
+        let mut created = Vec::new();
+        for name in wanted {
+            if !namespaces.iter().any(|n| n.name == name) {
+                let record = NamespaceRecord {
+                    name,
+                    id: uuid::Uuid::new_v4().to_string(),
+                    description: String::new(),
+                    owner_email: String::new(),
+                    retention_ms: RETENTION_DEFAULT_MS,
+                };
+                created.push(Write::Namespace(record.clone()));
+                namespaces.push(record);
+            }
+        }
+        store.commit(&created)?;
+        let current = store.load_current_runs()?;
+        let open = store.load_open_executions()?;
+        Ok((store, namespaces, current, open))
+    })
+    .await
+    .map_err(|e| store::Error::Backend(format!("store open task failed: {e}")))??;
+    let open_runs = open.len();
+    let (store, _writer) = store::Handle::spawn(store);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let service = Service::new(clock.clone(), store.clone(), shutdown_rx.clone());
+    let (timers, timers_join) = Timers::spawn(clock, Arc::downgrade(&service), shutdown_rx.clone());
+    service.set_timers(timers);
+    service.recover(namespaces, current, open);
+
+    let addr = format!("{}:{}", config.ip, config.port);
+    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr: addr.clone(), source })?;
+    let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+    let frontend = Arc::new(Frontend::new(service.clone()));
+    let mut stop = shutdown_rx;
+    let server = tokio::spawn(async move {
+        let result = tonic::transport::Server::builder()
+            .add_service(WorkflowServiceServer::new(frontend))
+            .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "grpc server failed");
+        }
+    });
+    tracing::info!(address = %local, db = %config.db, open_runs, "tempora server started");
+    Ok(Running { addr: local, shutdown: shutdown_tx, server, timers: timers_join, store, service })
+}
+
+impl Running {
+    /// Answers in-flight polls, stops accepting requests, and closes the store.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        let _ = self.timers.await;
+        self.store.close().await;
+        tracing::info!("tempora server stopped");
+    }
+}

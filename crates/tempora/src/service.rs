@@ -1,0 +1,456 @@
+//! The history service: owns the runs in memory, serialises transitions per run, commits them
+//! through the store, then performs their effects (matching offers, timers, waking waiters).
+//!
+//! Every transition runs in its own spawned task so a caller that goes away (tonic drops the
+//! handler future) cannot cut a commit in half; the in-memory run is only replaced after its
+//! commit succeeded, and dropped for a reload if the commit failed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as StdMutex, RwLock};
+use std::time::Duration;
+
+use temporalio_protos::temporal::api::enums::v1::{WorkflowExecutionStatus, WorkflowIdConflictPolicy, WorkflowIdReusePolicy};
+use temporalio_protos::temporal::api::history::v1::HistoryEvent;
+use tokio::sync::{watch, Mutex};
+
+use crate::clock::{Clock, Millis};
+use crate::engine::state::{MutableState, RunKey};
+use crate::engine::workflow::{self, StartWorkflow};
+use crate::engine::{Effect, Timer, Tx};
+use crate::error::{Error, Result};
+use crate::matching::{Matching, QueuedTask, TaskKind};
+use crate::store::{self, NamespaceRecord, Write};
+use crate::timers::{Fire, Timers};
+
+/// A run in memory: mutable state plus full history, and a signal for history long polls.
+pub struct Execution {
+    pub state: MutableState,
+    pub history: Vec<HistoryEvent>,
+    /// Carries `next_event_id`; changes whenever history grows or the run closes.
+    pub changed: watch::Sender<i64>,
+}
+
+impl Execution {
+    fn new(state: MutableState, history: Vec<HistoryEvent>) -> Self {
+        let (changed, _) = watch::channel(state.next_event_id);
+        Execution { state, history, changed }
+    }
+}
+
+type RunSlot = Arc<Mutex<Option<Execution>>>;
+type CurrentSlot = Arc<Mutex<Option<String>>>;
+
+pub struct Service {
+    clock: Arc<dyn Clock>,
+    store: store::Handle,
+    pub matching: Matching,
+    timers: StdMutex<Option<Timers>>,
+    namespaces: RwLock<HashMap<String, NamespaceRecord>>,
+    runs: StdMutex<HashMap<String, RunSlot>>,
+    /// Current run id of each (namespace, workflow id).
+    current: StdMutex<HashMap<(String, String), CurrentSlot>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Outcome of a start request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Started {
+    pub run_id: String,
+    pub started: bool,
+}
+
+impl Service {
+    pub fn new(clock: Arc<dyn Clock>, store: store::Handle, shutdown: watch::Receiver<bool>) -> Arc<Service> {
+        Arc::new(Service {
+            clock,
+            store,
+            matching: Matching::new(shutdown.clone()),
+            timers: StdMutex::new(None),
+            namespaces: RwLock::new(HashMap::new()),
+            runs: StdMutex::new(HashMap::new()),
+            current: StdMutex::new(HashMap::new()),
+            shutdown,
+        })
+    }
+
+    pub fn set_timers(&self, timers: Timers) {
+        *self.timers.lock().expect("timers lock") = Some(timers);
+    }
+
+    pub fn now_ms(&self) -> Millis {
+        self.clock.now_ms()
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+
+    /// Loads what a restart needs: namespaces, current runs, and every open run, whose pending
+    /// tasks and timers are re-armed.
+    pub fn recover(
+        self: &Arc<Self>,
+        namespaces: Vec<NamespaceRecord>,
+        current: Vec<(String, String, String)>,
+        open: Vec<store::ExecutionRecord>,
+    ) {
+        {
+            let mut ns = self.namespaces.write().expect("namespaces lock");
+            for record in namespaces {
+                ns.insert(record.name.clone(), record);
+            }
+        }
+        {
+            let mut map = self.current.lock().expect("current lock");
+            for (namespace, workflow_id, run_id) in current {
+                map.insert((namespace, workflow_id), Arc::new(Mutex::new(Some(run_id))));
+            }
+        }
+        for record in open {
+            let key = record.state.key.clone();
+            let effects = workflow::recover(&record.state);
+            let slot = Arc::new(Mutex::new(Some(Execution::new(record.state, record.history))));
+            self.runs.lock().expect("runs lock").insert(key.run_id.clone(), slot);
+            self.perform(&key, effects);
+        }
+    }
+
+    // ---- namespaces ----
+
+    pub fn namespace(&self, name: &str) -> Result<NamespaceRecord> {
+        if name.is_empty() {
+            return Err(Error::invalid("Namespace not set on request."));
+        }
+        self.namespaces
+            .read()
+            .expect("namespaces lock")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::NamespaceNotFound(name.to_string()))
+    }
+
+    pub fn namespace_by_id(&self, id: &str) -> Result<NamespaceRecord> {
+        self.namespaces
+            .read()
+            .expect("namespaces lock")
+            .values()
+            .find(|n| n.id == id)
+            .cloned()
+            .ok_or_else(|| Error::NamespaceNotFound(id.to_string()))
+    }
+
+    pub fn namespaces(&self) -> Vec<NamespaceRecord> {
+        let mut all: Vec<_> = self.namespaces.read().expect("namespaces lock").values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    pub async fn register_namespace(&self, record: NamespaceRecord) -> Result<()> {
+        if self.namespace(&record.name).is_ok() {
+            return Err(Error::NamespaceAlreadyExists(record.name));
+        }
+        self.store.commit(vec![Write::Namespace(record.clone())]).await?;
+        self.namespaces.write().expect("namespaces lock").insert(record.name.clone(), record);
+        Ok(())
+    }
+
+    // ---- runs ----
+
+    /// The slot of a run, loading it from the store if it is not in memory.
+    async fn run_slot(&self, run_id: &str) -> Result<RunSlot> {
+        let slot = {
+            let mut runs = self.runs.lock().expect("runs lock");
+            runs.entry(run_id.to_string()).or_insert_with(|| Arc::new(Mutex::new(None))).clone()
+        };
+        {
+            let mut guard = slot.lock().await;
+            if guard.is_none() {
+                match self.store.load_execution(run_id).await? {
+                    Some(record) => *guard = Some(Execution::new(record.state, record.history)),
+                    None => {
+                        drop(guard);
+                        self.runs.lock().expect("runs lock").remove(run_id);
+                        return Err(Error::not_found("workflow execution not found"));
+                    }
+                }
+            }
+        }
+        Ok(slot)
+    }
+
+    fn current_slot(&self, namespace: &str, workflow_id: &str) -> CurrentSlot {
+        let mut map = self.current.lock().expect("current lock");
+        map.entry((namespace.to_string(), workflow_id.to_string())).or_insert_with(|| Arc::new(Mutex::new(None))).clone()
+    }
+
+    /// The run id to use: `run_id` if given, else the workflow id's current run.
+    pub async fn resolve_run(&self, namespace: &str, workflow_id: &str, run_id: &str) -> Result<RunKey> {
+        if workflow_id.is_empty() {
+            return Err(Error::invalid("WorkflowId is not set on request."));
+        }
+        let run_id = if run_id.is_empty() {
+            let slot = self.current_slot(namespace, workflow_id);
+            let current = slot.lock().await.clone();
+            current.ok_or_else(|| Error::not_found(format!("workflow not found for ID: {workflow_id}")))?
+        } else {
+            if uuid::Uuid::parse_str(run_id).is_err() {
+                return Err(Error::invalid("Invalid RunId."));
+            }
+            run_id.to_string()
+        };
+        let slot = self.run_slot(&run_id).await?;
+        let guard = slot.lock().await;
+        let exec = guard.as_ref().ok_or_else(|| Error::not_found("workflow execution not found"))?;
+        if exec.state.key.namespace != namespace || exec.state.key.workflow_id != workflow_id {
+            return Err(Error::not_found(format!("workflow execution not found for ID: {workflow_id}, RunID: {run_id}")));
+        }
+        Ok(exec.state.key.clone())
+    }
+
+    /// Reads a run under its lock.
+    pub async fn read<T>(&self, run_id: &str, f: impl FnOnce(&Execution) -> T) -> Result<T> {
+        let slot = self.run_slot(run_id).await?;
+        let guard = slot.lock().await;
+        let exec = guard.as_ref().ok_or_else(|| Error::not_found("workflow execution not found"))?;
+        Ok(f(exec))
+    }
+
+    /// Applies `f` to a copy of the run's state; if it returns `Some`, commits the new events
+    /// and state, installs them, performs the effects, then runs `then` on the updated run.
+    /// Runs to completion even if the caller goes away.
+    pub async fn transition<T, R>(
+        self: &Arc<Self>,
+        run_id: &str,
+        f: impl FnOnce(&mut Tx, &Execution) -> Result<Option<T>> + Send + 'static,
+        then: impl FnOnce(T, &Execution) -> R + Send + 'static,
+    ) -> Result<Option<R>>
+    where
+        T: Send + 'static,
+        R: Send + 'static,
+    {
+        let this = self.clone();
+        let run_id = run_id.to_string();
+        let task = tokio::spawn(async move { this.transition_now(&run_id, f, then).await });
+        task.await.map_err(|e| Error::Internal(format!("transition task failed: {e}")))?
+    }
+
+    async fn transition_now<T, R>(
+        &self,
+        run_id: &str,
+        f: impl FnOnce(&mut Tx, &Execution) -> Result<Option<T>>,
+        then: impl FnOnce(T, &Execution) -> R,
+    ) -> Result<Option<R>> {
+        let slot = self.run_slot(run_id).await?;
+        let mut guard = slot.lock().await;
+        let exec = guard.as_mut().ok_or_else(|| Error::not_found("workflow execution not found"))?;
+        let mut state = exec.state.clone();
+        let mut tx = Tx::new(&mut state, self.clock.now_ms());
+        let Some(out) = f(&mut tx, exec)? else {
+            return Ok(None);
+        };
+        let Tx { events, effects, .. } = tx;
+        state.transitions += 1;
+        if let Err(e) = self.store.commit(vec![Write::execution(&state, &events)]).await {
+            tracing::warn!(run_id, error = %e, "transition not committed; run will be reloaded");
+            *guard = None;
+            return Err(e.into());
+        }
+        let key = state.key.clone();
+        exec.state = state;
+        exec.history.extend(events);
+        exec.changed.send_replace(exec.state.next_event_id);
+        let result = then(out, exec);
+        drop(guard);
+        self.perform(&key, effects);
+        Ok(Some(result))
+    }
+
+    fn perform(&self, run: &RunKey, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::DispatchWorkflowTask { task_queue } => self.matching.offer(
+                    &run.namespace,
+                    &task_queue,
+                    TaskKind::Workflow,
+                    QueuedTask { run: run.clone(), scheduled_event_id: 0, attempt: 0 },
+                ),
+                Effect::DispatchActivityTask { task_queue, scheduled_event_id, attempt } => self.matching.offer(
+                    &run.namespace,
+                    &task_queue,
+                    TaskKind::Activity,
+                    QueuedTask { run: run.clone(), scheduled_event_id, attempt },
+                ),
+                Effect::Timer { at_ms, timer } => {
+                    if let Some(timers) = self.timers.lock().expect("timers lock").as_ref() {
+                        timers.add(at_ms, run.clone(), timer);
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- start ----
+
+    /// Starts a run, honouring request-id idempotency and the id reuse/conflict policies.
+    pub async fn start_workflow(self: &Arc<Self>, req: StartWorkflow, reuse: i32, conflict: i32) -> Result<Started> {
+        let this = self.clone();
+        tokio::spawn(async move { this.start_workflow_now(req, reuse, conflict).await })
+            .await
+            .map_err(|e| Error::Internal(format!("start task failed: {e}")))?
+    }
+
+    async fn start_workflow_now(self: &Arc<Self>, mut req: StartWorkflow, reuse: i32, conflict: i32) -> Result<Started> {
+        let current_slot = self.current_slot(&req.key.namespace, &req.key.workflow_id);
+        let mut current = current_slot.lock().await;
+        if let Some(run_id) = current.clone() {
+            let (status, request_id) = self.read(&run_id, |e| (e.state.status, e.state.create_request_id.clone())).await?;
+            if request_id == req.request_id {
+                return Ok(Started { run_id, started: true });
+            }
+            let running = status == WorkflowExecutionStatus::Running as i32;
+            let conflict = WorkflowIdConflictPolicy::try_from(conflict).unwrap_or(WorkflowIdConflictPolicy::Unspecified);
+            let reuse = WorkflowIdReusePolicy::try_from(reuse).unwrap_or(WorkflowIdReusePolicy::Unspecified);
+            let already = |message: String| Error::AlreadyStarted {
+                message,
+                start_request_id: request_id.clone(),
+                run_id: run_id.clone(),
+            };
+            if running {
+                let terminate = conflict == WorkflowIdConflictPolicy::TerminateExisting
+                    || reuse == WorkflowIdReusePolicy::TerminateIfRunning;
+                match conflict {
+                    WorkflowIdConflictPolicy::UseExisting => return Ok(Started { run_id, started: false }),
+                    _ if terminate => {
+                        let identity = req.identity.clone();
+                        self.transition_now(
+                            &run_id,
+                            move |tx, _| {
+                                tx.terminate("terminated by a new start with the same workflow id", None, &identity);
+                                Ok(Some(()))
+                            },
+                            |_, _| (),
+                        )
+                        .await?;
+                    }
+                    _ => {
+                        return Err(already(format!(
+                            "Workflow execution is already running. WorkflowId: {}, RunId: {}.",
+                            req.key.workflow_id, run_id
+                        )))
+                    }
+                }
+            } else {
+                match reuse {
+                    WorkflowIdReusePolicy::RejectDuplicate => {
+                        return Err(already(format!(
+                            "Workflow execution already finished and its WorkflowIdReusePolicy is reject duplicate. WorkflowId: {}, RunId: {}.",
+                            req.key.workflow_id, run_id
+                        )))
+                    }
+                    WorkflowIdReusePolicy::AllowDuplicateFailedOnly if status == WorkflowExecutionStatus::Completed as i32 => {
+                        return Err(already(format!(
+                            "Workflow execution already finished successfully. WorkflowId: {}, RunId: {}. Workflow Id reuse policy: allow duplicate workflow Id if last run failed.",
+                            req.key.workflow_id, run_id
+                        )))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        req.key.run_id = uuid::Uuid::new_v4().to_string();
+        let key = req.key.clone();
+        let (state, events, effects) = workflow::start(req, self.clock.now_ms());
+        let writes = vec![
+            Write::execution(&state, &events),
+            Write::Current { namespace: key.namespace.clone(), workflow_id: key.workflow_id.clone(), run_id: key.run_id.clone() },
+        ];
+        self.store.commit(writes).await?;
+        let slot = Arc::new(Mutex::new(Some(Execution::new(state, events))));
+        self.runs.lock().expect("runs lock").insert(key.run_id.clone(), slot);
+        *current = Some(key.run_id.clone());
+        drop(current);
+        self.perform(&key, effects);
+        Ok(Started { run_id: key.run_id, started: true })
+    }
+
+    // ---- long polls ----
+
+    /// Takes tasks from a queue until one starts (stale ones are skipped) or the poll expires.
+    pub async fn poll_task<R: Send + 'static>(
+        self: &Arc<Self>,
+        namespace: &str,
+        task_queue: &str,
+        kind: TaskKind,
+        timeout: Duration,
+        start: impl Fn(QueuedTask) -> StartFn<R>,
+    ) -> Result<Option<R>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(task) = self.matching.poll(namespace, task_queue, kind, left).await else {
+                return Ok(None);
+            };
+            let run_id = task.run.run_id.clone();
+            let (f, then) = start(task.clone());
+            match self.transition(&run_id, f, then).await {
+                Ok(Some(response)) => return Ok(Some(response)),
+                Ok(None) | Err(Error::NotFound(_)) => continue,
+                Err(e) => {
+                    self.matching.offer(namespace, task_queue, kind, task);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Fires a due timer (called by the timer loop).
+    fn fire_timer(self: &Arc<Self>, run: RunKey, timer: Timer) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let result = this
+                .transition(
+                    &run.run_id,
+                    move |tx, _| {
+                        let changed = match timer {
+                            Timer::WorkflowTaskTimeout { scheduled_event_id, attempt } => {
+                                tx.workflow_task_timed_out(scheduled_event_id, attempt)
+                            }
+                            Timer::ActivityTimeout { scheduled_event_id, attempt, kind } => {
+                                tx.activity_timed_out(scheduled_event_id, attempt, kind)
+                            }
+                            Timer::ActivityRetry { scheduled_event_id, attempt } => {
+                                tx.activity_retry_due(scheduled_event_id, attempt)
+                            }
+                            Timer::UserTimer { timer_id, started_event_id } => {
+                                tx.user_timer_fired(&timer_id, started_event_id)
+                            }
+                            Timer::WorkflowRunTimeout => tx.run_timed_out(),
+                        };
+                        Ok(changed.then_some(()))
+                    },
+                    |_, _| (),
+                )
+                .await;
+            if let Err(e) = result {
+                tracing::warn!(run_id = %run.run_id, error = %e, "timer not applied");
+            }
+        });
+    }
+}
+
+/// The transition a poller runs on the task it took, and how it builds its response.
+pub type StartFn<R> = (
+    Box<dyn FnOnce(&mut Tx, &Execution) -> Result<Option<StartOut>> + Send>,
+    Box<dyn FnOnce(StartOut, &Execution) -> R + Send>,
+);
+
+/// What starting a task yields before the response is built.
+pub enum StartOut {
+    WorkflowTask(crate::engine::workflow_task::StartedWorkflowTask),
+    Activity(crate::engine::state::Activity),
+}
+
+impl Fire for Service {
+    fn fire(self: Arc<Self>, run: RunKey, timer: Timer) {
+        self.fire_timer(run, timer);
+    }
+}

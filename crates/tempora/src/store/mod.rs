@@ -1,0 +1,217 @@
+//! Storage: one `Store` contract, backends behind it, and the group-commit writer.
+//!
+//! What is durable (written in one transaction per batch of transitions):
+//! - each run's mutable state (JSON) and status, keyed by run id;
+//! - each run's history events (protobuf bytes), append-only, keyed by (run id, event id);
+//! - the current run of every workflow id;
+//! - namespaces.
+//!
+//! What is only cached in memory (rebuilt at start from the above): task queues and timers —
+//! both derive from the mutable state of open runs (`engine::workflow::recover`).
+//!
+//! Values that only move forward: `next_event_id` (event ids of a run), the schema version.
+//!
+//! Backends run synchronously on one dedicated thread (`Writer`); the async side talks to it
+//! over a channel. Consecutive commits waiting in the channel go into one transaction, so
+//! concurrent transitions share one fsync (group commit). A commit replies only once durable.
+
+pub mod sqlite;
+
+use std::thread;
+
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use temporalio_protos::temporal::api::history::v1::HistoryEvent;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::engine::state::MutableState;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    #[error("database file {0} is in use by another tempora server")]
+    Locked(String),
+    #[error("database schema version {found} is newer than this tempora supports ({supported}); upgrade tempora")]
+    TooNew { found: i64, supported: i64 },
+    #[error("storage error: {0}")]
+    Backend(String),
+    #[error("corrupt stored record: {0}")]
+    Corrupt(String),
+    #[error("the store is shut down")]
+    Closed,
+}
+
+impl From<Error> for crate::error::Error {
+    fn from(e: Error) -> Self {
+        crate::error::Error::Unavailable(e.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NamespaceRecord {
+    pub name: String,
+    pub id: String,
+    pub description: String,
+    pub owner_email: String,
+    pub retention_ms: i64,
+}
+
+/// A run as stored: its mutable state and full history.
+#[derive(Clone, Debug)]
+pub struct ExecutionRecord {
+    pub state: MutableState,
+    pub history: Vec<HistoryEvent>,
+}
+
+/// One change in a transaction. Serialised by the caller, off the writer thread.
+#[derive(Clone, Debug)]
+pub enum Write {
+    Execution {
+        run_id: String,
+        namespace: String,
+        workflow_id: String,
+        status: i32,
+        state_json: Vec<u8>,
+        /// (event id, protobuf bytes), appended.
+        new_events: Vec<(i64, Vec<u8>)>,
+    },
+    Current { namespace: String, workflow_id: String, run_id: String },
+    Namespace(NamespaceRecord),
+}
+
+impl Write {
+    pub fn execution(state: &MutableState, new_events: &[HistoryEvent]) -> Write {
+        Write::Execution {
+            run_id: state.key.run_id.clone(),
+            namespace: state.key.namespace.clone(),
+            workflow_id: state.key.workflow_id.clone(),
+            status: state.status,
+            state_json: serde_json::to_vec(state).expect("mutable state serialises"),
+            new_events: new_events.iter().map(|e| (e.event_id, e.encode_to_vec())).collect(),
+        }
+    }
+}
+
+/// The storage contract every backend implements. Calls run on the writer thread.
+pub trait Store: Send + 'static {
+    /// Applies all writes in one transaction, durably, or none of them.
+    fn commit(&mut self, writes: &[Write]) -> Result<()>;
+    fn load_namespaces(&mut self) -> Result<Vec<NamespaceRecord>>;
+    /// Every run that is still open, with its history.
+    fn load_open_executions(&mut self) -> Result<Vec<ExecutionRecord>>;
+    fn load_execution(&mut self, run_id: &str) -> Result<Option<ExecutionRecord>>;
+    /// (namespace, workflow id, run id) of every workflow id's current run.
+    fn load_current_runs(&mut self) -> Result<Vec<(String, String, String)>>;
+}
+
+pub(crate) fn decode_execution(state_json: &[u8], events: Vec<Vec<u8>>) -> Result<ExecutionRecord> {
+    let state: MutableState =
+        serde_json::from_slice(state_json).map_err(|e| Error::Corrupt(format!("mutable state: {e}")))?;
+    let history = events
+        .into_iter()
+        .map(|bytes| HistoryEvent::decode(bytes.as_slice()))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Corrupt(format!("history event: {e}")))?;
+    Ok(ExecutionRecord { state, history })
+}
+
+enum Request {
+    /// Stop the writer and close the store (releasing its file).
+    Close(oneshot::Sender<()>),
+    Commit(Vec<Write>, oneshot::Sender<Result<()>>),
+    LoadExecution(String, oneshot::Sender<Result<Option<ExecutionRecord>>>),
+}
+
+/// The async face of a store: cheap to clone; all calls go to the writer thread.
+#[derive(Clone)]
+pub struct Handle {
+    tx: mpsc::Sender<Request>,
+}
+
+/// Requests waiting for the writer; a full queue makes callers wait (backpressure).
+const QUEUE_MAX: usize = 16 * 1024;
+/// Most transitions in one group-committed transaction.
+const GROUP_MAX: usize = 1024;
+
+impl Handle {
+    /// Starts the writer thread that owns `store`. The thread ends when every handle is dropped.
+    pub fn spawn(store: Box<dyn Store>) -> (Handle, thread::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE_MAX);
+        let join = thread::Builder::new()
+            .name("tempora-store".into())
+            .spawn(move || writer_loop(store, rx))
+            .expect("spawn store thread");
+        (Handle { tx }, join)
+    }
+
+    pub async fn commit(&self, writes: Vec<Write>) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Request::Commit(writes, reply)).await.map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Commits what is queued, then closes the store; later calls fail with `Closed`.
+    pub async fn close(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Request::Close(reply)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    pub async fn load_execution(&self, run_id: &str) -> Result<Option<ExecutionRecord>> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::LoadExecution(run_id.to_string(), reply))
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+}
+
+fn writer_loop(mut store: Box<dyn Store>, mut rx: mpsc::Receiver<Request>) {
+    let mut closed: Option<oneshot::Sender<()>> = None;
+    while let Some(first) = rx.blocking_recv() {
+        let mut pending = vec![first];
+        while pending.len() < GROUP_MAX {
+            match rx.try_recv() {
+                Ok(r) => pending.push(r),
+                Err(_) => break,
+            }
+        }
+        let mut group: Vec<(Vec<Write>, oneshot::Sender<Result<()>>)> = Vec::new();
+        for request in pending {
+            match request {
+                Request::Commit(writes, reply) => group.push((writes, reply)),
+                Request::LoadExecution(run_id, reply) => {
+                    commit_group(store.as_mut(), &mut group);
+                    let _ = reply.send(store.load_execution(&run_id));
+                }
+                Request::Close(reply) => closed = Some(reply),
+            }
+        }
+        commit_group(store.as_mut(), &mut group);
+        if closed.is_some() {
+            break;
+        }
+    }
+    rx.close();
+    drop(store);
+    if let Some(reply) = closed {
+        let _ = reply.send(());
+    }
+}
+
+fn commit_group(store: &mut dyn Store, group: &mut Vec<(Vec<Write>, oneshot::Sender<Result<()>>)>) {
+    if group.is_empty() {
+        return;
+    }
+    let writes: Vec<Write> = group.iter_mut().flat_map(|(w, _)| std::mem::take(w)).collect();
+    let result = store.commit(&writes);
+    if let Err(e) = &result {
+        tracing::error!(error = %e, transitions = group.len(), "commit failed");
+    }
+    for (_, reply) in group.drain(..) {
+        let _ = reply.send(result.clone());
+    }
+}

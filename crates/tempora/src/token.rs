@@ -1,0 +1,55 @@
+//! Task tokens: opaque to workers, they name a workflow task or an activity attempt.
+
+use prost::Message;
+
+use crate::engine::state::RunKey;
+use crate::error::{Error, Result};
+
+#[derive(Clone, PartialEq, Message)]
+pub struct TaskToken {
+    #[prost(string, tag = "1")]
+    pub namespace: String,
+    #[prost(string, tag = "2")]
+    pub workflow_id: String,
+    #[prost(string, tag = "3")]
+    pub run_id: String,
+    #[prost(int64, tag = "4")]
+    pub scheduled_event_id: i64,
+    #[prost(int32, tag = "5")]
+    pub attempt: i32,
+    #[prost(bool, tag = "6")]
+    pub activity: bool,
+}
+
+impl TaskToken {
+    pub fn new(run: &RunKey, scheduled_event_id: i64, attempt: i32, activity: bool) -> Self {
+        TaskToken {
+            namespace: run.namespace.clone(),
+            workflow_id: run.workflow_id.clone(),
+            run_id: run.run_id.clone(),
+            scheduled_event_id,
+            attempt,
+            activity,
+        }
+    }
+
+    pub fn run(&self) -> RunKey {
+        RunKey { namespace: self.namespace.clone(), workflow_id: self.workflow_id.clone(), run_id: self.run_id.clone() }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.encode_to_vec()
+    }
+
+    /// Parses a token from a worker; `activity` says which kind the RPC expects.
+    pub fn parse(bytes: &[u8], activity: bool) -> Result<TaskToken> {
+        if bytes.is_empty() {
+            return Err(Error::invalid("Task token not set on request."));
+        }
+        let token = TaskToken::decode(bytes).map_err(|_| Error::invalid("Error deserializing task token."))?;
+        if token.run_id.is_empty() || token.activity != activity {
+            return Err(Error::invalid("Error deserializing task token."));
+        }
+        Ok(token)
+    }
+}
