@@ -1,1 +1,258 @@
+//! Engine cases: history so far + input → new events and effects. No I/O, no clock.
 
+use temporalio_protos::temporal::api::command::v1::{command, Command, CompleteWorkflowExecutionCommandAttributes, ScheduleActivityTaskCommandAttributes};
+use temporalio_protos::temporal::api::common::v1::{ActivityType, Payloads, RetryPolicy};
+use temporalio_protos::temporal::api::enums::v1::{EventType, RetryState};
+use temporalio_protos::temporal::api::failure::v1::{failure, ApplicationFailureInfo, Failure};
+use temporalio_protos::temporal::api::history::v1::{history_event::Attributes, HistoryEvent};
+
+use super::state::{MutableState, RunKey};
+use super::workflow::{start, StartWorkflow};
+use super::workflow_task::CompleteWorkflowTask;
+use super::{ActivityTimeoutKind, Effect, Timer, Tx};
+use crate::clock::proto;
+use crate::error::Error;
+
+/// A run plus its history, driven step by step.
+struct Run {
+    state: MutableState,
+    history: Vec<HistoryEvent>,
+    now: i64,
+}
+
+impl Run {
+    fn new() -> Run {
+        let req = StartWorkflow {
+            key: RunKey { namespace: "default".into(), workflow_id: "wf".into(), run_id: "run".into() },
+            workflow_type: "Wf".into(),
+            task_queue: "tq".into(),
+            task_timeout_ms: 10_000,
+            request_id: "req".into(),
+            ..Default::default()
+        };
+        let (state, history, _) = start(req, 1_000);
+        Run { state, history, now: 1_000 }
+    }
+
+    /// Applies `f` as one transition; returns the new event types and the effects.
+    fn step<T>(&mut self, f: impl FnOnce(&mut Tx) -> T) -> (T, Vec<EventType>, Vec<Effect>) {
+        self.now += 10;
+        let mut tx = Tx::new(&mut self.state, self.now);
+        let out = f(&mut tx);
+        let (events, effects) = (tx.events, tx.effects);
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e.event_id, self.history.len() as i64 + 1 + i as i64, "event ids are contiguous");
+        }
+        let types = events.iter().map(|e| EventType::try_from(e.event_type).unwrap()).collect();
+        self.history.extend(events);
+        (out, types, effects)
+    }
+
+    fn start_wft(&mut self) -> (i64, i32) {
+        let (started, _, _) = self.step(|tx| tx.start_workflow_task("worker", "r").expect("a workflow task is scheduled"));
+        (started.scheduled_event_id, started.attempt)
+    }
+
+    fn complete_wft(&mut self, commands: Vec<Command>) -> (Result<(), Error>, Vec<EventType>, Vec<Effect>) {
+        let (scheduled_event_id, attempt) = self.start_wft();
+        let req = CompleteWorkflowTask { scheduled_event_id, attempt, commands, identity: "worker".into(), ..Default::default() };
+        let (out, types, effects) = self.step(|tx| tx.complete_workflow_task(req).expect("task is running"));
+        (out, types, effects)
+    }
+}
+
+fn schedule_activity(id: &str, max_attempts: i32) -> Command {
+    Command {
+        command_type: 1,
+        attributes: Some(command::Attributes::ScheduleActivityTaskCommandAttributes(ScheduleActivityTaskCommandAttributes {
+            activity_id: id.into(),
+            activity_type: Some(ActivityType { name: "Act".into() }),
+            start_to_close_timeout: Some(proto::duration(5_000)),
+            retry_policy: Some(RetryPolicy { maximum_attempts: max_attempts, ..Default::default() }),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+fn complete_workflow() -> Command {
+    Command {
+        command_type: 6,
+        attributes: Some(command::Attributes::CompleteWorkflowExecutionCommandAttributes(
+            CompleteWorkflowExecutionCommandAttributes { result: Some(Payloads::default()) },
+        )),
+        ..Default::default()
+    }
+}
+
+fn app_failure(non_retryable: bool) -> Failure {
+    Failure {
+        message: "boom".into(),
+        failure_info: Some(failure::FailureInfo::ApplicationFailureInfo(ApplicationFailureInfo {
+            r#type: "Boom".into(),
+            non_retryable,
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+use EventType as E;
+
+#[test]
+fn start_writes_started_and_schedules_a_workflow_task() {
+    let run = Run::new();
+    let types: Vec<_> = run.history.iter().map(|e| e.event_type).collect();
+    assert_eq!(types, vec![E::WorkflowExecutionStarted as i32, E::WorkflowTaskScheduled as i32]);
+    assert_eq!(run.state.next_event_id, 3);
+}
+
+#[test]
+fn activity_completes_and_wakes_the_workflow() {
+    let mut run = Run::new();
+    let (out, types, effects) = run.complete_wft(vec![schedule_activity("a1", 0)]);
+    assert!(out.is_ok());
+    assert_eq!(types, vec![E::WorkflowTaskCompleted, E::ActivityTaskScheduled]);
+    assert!(effects.iter().any(|e| matches!(e, Effect::DispatchActivityTask { scheduled_event_id: 5, attempt: 1, .. })));
+    let (a, _, _) = run.step(|tx| tx.start_activity(5, 1, "w", "r"));
+    assert!(a.is_some());
+    let (res, types, _) = run.step(|tx| tx.complete_activity(5, Some(1), None, "w"));
+    res.unwrap();
+    assert_eq!(types, vec![E::ActivityTaskStarted, E::ActivityTaskCompleted, E::WorkflowTaskScheduled]);
+    match &run.history[6].attributes {
+        Some(Attributes::ActivityTaskCompletedEventAttributes(c)) => assert_eq!(c.started_event_id, 6),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn events_during_a_running_workflow_task_are_buffered_then_linked() {
+    let mut run = Run::new();
+    run.complete_wft(vec![schedule_activity("a1", 0)]).0.unwrap();
+    run.step(|tx| tx.start_activity(5, 1, "w", "r"));
+    // Some other event wakes the workflow and its task starts...
+    run.step(|tx| tx.schedule_workflow_task_if_needed());
+    let (sched, attempt) = run.start_wft();
+    // ...while the activity completes: nothing is written yet.
+    let (_, types, _) = run.step(|tx| tx.complete_activity(5, Some(1), None, "w"));
+    assert!(types.is_empty());
+    assert_eq!(run.state.buffered_events.len(), 2);
+    // Closing now would lose the buffered result.
+    let req = CompleteWorkflowTask { scheduled_event_id: sched, attempt, commands: vec![complete_workflow()], ..Default::default() };
+    let (out, types, _) = run.step(|tx| tx.complete_workflow_task(req).unwrap());
+    assert_eq!(out, Err(Error::UnhandledCommand));
+    assert_eq!(types, vec![E::WorkflowTaskFailed, E::ActivityTaskStarted, E::ActivityTaskCompleted, E::WorkflowTaskScheduled]);
+    let started_id = run.history.len() as i64 - 2;
+    match &run.history[started_id as usize].attributes {
+        Some(Attributes::ActivityTaskCompletedEventAttributes(c)) => assert_eq!(c.started_event_id, started_id),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn failed_attempts_retry_without_events_until_maximum_attempts() {
+    let mut run = Run::new();
+    run.complete_wft(vec![schedule_activity("a1", 2)]).0.unwrap();
+    run.step(|tx| tx.start_activity(5, 1, "w", "r"));
+    let (_, types, effects) = run.step(|tx| tx.fail_activity(5, Some(1), app_failure(false), None, "w").unwrap());
+    assert!(types.is_empty(), "an intermediate failure writes nothing");
+    assert!(effects.iter().any(|e| matches!(e, Effect::Timer { timer: Timer::ActivityRetry { attempt: 2, .. }, .. })));
+    // The old attempt's timeout is stale now.
+    let (changed, _, _) = run.step(|tx| tx.activity_timed_out(5, 1, ActivityTimeoutKind::StartToClose));
+    assert!(!changed);
+    run.now += 1_000;
+    let (due, _, effects) = run.step(|tx| tx.activity_retry_due(5, 2));
+    assert!(due);
+    assert!(effects.iter().any(|e| matches!(e, Effect::DispatchActivityTask { attempt: 2, .. })));
+    run.step(|tx| tx.start_activity(5, 2, "w", "r").unwrap());
+    let (_, types, _) = run.step(|tx| tx.fail_activity(5, Some(2), app_failure(false), None, "w").unwrap());
+    assert_eq!(types, vec![E::ActivityTaskStarted, E::ActivityTaskFailed, E::WorkflowTaskScheduled]);
+    match &run.history[6].attributes {
+        Some(Attributes::ActivityTaskFailedEventAttributes(f)) => {
+            assert_eq!(f.retry_state, RetryState::MaximumAttemptsReached as i32)
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    match &run.history[5].attributes {
+        Some(Attributes::ActivityTaskStartedEventAttributes(s)) => {
+            assert_eq!(s.attempt, 2);
+            assert!(s.last_failure.is_some());
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn non_retryable_failure_closes_at_once() {
+    let mut run = Run::new();
+    run.complete_wft(vec![schedule_activity("a1", 0)]).0.unwrap();
+    run.step(|tx| tx.start_activity(5, 1, "w", "r"));
+    let (_, types, _) = run.step(|tx| tx.fail_activity(5, Some(1), app_failure(true), None, "w").unwrap());
+    assert_eq!(types, vec![E::ActivityTaskStarted, E::ActivityTaskFailed, E::WorkflowTaskScheduled]);
+}
+
+#[test]
+fn start_to_close_timeout_retries() {
+    let mut run = Run::new();
+    run.complete_wft(vec![schedule_activity("a1", 0)]).0.unwrap();
+    run.step(|tx| tx.start_activity(5, 1, "w", "r"));
+    run.now += 5_000;
+    let (changed, types, _) = run.step(|tx| tx.activity_timed_out(5, 1, ActivityTimeoutKind::StartToClose));
+    assert!(changed);
+    assert!(types.is_empty());
+    assert_eq!(run.state.activities[&5].attempt, 2);
+}
+
+#[test]
+fn workflow_task_failures_after_the_first_are_transient() {
+    let mut run = Run::new();
+    let (sched, attempt) = run.start_wft();
+    let (_, types, _) = run.step(|tx| tx.fail_workflow_task(sched, attempt, 0, None, "w").unwrap());
+    assert_eq!(types, vec![E::WorkflowTaskFailed]);
+    let (started, types, _) = run.step(|tx| tx.start_workflow_task("w", "r").unwrap());
+    assert!(types.is_empty(), "a transient attempt writes nothing when it starts");
+    assert_eq!(started.attempt, 2);
+    assert_eq!(started.transient_events.len(), 2);
+    assert_eq!(started.scheduled_event_id, 5);
+    let (_, types, _) = run.step(|tx| tx.fail_workflow_task(5, 2, 0, None, "w").unwrap());
+    assert!(types.is_empty());
+    let req = {
+        let (sched, attempt) = run.start_wft();
+        assert_eq!(attempt, 3);
+        CompleteWorkflowTask { scheduled_event_id: sched, attempt, commands: vec![complete_workflow()], ..Default::default() }
+    };
+    let (out, types, _) = run.step(|tx| tx.complete_workflow_task(req).unwrap());
+    out.unwrap();
+    assert_eq!(
+        types,
+        vec![E::WorkflowTaskScheduled, E::WorkflowTaskStarted, E::WorkflowTaskCompleted, E::WorkflowExecutionCompleted]
+    );
+    assert!(!run.state.is_open());
+}
+
+#[test]
+fn unsupported_command_fails_the_task_naming_it() {
+    let mut run = Run::new();
+    let signal = Command {
+        command_type: 12,
+        attributes: Some(command::Attributes::SignalExternalWorkflowExecutionCommandAttributes(Default::default())),
+        ..Default::default()
+    };
+    let (out, types, _) = run.complete_wft(vec![signal]);
+    match out {
+        Err(Error::InvalidArgument(m)) => assert!(m.contains("COMMAND_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION"), "{m}"),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(types, vec![E::WorkflowTaskFailed]);
+    assert!(run.state.workflow_task.is_some(), "a new attempt is scheduled");
+}
+
+#[test]
+fn stale_tokens_are_not_found() {
+    let mut run = Run::new();
+    let (sched, attempt) = run.start_wft();
+    let (res, _, _) = run.step(|tx| tx.fail_workflow_task(sched, attempt + 1, 0, None, "w"));
+    assert!(matches!(res, Err(Error::NotFound(_))));
+    let (res, _, _) = run.step(|tx| tx.complete_activity(99, Some(1), None, "w"));
+    assert!(matches!(res, Err(Error::NotFound(_))));
+}

@@ -53,7 +53,7 @@ pub fn start(req: StartWorkflow, now: Millis) -> (MutableState, Vec<history::His
         timers: BTreeMap::new(),
         buffered_events: Vec::new(),
         history_size_bytes: 0,
-        transitions: 0,
+        transitions: 1,
     };
     let mut tx = Tx::new(&mut state, now);
     tx.append(history::WorkflowExecutionStartedEventAttributes {

@@ -11,6 +11,7 @@ use temporalio_protos::temporal::api::enums::v1::{
 };
 use temporalio_protos::temporal::api::history::v1::{history_event::Attributes, History, HistoryEvent};
 use temporalio_protos::temporal::api::namespace::v1::{namespace_info, NamespaceConfig, NamespaceInfo};
+use temporalio_protos::temporal::api::replication::v1::{ClusterReplicationConfig, NamespaceReplicationConfig};
 use temporalio_protos::temporal::api::workflow::v1 as wf;
 use temporalio_protos::temporal::api::workflowservice::v1::{self as ws, get_system_info_response};
 use tonic::Request;
@@ -37,6 +38,7 @@ const WORKFLOW_TASK_TIMEOUT_DEFAULT_MS: Millis = 10_000;
 const WORKFLOW_TASK_TIMEOUT_MAX_MS: Millis = 120_000;
 const ID_LENGTH_MAX: usize = 1000;
 const SERVER_VERSION: &str = "1.29.0";
+const CLUSTER_NAME: &str = "active";
 
 pub struct Frontend {
     svc: Arc<Service>,
@@ -91,6 +93,11 @@ fn namespace_response(ns: &NamespaceRecord) -> ws::DescribeNamespaceResponse {
             workflow_execution_retention_ttl: Some(proto::duration(ns.retention_ms)),
             ..Default::default()
         }),
+        replication_config: Some(NamespaceReplicationConfig {
+            active_cluster_name: CLUSTER_NAME.to_string(),
+            clusters: vec![ClusterReplicationConfig { cluster_name: CLUSTER_NAME.to_string(), ..Default::default() }],
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -127,7 +134,7 @@ impl Frontend {
         Ok(ws::GetClusterInfoResponse {
             server_version: SERVER_VERSION.to_string(),
             cluster_id: "tempora".to_string(),
-            cluster_name: "active".to_string(),
+            cluster_name: CLUSTER_NAME.to_string(),
             history_shard_count: 1,
             persistence_store: "tempora".to_string(),
             visibility_store: "tempora".to_string(),
