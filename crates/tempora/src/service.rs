@@ -244,10 +244,17 @@ impl Service {
         let exec = guard.as_mut().ok_or_else(|| Error::not_found("workflow execution not found"))?;
         let mut state = exec.state.clone();
         let mut tx = Tx::new(&mut state, self.clock.now_ms());
-        let Some(out) = f(&mut tx, exec)? else {
+        let out = f(&mut tx, exec)?;
+        let Tx { events, effects, .. } = tx;
+        let Some(out) = out else {
+            // Nothing to commit; effects derived from unchanged state (a re-armed timer) still
+            // apply.
+            debug_assert!(events.is_empty());
+            let key = exec.state.key.clone();
+            drop(guard);
+            self.perform(&key, effects);
             return Ok(None);
         };
-        let Tx { events, effects, .. } = tx;
         state.transitions += 1;
         if let Err(e) = self.store.commit(vec![Write::execution(&state, &events)]).await {
             tracing::warn!(run_id, error = %e, "transition not committed; run will be reloaded");

@@ -133,7 +133,7 @@ pub fn attempt_effects(a: &Activity) -> Vec<Effect> {
             scheduled_event_id: a.scheduled_event_id,
             attempt: a.attempt,
         });
-        if a.schedule_to_start_ms > 0 && a.attempt == 1 {
+        if a.schedule_to_start_ms > 0 {
             effects.push(timer(a.attempt_scheduled_time_ms + a.schedule_to_start_ms, ActivityTimeoutKind::ScheduleToStart));
         }
     }

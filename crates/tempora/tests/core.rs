@@ -1,0 +1,378 @@
+//! The core server through the official Rust SDK: workflows with activities, retries,
+//! timeouts, heartbeats, many at once.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tempora::testing::TestServer;
+use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
+use temporalio_macros::{activities, workflow, workflow_methods};
+use temporalio_protos::temporal::api::common::v1::RetryPolicy;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use temporalio_sdk::{ActivityOptions, ApplicationFailure, WorkerOptions, WorkflowContext, WorkflowResult};
+
+use support::{client, unique, with_worker};
+
+/// Activities that record every call as "name:attempt" in a shared log.
+#[derive(Default, Clone)]
+struct Acts {
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Acts {
+    fn record(&self, ctx: &ActivityContext, name: &str) -> u32 {
+        let attempt = ctx.info().attempt;
+        self.log.lock().unwrap().push(format!("{name}:{attempt}"));
+        attempt
+    }
+    fn calls(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+fn retry(max_attempts: i32) -> RetryPolicy {
+    RetryPolicy {
+        initial_interval: Some(prost_types::Duration { seconds: 0, nanos: 100_000_000 }),
+        backoff_coefficient: 2.0,
+        maximum_interval: Some(prost_types::Duration { seconds: 1, nanos: 0 }),
+        maximum_attempts: max_attempts,
+        non_retryable_error_types: vec!["Fatal".to_string()],
+    }
+}
+
+fn opts(max_attempts: i32) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10)).retry_policy(retry(max_attempts)).build()
+}
+
+#[activities]
+impl Acts {
+    #[activity]
+    async fn greet(self: Arc<Self>, ctx: ActivityContext, name: String) -> Result<String, ActivityError> {
+        self.record(&ctx, "greet");
+        Ok(format!("Hello, {name}!"))
+    }
+
+    #[activity]
+    async fn add_one(self: Arc<Self>, ctx: ActivityContext, n: i64) -> Result<i64, ActivityError> {
+        self.record(&ctx, "add_one");
+        Ok(n + 1)
+    }
+
+    #[activity]
+    async fn double(self: Arc<Self>, ctx: ActivityContext, n: i64) -> Result<i64, ActivityError> {
+        self.record(&ctx, "double");
+        Ok(n * 2)
+    }
+
+    #[activity]
+    async fn withdraw(self: Arc<Self>, ctx: ActivityContext, _amount: i64) -> Result<(), ActivityError> {
+        self.record(&ctx, "withdraw");
+        Ok(())
+    }
+
+    #[activity]
+    async fn deposit(self: Arc<Self>, ctx: ActivityContext, _amount: i64) -> Result<(), ActivityError> {
+        self.record(&ctx, "deposit");
+        Ok(())
+    }
+
+    #[activity]
+    async fn step_that_fails(self: Arc<Self>, ctx: ActivityContext, _amount: i64) -> Result<(), ActivityError> {
+        self.record(&ctx, "fail");
+        Err(ActivityError::from(anyhow::anyhow!("the third step always fails")))
+    }
+
+    #[activity]
+    async fn undo_deposit(self: Arc<Self>, ctx: ActivityContext, _amount: i64) -> Result<(), ActivityError> {
+        self.record(&ctx, "undo_deposit");
+        Ok(())
+    }
+
+    #[activity]
+    async fn undo_withdraw(self: Arc<Self>, ctx: ActivityContext, _amount: i64) -> Result<(), ActivityError> {
+        self.record(&ctx, "undo_withdraw");
+        Ok(())
+    }
+
+    /// Fails on attempts 1 and 2, succeeds on 3.
+    #[activity]
+    async fn flaky(self: Arc<Self>, ctx: ActivityContext, _: ()) -> Result<u32, ActivityError> {
+        let attempt = self.record(&ctx, "flaky");
+        if attempt < 3 {
+            return Err(anyhow::anyhow!("not yet").into());
+        }
+        Ok(attempt)
+    }
+
+    #[activity]
+    async fn always_fails(self: Arc<Self>, ctx: ActivityContext, _: ()) -> Result<(), ActivityError> {
+        self.record(&ctx, "always_fails");
+        Err(anyhow::anyhow!("nope").into())
+    }
+
+    #[activity]
+    async fn fatal(self: Arc<Self>, ctx: ActivityContext, _: ()) -> Result<(), ActivityError> {
+        self.record(&ctx, "fatal");
+        let failure = ApplicationFailure::builder(Box::<dyn std::error::Error + Send + Sync>::from("fatal error"))
+            .type_name("Fatal".to_string())
+            .build();
+        Err(ActivityError::application(failure))
+    }
+
+    /// Attempt 1 outlives its 1 s start-to-close timeout; attempt 2 answers at once.
+    #[activity]
+    async fn slow_then_fast(self: Arc<Self>, ctx: ActivityContext, _: ()) -> Result<u32, ActivityError> {
+        let attempt = self.record(&ctx, "slow_then_fast");
+        if attempt == 1 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        Ok(attempt)
+    }
+
+    /// Attempt 1 heartbeats progress 5 then goes silent past its heartbeat timeout; attempt 2
+    /// returns the progress it inherits.
+    #[activity]
+    async fn heartbeater(self: Arc<Self>, ctx: ActivityContext, _: ()) -> Result<u32, ActivityError> {
+        let attempt = self.record(&ctx, "heartbeater");
+        if attempt == 1 {
+            ctx.record_heartbeat(5u32).await.expect("heartbeat");
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            return Ok(0);
+        }
+        Ok(ctx.heartbeat_details().deserialize::<u32>().expect("details").unwrap_or(0))
+    }
+}
+
+#[workflow]
+#[derive(Default)]
+struct Hello;
+
+#[workflow_methods]
+impl Hello {
+    #[run]
+    async fn run(ctx: &mut WorkflowContext<Self>, name: String) -> WorkflowResult<String> {
+        Ok(ctx.execute_activity(Acts::greet, name, opts(0)).await?)
+    }
+}
+
+/// The seed's workflow shape: three activities in sequence, each feeding the next.
+#[workflow]
+#[derive(Default)]
+struct Pipeline;
+
+#[workflow_methods]
+impl Pipeline {
+    #[run]
+    async fn run(ctx: &mut WorkflowContext<Self>, n: i64) -> WorkflowResult<i64> {
+        let a = ctx.execute_activity(Acts::add_one, n, opts(0)).await?;
+        let b = ctx.execute_activity(Acts::double, a, opts(0)).await?;
+        Ok(ctx.execute_activity(Acts::add_one, b, opts(0)).await?)
+    }
+}
+
+/// The seed's money-transfer saga: compensations in reverse order when a step fails.
+#[workflow]
+#[derive(Default)]
+struct TransferMoney;
+
+#[workflow_methods]
+impl TransferMoney {
+    #[run]
+    async fn run(ctx: &mut WorkflowContext<Self>, amount: i64) -> WorkflowResult<String> {
+        let mut compensations = Vec::new();
+        let steps = async {
+            ctx.execute_activity(Acts::withdraw, amount, opts(3)).await?;
+            compensations.push("undo_withdraw");
+            ctx.execute_activity(Acts::deposit, amount, opts(3)).await?;
+            compensations.push("undo_deposit");
+            ctx.execute_activity(Acts::step_that_fails, amount, opts(3)).await?;
+            Ok::<_, temporalio_sdk::ActivityExecutionError>(())
+        }
+        .await;
+        match steps {
+            Ok(()) => Ok("transferred".to_string()),
+            Err(_) => {
+                for undo in compensations.iter().rev() {
+                    match *undo {
+                        "undo_deposit" => ctx.execute_activity(Acts::undo_deposit, amount, opts(3)).await?,
+                        _ => ctx.execute_activity(Acts::undo_withdraw, amount, opts(3)).await?,
+                    }
+                }
+                Ok("compensated".to_string())
+            }
+        }
+    }
+}
+
+/// Runs one activity chosen by name and reports its result or failure as text.
+#[workflow]
+#[derive(Default)]
+struct RunOne;
+
+#[workflow_methods]
+impl RunOne {
+    #[run]
+    async fn run(ctx: &mut WorkflowContext<Self>, which: String) -> WorkflowResult<String> {
+        let timeouts = |stc: u64| ActivityOptions::with_start_to_close_timeout(Duration::from_secs(stc)).retry_policy(retry(3));
+        let out = match which.as_str() {
+            "flaky" => ctx.execute_activity(Acts::flaky, (), opts(5)).await.map(|n| n.to_string()),
+            "always_fails" => ctx.execute_activity(Acts::always_fails, (), opts(3)).await.map(|_| String::new()),
+            "fatal" => ctx.execute_activity(Acts::fatal, (), opts(5)).await.map(|_| String::new()),
+            "slow_then_fast" => ctx.execute_activity(Acts::slow_then_fast, (), timeouts(1).build()).await.map(|n| n.to_string()),
+            _ => ctx
+                .execute_activity(Acts::heartbeater, (), timeouts(10).heartbeat_timeout(Duration::from_secs(1)).build())
+                .await
+                .map(|n| n.to_string()),
+        };
+        Ok(out.unwrap_or_else(|e| format!("failed: {e}")))
+    }
+}
+
+fn worker_options(queue: &str, acts: &Acts) -> WorkerOptions {
+    WorkerOptions::new(queue)
+        .register_activities(acts.clone())
+        .register_workflow::<Hello>()
+        .unwrap()
+        .register_workflow::<Pipeline>()
+        .unwrap()
+        .register_workflow::<TransferMoney>()
+        .unwrap()
+        .register_workflow::<RunOne>()
+        .unwrap()
+        .build()
+}
+
+async fn run_one(which: &str) -> (String, Vec<String>) {
+    let server = TestServer::start(":memory:").await;
+    let client = client(&server.url()).await;
+    let acts = Acts::default();
+    let queue = unique("q");
+    let result = with_worker(&client, worker_options(&queue, &acts), async {
+        let handle = client
+            .start_workflow(RunOne::run, which.to_string(), WorkflowStartOptions::new(&queue, unique("wf")).build())
+            .await
+            .unwrap();
+        handle.get_result(WorkflowGetResultOptions::default()).await.unwrap()
+    })
+    .await;
+    server.stop().await;
+    (result, acts.calls())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hello_world() {
+    let server = TestServer::start(":memory:").await;
+    let client = client(&server.url()).await;
+    let acts = Acts::default();
+    let queue = unique("q");
+    let result = with_worker(&client, worker_options(&queue, &acts), async {
+        let handle = client
+            .start_workflow(Hello::run, "tempora".to_string(), WorkflowStartOptions::new(&queue, "hello").build())
+            .await
+            .unwrap();
+        handle.get_result(WorkflowGetResultOptions::default()).await.unwrap()
+    })
+    .await;
+    assert_eq!(result, "Hello, tempora!");
+    assert_eq!(acts.calls(), vec!["greet:1"]);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_activities_feed_each_other() {
+    let server = TestServer::start(":memory:").await;
+    let client = client(&server.url()).await;
+    let acts = Acts::default();
+    let queue = unique("q");
+    let result = with_worker(&client, worker_options(&queue, &acts), async {
+        let handle = client.start_workflow(Pipeline::run, 4, WorkflowStartOptions::new(&queue, "pipeline").build()).await.unwrap();
+        handle.get_result(WorkflowGetResultOptions::default()).await.unwrap()
+    })
+    .await;
+    assert_eq!(result, (4 + 1) * 2 + 1);
+    assert_eq!(acts.calls(), vec!["add_one:1", "double:1", "add_one:1"]);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transfer_saga_compensates_in_reverse_order() {
+    let server = TestServer::start(":memory:").await;
+    let client = client(&server.url()).await;
+    let acts = Acts::default();
+    let queue = unique("q");
+    let result = with_worker(&client, worker_options(&queue, &acts), async {
+        let handle = client.start_workflow(TransferMoney::run, 100, WorkflowStartOptions::new(&queue, "transfer").build()).await.unwrap();
+        handle.get_result(WorkflowGetResultOptions::default()).await.unwrap()
+    })
+    .await;
+    assert_eq!(result, "compensated");
+    assert_eq!(
+        acts.calls(),
+        vec!["withdraw:1", "deposit:1", "fail:1", "fail:2", "fail:3", "undo_deposit:1", "undo_withdraw:1"]
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_then_success_sees_attempts_1_2_3() {
+    let (result, calls) = run_one("flaky").await;
+    assert_eq!(result, "3");
+    assert_eq!(calls, vec!["flaky:1", "flaky:2", "flaky:3"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn maximum_attempts_exhausted_fails_the_activity() {
+    let (result, calls) = run_one("always_fails").await;
+    assert!(result.starts_with("failed"), "{result}");
+    assert_eq!(calls, vec!["always_fails:1", "always_fails:2", "always_fails:3"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn non_retryable_error_type_runs_once() {
+    let (result, calls) = run_one("fatal").await;
+    assert!(result.starts_with("failed"), "{result}");
+    assert_eq!(calls, vec!["fatal:1"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn start_to_close_timeout_then_successful_retry() {
+    let (result, calls) = run_one("slow_then_fast").await;
+    assert_eq!(result, "2");
+    assert_eq!(calls, vec!["slow_then_fast:1", "slow_then_fast:2"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn heartbeat_timeout_carries_details_to_next_attempt() {
+    let (result, calls) = run_one("heartbeater").await;
+    assert_eq!(result, "5", "calls: {calls:?}");
+    assert_eq!(calls, vec!["heartbeater:1", "heartbeater:2"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hundred_workflows_at_once() {
+    let server = TestServer::start(":memory:").await;
+    let client = client(&server.url()).await;
+    let acts = Acts::default();
+    let queue = unique("q");
+    let results = with_worker(&client, worker_options(&queue, &acts), async {
+        let runs = (0..100).map(|i| {
+            let client = client.clone();
+            let queue = queue.clone();
+            async move {
+                let handle = client
+                    .start_workflow(Pipeline::run, i, WorkflowStartOptions::new(&queue, format!("many-{i}")).build())
+                    .await
+                    .unwrap();
+                handle.get_result(WorkflowGetResultOptions::default()).await.unwrap()
+            }
+        });
+        futures::future::join_all(runs).await
+    })
+    .await;
+    let expected: Vec<i64> = (0..100).map(|i| (i + 1) * 2 + 1).collect();
+    assert_eq!(results, expected);
+    assert_eq!(acts.calls().len(), 300);
+    server.stop().await;
+}
