@@ -1,0 +1,165 @@
+//! Bad input gets Temporal's status codes and error details, asserted through the official
+//! client (its typed errors where it has them, its raw gRPC service elsewhere).
+
+mod support;
+
+use prost::Message;
+use tempora::testing::TestServer;
+use temporalio_client::errors::WorkflowStartError;
+use temporalio_client::{Client, UntypedWorkflow, WorkflowStartOptions};
+use temporalio_protos::google::rpc::Status as RpcStatus;
+use temporalio_protos::temporal::api::common::v1::{Payload, Payloads, WorkflowExecution, WorkflowType};
+use temporalio_protos::temporal::api::errordetails::v1::{NamespaceNotFoundFailure, WorkflowExecutionAlreadyStartedFailure};
+use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
+use temporalio_protos::temporal::api::workflowservice::v1::{
+    GetWorkflowExecutionHistoryRequest, ListWorkflowExecutionsRequest, RespondActivityTaskCompletedRequest,
+    StartWorkflowExecutionRequest,
+};
+use tonic::{Code, Request};
+
+use support::{client, client_in, unique};
+
+fn start_request(workflow_id: &str) -> StartWorkflowExecutionRequest {
+    StartWorkflowExecutionRequest {
+        namespace: "default".into(),
+        workflow_id: workflow_id.into(),
+        workflow_type: Some(WorkflowType { name: "Wf".into() }),
+        task_queue: Some(TaskQueue { name: "q".into(), ..Default::default() }),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        ..Default::default()
+    }
+}
+
+async fn start_raw(client: &Client, request: StartWorkflowExecutionRequest) -> Result<String, tonic::Status> {
+    let mut service = client.connection().workflow_service();
+    service.start_workflow_execution(Request::new(request)).await.map(|r| r.into_inner().run_id)
+}
+
+fn detail<M: Message + Default>(status: &tonic::Status) -> (String, M) {
+    let rpc = RpcStatus::decode(status.details()).expect("status details");
+    assert_eq!(rpc.details.len(), 1, "exactly one error detail");
+    (rpc.details[0].type_url.clone(), M::decode(rpc.details[0].value.as_slice()).expect("detail decodes"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_namespace_is_not_found_with_its_detail() {
+    let server = TestServer::start(":memory:").await;
+    let c = client_in(&server.url(), "no-such-namespace").await;
+    let mut request = start_request("w");
+    request.namespace = "no-such-namespace".into();
+    let status = start_raw(&c, request).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    let (type_url, failure): (_, NamespaceNotFoundFailure) = detail(&status);
+    assert!(type_url.ends_with("temporal.api.errordetails.v1.NamespaceNotFoundFailure"));
+    assert_eq!(failure.namespace, "no-such-namespace");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reusing_a_running_workflow_id_is_already_started() {
+    let server = TestServer::start(":memory:").await;
+    let c = client(&server.url()).await;
+    let workflow_id = unique("dup");
+    let options = || WorkflowStartOptions::new("q", &workflow_id).build();
+    let first = c.start_workflow(UntypedWorkflow::new("Wf"), temporalio_common::data_converters::RawValue::empty(), options()).await.unwrap();
+    let run_id = first.info().run_id.clone().unwrap();
+    match c.start_workflow(UntypedWorkflow::new("Wf"), temporalio_common::data_converters::RawValue::empty(), options()).await {
+        Err(WorkflowStartError::AlreadyStarted { run_id: Some(existing), source }) => {
+            assert_eq!(existing, run_id);
+            assert_eq!(source.code(), Code::AlreadyExists);
+            let (_, failure): (_, WorkflowExecutionAlreadyStartedFailure) = detail(&source);
+            assert_eq!(failure.run_id, run_id);
+        }
+        Err(other) => panic!("expected AlreadyStarted, got {other:?}"),
+        Ok(_) => panic!("a second run started with a running workflow id"),
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_start_with_the_same_request_id_returns_the_same_run() {
+    let server = TestServer::start(":memory:").await;
+    let c = client(&server.url()).await;
+    let request = start_request(&unique("idem"));
+    let first = start_raw(&c, request.clone()).await.unwrap();
+    let again = start_raw(&c, request).await.unwrap();
+    assert_eq!(first, again);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_fields_are_invalid_arguments_naming_the_field() {
+    let server = TestServer::start(":memory:").await;
+    let c = client(&server.url()).await;
+    let cases: Vec<(&str, fn(&mut StartWorkflowExecutionRequest))> = vec![
+        ("WorkflowId", |r| r.workflow_id.clear()),
+        ("WorkflowType", |r| r.workflow_type = None),
+        ("TaskQueue", |r| r.task_queue = None),
+    ];
+    for (field, break_it) in cases {
+        let mut request = start_request(&unique("bad"));
+        break_it(&mut request);
+        let status = start_raw(&c, request).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}");
+        assert!(status.message().contains(field), "{field}: {}", status.message());
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn payloads_over_two_megabytes_are_invalid() {
+    let server = TestServer::start(":memory:").await;
+    let c = client(&server.url()).await;
+    let mut request = start_request(&unique("big"));
+    request.input = Some(Payloads {
+        payloads: vec![Payload { data: vec![7u8; 2 * 1024 * 1024 + 1], ..Default::default() }],
+    });
+    let status = start_raw(&c, request).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("size exceeds limit"), "{}", status.message());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_and_malformed_task_tokens() {
+    let server = TestServer::start(":memory:").await;
+    let c = client(&server.url()).await;
+    let mut service = c.connection().workflow_service();
+    let malformed = RespondActivityTaskCompletedRequest { task_token: vec![0xff, 0x00, 0x13], ..Default::default() };
+    let status = service.respond_activity_task_completed(Request::new(malformed)).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    // A well-formed token for a run that does not exist.
+    let token = tempora::token::TaskToken::new(
+        &tempora::engine::state::RunKey {
+            namespace: "default".into(),
+            workflow_id: "gone".into(),
+            run_id: uuid::Uuid::new_v4().to_string(),
+        },
+        5,
+        1,
+        true,
+    );
+    let unknown = RespondActivityTaskCompletedRequest { task_token: token.to_bytes(), ..Default::default() };
+    let status = service.respond_activity_task_completed(Request::new(unknown)).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_workflow_history_is_not_found_and_unsupported_rpcs_name_themselves() {
+    let server = TestServer::start(":memory:").await;
+    let c = client(&server.url()).await;
+    let mut service = c.connection().workflow_service();
+    let request = GetWorkflowExecutionHistoryRequest {
+        namespace: "default".into(),
+        execution: Some(WorkflowExecution { workflow_id: "never-started".into(), run_id: String::new() }),
+        ..Default::default()
+    };
+    let status = service.get_workflow_execution_history(Request::new(request)).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    let list = ListWorkflowExecutionsRequest { namespace: "default".into(), ..Default::default() };
+    let status = service.list_workflow_executions(Request::new(list)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented);
+    assert!(status.message().contains("ListWorkflowExecutions"), "{}", status.message());
+    server.stop().await;
+}
