@@ -13,7 +13,7 @@ use temporalio_protos::temporal::api::common::v1::RetryPolicy;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::{ActivityOptions, ApplicationFailure, WorkerOptions, WorkflowContext, WorkflowResult};
 
-use support::{client, unique, with_worker};
+use support::{client, history_event_types, reference_server, unique, with_worker};
 
 /// Activities that record every call as "name:attempt" in a shared log.
 #[derive(Default, Clone)]
@@ -375,4 +375,35 @@ async fn a_hundred_workflows_at_once() {
     assert_eq!(results, expected);
     assert_eq!(acts.calls().len(), 300);
     server.stop().await;
+}
+
+/// Runs Hello and TransferMoney on the server at `url`; returns their histories' event types.
+async fn hello_and_saga_histories(url: &str) -> (Vec<String>, Vec<String>) {
+    let client = client(url).await;
+    let acts = Acts::default();
+    let queue = unique("q");
+    let (hello_id, saga_id) = (unique("hello"), unique("transfer"));
+    with_worker(&client, worker_options(&queue, &acts), async {
+        let hello = client
+            .start_workflow(Hello::run, "tempora".to_string(), WorkflowStartOptions::new(&queue, &hello_id).build())
+            .await
+            .unwrap();
+        hello.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        let saga = client.start_workflow(TransferMoney::run, 100, WorkflowStartOptions::new(&queue, &saga_id).build()).await.unwrap();
+        assert_eq!(saga.get_result(WorkflowGetResultOptions::default()).await.unwrap(), "compensated");
+    })
+    .await;
+    (history_event_types(&client, &hello_id).await, history_event_types(&client, &saga_id).await)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn histories_match_the_real_temporal_server() {
+    let Some(reference) = reference_server() else { return };
+    let server = TestServer::start(":memory:").await;
+    let ours = hello_and_saga_histories(&server.url()).await;
+    let theirs = hello_and_saga_histories(&reference).await;
+    server.stop().await;
+    assert_eq!(ours.0, theirs.0, "hello world history");
+    assert_eq!(ours.1, theirs.1, "saga history");
+    eprintln!("hello world: {} events, saga: {} events, identical types on both servers", ours.0.len(), ours.1.len());
 }

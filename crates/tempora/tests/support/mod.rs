@@ -41,3 +41,43 @@ pub async fn with_worker<T>(client: &Client, options: WorkerOptions, body: impl 
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4())
 }
+
+/// The real Temporal server for differential checks, started by
+/// `../shared/tools/reference-server` when `TEMPORA_REFERENCE=1`; `None` (with a notice) else.
+pub fn reference_server() -> Option<String> {
+    if std::env::var("TEMPORA_REFERENCE").ok().as_deref() != Some("1") {
+        eprintln!("notice: TEMPORA_REFERENCE is not 1; skipping the comparison with the real Temporal server");
+        return None;
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/reference-server");
+    let out = std::process::Command::new(script).args(["start", "7300"]).output().expect("run reference-server");
+    assert!(out.status.success(), "reference-server failed: {}", String::from_utf8_lossy(&out.stderr));
+    let addr = String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default().to_string();
+    Some(format!("http://{addr}"))
+}
+
+/// The event types of a workflow's history, by name.
+pub async fn history_event_types(client: &Client, workflow_id: &str) -> Vec<String> {
+    use temporalio_protos::temporal::api::common::v1::WorkflowExecution;
+    use temporalio_protos::temporal::api::enums::v1::EventType;
+    use temporalio_protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryRequest;
+    let mut service = client.connection().workflow_service();
+    let mut types = Vec::new();
+    let mut token = Vec::new();
+    loop {
+        let request = GetWorkflowExecutionHistoryRequest {
+            namespace: "default".into(),
+            execution: Some(WorkflowExecution { workflow_id: workflow_id.into(), run_id: String::new() }),
+            next_page_token: token,
+            ..Default::default()
+        };
+        let page = service.get_workflow_execution_history(tonic::Request::new(request)).await.expect("history").into_inner();
+        for event in page.history.unwrap_or_default().events {
+            types.push(EventType::try_from(event.event_type).map(|t| t.as_str_name().to_string()).unwrap_or_default());
+        }
+        if page.next_page_token.is_empty() {
+            return types;
+        }
+        token = page.next_page_token;
+    }
+}
