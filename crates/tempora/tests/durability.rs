@@ -223,3 +223,68 @@ async fn a_second_server_on_the_same_file_is_refused() {
     // Once the first has stopped, the file can be opened again.
     TestServer::start(db).await.stop().await;
 }
+
+/// The `tempora` binary as a child process, so a test can SIGKILL it.
+struct ServerProcess {
+    child: std::process::Child,
+    url: String,
+}
+
+impl ServerProcess {
+    fn start(db: &str) -> ServerProcess {
+        use std::io::BufRead;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tempora"))
+            .args(["server", "start", "--db", db, "--port", &port.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn tempora");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.contains("listening"), "tempora did not start: {line}");
+        ServerProcess { child, url: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_between_activities_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tempora.db");
+    let db = db.to_str().unwrap();
+    let counts = Counts::default();
+    let queue = unique("q");
+    let workflow_id = unique("killed");
+
+    let server = ServerProcess::start(db);
+    let c = client(&server.url).await;
+    with_worker(&c, workflow_worker(&queue, &counts), async {
+        c.start_workflow(TwoSteps::run, (queue.clone(), 20), WorkflowStartOptions::new(&queue, &workflow_id).build())
+            .await
+            .unwrap();
+        wait_until(async || pending_activities(&c, &workflow_id).await.len() == 1).await;
+        server.kill();
+    })
+    .await;
+
+    let server = ServerProcess::start(db);
+    let c = client(&server.url).await;
+    let second_worker = WorkerOptions::new(format!("{queue}-second")).register_activities(SecondStep(counts.clone())).build();
+    let result = with_worker(&c, workflow_worker(&queue, &counts), async {
+        with_worker(&c, second_worker, async {
+            c.get_workflow_handle::<TwoSteps>(&workflow_id).get_result(WorkflowGetResultOptions::default()).await.unwrap()
+        })
+        .await
+    })
+    .await;
+    server.kill();
+    assert_eq!(result, 42);
+    assert_eq!(counts.first.load(Ordering::SeqCst), 1);
+    assert_eq!(counts.second.load(Ordering::SeqCst), 1);
+}

@@ -295,10 +295,13 @@ impl Frontend {
             if let Some(page) = page {
                 return Ok(page);
             }
-            // Long poll: wait for new events (or the close event) until the expiry.
-            let woke = tokio::time::timeout_at(deadline, changed.changed()).await;
+            // Long poll: wait for new events (or the close event) until the expiry or shutdown.
             let mut shutdown = self.svc.shutdown_signal();
-            if woke.is_err() || *shutdown.borrow_and_update() {
+            let woke = tokio::select! {
+                woke = tokio::time::timeout_at(deadline, changed.changed()) => woke.is_ok(),
+                _ = shutdown.wait_for(|stop| *stop) => false,
+            };
+            if !woke {
                 return Ok(ws::GetWorkflowExecutionHistoryResponse {
                     history: Some(History { events: Vec::new() }),
                     next_page_token: history_token(from_event_id),
