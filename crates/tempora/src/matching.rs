@@ -65,7 +65,13 @@ impl Matching {
     }
 
     /// Waits up to `timeout` for a task. `None` on expiry or server shutdown.
-    pub async fn poll(&self, namespace: &str, task_queue: &str, kind: TaskKind, timeout: Duration) -> Option<QueuedTask> {
+    pub async fn poll(
+        &self,
+        namespace: &str,
+        task_queue: &str,
+        kind: TaskKind,
+        timeout: Duration,
+    ) -> Option<QueuedTask> {
         let key: QueueKey = (namespace.to_string(), task_queue.to_string(), kind);
         let rx = {
             let mut queues = self.queues.lock().expect("matching lock");

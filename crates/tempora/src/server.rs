@@ -92,7 +92,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     service.recover(namespaces, current, open);
 
     let addr = format!("{}:{}", config.ip, config.port);
-    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr: addr.clone(), source })?;
+    let listener =
+        tokio::net::TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr: addr.clone(), source })?;
     let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
     let frontend = Arc::new(Frontend::new(service.clone()));
     let mut stop = shutdown_rx;

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex, RwLock};
 use std::time::Duration;
 
-use temporalio_protos::temporal::api::enums::v1::{WorkflowExecutionStatus, WorkflowIdConflictPolicy, WorkflowIdReusePolicy};
+use temporalio_protos::temporal::api::enums::v1::{
+    WorkflowExecutionStatus, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
+};
 use temporalio_protos::temporal::api::history::v1::HistoryEvent;
 use tokio::sync::{watch, Mutex};
 
@@ -179,7 +181,9 @@ impl Service {
 
     fn current_slot(&self, namespace: &str, workflow_id: &str) -> CurrentSlot {
         let mut map = self.current.lock().expect("current lock");
-        map.entry((namespace.to_string(), workflow_id.to_string())).or_insert_with(|| Arc::new(Mutex::new(None))).clone()
+        map.entry((namespace.to_string(), workflow_id.to_string()))
+            .or_insert_with(|| Arc::new(Mutex::new(None)))
+            .clone()
     }
 
     /// The run id to use: `run_id` if given, else the workflow id's current run.
@@ -201,7 +205,9 @@ impl Service {
         let guard = slot.lock().await;
         let exec = guard.as_ref().ok_or_else(|| Error::not_found("workflow execution not found"))?;
         if exec.state.key.namespace != namespace || exec.state.key.workflow_id != workflow_id {
-            return Err(Error::not_found(format!("workflow execution not found for ID: {workflow_id}, RunID: {run_id}")));
+            return Err(Error::not_found(format!(
+                "workflow execution not found for ID: {workflow_id}, RunID: {run_id}"
+            )));
         }
         Ok(exec.state.key.clone())
     }
@@ -305,16 +311,23 @@ impl Service {
             .map_err(|e| Error::Internal(format!("start task failed: {e}")))?
     }
 
-    async fn start_workflow_now(self: &Arc<Self>, mut req: StartWorkflow, reuse: i32, conflict: i32) -> Result<Started> {
+    async fn start_workflow_now(
+        self: &Arc<Self>,
+        mut req: StartWorkflow,
+        reuse: i32,
+        conflict: i32,
+    ) -> Result<Started> {
         let current_slot = self.current_slot(&req.key.namespace, &req.key.workflow_id);
         let mut current = current_slot.lock().await;
         if let Some(run_id) = current.clone() {
-            let (status, request_id) = self.read(&run_id, |e| (e.state.status, e.state.create_request_id.clone())).await?;
+            let (status, request_id) =
+                self.read(&run_id, |e| (e.state.status, e.state.create_request_id.clone())).await?;
             if request_id == req.request_id {
                 return Ok(Started { run_id, started: true });
             }
             let running = status == WorkflowExecutionStatus::Running as i32;
-            let conflict = WorkflowIdConflictPolicy::try_from(conflict).unwrap_or(WorkflowIdConflictPolicy::Unspecified);
+            let conflict =
+                WorkflowIdConflictPolicy::try_from(conflict).unwrap_or(WorkflowIdConflictPolicy::Unspecified);
             let reuse = WorkflowIdReusePolicy::try_from(reuse).unwrap_or(WorkflowIdReusePolicy::Unspecified);
             let already = |message: String| Error::AlreadyStarted {
                 message,
@@ -368,7 +381,11 @@ impl Service {
         let (state, events, effects) = workflow::start(req, self.clock.now_ms());
         let writes = vec![
             Write::execution(&state, &events),
-            Write::Current { namespace: key.namespace.clone(), workflow_id: key.workflow_id.clone(), run_id: key.run_id.clone() },
+            Write::Current {
+                namespace: key.namespace.clone(),
+                workflow_id: key.workflow_id.clone(),
+                run_id: key.run_id.clone(),
+            },
         ];
         self.store.commit(writes).await?;
         let slot = Arc::new(Mutex::new(Some(Execution::new(state, events))));

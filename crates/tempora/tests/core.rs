@@ -215,12 +215,15 @@ struct RunOne;
 impl RunOne {
     #[run]
     async fn run(ctx: &mut WorkflowContext<Self>, which: String) -> WorkflowResult<String> {
-        let timeouts = |stc: u64| ActivityOptions::with_start_to_close_timeout(Duration::from_secs(stc)).retry_policy(retry(3));
+        let timeouts =
+            |stc: u64| ActivityOptions::with_start_to_close_timeout(Duration::from_secs(stc)).retry_policy(retry(3));
         let out = match which.as_str() {
             "flaky" => ctx.execute_activity(Acts::flaky, (), opts(5)).await.map(|n| n.to_string()),
             "always_fails" => ctx.execute_activity(Acts::always_fails, (), opts(3)).await.map(|_| String::new()),
             "fatal" => ctx.execute_activity(Acts::fatal, (), opts(5)).await.map(|_| String::new()),
-            "slow_then_fast" => ctx.execute_activity(Acts::slow_then_fast, (), timeouts(1).build()).await.map(|n| n.to_string()),
+            "slow_then_fast" => {
+                ctx.execute_activity(Acts::slow_then_fast, (), timeouts(1).build()).await.map(|n| n.to_string())
+            }
             _ => ctx
                 .execute_activity(Acts::heartbeater, (), timeouts(10).heartbeat_timeout(Duration::from_secs(1)).build())
                 .await
@@ -287,7 +290,10 @@ async fn three_activities_feed_each_other() {
     let acts = Acts::default();
     let queue = unique("q");
     let result = with_worker(&client, worker_options(&queue, &acts), async {
-        let handle = client.start_workflow(Pipeline::run, 4, WorkflowStartOptions::new(&queue, "pipeline").build()).await.unwrap();
+        let handle = client
+            .start_workflow(Pipeline::run, 4, WorkflowStartOptions::new(&queue, "pipeline").build())
+            .await
+            .unwrap();
         handle.get_result(WorkflowGetResultOptions::default()).await.unwrap()
     })
     .await;
@@ -303,7 +309,10 @@ async fn transfer_saga_compensates_in_reverse_order() {
     let acts = Acts::default();
     let queue = unique("q");
     let result = with_worker(&client, worker_options(&queue, &acts), async {
-        let handle = client.start_workflow(TransferMoney::run, 100, WorkflowStartOptions::new(&queue, "transfer").build()).await.unwrap();
+        let handle = client
+            .start_workflow(TransferMoney::run, 100, WorkflowStartOptions::new(&queue, "transfer").build())
+            .await
+            .unwrap();
         handle.get_result(WorkflowGetResultOptions::default()).await.unwrap()
     })
     .await;
@@ -389,7 +398,10 @@ async fn hello_and_saga_histories(url: &str) -> (Vec<String>, Vec<String>) {
             .await
             .unwrap();
         hello.get_result(WorkflowGetResultOptions::default()).await.unwrap();
-        let saga = client.start_workflow(TransferMoney::run, 100, WorkflowStartOptions::new(&queue, &saga_id).build()).await.unwrap();
+        let saga = client
+            .start_workflow(TransferMoney::run, 100, WorkflowStartOptions::new(&queue, &saga_id).build())
+            .await
+            .unwrap();
         assert_eq!(saga.get_result(WorkflowGetResultOptions::default()).await.unwrap(), "compensated");
     })
     .await;

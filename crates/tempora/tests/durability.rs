@@ -275,10 +275,14 @@ async fn sigkill_between_activities_loses_nothing() {
 
     let server = ServerProcess::start(db);
     let c = client(&server.url).await;
-    let second_worker = WorkerOptions::new(format!("{queue}-second")).register_activities(SecondStep(counts.clone())).build();
+    let second_worker =
+        WorkerOptions::new(format!("{queue}-second")).register_activities(SecondStep(counts.clone())).build();
     let result = with_worker(&c, workflow_worker(&queue, &counts), async {
         with_worker(&c, second_worker, async {
-            c.get_workflow_handle::<TwoSteps>(&workflow_id).get_result(WorkflowGetResultOptions::default()).await.unwrap()
+            c.get_workflow_handle::<TwoSteps>(&workflow_id)
+                .get_result(WorkflowGetResultOptions::default())
+                .await
+                .unwrap()
         })
         .await
     })

@@ -9,7 +9,9 @@ use temporalio_client::errors::WorkflowStartError;
 use temporalio_client::{Client, UntypedWorkflow, WorkflowStartOptions};
 use temporalio_protos::google::rpc::Status as RpcStatus;
 use temporalio_protos::temporal::api::common::v1::{Payload, Payloads, WorkflowExecution, WorkflowType};
-use temporalio_protos::temporal::api::errordetails::v1::{NamespaceNotFoundFailure, WorkflowExecutionAlreadyStartedFailure};
+use temporalio_protos::temporal::api::errordetails::v1::{
+    NamespaceNotFoundFailure, WorkflowExecutionAlreadyStartedFailure,
+};
 use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
 use temporalio_protos::temporal::api::workflowservice::v1::{
     GetWorkflowExecutionHistoryRequest, ListWorkflowExecutionsRequest, RespondActivityTaskCompletedRequest,
@@ -61,9 +63,15 @@ async fn reusing_a_running_workflow_id_is_already_started() {
     let c = client(&server.url()).await;
     let workflow_id = unique("dup");
     let options = || WorkflowStartOptions::new("q", &workflow_id).build();
-    let first = c.start_workflow(UntypedWorkflow::new("Wf"), temporalio_common::data_converters::RawValue::empty(), options()).await.unwrap();
+    let first = c
+        .start_workflow(UntypedWorkflow::new("Wf"), temporalio_common::data_converters::RawValue::empty(), options())
+        .await
+        .unwrap();
     let run_id = first.info().run_id.clone().unwrap();
-    match c.start_workflow(UntypedWorkflow::new("Wf"), temporalio_common::data_converters::RawValue::empty(), options()).await {
+    match c
+        .start_workflow(UntypedWorkflow::new("Wf"), temporalio_common::data_converters::RawValue::empty(), options())
+        .await
+    {
         Err(WorkflowStartError::AlreadyStarted { run_id: Some(existing), source }) => {
             assert_eq!(existing, run_id);
             assert_eq!(source.code(), Code::AlreadyExists);
@@ -111,9 +119,8 @@ async fn payloads_over_two_megabytes_are_invalid() {
     let server = TestServer::start(":memory:").await;
     let c = client(&server.url()).await;
     let mut request = start_request(&unique("big"));
-    request.input = Some(Payloads {
-        payloads: vec![Payload { data: vec![7u8; 2 * 1024 * 1024 + 1], ..Default::default() }],
-    });
+    request.input =
+        Some(Payloads { payloads: vec![Payload { data: vec![7u8; 2 * 1024 * 1024 + 1], ..Default::default() }] });
     let status = start_raw(&c, request).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().contains("size exceeds limit"), "{}", status.message());

@@ -15,9 +15,9 @@ use temporalio_protos::temporal::api::history::v1 as history;
 
 use super::state::{Activity, Encoded, RetryPolicy};
 use super::{ActivityTimeoutKind, Effect, Timer, Tx, LINK_STARTED};
-use temporalio_protos::temporal::api::history::v1::history_event::Attributes;
 use crate::clock::{proto, Millis};
 use crate::error::{Error, Result};
+use temporalio_protos::temporal::api::history::v1::history_event::Attributes;
 
 /// Temporal's default limit on pending activities per workflow.
 pub const PENDING_ACTIVITIES_MAX: usize = 2000;
@@ -134,7 +134,10 @@ pub fn attempt_effects(a: &Activity) -> Vec<Effect> {
             attempt: a.attempt,
         });
         if a.schedule_to_start_ms > 0 {
-            effects.push(timer(a.attempt_scheduled_time_ms + a.schedule_to_start_ms, ActivityTimeoutKind::ScheduleToStart));
+            effects.push(timer(
+                a.attempt_scheduled_time_ms + a.schedule_to_start_ms,
+                ActivityTimeoutKind::ScheduleToStart,
+            ));
         }
     }
     effects
@@ -219,9 +222,15 @@ impl Tx<'_> {
 
     /// `RequestCancelActivityTask`; true if the activity was cancelled at once (not started),
     /// which needs a new workflow task.
-    pub(crate) fn request_cancel_activity(&mut self, scheduled_event_id: i64, completed_id: i64) -> std::result::Result<bool, String> {
+    pub(crate) fn request_cancel_activity(
+        &mut self,
+        scheduled_event_id: i64,
+        completed_id: i64,
+    ) -> std::result::Result<bool, String> {
         let Some(activity) = self.state.activities.get(&scheduled_event_id).cloned() else {
-            return Err(format!("RequestCancelActivityTask names activity {scheduled_event_id}, which is not pending."));
+            return Err(format!(
+                "RequestCancelActivityTask names activity {scheduled_event_id}, which is not pending."
+            ));
         };
         let requested_id = self.append(history::ActivityTaskCancelRequestedEventAttributes {
             scheduled_event_id,
@@ -246,7 +255,13 @@ impl Tx<'_> {
     }
 
     /// A worker polled this attempt. `None` if it is no longer pending (stale queued task).
-    pub fn start_activity(&mut self, scheduled_event_id: i64, attempt: i32, identity: &str, request_id: &str) -> Option<Activity> {
+    pub fn start_activity(
+        &mut self,
+        scheduled_event_id: i64,
+        attempt: i32,
+        identity: &str,
+        request_id: &str,
+    ) -> Option<Activity> {
         if !self.state.is_open() {
             return None;
         }
@@ -261,7 +276,10 @@ impl Tx<'_> {
         a.last_heartbeat_ms = 0;
         let a = a.clone();
         for e in attempt_effects(&a) {
-            if matches!(e, Effect::Timer { timer: Timer::ActivityTimeout { kind: ActivityTimeoutKind::ScheduleToClose, .. }, .. }) {
+            if matches!(
+                e,
+                Effect::Timer { timer: Timer::ActivityTimeout { kind: ActivityTimeoutKind::ScheduleToClose, .. }, .. }
+            ) {
                 continue; // already armed when scheduled
             }
             self.effects.push(e);
@@ -316,30 +334,48 @@ impl Tx<'_> {
         self.add_external_all(events);
     }
 
-    pub fn complete_activity(&mut self, scheduled_event_id: i64, attempt: Option<i32>, result: Option<Payloads>, identity: &str) -> Result<()> {
+    pub fn complete_activity(
+        &mut self,
+        scheduled_event_id: i64,
+        attempt: Option<i32>,
+        result: Option<Payloads>,
+        identity: &str,
+    ) -> Result<()> {
         let a = self.started_activity(scheduled_event_id, attempt)?;
         let (started, started_event_id) = self.finish_activity(&a);
-        self.close_activity(started, history::ActivityTaskCompletedEventAttributes {
-            result,
-            scheduled_event_id,
-            started_event_id,
-            identity: identity.to_string(),
-            ..Default::default()
-        });
+        self.close_activity(
+            started,
+            history::ActivityTaskCompletedEventAttributes {
+                result,
+                scheduled_event_id,
+                started_event_id,
+                identity: identity.to_string(),
+                ..Default::default()
+            },
+        );
         Ok(())
     }
 
-    pub fn cancel_activity(&mut self, scheduled_event_id: i64, attempt: Option<i32>, details: Option<Payloads>, identity: &str) -> Result<()> {
+    pub fn cancel_activity(
+        &mut self,
+        scheduled_event_id: i64,
+        attempt: Option<i32>,
+        details: Option<Payloads>,
+        identity: &str,
+    ) -> Result<()> {
         let a = self.started_activity(scheduled_event_id, attempt)?;
         let (started, started_event_id) = self.finish_activity(&a);
-        self.close_activity(started, history::ActivityTaskCanceledEventAttributes {
-            details,
-            latest_cancel_requested_event_id: a.cancel_requested_event_id,
-            scheduled_event_id,
-            started_event_id,
-            identity: identity.to_string(),
-            ..Default::default()
-        });
+        self.close_activity(
+            started,
+            history::ActivityTaskCanceledEventAttributes {
+                details,
+                latest_cancel_requested_event_id: a.cancel_requested_event_id,
+                scheduled_event_id,
+                started_event_id,
+                identity: identity.to_string(),
+                ..Default::default()
+            },
+        );
         Ok(())
     }
 
@@ -362,7 +398,12 @@ impl Tx<'_> {
     }
 
     /// Records a heartbeat; returns whether cancellation was requested.
-    pub fn heartbeat(&mut self, scheduled_event_id: i64, attempt: Option<i32>, details: Option<Payloads>) -> Result<bool> {
+    pub fn heartbeat(
+        &mut self,
+        scheduled_event_id: i64,
+        attempt: Option<i32>,
+        details: Option<Payloads>,
+    ) -> Result<bool> {
         let a = self.started_activity(scheduled_event_id, attempt)?;
         let now = self.now;
         let pending = self.state.activities.get_mut(&scheduled_event_id).expect("checked above");
@@ -377,7 +418,9 @@ impl Tx<'_> {
     fn end_attempt(&mut self, a: &Activity, outcome: AttemptOutcome) {
         let (failure, retryable) = match &outcome {
             AttemptOutcome::Failed(f) => (f.clone(), !is_non_retryable(f, &a.retry)),
-            AttemptOutcome::TimedOut(t, f) => (f.clone(), matches!(t, TimeoutType::StartToClose | TimeoutType::Heartbeat)),
+            AttemptOutcome::TimedOut(t, f) => {
+                (f.clone(), matches!(t, TimeoutType::StartToClose | TimeoutType::Heartbeat))
+            }
         };
         let retry_state = if !retryable {
             RetryState::NonRetryableFailure
@@ -396,20 +439,26 @@ impl Tx<'_> {
         };
         let (started, started_event_id) = self.finish_activity(a);
         match outcome {
-            AttemptOutcome::Failed(failure) => self.close_activity(started, history::ActivityTaskFailedEventAttributes {
-                failure: Some(failure),
-                scheduled_event_id: a.scheduled_event_id,
-                started_event_id,
-                identity: a.started_identity.clone(),
-                retry_state: retry_state as i32,
-                ..Default::default()
-            }),
-            AttemptOutcome::TimedOut(_, failure) => self.close_activity(started, history::ActivityTaskTimedOutEventAttributes {
-                failure: Some(failure),
-                scheduled_event_id: a.scheduled_event_id,
-                started_event_id,
-                retry_state: retry_state as i32,
-            }),
+            AttemptOutcome::Failed(failure) => self.close_activity(
+                started,
+                history::ActivityTaskFailedEventAttributes {
+                    failure: Some(failure),
+                    scheduled_event_id: a.scheduled_event_id,
+                    started_event_id,
+                    identity: a.started_identity.clone(),
+                    retry_state: retry_state as i32,
+                    ..Default::default()
+                },
+            ),
+            AttemptOutcome::TimedOut(_, failure) => self.close_activity(
+                started,
+                history::ActivityTaskTimedOutEventAttributes {
+                    failure: Some(failure),
+                    scheduled_event_id: a.scheduled_event_id,
+                    started_event_id,
+                    retry_state: retry_state as i32,
+                },
+            ),
         }
     }
 
@@ -421,7 +470,10 @@ impl Tx<'_> {
         pending.backoff_until_ms = at;
         pending.attempt_scheduled_time_ms = at;
         let pending = pending.clone();
-        self.schedule_timer(at, Timer::ActivityRetry { scheduled_event_id: a.scheduled_event_id, attempt: pending.attempt });
+        self.schedule_timer(
+            at,
+            Timer::ActivityRetry { scheduled_event_id: a.scheduled_event_id, attempt: pending.attempt },
+        );
     }
 
     /// The retry backoff of `attempt` is over: offer it to workers again.
@@ -457,7 +509,10 @@ impl Tx<'_> {
             }
             _ if a.attempt != attempt => return false,
             ActivityTimeoutKind::ScheduleToStart => {
-                if a.is_started() || a.backoff_until_ms > 0 || now < a.attempt_scheduled_time_ms + a.schedule_to_start_ms {
+                if a.is_started()
+                    || a.backoff_until_ms > 0
+                    || now < a.attempt_scheduled_time_ms + a.schedule_to_start_ms
+                {
                     return false;
                 }
                 TimeoutType::ScheduleToStart

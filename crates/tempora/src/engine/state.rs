@@ -138,11 +138,7 @@ impl RetryPolicy {
     pub fn backoff_ms(&self, attempt: i32) -> Millis {
         let exp = (attempt - 1).clamp(0, 1000);
         let raw = self.initial_interval_ms as f64 * self.backoff_coefficient.powi(exp);
-        let capped = if self.maximum_interval_ms > 0 {
-            raw.min(self.maximum_interval_ms as f64)
-        } else {
-            raw
-        };
+        let capped = if self.maximum_interval_ms > 0 { raw.min(self.maximum_interval_ms as f64) } else { raw };
         capped.min(i64::MAX as f64 / 2.0) as Millis
     }
 }

@@ -1,6 +1,8 @@
 //! Engine cases: history so far + input → new events and effects. No I/O, no clock.
 
-use temporalio_protos::temporal::api::command::v1::{command, Command, CompleteWorkflowExecutionCommandAttributes, ScheduleActivityTaskCommandAttributes};
+use temporalio_protos::temporal::api::command::v1::{
+    command, Command, CompleteWorkflowExecutionCommandAttributes, ScheduleActivityTaskCommandAttributes,
+};
 use temporalio_protos::temporal::api::common::v1::{ActivityType, Payloads, RetryPolicy};
 use temporalio_protos::temporal::api::enums::v1::{EventType, RetryState};
 use temporalio_protos::temporal::api::failure::v1::{failure, ApplicationFailureInfo, Failure};
@@ -49,13 +51,20 @@ impl Run {
     }
 
     fn start_wft(&mut self) -> (i64, i32) {
-        let (started, _, _) = self.step(|tx| tx.start_workflow_task("worker", "r").expect("a workflow task is scheduled"));
+        let (started, _, _) =
+            self.step(|tx| tx.start_workflow_task("worker", "r").expect("a workflow task is scheduled"));
         (started.scheduled_event_id, started.attempt)
     }
 
     fn complete_wft(&mut self, commands: Vec<Command>) -> (Result<(), Error>, Vec<EventType>, Vec<Effect>) {
         let (scheduled_event_id, attempt) = self.start_wft();
-        let req = CompleteWorkflowTask { scheduled_event_id, attempt, commands, identity: "worker".into(), ..Default::default() };
+        let req = CompleteWorkflowTask {
+            scheduled_event_id,
+            attempt,
+            commands,
+            identity: "worker".into(),
+            ..Default::default()
+        };
         let (out, types, effects) = self.step(|tx| tx.complete_workflow_task(req).expect("task is running"));
         (out, types, effects)
     }
@@ -64,13 +73,15 @@ impl Run {
 fn schedule_activity(id: &str, max_attempts: i32) -> Command {
     Command {
         command_type: 1,
-        attributes: Some(command::Attributes::ScheduleActivityTaskCommandAttributes(ScheduleActivityTaskCommandAttributes {
-            activity_id: id.into(),
-            activity_type: Some(ActivityType { name: "Act".into() }),
-            start_to_close_timeout: Some(proto::duration(5_000)),
-            retry_policy: Some(RetryPolicy { maximum_attempts: max_attempts, ..Default::default() }),
-            ..Default::default()
-        })),
+        attributes: Some(command::Attributes::ScheduleActivityTaskCommandAttributes(
+            ScheduleActivityTaskCommandAttributes {
+                activity_id: id.into(),
+                activity_type: Some(ActivityType { name: "Act".into() }),
+                start_to_close_timeout: Some(proto::duration(5_000)),
+                retry_policy: Some(RetryPolicy { maximum_attempts: max_attempts, ..Default::default() }),
+                ..Default::default()
+            },
+        )),
         ..Default::default()
     }
 }
@@ -113,7 +124,9 @@ fn activity_completes_and_wakes_the_workflow() {
     let (out, types, effects) = run.complete_wft(vec![schedule_activity("a1", 0)]);
     assert!(out.is_ok());
     assert_eq!(types, vec![E::WorkflowTaskCompleted, E::ActivityTaskScheduled]);
-    assert!(effects.iter().any(|e| matches!(e, Effect::DispatchActivityTask { scheduled_event_id: 5, attempt: 1, .. })));
+    assert!(effects
+        .iter()
+        .any(|e| matches!(e, Effect::DispatchActivityTask { scheduled_event_id: 5, attempt: 1, .. })));
     let (a, _, _) = run.step(|tx| tx.start_activity(5, 1, "w", "r"));
     assert!(a.is_some());
     let (res, types, _) = run.step(|tx| tx.complete_activity(5, Some(1), None, "w"));
@@ -138,10 +151,18 @@ fn events_during_a_running_workflow_task_are_buffered_then_linked() {
     assert!(types.is_empty());
     assert_eq!(run.state.buffered_events.len(), 2);
     // Closing now would lose the buffered result.
-    let req = CompleteWorkflowTask { scheduled_event_id: sched, attempt, commands: vec![complete_workflow()], ..Default::default() };
+    let req = CompleteWorkflowTask {
+        scheduled_event_id: sched,
+        attempt,
+        commands: vec![complete_workflow()],
+        ..Default::default()
+    };
     let (out, types, _) = run.step(|tx| tx.complete_workflow_task(req).unwrap());
     assert_eq!(out, Err(Error::UnhandledCommand));
-    assert_eq!(types, vec![E::WorkflowTaskFailed, E::ActivityTaskStarted, E::ActivityTaskCompleted, E::WorkflowTaskScheduled]);
+    assert_eq!(
+        types,
+        vec![E::WorkflowTaskFailed, E::ActivityTaskStarted, E::ActivityTaskCompleted, E::WorkflowTaskScheduled]
+    );
     let started_id = run.history.len() as i64 - 2;
     match &run.history[started_id as usize].attributes {
         Some(Attributes::ActivityTaskCompletedEventAttributes(c)) => assert_eq!(c.started_event_id, started_id),
@@ -219,7 +240,12 @@ fn workflow_task_failures_after_the_first_are_transient() {
     let req = {
         let (sched, attempt) = run.start_wft();
         assert_eq!(attempt, 3);
-        CompleteWorkflowTask { scheduled_event_id: sched, attempt, commands: vec![complete_workflow()], ..Default::default() }
+        CompleteWorkflowTask {
+            scheduled_event_id: sched,
+            attempt,
+            commands: vec![complete_workflow()],
+            ..Default::default()
+        }
     };
     let (out, types, _) = run.step(|tx| tx.complete_workflow_task(req).unwrap());
     out.unwrap();

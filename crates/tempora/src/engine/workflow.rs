@@ -3,9 +3,7 @@
 use std::collections::BTreeMap;
 
 use temporalio_protos::temporal::api::common::v1 as common;
-use temporalio_protos::temporal::api::enums::v1::{
-    RetryState, TaskQueueKind, WorkflowExecutionStatus,
-};
+use temporalio_protos::temporal::api::enums::v1::{RetryState, TaskQueueKind, WorkflowExecutionStatus};
 use temporalio_protos::temporal::api::history::v1 as history;
 use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
 
@@ -157,10 +155,7 @@ pub fn recover(state: &MutableState) -> Vec<Effect> {
     for timer in state.timers.values() {
         effects.push(Effect::Timer {
             at_ms: timer.fire_time_ms,
-            timer: Timer::UserTimer {
-                timer_id: timer.timer_id.clone(),
-                started_event_id: timer.started_event_id,
-            },
+            timer: Timer::UserTimer { timer_id: timer.timer_id.clone(), started_event_id: timer.started_event_id },
         });
     }
     effects
@@ -170,10 +165,7 @@ fn recover_workflow_task(state: &MutableState, wft: &WorkflowTask, effects: &mut
     if wft.is_started() {
         effects.push(Effect::Timer {
             at_ms: wft.started_time_ms + state.workflow_task_timeout_ms,
-            timer: Timer::WorkflowTaskTimeout {
-                scheduled_event_id: wft.scheduled_event_id,
-                attempt: wft.attempt,
-            },
+            timer: Timer::WorkflowTaskTimeout { scheduled_event_id: wft.scheduled_event_id, attempt: wft.attempt },
         });
     } else {
         effects.push(Effect::DispatchWorkflowTask { task_queue: state.task_queue.clone() });

@@ -250,20 +250,24 @@ impl Tx<'_> {
                         "PendingActivitiesLimitExceeded: the number of pending activities, 2000, has reached the per-workflow limit",
                     );
                 }
-                self.schedule_activity(a, completed_id)
-                    .map_err(|(cause, m)| Rejection::Bad(cause, m))?;
+                self.schedule_activity(a, completed_id).map_err(|(cause, m)| Rejection::Bad(cause, m))?;
                 Ok(false)
             }
-            C::RequestCancelActivityTaskCommandAttributes(a) => {
-                self.request_cancel_activity(a.scheduled_event_id, completed_id)
-                    .map_err(|m| Rejection::Bad(WorkflowTaskFailedCause::BadRequestCancelActivityAttributes, m))
-            }
+            C::RequestCancelActivityTaskCommandAttributes(a) => self
+                .request_cancel_activity(a.scheduled_event_id, completed_id)
+                .map_err(|m| Rejection::Bad(WorkflowTaskFailedCause::BadRequestCancelActivityAttributes, m)),
             C::StartTimerCommandAttributes(a) => {
                 if a.timer_id.is_empty() {
-                    return bad(WorkflowTaskFailedCause::BadStartTimerAttributes, "TimerId is not set on StartTimerCommand.");
+                    return bad(
+                        WorkflowTaskFailedCause::BadStartTimerAttributes,
+                        "TimerId is not set on StartTimerCommand.",
+                    );
                 }
                 if self.state.timers.contains_key(&a.timer_id) {
-                    return bad(WorkflowTaskFailedCause::StartTimerDuplicateId, "StartTimerCommand has a duplicate TimerId.");
+                    return bad(
+                        WorkflowTaskFailedCause::StartTimerDuplicateId,
+                        "StartTimerCommand has a duplicate TimerId.",
+                    );
                 }
                 let fire_in = proto::duration_ms(a.start_to_fire_timeout.as_ref());
                 if fire_in <= 0 {
@@ -287,7 +291,10 @@ impl Tx<'_> {
             }
             C::CancelTimerCommandAttributes(a) => {
                 let Some(timer) = self.state.timers.remove(&a.timer_id) else {
-                    return bad(WorkflowTaskFailedCause::BadCancelTimerAttributes, "CancelTimerCommand names an unknown TimerId.");
+                    return bad(
+                        WorkflowTaskFailedCause::BadCancelTimerAttributes,
+                        "CancelTimerCommand names an unknown TimerId.",
+                    );
                 };
                 self.append(history::TimerCanceledEventAttributes {
                     timer_id: a.timer_id.clone(),
@@ -299,7 +306,10 @@ impl Tx<'_> {
             }
             C::RecordMarkerCommandAttributes(a) => {
                 if a.marker_name.is_empty() {
-                    return bad(WorkflowTaskFailedCause::BadRecordMarkerAttributes, "MarkerName is not set on RecordMarkerCommand.");
+                    return bad(
+                        WorkflowTaskFailedCause::BadRecordMarkerAttributes,
+                        "MarkerName is not set on RecordMarkerCommand.",
+                    );
                 }
                 self.append(history::MarkerRecordedEventAttributes {
                     marker_name: a.marker_name.clone(),

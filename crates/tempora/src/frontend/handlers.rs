@@ -144,7 +144,10 @@ impl Frontend {
         })
     }
 
-    pub async fn describe_namespace(&self, r: Request<ws::DescribeNamespaceRequest>) -> Result<ws::DescribeNamespaceResponse> {
+    pub async fn describe_namespace(
+        &self,
+        r: Request<ws::DescribeNamespaceRequest>,
+    ) -> Result<ws::DescribeNamespaceResponse> {
         let r = r.into_inner();
         let ns = if !r.namespace.is_empty() {
             self.svc.namespace(&r.namespace)?
@@ -163,7 +166,10 @@ impl Frontend {
         })
     }
 
-    pub async fn register_namespace(&self, r: Request<ws::RegisterNamespaceRequest>) -> Result<ws::RegisterNamespaceResponse> {
+    pub async fn register_namespace(
+        &self,
+        r: Request<ws::RegisterNamespaceRequest>,
+    ) -> Result<ws::RegisterNamespaceResponse> {
         let r = r.into_inner();
         check_id(&r.namespace, "Namespace")?;
         let retention_ms = match proto::duration_ms(r.workflow_execution_retention_period.as_ref()) {
@@ -289,7 +295,10 @@ impl Frontend {
             let (page, mut changed) = self
                 .svc
                 .read(&key.run_id, |exec| {
-                    (history_page(exec, close_only, from_event_id, page_size, r.wait_new_event), exec.changed.subscribe())
+                    (
+                        history_page(exec, close_only, from_event_id, page_size, r.wait_new_event),
+                        exec.changed.subscribe(),
+                    )
                 })
                 .await?;
             if let Some(page) = page {
@@ -615,7 +624,9 @@ fn start_activity_task(task: QueuedTask, identity: String) -> StartFn<ws::PollAc
     let request_id = uuid::Uuid::new_v4().to_string();
     let (scheduled, attempt) = (task.scheduled_event_id, task.attempt);
     (
-        Box::new(move |tx, _| Ok(tx.start_activity(scheduled, attempt, &identity, &request_id).map(StartOut::Activity))),
+        Box::new(move |tx, _| {
+            Ok(tx.start_activity(scheduled, attempt, &identity, &request_id).map(StartOut::Activity))
+        }),
         Box::new(|out, exec| match out {
             StartOut::Activity(activity) => activity_task_response(exec, activity),
             StartOut::WorkflowTask(_) => unreachable!("activity poll starts activities"),
@@ -688,7 +699,8 @@ fn history_page(
     let closed = !exec.state.is_open();
     if close_only {
         if closed {
-            let close: Vec<HistoryEvent> = exec.history.iter().rev().find(|e| is_close_event(e)).cloned().into_iter().collect();
+            let close: Vec<HistoryEvent> =
+                exec.history.iter().rev().find(|e| is_close_event(e)).cloned().into_iter().collect();
             return Some(respond(close, Vec::new()));
         }
         return (!wait).then(|| respond(Vec::new(), Vec::new()));

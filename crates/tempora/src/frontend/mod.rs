@@ -72,7 +72,11 @@ where
     }
 }
 
-fn unary<Req, Resp, B, F, Fut>(fe: Arc<Frontend>, req: http::Request<B>, handler: F) -> BoxFuture<http::Response<Body>, Infallible>
+fn unary<Req, Resp, B, F, Fut>(
+    fe: Arc<Frontend>,
+    req: http::Request<B>,
+    handler: F,
+) -> BoxFuture<http::Response<Body>, Infallible>
 where
     Req: Message + Default + Send + 'static,
     Resp: Message + Send + 'static,

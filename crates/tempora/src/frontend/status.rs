@@ -39,26 +39,18 @@ impl From<Error> for Status {
                 message,
                 Some(any("NamespaceAlreadyExistsFailure", &details::NamespaceAlreadyExistsFailure {})),
             ),
-            Error::NotFound(_) => with_detail(
-                Code::NotFound,
-                message,
-                Some(any("NotFoundFailure", &details::NotFoundFailure::default())),
-            ),
+            Error::NotFound(_) => {
+                with_detail(Code::NotFound, message, Some(any("NotFoundFailure", &details::NotFoundFailure::default())))
+            }
             Error::AlreadyStarted { start_request_id, run_id, .. } => with_detail(
                 Code::AlreadyExists,
                 message,
                 Some(any(
                     "WorkflowExecutionAlreadyStartedFailure",
-                    &details::WorkflowExecutionAlreadyStartedFailure {
-                        start_request_id,
-                        run_id,
-                        ..Default::default()
-                    },
+                    &details::WorkflowExecutionAlreadyStartedFailure { start_request_id, run_id, ..Default::default() },
                 )),
             ),
-            Error::InvalidArgument(_) | Error::UnhandledCommand => {
-                with_detail(Code::InvalidArgument, message, None)
-            }
+            Error::InvalidArgument(_) | Error::UnhandledCommand => with_detail(Code::InvalidArgument, message, None),
             Error::FailedPrecondition(_) => with_detail(Code::FailedPrecondition, message, None),
             Error::ResourceExhausted(_) => with_detail(
                 Code::ResourceExhausted,
@@ -93,12 +85,9 @@ mod tests {
 
     #[test]
     fn already_started_names_the_run() {
-        let s: Status = Error::AlreadyStarted {
-            message: "running".into(),
-            start_request_id: "r".into(),
-            run_id: "run".into(),
-        }
-        .into();
+        let s: Status =
+            Error::AlreadyStarted { message: "running".into(), start_request_id: "r".into(), run_id: "run".into() }
+                .into();
         assert_eq!(s.code(), Code::AlreadyExists);
         let rpc = decode(&s);
         let d = details::WorkflowExecutionAlreadyStartedFailure::decode(&*rpc.details[0].value).unwrap();

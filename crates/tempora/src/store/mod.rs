@@ -76,7 +76,11 @@ pub enum Write {
         /// (event id, protobuf bytes), appended.
         new_events: Vec<(i64, Vec<u8>)>,
     },
-    Current { namespace: String, workflow_id: String, run_id: String },
+    Current {
+        namespace: String,
+        workflow_id: String,
+        run_id: String,
+    },
     Namespace(NamespaceRecord),
 }
 
@@ -161,10 +165,7 @@ impl Handle {
 
     pub async fn load_execution(&self, run_id: &str) -> Result<Option<ExecutionRecord>> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Request::LoadExecution(run_id.to_string(), reply))
-            .await
-            .map_err(|_| Error::Closed)?;
+        self.tx.send(Request::LoadExecution(run_id.to_string(), reply)).await.map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)?
     }
 }

@@ -37,9 +37,7 @@ impl SqliteStore {
             match file.try_lock() {
                 Ok(()) => {}
                 Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked(path.to_string())),
-                Err(std::fs::TryLockError::Error(e)) => {
-                    return Err(Error::Backend(format!("cannot lock {path}: {e}")))
-                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::Backend(format!("cannot lock {path}: {e}"))),
             }
             (Connection::open(path).map_err(backend)?, Some(file))
         };
@@ -134,7 +132,8 @@ impl Store for SqliteStore {
     fn load_open_executions(&mut self) -> Result<Vec<ExecutionRecord>> {
         let running = temporalio_protos::temporal::api::enums::v1::WorkflowExecutionStatus::Running as i32;
         let rows: Vec<(String, Vec<u8>)> = {
-            let mut stmt = self.conn.prepare("SELECT run_id, state FROM executions WHERE status = ?1").map_err(backend)?;
+            let mut stmt =
+                self.conn.prepare("SELECT run_id, state FROM executions WHERE status = ?1").map_err(backend)?;
             let rows = stmt.query_map([running], |r| Ok((r.get(0)?, r.get(1)?))).map_err(backend)?;
             rows.collect::<std::result::Result<_, _>>().map_err(backend)?
         };
@@ -154,10 +153,8 @@ impl Store for SqliteStore {
     }
 
     fn load_current_runs(&mut self) -> Result<Vec<(String, String, String)>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT namespace, workflow_id, run_id FROM current_executions")
-            .map_err(backend)?;
+        let mut stmt =
+            self.conn.prepare("SELECT namespace, workflow_id, run_id FROM current_executions").map_err(backend)?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(backend)?;
         rows.collect::<std::result::Result<_, _>>().map_err(backend)
     }

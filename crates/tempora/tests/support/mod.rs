@@ -71,7 +71,8 @@ pub async fn history_event_types(client: &Client, workflow_id: &str) -> Vec<Stri
             next_page_token: token,
             ..Default::default()
         };
-        let page = service.get_workflow_execution_history(tonic::Request::new(request)).await.expect("history").into_inner();
+        let page =
+            service.get_workflow_execution_history(tonic::Request::new(request)).await.expect("history").into_inner();
         for event in page.history.unwrap_or_default().events {
             types.push(EventType::try_from(event.event_type).map(|t| t.as_str_name().to_string()).unwrap_or_default());
         }
