@@ -96,11 +96,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         tokio::net::TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr: addr.clone(), source })?;
     let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
     let frontend = Arc::new(Frontend::new(service.clone()));
+    // Small request/response messages: Nagle plus delayed ACKs would add ~40 ms per RPC.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut stop = shutdown_rx;
     let server = tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
             .add_service(WorkflowServiceServer::new(frontend))
-            .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), async move {
+            .serve_with_incoming_shutdown(incoming, async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
             .await;

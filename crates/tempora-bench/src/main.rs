@@ -1,0 +1,404 @@
+//! tempora-bench: an official-Rust-SDK worker and starter in one process. Runs N workflows of
+//! K sequential no-op activities with C in flight against a server, and reports workflows/s,
+//! p50/p99 start-to-result latency, and the server's CPU seconds and RSS read from /proc.
+//!
+//! `compare` starts tempora (the release binary next to this one) and the reference Temporal
+//! server (`shared/tools/reference-server`), runs the same load on both, and prints ratios.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use temporalio_client::{
+    Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowGetResultOptions, WorkflowStartOptions,
+};
+use temporalio_macros::{activities, workflow, workflow_methods};
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use temporalio_sdk::{ActivityOptions, Runtime, Worker, WorkerOptions, WorkflowContext, WorkflowResult};
+
+#[derive(Parser)]
+#[command(name = "tempora-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone, Copy)]
+struct Load {
+    /// Workflows to run.
+    #[arg(short = 'n', long, default_value_t = 1000)]
+    workflows: usize,
+    /// Sequential activities per workflow.
+    #[arg(short = 'k', long, default_value_t = 3)]
+    activities: u32,
+    /// Workflows in flight.
+    #[arg(short = 'c', long, default_value_t = 50)]
+    concurrency: usize,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the load against a server that is already running.
+    Run {
+        #[arg(long, default_value = "127.0.0.1:7233")]
+        address: String,
+        /// The server's PID, for CPU and RSS.
+        #[arg(long)]
+        pid: Option<u32>,
+        #[command(flatten)]
+        load: Load,
+    },
+    /// Start tempora and the reference server, run the same load on both, print ratios.
+    Compare {
+        #[command(flatten)]
+        load: Load,
+        /// The tempora binary (default: `tempora` next to this executable).
+        #[arg(long)]
+        tempora: Option<PathBuf>,
+        /// The reference-server script.
+        #[arg(long, default_value = "../shared/tools/reference-server")]
+        reference: PathBuf,
+        /// Skip the latency run at C=1.
+        #[arg(long)]
+        no_latency: bool,
+    },
+    /// Start tempora, put N workflows to sleep on timers, report RSS, restart, report again.
+    Timers {
+        #[arg(short = 'n', long, default_value_t = 10_000)]
+        workflows: usize,
+        #[arg(long)]
+        tempora: Option<PathBuf>,
+    },
+}
+
+struct Noop;
+
+#[activities]
+impl Noop {
+    #[activity]
+    async fn step(_ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
+        Ok(n + 1)
+    }
+}
+
+#[workflow]
+#[derive(Default)]
+struct BenchWorkflow;
+
+#[workflow_methods]
+impl BenchWorkflow {
+    #[run]
+    async fn run(ctx: &mut WorkflowContext<Self>, k: u32) -> WorkflowResult<u32> {
+        let mut n = 0;
+        for _ in 0..k {
+            n = ctx
+                .execute_activity(Noop::step, n, ActivityOptions::start_to_close_timeout(Duration::from_secs(30)))
+                .await?;
+        }
+        Ok(n)
+    }
+}
+
+#[workflow]
+#[derive(Default)]
+struct Sleeper;
+
+#[workflow_methods]
+impl Sleeper {
+    #[run]
+    async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<()> {
+        ctx.timer(Duration::from_secs(24 * 3600)).await;
+        Ok(())
+    }
+}
+
+/// CPU seconds (user + system) and RSS of a process, from /proc.
+#[derive(Clone, Copy, Debug, Default)]
+struct ProcStats {
+    cpu_s: f64,
+    rss_mb: f64,
+    peak_rss_mb: f64,
+}
+
+fn proc_stats(pid: u32) -> Result<ProcStats> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_comm = stat.rsplit_once(')').map(|(_, rest)| rest).context("stat format")?;
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    // After ") ": state is field 3 → index 0; utime is field 14 → index 11; stime index 12.
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb = |key: &str| -> f64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    Ok(ProcStats { cpu_s: ticks / 100.0, rss_mb: kb("VmRSS:") / 1024.0, peak_rss_mb: kb("VmHWM:") / 1024.0 })
+}
+
+/// CPU and RSS of a process and its children (the reference CLI runs the server itself).
+fn tree_stats(pid: u32) -> Result<ProcStats> {
+    let mut total = proc_stats(pid)?;
+    if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        for child in children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()) {
+            if let Ok(s) = tree_stats(child) {
+                total.cpu_s += s.cpu_s;
+                total.rss_mb += s.rss_mb;
+                total.peak_rss_mb += s.peak_rss_mb;
+            }
+        }
+    }
+    Ok(total)
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Report {
+    workflows_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    cpu_ms_per_workflow: f64,
+    idle_rss_mb: f64,
+    rss_after_mb: f64,
+}
+
+async fn connect(address: &str) -> Result<Client> {
+    let url = Url::from_str(&format!("http://{address}"))?;
+    let connection = Connection::connect(ConnectionOptions::new(url).build()).await?;
+    Ok(Client::new(connection, ClientOptions::new("default").build())?)
+}
+
+/// Runs the load; the worker runs in this task alongside the starters.
+async fn run_load(address: &str, pid: Option<u32>, load: Load) -> Result<Report> {
+    let client = connect(address).await?;
+    let queue = format!("bench-{}", uuid::Uuid::new_v4());
+    let runtime = Runtime::from_current_tokio(Default::default())?;
+    let options = WorkerOptions::new(&queue).register_activities(Noop).register_workflow::<BenchWorkflow>()?.build();
+    let mut worker = Worker::new(&runtime, client.clone(), options)?;
+    let stop = worker.shutdown_handle();
+    let before = pid.map(tree_stats).transpose()?;
+    let started = Instant::now();
+    let starters = async {
+        let permits = Arc::new(tokio::sync::Semaphore::new(load.concurrency));
+        let runs = (0..load.workflows).map(|i| {
+            let (client, queue, permits) = (client.clone(), queue.clone(), permits.clone());
+            async move {
+                let _permit = permits.acquire_owned().await?;
+                let t = Instant::now();
+                let handle = client
+                    .start_workflow(
+                        BenchWorkflow::run,
+                        load.activities,
+                        WorkflowStartOptions::new(&queue, format!("{queue}-{i}")).build(),
+                    )
+                    .await?;
+                let result = handle.get_result(WorkflowGetResultOptions::default()).await?;
+                if result != load.activities {
+                    bail!("workflow {i} returned {result}");
+                }
+                Ok::<_, anyhow::Error>(t.elapsed())
+            }
+        });
+        let out = futures::future::join_all(runs).await;
+        stop();
+        out
+    };
+    let (results, run) = tokio::join!(starters, worker.run());
+    run?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut latencies = results.into_iter().collect::<Result<Vec<_>>>()?;
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0;
+    let after = pid.map(tree_stats).transpose()?;
+    let cpu = match (before, after) {
+        (Some(b), Some(a)) => (a.cpu_s - b.cpu_s) * 1000.0 / load.workflows as f64,
+        _ => f64::NAN,
+    };
+    Ok(Report {
+        workflows_per_s: load.workflows as f64 / elapsed,
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        cpu_ms_per_workflow: cpu,
+        idle_rss_mb: before.map_or(f64::NAN, |s| s.rss_mb),
+        rss_after_mb: after.map_or(f64::NAN, |s| s.rss_mb),
+    })
+}
+
+fn print_report(name: &str, load: Load, r: &Report) {
+    println!(
+        "{name:<10} N={} K={} C={:<3} {:>8.1} wf/s  p50 {:>7.1} ms  p99 {:>7.1} ms  cpu {:>6.2} ms/wf  rss idle {:>6.1} MB  after {:>6.1} MB",
+        load.workflows, load.activities, load.concurrency, r.workflows_per_s, r.p50_ms, r.p99_ms, r.cpu_ms_per_workflow, r.idle_rss_mb, r.rss_after_mb
+    );
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn tempora_binary(given: Option<PathBuf>) -> Result<PathBuf> {
+    match given {
+        Some(p) => Ok(p),
+        None => Ok(std::env::current_exe()?.with_file_name("tempora")),
+    }
+}
+
+/// A tempora child process on a fresh SQLite file (fsync on).
+struct TemporaProcess {
+    child: tokio::process::Child,
+    address: String,
+    /// Time from spawn to the first successful RPC.
+    ready_after: Duration,
+}
+
+async fn start_tempora(binary: &PathBuf, db: &str) -> Result<TemporaProcess> {
+    let port = free_port()?;
+    let t = Instant::now();
+    let child = tokio::process::Command::new(binary)
+        .args(["server", "start", "--db", db, "--port", &port.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("start {}", binary.display()))?;
+    let address = format!("127.0.0.1:{port}");
+    loop {
+        if connect(&address).await.is_ok() {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(30) {
+            bail!("tempora did not answer in 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(TemporaProcess { child, address, ready_after: t.elapsed() })
+}
+
+fn start_reference(script: &PathBuf, port: u16) -> Result<(String, u32)> {
+    let out = std::process::Command::new(script).args(["start", &port.to_string()]).output()?;
+    if !out.status.success() {
+        bail!("reference-server: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let address = String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default().to_string();
+    let home = std::env::var("HOME")?;
+    let pid_file = format!("{home}/.cache/tempora-reference/run-{port}/pid");
+    let pid = std::fs::read_to_string(&pid_file).with_context(|| pid_file.clone())?.trim().parse()?;
+    Ok((address, pid))
+}
+
+fn stop_reference(script: &PathBuf, port: u16) {
+    let _ = std::process::Command::new(script).args(["stop", &port.to_string()]).output();
+}
+
+async fn compare(load: Load, tempora: Option<PathBuf>, reference: PathBuf, no_latency: bool) -> Result<()> {
+    let binary = tempora_binary(tempora)?;
+    let dir = std::env::temp_dir().join(format!("tempora-bench-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir)?;
+    let db = dir.join("bench.db");
+    let ours = start_tempora(&binary, db.to_str().context("path")?).await?;
+    let our_pid = ours.child.id().context("pid")?;
+    println!("tempora ready after {:.1} ms", ours.ready_after.as_secs_f64() * 1000.0);
+    let port = free_port()?;
+    let t = Instant::now();
+    let (ref_address, ref_pid) = start_reference(&reference, port)?;
+    println!(
+        "reference ready after {:.1} ms (includes the script's own wait loop)",
+        t.elapsed().as_secs_f64() * 1000.0
+    );
+    let result = async {
+        let warm = Load { workflows: 20, activities: load.activities, concurrency: 10 };
+        run_load(&ours.address, None, warm).await?;
+        run_load(&ref_address, None, warm).await?;
+        let a = run_load(&ours.address, Some(our_pid), load).await?;
+        print_report("tempora", load, &a);
+        let b = run_load(&ref_address, Some(ref_pid), load).await?;
+        print_report("reference", load, &b);
+        println!(
+            "ratios (tempora vs reference): throughput {:.1}x  cpu/wf 1/{:.1}  rss idle 1/{:.1}  rss after 1/{:.1}",
+            a.workflows_per_s / b.workflows_per_s,
+            b.cpu_ms_per_workflow / a.cpu_ms_per_workflow,
+            b.idle_rss_mb / a.idle_rss_mb,
+            b.rss_after_mb / a.rss_after_mb
+        );
+        if !no_latency {
+            let one = Load { workflows: 50, activities: load.activities, concurrency: 1 };
+            let a = run_load(&ours.address, Some(our_pid), one).await?;
+            print_report("tempora", one, &a);
+            let b = run_load(&ref_address, Some(ref_pid), one).await?;
+            print_report("reference", one, &b);
+            println!("latency at C=1: p50 1/{:.1}", b.p50_ms / a.p50_ms);
+        }
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    stop_reference(&reference, port);
+    drop(ours);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn timers(workflows: usize, tempora: Option<PathBuf>) -> Result<()> {
+    let binary = tempora_binary(tempora)?;
+    let dir = std::env::temp_dir().join(format!("tempora-bench-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir)?;
+    let db = dir.join("timers.db");
+    let db = db.to_str().context("path")?;
+    let mut server = start_tempora(&binary, db).await?;
+    let pid = server.child.id().context("pid")?;
+    let client = connect(&server.address).await?;
+    let queue = format!("sleepers-{}", uuid::Uuid::new_v4());
+    let runtime = Runtime::from_current_tokio(Default::default())?;
+    let options = WorkerOptions::new(&queue).register_workflow::<Sleeper>()?.max_cached_workflows(100usize).build();
+    let mut worker = Worker::new(&runtime, client.clone(), options)?;
+    let stop = worker.shutdown_handle();
+    let t = Instant::now();
+    let starters = async {
+        let permits = Arc::new(tokio::sync::Semaphore::new(100));
+        let runs = (0..workflows).map(|i| {
+            let (client, queue, permits) = (client.clone(), queue.clone(), permits.clone());
+            async move {
+                let _permit = permits.acquire_owned().await?;
+                client
+                    .start_workflow(Sleeper::run, (), WorkflowStartOptions::new(&queue, format!("sleeper-{i}")).build())
+                    .await?;
+                Ok::<_, anyhow::Error>(())
+            }
+        });
+        let out: Result<Vec<()>> = futures::future::join_all(runs).await.into_iter().collect();
+        // Let the worker take every first workflow task (and start every timer).
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        stop();
+        out
+    };
+    let (started, run) = tokio::join!(starters, worker.run());
+    started?;
+    run?;
+    println!("{workflows} workflows sleeping on timers (started in {:.1} s)", t.elapsed().as_secs_f64());
+    println!("rss with them open: {:.1} MB", proc_stats(pid)?.rss_mb);
+    server.child.kill().await?;
+    let restarted = start_tempora(&binary, db).await?;
+    let pid = restarted.child.id().context("pid")?;
+    println!("restart to first RPC: {:.1} ms", restarted.ready_after.as_secs_f64() * 1000.0);
+    println!("rss after restart: {:.1} MB", proc_stats(pid)?.rss_mb);
+    drop(restarted);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Run { address, pid, load } => {
+            let r = run_load(&address, pid, load).await?;
+            print_report(&address, load, &r);
+        }
+        Command::Compare { load, tempora, reference, no_latency } => {
+            compare(load, tempora, reference, no_latency).await?
+        }
+        Command::Timers { workflows, tempora } => timers(workflows, tempora).await?,
+    }
+    Ok(())
+}
