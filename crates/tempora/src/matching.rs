@@ -39,6 +39,7 @@ struct Queue {
     /// runs bound their pending work (e.g. 2,000 activities).
     backlog: VecDeque<QueuedTask>,
     pollers: VecDeque<oneshot::Sender<QueuedTask>>,
+    last_poll: Option<std::time::Instant>,
 }
 
 pub struct Matching {
@@ -76,6 +77,7 @@ impl Matching {
         let rx = {
             let mut queues = self.queues.lock().expect("matching lock");
             let queue = queues.entry(key.clone()).or_default();
+            queue.last_poll = Some(std::time::Instant::now());
             if let Some(task) = queue.backlog.pop_front() {
                 return Some(task);
             }
@@ -95,6 +97,23 @@ impl Matching {
             _ = tokio::time::sleep(timeout) => waiting.take(),
             _ = shutdown.wait_for(|stop| *stop) => waiting.take(),
         }
+    }
+
+    /// True if some worker is polling the queue now or did so within `recent`.
+    pub fn is_live(&self, namespace: &str, task_queue: &str, kind: TaskKind, recent: Duration) -> bool {
+        let queues = self.queues.lock().expect("matching lock");
+        queues.get(&(namespace.to_string(), task_queue.to_string(), kind)).is_some_and(|q| {
+            q.pollers.iter().any(|p| !p.is_closed()) || q.last_poll.is_some_and(|t| t.elapsed() < recent)
+        })
+    }
+
+    /// Removes a queue (a sticky queue whose worker shut down), returning its backlog.
+    pub fn remove(&self, namespace: &str, task_queue: &str, kind: TaskKind) -> Vec<QueuedTask> {
+        let mut queues = self.queues.lock().expect("matching lock");
+        queues
+            .remove(&(namespace.to_string(), task_queue.to_string(), kind))
+            .map(|q| q.backlog.into())
+            .unwrap_or_default()
     }
 
     /// Tasks waiting in backlogs (for tests and metrics).

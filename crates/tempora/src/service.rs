@@ -16,7 +16,7 @@ use temporalio_protos::temporal::api::history::v1::HistoryEvent;
 use tokio::sync::{watch, Mutex};
 
 use crate::clock::{Clock, Millis};
-use crate::engine::state::{MutableState, RunKey};
+use crate::engine::state::{MutableState, RunKey, Sticky};
 use crate::engine::workflow::{self, StartWorkflow};
 use crate::engine::{Effect, Timer, Tx};
 use crate::error::{Error, Result};
@@ -38,6 +38,9 @@ impl Execution {
         Execution { state, history, changed }
     }
 }
+
+/// A sticky queue polled within this long counts as live.
+const STICKY_LIVENESS: Duration = Duration::from_secs(5);
 
 type RunSlot = Arc<Mutex<Option<Execution>>>;
 type CurrentSlot = Arc<Mutex<Option<String>>>;
@@ -280,24 +283,41 @@ impl Service {
     fn perform(&self, run: &RunKey, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
-                Effect::DispatchWorkflowTask { task_queue } => self.matching.offer(
-                    &run.namespace,
-                    &task_queue,
-                    TaskKind::Workflow,
-                    QueuedTask { run: run.clone(), scheduled_event_id: 0, attempt: 0 },
-                ),
+                Effect::DispatchWorkflowTask { task_queue, sticky } => {
+                    let task = QueuedTask { run: run.clone(), scheduled_event_id: 0, attempt: 0 };
+                    let live = |s: &Sticky| {
+                        self.matching.is_live(&run.namespace, &s.task_queue, TaskKind::Workflow, STICKY_LIVENESS)
+                    };
+                    match sticky.filter(live) {
+                        Some(sticky) => {
+                            self.matching.offer(&run.namespace, &sticky.task_queue, TaskKind::Workflow, task);
+                            let at_ms = self.clock.now_ms() + sticky.schedule_to_start_ms;
+                            self.add_timer(at_ms, run, Timer::StickyTimeout { force: false });
+                        }
+                        None => self.matching.offer(&run.namespace, &task_queue, TaskKind::Workflow, task),
+                    }
+                }
                 Effect::DispatchActivityTask { task_queue, scheduled_event_id, attempt } => self.matching.offer(
                     &run.namespace,
                     &task_queue,
                     TaskKind::Activity,
                     QueuedTask { run: run.clone(), scheduled_event_id, attempt },
                 ),
-                Effect::Timer { at_ms, timer } => {
-                    if let Some(timers) = self.timers.lock().expect("timers lock").as_ref() {
-                        timers.add(at_ms, run.clone(), timer);
-                    }
-                }
+                Effect::Timer { at_ms, timer } => self.add_timer(at_ms, run, timer),
             }
+        }
+    }
+
+    fn add_timer(&self, at_ms: Millis, run: &RunKey, timer: Timer) {
+        if let Some(timers) = self.timers.lock().expect("timers lock").as_ref() {
+            timers.add(at_ms, run.clone(), timer);
+        }
+    }
+
+    /// A worker shut down: tasks waiting on its sticky queue go to the normal queue now.
+    pub fn sticky_queue_gone(self: &Arc<Self>, namespace: &str, sticky_queue: &str) {
+        for task in self.matching.remove(namespace, sticky_queue, TaskKind::Workflow) {
+            self.fire_timer(task.run, Timer::StickyTimeout { force: true });
         }
     }
 
@@ -448,6 +468,7 @@ impl Service {
                                 tx.user_timer_fired(&timer_id, started_event_id)
                             }
                             Timer::WorkflowRunTimeout => tx.run_timed_out(),
+                            Timer::StickyTimeout { force } => tx.sticky_timed_out(force),
                         };
                         Ok(changed.then_some(()))
                     },

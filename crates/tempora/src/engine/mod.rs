@@ -31,8 +31,9 @@ pub const LINK_STARTED: i64 = -1;
 /// Something the caller must do once the transition is durable.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
-    /// Offer the run's scheduled workflow task on its task queue.
-    DispatchWorkflowTask { task_queue: String },
+    /// Offer the run's scheduled workflow task: on the sticky queue of the worker that has
+    /// the run cached if that worker is still polling, else on the normal task queue.
+    DispatchWorkflowTask { task_queue: String, sticky: Option<state::Sticky> },
     /// Offer an activity attempt on its task queue.
     DispatchActivityTask { task_queue: String, scheduled_event_id: i64, attempt: i32 },
     /// Call back at `at_ms`.
@@ -42,10 +43,29 @@ pub enum Effect {
 /// A durable deadline of a run. Firing one re-checks the state, so stale timers are no-ops.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Timer {
-    WorkflowTaskTimeout { scheduled_event_id: i64, attempt: i32 },
-    ActivityTimeout { scheduled_event_id: i64, attempt: i32, kind: ActivityTimeoutKind },
-    ActivityRetry { scheduled_event_id: i64, attempt: i32 },
-    UserTimer { timer_id: String, started_event_id: i64 },
+    WorkflowTaskTimeout {
+        scheduled_event_id: i64,
+        attempt: i32,
+    },
+    /// A workflow task offered on a sticky queue was not taken in time: move it to the normal
+    /// queue.
+    /// `force`: the sticky worker is known to be gone (it shut down).
+    StickyTimeout {
+        force: bool,
+    },
+    ActivityTimeout {
+        scheduled_event_id: i64,
+        attempt: i32,
+        kind: ActivityTimeoutKind,
+    },
+    ActivityRetry {
+        scheduled_event_id: i64,
+        attempt: i32,
+    },
+    UserTimer {
+        timer_id: String,
+        started_event_id: i64,
+    },
     WorkflowRunTimeout,
 }
 

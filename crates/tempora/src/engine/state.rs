@@ -75,6 +75,16 @@ pub struct MutableState {
     pub history_size_bytes: i64,
     /// Bumped on every committed transition; makes stale timers and tasks recognisable.
     pub transitions: u64,
+    /// The worker queue that has this run cached, from the last completion.
+    #[serde(default)]
+    pub sticky: Option<Sticky>,
+}
+
+/// Sticky execution: a worker's own queue, and how long a task may wait there.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sticky {
+    pub task_queue: String,
+    pub schedule_to_start_ms: Millis,
 }
 
 impl MutableState {

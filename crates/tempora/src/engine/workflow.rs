@@ -52,6 +52,7 @@ pub fn start(req: StartWorkflow, now: Millis) -> (MutableState, Vec<history::His
         buffered_events: Vec::new(),
         history_size_bytes: 0,
         transitions: 1,
+        sticky: None,
     };
     let mut tx = Tx::new(&mut state, now);
     tx.append(history::WorkflowExecutionStartedEventAttributes {
@@ -168,6 +169,7 @@ fn recover_workflow_task(state: &MutableState, wft: &WorkflowTask, effects: &mut
             timer: Timer::WorkflowTaskTimeout { scheduled_event_id: wft.scheduled_event_id, attempt: wft.attempt },
         });
     } else {
-        effects.push(Effect::DispatchWorkflowTask { task_queue: state.task_queue.clone() });
+        effects
+            .push(Effect::DispatchWorkflowTask { task_queue: state.task_queue.clone(), sticky: state.sticky.clone() });
     }
 }

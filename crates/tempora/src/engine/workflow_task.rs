@@ -11,7 +11,7 @@ use temporalio_protos::temporal::api::failure::v1::Failure;
 use temporalio_protos::temporal::api::history::v1::{self as history, HistoryEvent};
 use temporalio_protos::temporal::api::sdk::v1::WorkflowTaskCompletedMetadata;
 
-use super::state::{UserTimer, WorkflowTask};
+use super::state::{Sticky, UserTimer, WorkflowTask};
 use super::workflow::normal_queue;
 use super::{activity, Effect, Timer, Tx};
 use crate::clock::proto;
@@ -28,6 +28,8 @@ pub struct CompleteWorkflowTask {
     pub sdk_metadata: Option<WorkflowTaskCompletedMetadata>,
     pub metering_metadata: Option<temporalio_protos::temporal::api::common::v1::MeteringMetadata>,
     pub force_create_new_workflow_task: bool,
+    /// The worker's sticky queue, if it caches the run.
+    pub sticky: Option<Sticky>,
 }
 
 /// What a poller needs after starting a workflow task.
@@ -78,7 +80,10 @@ impl Tx<'_> {
             started_identity: String::new(),
             started_request_id: String::new(),
         });
-        self.effects.push(Effect::DispatchWorkflowTask { task_queue: self.state.task_queue.clone() });
+        self.effects.push(Effect::DispatchWorkflowTask {
+            task_queue: self.state.task_queue.clone(),
+            sticky: self.state.sticky.clone(),
+        });
     }
 
     fn scheduled_attrs(&self, wft: &WorkflowTask) -> history::WorkflowTaskScheduledEventAttributes {
@@ -217,6 +222,7 @@ impl Tx<'_> {
         });
         self.state.workflow_task = None;
         self.state.last_completed_wft_started_event_id = wft.started_event_id;
+        self.state.sticky = req.sticky.clone();
         let mut needs_new_task = req.force_create_new_workflow_task;
         for command in &req.commands {
             if !self.state.is_open() {
@@ -393,9 +399,23 @@ impl Tx<'_> {
 
     fn after_failed_attempt(&mut self, next_attempt: i32) {
         self.state.workflow_task = None;
+        // The worker drops a run whose task failed; its next task needs the full history.
+        self.state.sticky = None;
         let flushed = self.flush_buffered_events();
         // New events make the next attempt a normal (written) one, as in Temporal.
         self.schedule_workflow_task(if flushed { 1 } else { next_attempt });
+    }
+
+    /// A task offered on the sticky queue waited too long: offer it on the normal queue.
+    pub fn sticky_timed_out(&mut self, force: bool) -> bool {
+        let (Some(w), Some(sticky)) = (&self.state.workflow_task, &self.state.sticky) else { return false };
+        let due = w.scheduled_time_ms + sticky.schedule_to_start_ms;
+        if w.is_started() || (!force && self.now < due) {
+            return false;
+        }
+        self.state.sticky = None;
+        self.effects.push(Effect::DispatchWorkflowTask { task_queue: self.state.task_queue.clone(), sticky: None });
+        true
     }
 
     /// The workflow task's start-to-close timeout fired.

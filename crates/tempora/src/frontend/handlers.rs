@@ -7,7 +7,8 @@ use std::time::Duration;
 use prost::Message;
 use temporalio_protos::temporal::api::common::v1::{ActivityType, Payloads, WorkflowExecution, WorkflowType};
 use temporalio_protos::temporal::api::enums::v1::{
-    HistoryEventFilterType, NamespaceState, PendingActivityState, PendingWorkflowTaskState, WorkflowExecutionStatus,
+    HistoryEventFilterType, NamespaceState, PendingActivityState, PendingWorkflowTaskState, TaskQueueKind,
+    WorkflowExecutionStatus,
 };
 use temporalio_protos::temporal::api::history::v1::{history_event::Attributes, History, HistoryEvent};
 use temporalio_protos::temporal::api::namespace::v1::{namespace_info, NamespaceConfig, NamespaceInfo};
@@ -17,7 +18,7 @@ use temporalio_protos::temporal::api::workflowservice::v1::{self as ws, get_syst
 use tonic::Request;
 
 use crate::clock::{proto, Millis};
-use crate::engine::state::RunKey;
+use crate::engine::state::{RunKey, Sticky};
 use crate::engine::workflow::{normal_queue, StartWorkflow};
 use crate::engine::workflow_task::{command_payload_bytes, CompleteWorkflowTask};
 use crate::engine::{is_close_event, Tx};
@@ -35,6 +36,7 @@ const TASK_POLL_TIMEOUT: Duration = Duration::from_secs(60);
 const HISTORY_POLL_TIMEOUT: Duration = Duration::from_secs(20);
 const HISTORY_PAGE_SIZE_DEFAULT: usize = 1000;
 const WORKFLOW_TASK_TIMEOUT_DEFAULT_MS: Millis = 10_000;
+const STICKY_SCHEDULE_TO_START_DEFAULT_MS: Millis = 5_000;
 const WORKFLOW_TASK_TIMEOUT_MAX_MS: Millis = 120_000;
 const ID_LENGTH_MAX: usize = 1000;
 const SERVER_VERSION: &str = "1.29.0";
@@ -342,10 +344,11 @@ impl Frontend {
         let task_queue = r.task_queue.unwrap_or_default();
         check_id(&task_queue.name, "TaskQueue")?;
         let identity = r.identity;
+        let sticky_poll = task_queue.kind == TaskQueueKind::Sticky as i32;
         let polled = self
             .svc
             .poll_task(&r.namespace, &task_queue.name, TaskKind::Workflow, TASK_POLL_TIMEOUT, move |_task| {
-                start_workflow_task(identity.clone())
+                start_workflow_task(identity.clone(), sticky_poll)
             })
             .await?;
         Ok(polled.unwrap_or_default())
@@ -361,7 +364,16 @@ impl Frontend {
         for command in &r.commands {
             check_blob(command_payload_bytes(command))?;
         }
+        let sticky = r.sticky_attributes.and_then(|a| {
+            let task_queue = a.worker_task_queue.map(|q| q.name).filter(|n| !n.is_empty())?;
+            let ms = proto::duration_ms(a.schedule_to_start_timeout.as_ref());
+            Some(Sticky {
+                task_queue,
+                schedule_to_start_ms: if ms > 0 { ms } else { STICKY_SCHEDULE_TO_START_DEFAULT_MS },
+            })
+        });
         let complete = CompleteWorkflowTask {
+            sticky,
             scheduled_event_id: token.scheduled_event_id,
             attempt: token.attempt,
             commands: r.commands,
@@ -570,7 +582,12 @@ impl Frontend {
 
     // ---- workers ----
 
-    pub async fn shutdown_worker(&self, _r: Request<ws::ShutdownWorkerRequest>) -> Result<ws::ShutdownWorkerResponse> {
+    pub async fn shutdown_worker(&self, r: Request<ws::ShutdownWorkerRequest>) -> Result<ws::ShutdownWorkerResponse> {
+        let r = r.into_inner();
+        self.svc.namespace(&r.namespace)?;
+        if !r.sticky_task_queue.is_empty() {
+            self.svc.sticky_queue_gone(&r.namespace, &r.sticky_task_queue);
+        }
         Ok(ws::ShutdownWorkerResponse::default())
     }
 
@@ -587,23 +604,27 @@ impl Frontend {
     }
 }
 
-fn start_workflow_task(identity: String) -> StartFn<ws::PollWorkflowTaskQueueResponse> {
+fn start_workflow_task(identity: String, sticky_poll: bool) -> StartFn<ws::PollWorkflowTaskQueueResponse> {
     let request_id = uuid::Uuid::new_v4().to_string();
     (
         Box::new(move |tx, _| Ok(tx.start_workflow_task(&identity, &request_id).map(StartOut::WorkflowTask))),
-        Box::new(|out, exec| match out {
-            StartOut::WorkflowTask(started) => workflow_task_response(exec, started),
+        Box::new(move |out, exec| match out {
+            StartOut::WorkflowTask(started) => workflow_task_response(exec, started, sticky_poll),
             StartOut::Activity(_) => unreachable!("workflow poll starts workflow tasks"),
         }),
     )
 }
 
+/// The response to a workflow task poll. A sticky poller has the run cached and gets only
+/// the events after the last task it completed; a normal poller gets the whole history.
 fn workflow_task_response(
     exec: &Execution,
     started: crate::engine::workflow_task::StartedWorkflowTask,
+    sticky_poll: bool,
 ) -> ws::PollWorkflowTaskQueueResponse {
     let state = &exec.state;
-    let mut events = exec.history.clone();
+    let from = if sticky_poll { started.previous_started_event_id.max(0) as usize } else { 0 };
+    let mut events = exec.history[from.min(exec.history.len())..].to_vec();
     events.extend(started.transient_events);
     ws::PollWorkflowTaskQueueResponse {
         task_token: TaskToken::new(&state.key, started.scheduled_event_id, started.attempt, false).to_bytes(),
