@@ -275,6 +275,11 @@ impl Service {
         exec.history.extend(events);
         exec.changed.send_replace(exec.state.next_event_id);
         let result = then(out, exec);
+        if !exec.state.is_open() {
+            // Closed runs leave memory; whoever asks later reads them from the store. Holders
+            // of this slot keep a consistent (closed, unchanging) copy.
+            self.runs.lock().expect("runs lock").remove(run_id);
+        }
         drop(guard);
         self.perform(&key, effects);
         Ok(Some(result))
