@@ -160,24 +160,27 @@ impl Service {
 
     // ---- runs ----
 
-    /// The slot of a run, loading it from the store if it is not in memory.
+    /// The slot of a run, loading it from the store if it is not in memory. Open runs stay in
+    /// memory; a closed run read from the store is handed out without being cached.
     async fn run_slot(&self, run_id: &str) -> Result<RunSlot> {
-        let slot = {
-            let mut runs = self.runs.lock().expect("runs lock");
-            runs.entry(run_id.to_string()).or_insert_with(|| Arc::new(Mutex::new(None))).clone()
-        };
-        {
+        let cached = self.runs.lock().expect("runs lock").get(run_id).cloned();
+        if let Some(slot) = cached {
             let mut guard = slot.lock().await;
             if guard.is_none() {
-                match self.store.load_execution(run_id).await? {
-                    Some(record) => *guard = Some(Execution::new(record.state, record.history)),
-                    None => {
-                        drop(guard);
-                        self.runs.lock().expect("runs lock").remove(run_id);
-                        return Err(Error::not_found("workflow execution not found"));
-                    }
-                }
+                // Dropped after a failed commit: reload what the store has.
+                let record = self.store.load_execution(run_id).await?;
+                let record = record.ok_or_else(|| Error::not_found("workflow execution not found"))?;
+                *guard = Some(Execution::new(record.state, record.history));
             }
+            drop(guard);
+            return Ok(slot);
+        }
+        let record = self.store.load_execution(run_id).await?;
+        let record = record.ok_or_else(|| Error::not_found("workflow execution not found"))?;
+        let open = record.state.is_open();
+        let slot = Arc::new(Mutex::new(Some(Execution::new(record.state, record.history))));
+        if open {
+            return Ok(self.runs.lock().expect("runs lock").entry(run_id.to_string()).or_insert(slot).clone());
         }
         Ok(slot)
     }
