@@ -178,6 +178,7 @@ impl Service {
         let record = self.store.load_execution(run_id).await?;
         let record = record.ok_or_else(|| Error::not_found("workflow execution not found"))?;
         let open = record.state.is_open();
+        tracing::debug!(run_id, open, events = record.history.len(), "run loaded from the store");
         let slot = Arc::new(Mutex::new(Some(Execution::new(record.state, record.history))));
         if open {
             return Ok(self.runs.lock().expect("runs lock").entry(run_id.to_string()).or_insert(slot).clone());
@@ -456,6 +457,11 @@ impl Service {
 
     /// Fires a due timer (called by the timer loop).
     fn fire_timer(self: &Arc<Self>, run: RunKey, timer: Timer) {
+        // Every open run is in memory; a timer of a run that is not has outlived its run, and
+        // must not load the run's whole history from the store just to find that out.
+        if !self.runs.lock().expect("runs lock").contains_key(&run.run_id) {
+            return;
+        }
         let this = self.clone();
         tokio::spawn(async move {
             let result = this
