@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use crate::clock::{Clock, SystemClock};
 use crate::frontend::{Frontend, WorkflowServiceServer};
 use crate::service::Service;
-use crate::store::{self, sqlite::SqliteStore, NamespaceRecord, Store, Write};
+use crate::store::{self, postgres::PostgresStore, sqlite::SqliteStore, NamespaceRecord, Store, Write};
 use crate::timers::Timers;
 
 /// Temporal's default retention for namespaces created at start.
@@ -50,7 +50,11 @@ pub struct Running {
     pub service: Arc<Service>,
 }
 
+/// `postgres://…` (or `postgresql://…`) selects PostgreSQL; anything else is a SQLite file.
 fn open_store(db: &str) -> store::Result<Box<dyn Store>> {
+    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        return Ok(Box::new(PostgresStore::open(db)?));
+    }
     Ok(Box::new(SqliteStore::open(db)?))
 }
 
@@ -110,7 +114,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             tracing::error!(error = %e, "grpc server failed");
         }
     });
-    tracing::info!(address = %local, db = %config.db, open_runs, "tempora server started");
+    tracing::info!(address = %local, db = %redact(&config.db), open_runs, "tempora server started");
     Ok(Running { addr: local, shutdown: shutdown_tx, server, timers: timers_join, store, service })
 }
 
@@ -122,5 +126,19 @@ impl Running {
         let _ = self.timers.await;
         self.store.close().await;
         tracing::info!("tempora server stopped");
+    }
+}
+
+/// A database setting fit for logs: a URL's password is hidden.
+fn redact(db: &str) -> String {
+    match (db.find("://"), db.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &db[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &db[..scheme + 3], &db[at..]),
+                None => db.to_string(),
+            }
+        }
+        _ => db.to_string(),
     }
 }

@@ -269,7 +269,7 @@ impl Service {
             return Ok(None);
         };
         state.transitions += 1;
-        if let Err(e) = self.store.commit(vec![Write::execution(&state, &events)]).await {
+        if let Err(e) = self.store.commit(vec![Write::execution(&state, &events, Some(exec.state.transitions))]).await {
             tracing::warn!(run_id, error = %e, "transition not committed; run will be reloaded");
             *guard = None;
             return Err(e.into());
@@ -409,7 +409,7 @@ impl Service {
         let key = req.key.clone();
         let (state, events, effects) = workflow::start(req, self.clock.now_ms());
         let writes = vec![
-            Write::execution(&state, &events),
+            Write::execution(&state, &events, None),
             Write::Current {
                 namespace: key.namespace.clone(),
                 workflow_id: key.workflow_id.clone(),

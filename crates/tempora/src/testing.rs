@@ -17,7 +17,8 @@ impl TestServer {
 
     /// Like `start`, but returns the error (e.g. the database file is in use).
     pub async fn try_start(db: &str) -> Result<TestServer, String> {
-        let config = Config { ip: "127.0.0.1".into(), port: 0, db: db.to_string(), namespaces: Vec::new() };
+        let db = backend_db(db).await;
+        let config = Config { ip: "127.0.0.1".into(), port: 0, db, namespaces: Vec::new() };
         let running = server::start(config).await.map_err(|e| e.to_string())?;
         Ok(TestServer { addr: running.addr, running })
     }
@@ -31,4 +32,55 @@ impl TestServer {
     pub async fn stop(self) {
         self.running.stop().await;
     }
+}
+
+/// True when integration tests run on PostgreSQL (`TEMPORA_TEST_BACKEND=postgres`).
+pub fn is_postgres() -> bool {
+    std::env::var("TEMPORA_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// The store a test asked for, on the backend under test. On PostgreSQL (base URL from
+/// `TEMPORA_TEST_POSTGRES_URL`) each `:memory:` gets a fresh database, and a file path always
+/// maps to the same database, so restart tests find their data again.
+pub async fn backend_db(db: &str) -> String {
+    if !is_postgres() {
+        return db.to_string();
+    }
+    let base = std::env::var("TEMPORA_TEST_POSTGRES_URL").expect(
+        "TEMPORA_TEST_BACKEND=postgres needs TEMPORA_TEST_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/test)",
+    );
+    let name = if db == ":memory:" {
+        format!("tempora_{}", uuid::Uuid::new_v4().simple())
+    } else {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        db.hash(&mut hasher);
+        format!("tempora_f{:x}", hasher.finish())
+    };
+    let url = with_database(&base, &name);
+    tokio::task::spawn_blocking(move || {
+        let mut admin = postgres::Client::connect(&base, postgres::NoTls).expect("connect to the test PostgreSQL");
+        let exists =
+            admin.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).expect("query pg_database");
+        if exists.is_none() {
+            admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("create test database");
+        }
+    })
+    .await
+    .expect("create test database");
+    url
+}
+
+/// `base` with its database name replaced.
+pub fn with_database(base: &str, name: &str) -> String {
+    let (without_query, query) = match base.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (base, String::new()),
+    };
+    let scheme_end = without_query.find("://").map_or(0, |i| i + 3);
+    let prefix = match without_query[scheme_end..].find('/') {
+        Some(slash) => &without_query[..scheme_end + slash],
+        None => without_query,
+    };
+    format!("{prefix}/{name}{query}")
 }

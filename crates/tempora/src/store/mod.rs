@@ -15,6 +15,7 @@
 //! over a channel. Consecutive commits waiting in the channel go into one transaction, so
 //! concurrent transitions share one fsync (group commit). A commit replies only once durable.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::thread;
@@ -38,11 +39,19 @@ pub enum Error {
     Corrupt(String),
     #[error("the store is shut down")]
     Closed,
+    /// Another writer changed the run since it was read (optimistic concurrency).
+    #[error("run {0} was changed by another writer")]
+    Conflict(String),
 }
 
 impl From<Error> for crate::error::Error {
+    /// Clients see that storage is unavailable, never backend details (logged where the
+    /// commit failed).
     fn from(e: Error) -> Self {
-        crate::error::Error::Unavailable(e.to_string())
+        match e {
+            Error::Closed => crate::error::Error::Unavailable("the server is shutting down".into()),
+            _ => crate::error::Error::Unavailable("storage is unavailable; nothing was changed, retry".into()),
+        }
     }
 }
 
@@ -72,6 +81,10 @@ pub enum Write {
         namespace: String,
         workflow_id: String,
         status: i32,
+        /// The row version this write creates (the run's transition count), and the one it
+        /// replaces (`None` for a new run).
+        version: u64,
+        expected_version: Option<u64>,
         state_json: Vec<u8>,
         /// (event id, protobuf bytes), appended.
         new_events: Vec<(i64, Vec<u8>)>,
@@ -85,12 +98,15 @@ pub enum Write {
 }
 
 impl Write {
-    pub fn execution(state: &MutableState, new_events: &[HistoryEvent]) -> Write {
+    /// A run's new state and events; `expected_version` is the version read (`None`: new run).
+    pub fn execution(state: &MutableState, new_events: &[HistoryEvent], expected_version: Option<u64>) -> Write {
         Write::Execution {
             run_id: state.key.run_id.clone(),
             namespace: state.key.namespace.clone(),
             workflow_id: state.key.workflow_id.clone(),
             status: state.status,
+            version: state.transitions,
+            expected_version,
             state_json: serde_json::to_vec(state).expect("mutable state serialises"),
             new_events: new_events.iter().map(|e| (e.event_id, e.encode_to_vec())).collect(),
         }

@@ -9,7 +9,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::{decode_execution, Error, ExecutionRecord, NamespaceRecord, Result, Store, Write};
 
 /// Numbered migrations; the index + 1 is the schema version (`PRAGMA user_version`).
-const MIGRATIONS: &[&str] = &[include_str!("migrations/sqlite/0001_initial.sql")];
+pub const MIGRATIONS: &[&str] =
+    &[include_str!("migrations/sqlite/0001_initial.sql"), include_str!("migrations/sqlite/0002_row_version.sql")];
 
 pub struct SqliteStore {
     conn: Connection,
@@ -78,15 +79,38 @@ impl Store for SqliteStore {
         let tx = self.conn.transaction().map_err(backend)?;
         for write in writes {
             match write {
-                Write::Execution { run_id, namespace, workflow_id, status, state_json, new_events } => {
-                    tx.prepare_cached(
-                        "INSERT INTO executions (run_id, namespace, workflow_id, status, state)
-                         VALUES (?1, ?2, ?3, ?4, ?5)
-                         ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, state = excluded.state",
-                    )
-                    .map_err(backend)?
-                    .execute(params![run_id, namespace, workflow_id, status, state_json])
-                    .map_err(backend)?;
+                Write::Execution {
+                    run_id,
+                    namespace,
+                    workflow_id,
+                    status,
+                    version,
+                    expected_version,
+                    state_json,
+                    new_events,
+                } => {
+                    let version = *version as i64;
+                    let written = match expected_version {
+                        None => tx
+                            .prepare_cached(
+                                "INSERT INTO executions (run_id, namespace, workflow_id, status, state, db_version)
+                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                            )
+                            .map_err(backend)?
+                            .execute(params![run_id, namespace, workflow_id, status, state_json, version])
+                            .map_err(backend)?,
+                        Some(expected) => tx
+                            .prepare_cached(
+                                "UPDATE executions SET status = ?2, state = ?3, db_version = ?4
+                                 WHERE run_id = ?1 AND db_version = ?5",
+                            )
+                            .map_err(backend)?
+                            .execute(params![run_id, status, state_json, version, *expected as i64])
+                            .map_err(backend)?,
+                    };
+                    if written != 1 {
+                        return Err(Error::Conflict(run_id.clone()));
+                    }
                     let mut insert = tx
                         .prepare_cached("INSERT INTO history_events (run_id, event_id, data) VALUES (?1, ?2, ?3)")
                         .map_err(backend)?;

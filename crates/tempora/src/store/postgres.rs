@@ -1,0 +1,205 @@
+//! The PostgreSQL backend, for production and (later) several server nodes.
+//!
+//! Same contract as SQLite: one transaction per group of transitions, committed before any
+//! RPC answers. Each execution row carries a version (its transition count) and an update
+//! must name the version it read, so two writers can never interleave one run's history.
+//! While PostgreSQL is unreachable every call fails with `Error::Backend` (clients see
+//! UNAVAILABLE) and the next call reconnects; nothing acknowledged is lost.
+
+use postgres::{Client, NoTls};
+
+use super::{decode_execution, Error, ExecutionRecord, NamespaceRecord, Result, Store, Write};
+
+/// Numbered migrations; the index + 1 is the schema version (table `tempora_schema`).
+pub const MIGRATIONS: &[&str] =
+    &[include_str!("migrations/postgres/0001_initial.sql"), include_str!("migrations/postgres/0002_row_version.sql")];
+
+pub struct PostgresStore {
+    url: String,
+    client: Option<Client>,
+}
+
+fn backend(e: postgres::Error) -> Error {
+    tracing::warn!(error = %e, "postgres error");
+    Error::Backend(e.to_string())
+}
+
+impl PostgresStore {
+    /// Connects and migrates the schema (creating it on an empty database).
+    pub fn open(url: &str) -> Result<PostgresStore> {
+        let mut store = PostgresStore { url: url.to_string(), client: None };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The connection, reconnecting if it was lost.
+    fn client(&mut self) -> Result<&mut Client> {
+        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+            self.client = None;
+            let client = Client::connect(&self.url, NoTls).map_err(backend)?;
+            self.client = Some(client);
+        }
+        Ok(self.client.as_mut().expect("connected above"))
+    }
+
+    /// Runs `f`; on failure drops a broken connection so the next call reconnects.
+    fn with_client<T>(&mut self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+        let client = self.client()?;
+        let result = f(client);
+        if result.is_err() && self.client.as_ref().is_some_and(|c| c.is_closed()) {
+            self.client = None;
+        }
+        result
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        self.with_client(|client| {
+            let mut tx = client.transaction().map_err(backend)?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS tempora_schema (version INTEGER NOT NULL);
+                 LOCK TABLE tempora_schema IN EXCLUSIVE MODE;",
+            )
+            .map_err(backend)?;
+            let version: i32 = match tx.query_opt("SELECT version FROM tempora_schema", &[]).map_err(backend)? {
+                Some(row) => row.get(0),
+                None => {
+                    tx.execute("INSERT INTO tempora_schema (version) VALUES (0)", &[]).map_err(backend)?;
+                    0
+                }
+            };
+            let supported = MIGRATIONS.len() as i64;
+            if version as i64 > supported {
+                return Err(Error::TooNew { found: version as i64, supported });
+            }
+            for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+                tx.batch_execute(sql).map_err(backend)?;
+                tx.execute("UPDATE tempora_schema SET version = $1", &[&(i as i32 + 1)]).map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+    }
+
+    fn history(client: &mut Client, run_id: &str) -> Result<Vec<Vec<u8>>> {
+        let rows = client
+            .query("SELECT data FROM history_events WHERE run_id = $1 ORDER BY event_id", &[&run_id])
+            .map_err(backend)?;
+        Ok(rows.into_iter().map(|r| r.get::<_, Vec<u8>>(0)).collect())
+    }
+}
+
+impl Store for PostgresStore {
+    fn commit(&mut self, writes: &[Write]) -> Result<()> {
+        self.with_client(|client| {
+            let mut tx = client.transaction().map_err(backend)?;
+            for write in writes {
+                match write {
+                    Write::Execution {
+                        run_id,
+                        namespace,
+                        workflow_id,
+                        status,
+                        version,
+                        expected_version,
+                        state_json,
+                        new_events,
+                    } => {
+                        let version = *version as i64;
+                        let written = match expected_version {
+                            None => tx
+                                .execute(
+                                    "INSERT INTO executions (run_id, namespace, workflow_id, status, state, db_version)
+                                     VALUES ($1, $2, $3, $4, $5, $6)",
+                                    &[run_id, namespace, workflow_id, status, state_json, &version],
+                                )
+                                .map_err(backend)?,
+                            Some(expected) => tx
+                                .execute(
+                                    "UPDATE executions SET status = $2, state = $3, db_version = $4
+                                     WHERE run_id = $1 AND db_version = $5",
+                                    &[run_id, status, state_json, &version, &(*expected as i64)],
+                                )
+                                .map_err(backend)?,
+                        };
+                        if written != 1 {
+                            return Err(Error::Conflict(run_id.clone()));
+                        }
+                        if !new_events.is_empty() {
+                            let insert = tx
+                                .prepare("INSERT INTO history_events (run_id, event_id, data) VALUES ($1, $2, $3)")
+                                .map_err(backend)?;
+                            for (event_id, data) in new_events {
+                                tx.execute(&insert, &[run_id, event_id, data]).map_err(backend)?;
+                            }
+                        }
+                    }
+                    Write::Current { namespace, workflow_id, run_id } => {
+                        tx.execute(
+                            "INSERT INTO current_executions (namespace, workflow_id, run_id) VALUES ($1, $2, $3)
+                             ON CONFLICT (namespace, workflow_id) DO UPDATE SET run_id = excluded.run_id",
+                            &[namespace, workflow_id, run_id],
+                        )
+                        .map_err(backend)?;
+                    }
+                    Write::Namespace(ns) => {
+                        let data = serde_json::to_string(ns).expect("namespace serialises");
+                        tx.execute(
+                            "INSERT INTO namespaces (name, id, data) VALUES ($1, $2, $3)
+                             ON CONFLICT (name) DO UPDATE SET data = excluded.data",
+                            &[&ns.name, &ns.id, &data],
+                        )
+                        .map_err(backend)?;
+                    }
+                }
+            }
+            tx.commit().map_err(backend)
+        })
+    }
+
+    fn load_namespaces(&mut self) -> Result<Vec<NamespaceRecord>> {
+        self.with_client(|client| {
+            let rows = client.query("SELECT data FROM namespaces ORDER BY name", &[]).map_err(backend)?;
+            rows.into_iter()
+                .map(|r| {
+                    serde_json::from_str(r.get::<_, &str>(0)).map_err(|e| Error::Corrupt(format!("namespace: {e}")))
+                })
+                .collect()
+        })
+    }
+
+    fn load_open_executions(&mut self) -> Result<Vec<ExecutionRecord>> {
+        let running = temporalio_protos::temporal::api::enums::v1::WorkflowExecutionStatus::Running as i32;
+        self.with_client(|client| {
+            let rows =
+                client.query("SELECT run_id, state FROM executions WHERE status = $1", &[&running]).map_err(backend)?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let run_id: String = row.get(0);
+                let state: Vec<u8> = row.get(1);
+                out.push(decode_execution(&state, Self::history(client, &run_id)?)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn load_execution(&mut self, run_id: &str) -> Result<Option<ExecutionRecord>> {
+        self.with_client(|client| {
+            let row =
+                client.query_opt("SELECT state FROM executions WHERE run_id = $1", &[&run_id]).map_err(backend)?;
+            match row {
+                None => Ok(None),
+                Some(row) => {
+                    let state: Vec<u8> = row.get(0);
+                    decode_execution(&state, Self::history(client, run_id)?).map(Some)
+                }
+            }
+        })
+    }
+
+    fn load_current_runs(&mut self) -> Result<Vec<(String, String, String)>> {
+        self.with_client(|client| {
+            let rows =
+                client.query("SELECT namespace, workflow_id, run_id FROM current_executions", &[]).map_err(backend)?;
+            Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+        })
+    }
+}

@@ -1,0 +1,215 @@
+//! Storage behaviour the other suites cannot show: schema upgrades from the previous version,
+//! and PostgreSQL connections dying under load. PostgreSQL tests read
+//! `TEMPORA_TEST_POSTGRES_URL` and are skipped, with a notice, when it is unset.
+
+mod support;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tempora::testing::{with_database, TestServer};
+use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
+use temporalio_macros::{activities, workflow, workflow_methods};
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use temporalio_sdk::{ActivityOptions, WorkerOptions, WorkflowContext, WorkflowResult};
+
+use support::{client, unique, with_worker};
+
+#[derive(Clone, Default)]
+struct Counter(Arc<AtomicU32>);
+
+#[activities]
+impl Counter {
+    #[activity]
+    async fn bump(self: Arc<Self>, _ctx: ActivityContext, n: i64) -> Result<i64, ActivityError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Ok(n + 1)
+    }
+}
+
+#[workflow]
+#[derive(Default)]
+struct Steps;
+
+#[workflow_methods]
+impl Steps {
+    #[run]
+    async fn run(ctx: &mut WorkflowContext<Self>, n: i64) -> WorkflowResult<i64> {
+        let mut n = n;
+        for _ in 0..3 {
+            n = ctx
+                .execute_activity(Counter::bump, n, ActivityOptions::start_to_close_timeout(Duration::from_secs(20)))
+                .await?;
+        }
+        Ok(n)
+    }
+}
+
+fn worker(queue: &str, counter: &Counter) -> WorkerOptions {
+    WorkerOptions::new(queue).register_activities(counter.clone()).register_workflow::<Steps>().unwrap().build()
+}
+
+/// Runs `n` Steps workflows to completion on the server at `url`, calling `meanwhile` while
+/// they run; returns their results.
+async fn run_steps(url: &str, n: i64, counter: &Counter, meanwhile: impl std::future::Future<Output = ()>) -> Vec<i64> {
+    let c = client(url).await;
+    let queue = unique("q");
+    with_worker(&c, worker(&queue, counter), async {
+        let runs = (0..n).map(|i| {
+            let (c, queue) = (c.clone(), queue.clone());
+            async move {
+                let h = c
+                    .start_workflow(Steps::run, i * 10, WorkflowStartOptions::new(&queue, unique("steps")).build())
+                    .await
+                    .unwrap();
+                h.get_result(WorkflowGetResultOptions::default()).await.unwrap()
+            }
+        });
+        let (results, ()) = tokio::join!(futures::future::join_all(runs), meanwhile);
+        results
+    })
+    .await
+}
+
+fn postgres_url() -> Option<String> {
+    let url = std::env::var("TEMPORA_TEST_POSTGRES_URL").ok();
+    if url.is_none() {
+        eprintln!("notice: TEMPORA_TEST_POSTGRES_URL is not set; skipping a PostgreSQL test");
+    }
+    url
+}
+
+async fn fresh_postgres_database(base: &str) -> String {
+    let name = format!("tempora_{}", uuid::Uuid::new_v4().simple());
+    let admin_url = base.to_string();
+    let create = name.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls).unwrap();
+        admin.batch_execute(&format!("CREATE DATABASE {create}")).unwrap();
+    })
+    .await
+    .unwrap();
+    with_database(base, &name)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_postgres_connections_lose_nothing() {
+    let Some(base) = postgres_url() else { return };
+    let url = fresh_postgres_database(&base).await;
+    let server = TestServer::try_start(&url).await.unwrap();
+    let counter = Counter::default();
+    let database = url.rsplit('/').next().unwrap().to_string();
+    let killer = async {
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let (base, database) = (base.clone(), database.clone());
+            let killed = tokio::task::spawn_blocking(move || {
+                let mut admin = postgres::Client::connect(&base, postgres::NoTls).unwrap();
+                admin
+                    .query(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                        &[&database],
+                    )
+                    .unwrap()
+                    .len()
+            })
+            .await
+            .unwrap();
+            assert!(killed > 0, "tempora holds a connection to kill");
+        }
+    };
+    let results = run_steps(&server.url(), 20, &counter, killer).await;
+    server.stop().await;
+    assert_eq!(results, (0..20).map(|i| i * 10 + 3).collect::<Vec<_>>());
+    assert_eq!(counter.0.load(Ordering::SeqCst), 60, "every activity ran exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sqlite_database_of_the_previous_schema_is_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(tempora::store::sqlite::MIGRATIONS[0]).unwrap();
+        conn.execute_batch("PRAGMA user_version = 1").unwrap();
+        conn.execute(
+            "INSERT INTO namespaces (name, id, data) VALUES ('legacy', 'id-legacy', ?1)",
+            [r#"{"name":"legacy","id":"id-legacy","description":"from v1","owner_email":"","retention_ms":1}"#],
+        )
+        .unwrap();
+    }
+    let server = TestServer::start(path.to_str().unwrap()).await;
+    let counter = Counter::default();
+    assert_eq!(run_steps(&server.url(), 2, &counter, async {}).await, vec![3, 13]);
+    let c = client(&server.url()).await;
+    let request = temporalio_protos::temporal::api::workflowservice::v1::DescribeNamespaceRequest {
+        namespace: "legacy".into(),
+        ..Default::default()
+    };
+    let described = c.connection().workflow_service().describe_namespace(tonic::Request::new(request)).await.unwrap();
+    assert_eq!(described.into_inner().namespace_info.unwrap().description, "from v1");
+    server.stop().await;
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, tempora::store::sqlite::MIGRATIONS.len() as i64);
+    let legacy: i64 =
+        conn.query_row("SELECT count(*) FROM namespaces WHERE name = 'legacy'", [], |r| r.get(0)).unwrap();
+    assert_eq!(legacy, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_database_of_the_previous_schema_is_upgraded() {
+    let Some(base) = postgres_url() else { return };
+    let url = fresh_postgres_database(&base).await;
+    let setup = url.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut db = postgres::Client::connect(&setup, postgres::NoTls).unwrap();
+        db.batch_execute(tempora::store::postgres::MIGRATIONS[0]).unwrap();
+        db.batch_execute(
+            "CREATE TABLE tempora_schema (version INTEGER NOT NULL); INSERT INTO tempora_schema VALUES (1);",
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO namespaces (name, id, data) VALUES ('legacy', 'id-legacy', $1)",
+            &[&r#"{"name":"legacy","id":"id-legacy","description":"from v1","owner_email":"","retention_ms":1}"#],
+        )
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    let server = TestServer::try_start(&url).await.unwrap();
+    let counter = Counter::default();
+    assert_eq!(run_steps(&server.url(), 2, &counter, async {}).await, vec![3, 13]);
+    server.stop().await;
+    let check = url.clone();
+    let (version, legacy) = tokio::task::spawn_blocking(move || {
+        let mut db = postgres::Client::connect(&check, postgres::NoTls).unwrap();
+        let version: i32 = db.query_one("SELECT version FROM tempora_schema", &[]).unwrap().get(0);
+        let legacy: i64 = db.query_one("SELECT count(*) FROM namespaces WHERE name = 'legacy'", &[]).unwrap().get(0);
+        (version, legacy)
+    })
+    .await
+    .unwrap();
+    assert_eq!(version as usize, tempora::store::postgres::MIGRATIONS.len());
+    assert_eq!(legacy, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_schema_newer_than_the_binary_is_refused() {
+    let Some(base) = postgres_url() else { return };
+    let url = fresh_postgres_database(&base).await;
+    let setup = url.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut db = postgres::Client::connect(&setup, postgres::NoTls).unwrap();
+        db.batch_execute(
+            "CREATE TABLE tempora_schema (version INTEGER NOT NULL); INSERT INTO tempora_schema VALUES (99);",
+        )
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    let refused = TestServer::try_start(&url).await.err().expect("a newer schema is refused");
+    assert!(refused.contains("newer than this tempora supports"), "{refused}");
+}
