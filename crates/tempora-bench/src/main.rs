@@ -64,6 +64,10 @@ enum Command {
         /// Skip the latency run at C=1.
         #[arg(long)]
         no_latency: bool,
+        /// tempora's store (default: a fresh SQLite file); e.g. a postgres:// URL of an empty
+        /// database.
+        #[arg(long)]
+        db: Option<String>,
     },
     /// Start tempora, put N workflows to sleep on timers, report RSS, restart, report again.
     Timers {
@@ -293,12 +297,21 @@ fn stop_reference(script: &PathBuf, port: u16) {
     let _ = std::process::Command::new(script).args(["stop", &port.to_string()]).output();
 }
 
-async fn compare(load: Load, tempora: Option<PathBuf>, reference: PathBuf, no_latency: bool) -> Result<()> {
+async fn compare(
+    load: Load,
+    tempora: Option<PathBuf>,
+    reference: PathBuf,
+    no_latency: bool,
+    db: Option<String>,
+) -> Result<()> {
     let binary = tempora_binary(tempora)?;
     let dir = std::env::temp_dir().join(format!("tempora-bench-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir)?;
-    let db = dir.join("bench.db");
-    let ours = start_tempora(&binary, db.to_str().context("path")?).await?;
+    let db = match db {
+        Some(db) => db,
+        None => dir.join("bench.db").to_str().context("path")?.to_string(),
+    };
+    let ours = start_tempora(&binary, &db).await?;
     let our_pid = ours.child.id().context("pid")?;
     println!("tempora ready after {:.1} ms", ours.ready_after.as_secs_f64() * 1000.0);
     let port = free_port()?;
@@ -395,8 +408,8 @@ async fn main() -> Result<()> {
             let r = run_load(&address, pid, load).await?;
             print_report(&address, load, &r);
         }
-        Command::Compare { load, tempora, reference, no_latency } => {
-            compare(load, tempora, reference, no_latency).await?
+        Command::Compare { load, tempora, reference, no_latency, db } => {
+            compare(load, tempora, reference, no_latency, db).await?
         }
         Command::Timers { workflows, tempora } => timers(workflows, tempora).await?,
     }
