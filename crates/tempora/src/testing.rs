@@ -43,7 +43,7 @@ pub fn is_postgres() -> bool {
 /// `TEMPORA_TEST_POSTGRES_URL`) each `:memory:` gets a fresh database, and a file path always
 /// maps to the same database, so restart tests find their data again.
 pub async fn backend_db(db: &str) -> String {
-    if !is_postgres() {
+    if !is_postgres() || db.starts_with("postgres://") || db.starts_with("postgresql://") {
         return db.to_string();
     }
     let base = std::env::var("TEMPORA_TEST_POSTGRES_URL").expect(

@@ -6,7 +6,7 @@
 //! While PostgreSQL is unreachable every call fails with `Error::Backend` (clients see
 //! UNAVAILABLE) and the next call reconnects; nothing acknowledged is lost.
 
-use postgres::{Client, NoTls};
+use postgres::{Client, NoTls, Statement};
 
 use super::{decode_execution, Error, ExecutionRecord, NamespaceRecord, Result, Store, Write};
 
@@ -16,7 +16,47 @@ pub const MIGRATIONS: &[&str] =
 
 pub struct PostgresStore {
     url: String,
-    client: Option<Client>,
+    client: Option<(Client, Statements)>,
+}
+
+/// The hot-path statements, prepared once per connection: each then costs one round trip.
+struct Statements {
+    insert_execution: Statement,
+    update_execution: Statement,
+    insert_events: Statement,
+    upsert_current: Statement,
+}
+
+impl Statements {
+    fn prepare(client: &mut Client) -> Result<Statements> {
+        Ok(Statements {
+            insert_execution: client
+                .prepare(
+                    "INSERT INTO executions (run_id, namespace, workflow_id, status, state, db_version)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .map_err(backend)?,
+            update_execution: client
+                .prepare(
+                    "UPDATE executions SET status = $2, state = $3, db_version = $4
+                     WHERE run_id = $1 AND db_version = $5",
+                )
+                .map_err(backend)?,
+            // All of a transition's events in one statement.
+            insert_events: client
+                .prepare(
+                    "INSERT INTO history_events (run_id, event_id, data)
+                     SELECT $1, e.id, e.data FROM UNNEST($2::BIGINT[], $3::BYTEA[]) AS e(id, data)",
+                )
+                .map_err(backend)?,
+            upsert_current: client
+                .prepare(
+                    "INSERT INTO current_executions (namespace, workflow_id, run_id) VALUES ($1, $2, $3)
+                     ON CONFLICT (namespace, workflow_id) DO UPDATE SET run_id = excluded.run_id",
+                )
+                .map_err(backend)?,
+        })
+    }
 }
 
 fn backend(e: postgres::Error) -> Error {
@@ -27,56 +67,26 @@ fn backend(e: postgres::Error) -> Error {
 impl PostgresStore {
     /// Connects and migrates the schema (creating it on an empty database).
     pub fn open(url: &str) -> Result<PostgresStore> {
-        let mut store = PostgresStore { url: url.to_string(), client: None };
-        store.migrate()?;
-        Ok(store)
+        let mut client = Client::connect(url, NoTls).map_err(backend)?;
+        migrate(&mut client)?;
+        Ok(PostgresStore { url: url.to_string(), client: None })
     }
 
-    /// The connection, reconnecting if it was lost.
-    fn client(&mut self) -> Result<&mut Client> {
-        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+    /// Runs `f` on the connection, (re)connecting first if needed; a connection found broken
+    /// afterwards is dropped so the next call reconnects.
+    fn with_client<T>(&mut self, f: impl FnOnce(&mut Client, &Statements) -> Result<T>) -> Result<T> {
+        if self.client.as_ref().is_none_or(|(c, _)| c.is_closed()) {
             self.client = None;
-            let client = Client::connect(&self.url, NoTls).map_err(backend)?;
-            self.client = Some(client);
+            let mut client = Client::connect(&self.url, NoTls).map_err(backend)?;
+            let statements = Statements::prepare(&mut client)?;
+            self.client = Some((client, statements));
         }
-        Ok(self.client.as_mut().expect("connected above"))
-    }
-
-    /// Runs `f`; on failure drops a broken connection so the next call reconnects.
-    fn with_client<T>(&mut self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
-        let client = self.client()?;
-        let result = f(client);
-        if result.is_err() && self.client.as_ref().is_some_and(|c| c.is_closed()) {
+        let (client, statements) = self.client.as_mut().expect("connected above");
+        let result = f(client, statements);
+        if result.is_err() && self.client.as_ref().is_some_and(|(c, _)| c.is_closed()) {
             self.client = None;
         }
         result
-    }
-
-    fn migrate(&mut self) -> Result<()> {
-        self.with_client(|client| {
-            let mut tx = client.transaction().map_err(backend)?;
-            tx.batch_execute(
-                "CREATE TABLE IF NOT EXISTS tempora_schema (version INTEGER NOT NULL);
-                 LOCK TABLE tempora_schema IN EXCLUSIVE MODE;",
-            )
-            .map_err(backend)?;
-            let version: i32 = match tx.query_opt("SELECT version FROM tempora_schema", &[]).map_err(backend)? {
-                Some(row) => row.get(0),
-                None => {
-                    tx.execute("INSERT INTO tempora_schema (version) VALUES (0)", &[]).map_err(backend)?;
-                    0
-                }
-            };
-            let supported = MIGRATIONS.len() as i64;
-            if version as i64 > supported {
-                return Err(Error::TooNew { found: version as i64, supported });
-            }
-            for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-                tx.batch_execute(sql).map_err(backend)?;
-                tx.execute("UPDATE tempora_schema SET version = $1", &[&(i as i32 + 1)]).map_err(backend)?;
-            }
-            tx.commit().map_err(backend)
-        })
     }
 
     fn history(client: &mut Client, run_id: &str) -> Result<Vec<Vec<u8>>> {
@@ -87,9 +97,36 @@ impl PostgresStore {
     }
 }
 
+fn migrate(client: &mut Client) -> Result<()> {
+    {
+        let mut tx = client.transaction().map_err(backend)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS tempora_schema (version INTEGER NOT NULL);
+             LOCK TABLE tempora_schema IN EXCLUSIVE MODE;",
+        )
+        .map_err(backend)?;
+        let version: i32 = match tx.query_opt("SELECT version FROM tempora_schema", &[]).map_err(backend)? {
+            Some(row) => row.get(0),
+            None => {
+                tx.execute("INSERT INTO tempora_schema (version) VALUES (0)", &[]).map_err(backend)?;
+                0
+            }
+        };
+        let supported = MIGRATIONS.len() as i64;
+        if version as i64 > supported {
+            return Err(Error::TooNew { found: version as i64, supported });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.batch_execute(sql).map_err(backend)?;
+            tx.execute("UPDATE tempora_schema SET version = $1", &[&(i as i32 + 1)]).map_err(backend)?;
+        }
+        tx.commit().map_err(backend)
+    }
+}
+
 impl Store for PostgresStore {
     fn commit(&mut self, writes: &[Write]) -> Result<()> {
-        self.with_client(|client| {
+        self.with_client(|client, st| {
             let mut tx = client.transaction().map_err(backend)?;
             for write in writes {
                 match write {
@@ -107,15 +144,13 @@ impl Store for PostgresStore {
                         let written = match expected_version {
                             None => tx
                                 .execute(
-                                    "INSERT INTO executions (run_id, namespace, workflow_id, status, state, db_version)
-                                     VALUES ($1, $2, $3, $4, $5, $6)",
+                                    &st.insert_execution,
                                     &[run_id, namespace, workflow_id, status, state_json, &version],
                                 )
                                 .map_err(backend)?,
                             Some(expected) => tx
                                 .execute(
-                                    "UPDATE executions SET status = $2, state = $3, db_version = $4
-                                     WHERE run_id = $1 AND db_version = $5",
+                                    &st.update_execution,
                                     &[run_id, status, state_json, &version, &(*expected as i64)],
                                 )
                                 .map_err(backend)?,
@@ -124,21 +159,13 @@ impl Store for PostgresStore {
                             return Err(Error::Conflict(run_id.clone()));
                         }
                         if !new_events.is_empty() {
-                            let insert = tx
-                                .prepare("INSERT INTO history_events (run_id, event_id, data) VALUES ($1, $2, $3)")
-                                .map_err(backend)?;
-                            for (event_id, data) in new_events {
-                                tx.execute(&insert, &[run_id, event_id, data]).map_err(backend)?;
-                            }
+                            let ids: Vec<i64> = new_events.iter().map(|(id, _)| *id).collect();
+                            let data: Vec<&[u8]> = new_events.iter().map(|(_, d)| d.as_slice()).collect();
+                            tx.execute(&st.insert_events, &[run_id, &ids, &data]).map_err(backend)?;
                         }
                     }
                     Write::Current { namespace, workflow_id, run_id } => {
-                        tx.execute(
-                            "INSERT INTO current_executions (namespace, workflow_id, run_id) VALUES ($1, $2, $3)
-                             ON CONFLICT (namespace, workflow_id) DO UPDATE SET run_id = excluded.run_id",
-                            &[namespace, workflow_id, run_id],
-                        )
-                        .map_err(backend)?;
+                        tx.execute(&st.upsert_current, &[namespace, workflow_id, run_id]).map_err(backend)?;
                     }
                     Write::Namespace(ns) => {
                         let data = serde_json::to_string(ns).expect("namespace serialises");
@@ -156,7 +183,7 @@ impl Store for PostgresStore {
     }
 
     fn load_namespaces(&mut self) -> Result<Vec<NamespaceRecord>> {
-        self.with_client(|client| {
+        self.with_client(|client, _| {
             let rows = client.query("SELECT data FROM namespaces ORDER BY name", &[]).map_err(backend)?;
             rows.into_iter()
                 .map(|r| {
@@ -168,7 +195,7 @@ impl Store for PostgresStore {
 
     fn load_open_executions(&mut self) -> Result<Vec<ExecutionRecord>> {
         let running = temporalio_protos::temporal::api::enums::v1::WorkflowExecutionStatus::Running as i32;
-        self.with_client(|client| {
+        self.with_client(|client, _| {
             let rows =
                 client.query("SELECT run_id, state FROM executions WHERE status = $1", &[&running]).map_err(backend)?;
             let mut out = Vec::with_capacity(rows.len());
@@ -182,7 +209,7 @@ impl Store for PostgresStore {
     }
 
     fn load_execution(&mut self, run_id: &str) -> Result<Option<ExecutionRecord>> {
-        self.with_client(|client| {
+        self.with_client(|client, _| {
             let row =
                 client.query_opt("SELECT state FROM executions WHERE run_id = $1", &[&run_id]).map_err(backend)?;
             match row {
@@ -196,7 +223,7 @@ impl Store for PostgresStore {
     }
 
     fn load_current_runs(&mut self) -> Result<Vec<(String, String, String)>> {
-        self.with_client(|client| {
+        self.with_client(|client, _| {
             let rows =
                 client.query("SELECT namespace, workflow_id, run_id FROM current_executions", &[]).map_err(backend)?;
             Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
