@@ -55,6 +55,7 @@ pub struct Service {
     /// Current run id of each (namespace, workflow id).
     current: StdMutex<HashMap<(String, String), CurrentSlot>>,
     shutdown: watch::Receiver<bool>,
+    me: std::sync::Weak<Service>,
 }
 
 /// Outcome of a start request.
@@ -66,7 +67,8 @@ pub struct Started {
 
 impl Service {
     pub fn new(clock: Arc<dyn Clock>, store: store::Handle, shutdown: watch::Receiver<bool>) -> Arc<Service> {
-        Arc::new(Service {
+        Arc::new_cyclic(|me| Service {
+            me: me.clone(),
             clock,
             store,
             matching: Matching::new(shutdown.clone()),
@@ -167,10 +169,15 @@ impl Service {
         if let Some(slot) = cached {
             let mut guard = slot.lock().await;
             if guard.is_none() {
-                // Dropped after a failed commit: reload what the store has.
+                // Dropped after a commit whose outcome is unknown: the store has the truth.
+                // Its pending tasks and timers are offered again (duplicates are harmless).
                 let record = self.store.load_execution(run_id).await?;
                 let record = record.ok_or_else(|| Error::not_found("workflow execution not found"))?;
+                let (key, effects) = (record.state.key.clone(), workflow::recover(&record.state));
                 *guard = Some(Execution::new(record.state, record.history));
+                drop(guard);
+                self.perform(&key, effects);
+                return Ok(slot);
             }
             drop(guard);
             return Ok(slot);
@@ -184,6 +191,28 @@ impl Service {
             return Ok(self.runs.lock().expect("runs lock").entry(run_id.to_string()).or_insert(slot).clone());
         }
         Ok(slot)
+    }
+
+    /// Reloads a run dropped after a failed commit, retrying while the store is unreachable,
+    /// so work the commit may have durably created is not left waiting for a caller.
+    fn reload_later(&self, run_id: &str) {
+        let Some(this) = self.me.upgrade() else { return };
+        let run_id = run_id.to_string();
+        tokio::spawn(async move {
+            let mut wait = Duration::from_millis(50);
+            let mut shutdown = this.shutdown.clone();
+            loop {
+                match this.run_slot(&run_id).await {
+                    Ok(_) | Err(Error::NotFound(_)) => return,
+                    Err(_) => {}
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                }
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        });
     }
 
     fn current_slot(&self, namespace: &str, workflow_id: &str) -> CurrentSlot {
@@ -272,6 +301,8 @@ impl Service {
         if let Err(e) = self.store.commit(vec![Write::execution(&state, &events, Some(exec.state.transitions))]).await {
             tracing::warn!(run_id, error = %e, "transition not committed; run will be reloaded");
             *guard = None;
+            drop(guard);
+            self.reload_later(run_id);
             return Err(e.into());
         }
         let key = state.key.clone();
