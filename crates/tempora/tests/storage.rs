@@ -219,3 +219,35 @@ async fn a_postgres_schema_newer_than_the_binary_is_refused() {
     let refused = TestServer::try_start(&url).await.err().expect("a newer schema is refused");
     assert!(refused.contains("newer than this tempora supports"), "{refused}");
 }
+
+/// Restarts the machine's PostgreSQL under load. Disruptive for anything else using that
+/// server, so it runs only with `TEMPORA_TEST_PG_RESTART=1` (`.ci/run` sets it, and runs this
+/// test alone).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_restart_loses_nothing() {
+    let Some(base) = postgres_url() else { return };
+    if std::env::var("TEMPORA_TEST_PG_RESTART").ok().as_deref() != Some("1") {
+        eprintln!("notice: TEMPORA_TEST_PG_RESTART is not 1; skipping the PostgreSQL restart test");
+        return;
+    }
+    let url = fresh_postgres_database(&base).await;
+    let server = TestServer::try_start(&url).await.unwrap();
+    let counter = Counter::default();
+    let restart = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let status = tokio::task::spawn_blocking(|| {
+            let version = std::fs::read_dir("/etc/postgresql").unwrap().next().unwrap().unwrap().file_name();
+            std::process::Command::new("pg_ctlcluster")
+                .args(["--skip-systemctl-redirect", version.to_str().unwrap(), "main", "restart"])
+                .status()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(status.success(), "pg_ctlcluster restart failed");
+    };
+    let results = run_steps(&server.url(), 20, &counter, restart).await;
+    server.stop().await;
+    assert_eq!(results, (0..20).map(|i| i * 10 + 3).collect::<Vec<_>>());
+    assert_eq!(counter.0.load(Ordering::SeqCst), 60, "every activity ran exactly once");
+}
