@@ -447,7 +447,20 @@ impl Service {
                 run_id: key.run_id.clone(),
             },
         ];
-        self.store.commit(writes).await?;
+        let (state, events, effects) = match self.store.commit(writes).await {
+            Ok(()) => (state, events, effects),
+            Err(e) => {
+                // The outcome is unknown (e.g. the connection died during COMMIT). If the run
+                // was written after all, adopt it as the store has it; a retried start with the
+                // same request id then finds it instead of creating a second run.
+                let Ok(Some(record)) = self.store.load_execution(&key.run_id).await else {
+                    tracing::warn!(run_id = %key.run_id, error = %e, "start not committed");
+                    return Err(e.into());
+                };
+                let effects = workflow::recover(&record.state);
+                (record.state, record.history, effects)
+            }
+        };
         let slot = Arc::new(Mutex::new(Some(Execution::new(state, events))));
         self.runs.lock().expect("runs lock").insert(key.run_id.clone(), slot);
         *current = Some(key.run_id.clone());
