@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowStartOptions};
+use temporalio_common::{HasWorkflowDefinition, WorkflowDefinition};
 
 use crate::{Transfer, TransferMoney, YourParam, YourWorkflowDefinition, TASK_QUEUE};
 
@@ -50,26 +51,26 @@ pub fn router(client: Client) -> Router {
 
 async fn start(State(client): State<Client>, Json(req): Json<StartRequest>) -> Result<Json<Started>, Failure> {
     let workflow_id = req.workflow_id.unwrap_or_else(|| format!("your-workflow-{}", uuid::Uuid::new_v4()));
-    let handle = client
-        .start_workflow(
-            YourWorkflowDefinition::run,
-            req.param,
-            WorkflowStartOptions::new(TASK_QUEUE, &workflow_id).build(),
-        )
-        .await
-        .map_err(|e| failure(StatusCode::BAD_GATEWAY, e))?;
-    let run_id = handle.info().run_id.clone().unwrap_or_default();
-    let result = handle
-        .get_result(WorkflowGetResultOptions::default())
-        .await
-        .map_err(|e| failure(StatusCode::BAD_GATEWAY, e))?;
-    Ok(Json(Started { workflow_id, run_id, result }))
+    start_and_wait(&client, YourWorkflowDefinition::run, req.param, workflow_id).await
 }
 
 async fn transfer(State(client): State<Client>, Json(t): Json<Transfer>) -> Result<Json<Started>, Failure> {
-    let workflow_id = format!("transfer-{}", uuid::Uuid::new_v4());
+    start_and_wait(&client, TransferMoney::run, t, format!("transfer-{}", uuid::Uuid::new_v4())).await
+}
+
+/// Starts `workflow` on the example task queue and waits for its (text) result.
+async fn start_and_wait<W>(
+    client: &Client,
+    workflow: W,
+    input: W::Input,
+    workflow_id: String,
+) -> Result<Json<Started>, Failure>
+where
+    W: HasWorkflowDefinition + WorkflowDefinition<Output = String> + Send,
+    W::Input: Send,
+{
     let handle = client
-        .start_workflow(TransferMoney::run, t, WorkflowStartOptions::new(TASK_QUEUE, &workflow_id).build())
+        .start_workflow(workflow, input, WorkflowStartOptions::new(TASK_QUEUE, &workflow_id).build())
         .await
         .map_err(|e| failure(StatusCode::BAD_GATEWAY, e))?;
     let run_id = handle.info().run_id.clone().unwrap_or_default();
