@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tempora::testing::TestServer;
 use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
+use temporalio_common::HasWorkflowDefinition;
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_protos::temporal::api::common::v1::RetryPolicy;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -247,14 +248,20 @@ fn worker_options(queue: &str, acts: &Acts) -> WorkerOptions {
         .build()
 }
 
-async fn run_one(which: &str) -> (String, Vec<String>) {
+/// Runs one workflow to its result on a fresh server and worker; returns the result and the
+/// activity calls it made.
+async fn run_to_result<W>(workflow: W, input: W::Input) -> (W::Output, Vec<String>)
+where
+    W: HasWorkflowDefinition,
+    W::Input: Send,
+{
     let server = TestServer::start(":memory:").await;
     let client = client(&server.url()).await;
     let acts = Acts::default();
     let queue = unique("q");
     let result = with_worker(&client, worker_options(&queue, &acts), async {
         let handle = client
-            .start_workflow(RunOne::run, which.to_string(), WorkflowStartOptions::new(&queue, unique("wf")).build())
+            .start_workflow(workflow, input, WorkflowStartOptions::new(&queue, unique("wf")).build())
             .await
             .unwrap();
         handle.get_result(WorkflowGetResultOptions::default()).await.unwrap()
@@ -264,64 +271,32 @@ async fn run_one(which: &str) -> (String, Vec<String>) {
     (result, acts.calls())
 }
 
+async fn run_one(which: &str) -> (String, Vec<String>) {
+    run_to_result(RunOne::run, which.to_string()).await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn hello_world() {
-    let server = TestServer::start(":memory:").await;
-    let client = client(&server.url()).await;
-    let acts = Acts::default();
-    let queue = unique("q");
-    let result = with_worker(&client, worker_options(&queue, &acts), async {
-        let handle = client
-            .start_workflow(Hello::run, "tempora".to_string(), WorkflowStartOptions::new(&queue, "hello").build())
-            .await
-            .unwrap();
-        handle.get_result(WorkflowGetResultOptions::default()).await.unwrap()
-    })
-    .await;
+    let (result, calls) = run_to_result(Hello::run, "tempora".to_string()).await;
     assert_eq!(result, "Hello, tempora!");
-    assert_eq!(acts.calls(), vec!["greet:1"]);
-    server.stop().await;
+    assert_eq!(calls, vec!["greet:1"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_activities_feed_each_other() {
-    let server = TestServer::start(":memory:").await;
-    let client = client(&server.url()).await;
-    let acts = Acts::default();
-    let queue = unique("q");
-    let result = with_worker(&client, worker_options(&queue, &acts), async {
-        let handle = client
-            .start_workflow(Pipeline::run, 4, WorkflowStartOptions::new(&queue, "pipeline").build())
-            .await
-            .unwrap();
-        handle.get_result(WorkflowGetResultOptions::default()).await.unwrap()
-    })
-    .await;
+    let (result, calls) = run_to_result(Pipeline::run, 4).await;
     assert_eq!(result, (4 + 1) * 2 + 1);
-    assert_eq!(acts.calls(), vec!["add_one:1", "double:1", "add_one:1"]);
-    server.stop().await;
+    assert_eq!(calls, vec!["add_one:1", "double:1", "add_one:1"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn transfer_saga_compensates_in_reverse_order() {
-    let server = TestServer::start(":memory:").await;
-    let client = client(&server.url()).await;
-    let acts = Acts::default();
-    let queue = unique("q");
-    let result = with_worker(&client, worker_options(&queue, &acts), async {
-        let handle = client
-            .start_workflow(TransferMoney::run, 100, WorkflowStartOptions::new(&queue, "transfer").build())
-            .await
-            .unwrap();
-        handle.get_result(WorkflowGetResultOptions::default()).await.unwrap()
-    })
-    .await;
+    let (result, calls) = run_to_result(TransferMoney::run, 100).await;
     assert_eq!(result, "compensated");
     assert_eq!(
-        acts.calls(),
+        calls,
         vec!["withdraw:1", "deposit:1", "fail:1", "fail:2", "fail:3", "undo_deposit:1", "undo_withdraw:1"]
     );
-    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
