@@ -28,6 +28,11 @@ pub enum Error {
     Unimplemented(String),
     #[error("{0}")]
     Internal(String),
+    /// The worker's query handler failed (or there is none for the query type).
+    #[error("{message}")]
+    QueryFailed { message: String, failure: Option<Box<temporalio_protos::temporal::api::failure::v1::Failure>> },
+    #[error("{0}")]
+    DeadlineExceeded(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -29,6 +29,8 @@ pub struct QueuedTask {
     /// 0 for workflow tasks.
     pub scheduled_event_id: i64,
     pub attempt: i32,
+    /// Set for a query task: the id of the waiting query (`service::Service::query`).
+    pub query_id: String,
 }
 
 type QueueKey = (String, String, TaskKind);
@@ -158,6 +160,7 @@ mod tests {
             run: RunKey { namespace: "ns".into(), workflow_id: "w".into(), run_id: "r".into() },
             scheduled_event_id: n,
             attempt: 1,
+            query_id: String::new(),
         }
     }
 

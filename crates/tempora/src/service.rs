@@ -9,13 +9,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex, RwLock};
 use std::time::Duration;
 
+use temporalio_protos::temporal::api::common::v1::Payloads;
 use temporalio_protos::temporal::api::enums::v1::{
     WorkflowExecutionStatus, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
 };
+use temporalio_protos::temporal::api::failure::v1::Failure;
 use temporalio_protos::temporal::api::history::v1::HistoryEvent;
+use temporalio_protos::temporal::api::query::v1::WorkflowQuery;
 use tokio::sync::{watch, Mutex};
 
 use crate::clock::{Clock, Millis};
+use crate::engine::external::Signal;
 use crate::engine::state::{MutableState, RunKey, Sticky};
 use crate::engine::workflow::{self, StartWorkflow};
 use crate::engine::{Effect, Timer, Tx};
@@ -23,6 +27,8 @@ use crate::error::{Error, Result};
 use crate::matching::{Matching, QueuedTask, TaskKind};
 use crate::store::{self, NamespaceRecord, Write};
 use crate::timers::{Fire, Timers};
+
+mod relatives;
 
 /// A run in memory: mutable state plus full history, and a signal for history long polls.
 pub struct Execution {
@@ -43,7 +49,34 @@ impl Execution {
 const STICKY_LIVENESS: Duration = Duration::from_secs(5);
 
 type RunSlot = Arc<Mutex<Option<Execution>>>;
-type CurrentSlot = Arc<Mutex<Option<String>>>;
+/// A workflow id's current run. `starts` serialises starts of the id (held across awaits);
+/// `run` is the pointer itself, which a transition creating the next run (continue-as-new)
+/// sets while holding only its run's lock, so it never waits for a start.
+#[derive(Default)]
+struct CurrentSlot {
+    starts: Mutex<()>,
+    run: StdMutex<Current>,
+}
+
+impl CurrentSlot {
+    fn get(&self) -> Current {
+        self.run.lock().expect("current lock").clone()
+    }
+    fn set(&self, current: Current) {
+        *self.run.lock().expect("current lock") = current;
+    }
+}
+
+/// What memory knows of a workflow id's current run.
+#[derive(Clone, Debug, Default, PartialEq)]
+enum Current {
+    #[default]
+    None,
+    Run(String),
+    /// A start's commit outcome is unknown and the store could not be asked either: the store
+    /// is asked on next use, so a retried start can never create a second run.
+    Unknown,
+}
 
 pub struct Service {
     clock: Arc<dyn Clock>,
@@ -53,9 +86,36 @@ pub struct Service {
     namespaces: RwLock<HashMap<String, NamespaceRecord>>,
     runs: StdMutex<HashMap<String, RunSlot>>,
     /// Current run id of each (namespace, workflow id).
-    current: StdMutex<HashMap<(String, String), CurrentSlot>>,
+    current: StdMutex<HashMap<(String, String), Arc<CurrentSlot>>>,
     shutdown: watch::Receiver<bool>,
     me: std::sync::Weak<Service>,
+    /// Queries waiting for a worker's answer, by query id. Only in memory, as in Temporal: a
+    /// query is answered within its caller's deadline or not at all.
+    queries: StdMutex<HashMap<String, PendingQuery>>,
+}
+
+struct PendingQuery {
+    query: WorkflowQuery,
+    reply: tokio::sync::oneshot::Sender<QueryAnswer>,
+}
+
+/// A worker's answer to a query.
+#[derive(Clone, Debug, PartialEq)]
+pub enum QueryAnswer {
+    Answered(Option<Payloads>),
+    Failed { message: String, failure: Option<Box<Failure>> },
+}
+
+/// Forgets a pending query when its caller stops waiting, however that happens.
+struct QueryGuard<'a> {
+    queries: &'a StdMutex<HashMap<String, PendingQuery>>,
+    id: String,
+}
+
+impl Drop for QueryGuard<'_> {
+    fn drop(&mut self) {
+        self.queries.lock().expect("queries lock").remove(&self.id);
+    }
 }
 
 /// Outcome of a start request.
@@ -77,6 +137,7 @@ impl Service {
             runs: StdMutex::new(HashMap::new()),
             current: StdMutex::new(HashMap::new()),
             shutdown,
+            queries: StdMutex::new(HashMap::new()),
         })
     }
 
@@ -109,7 +170,8 @@ impl Service {
         {
             let mut map = self.current.lock().expect("current lock");
             for (namespace, workflow_id, run_id) in current {
-                map.insert((namespace, workflow_id), Arc::new(Mutex::new(Some(run_id))));
+                let slot = CurrentSlot { starts: Mutex::new(()), run: StdMutex::new(Current::Run(run_id)) };
+                map.insert((namespace, workflow_id), Arc::new(slot));
             }
         }
         for record in open {
@@ -186,9 +248,25 @@ impl Service {
         let record = record.ok_or_else(|| Error::not_found("workflow execution not found"))?;
         let open = record.state.is_open();
         tracing::debug!(run_id, open, events = record.history.len(), "run loaded from the store");
+        let (key, effects) = (record.state.key.clone(), workflow::recover(&record.state));
         let slot = Arc::new(Mutex::new(Some(Execution::new(record.state, record.history))));
-        if open {
-            return Ok(self.runs.lock().expect("runs lock").entry(run_id.to_string()).or_insert(slot).clone());
+        if !open {
+            return Ok(slot);
+        }
+        // Every open run is loaded at start, so an open run found only now was created by a
+        // start whose commit outcome was unknown: its work has never been offered.
+        let (slot, inserted) = {
+            let mut runs = self.runs.lock().expect("runs lock");
+            match runs.get(run_id) {
+                Some(existing) => (existing.clone(), false),
+                None => {
+                    runs.insert(run_id.to_string(), slot.clone());
+                    (slot, true)
+                }
+            }
+        };
+        if inserted {
+            self.perform(&key, effects);
         }
         Ok(slot)
     }
@@ -215,11 +293,56 @@ impl Service {
         });
     }
 
-    fn current_slot(&self, namespace: &str, workflow_id: &str) -> CurrentSlot {
+    fn current_slot(&self, namespace: &str, workflow_id: &str) -> Arc<CurrentSlot> {
         let mut map = self.current.lock().expect("current lock");
-        map.entry((namespace.to_string(), workflow_id.to_string()))
-            .or_insert_with(|| Arc::new(Mutex::new(None)))
-            .clone()
+        map.entry((namespace.to_string(), workflow_id.to_string())).or_default().clone()
+    }
+
+    /// The current run id of a workflow id, asking the store if memory does not know it.
+    async fn current_run(&self, slot: &CurrentSlot, namespace: &str, workflow_id: &str) -> Result<Option<String>> {
+        let mut current = slot.get();
+        if current == Current::Unknown {
+            current = match self.store.load_current_run(namespace, workflow_id).await? {
+                Some(run_id) => Current::Run(run_id),
+                None => Current::None,
+            };
+            let mut known = slot.run.lock().expect("current lock");
+            if *known == Current::Unknown {
+                *known = current.clone();
+            }
+        }
+        Ok(match current {
+            Current::Run(run_id) => Some(run_id),
+            _ => None,
+        })
+    }
+
+    /// After a start whose outcome is unknown: learns from the store, as soon as it answers,
+    /// whether the run exists, and if so takes it up (its first workflow task is offered).
+    fn resolve_current_later(&self, namespace: &str, workflow_id: &str) {
+        let Some(this) = self.me.upgrade() else { return };
+        let (namespace, workflow_id) = (namespace.to_string(), workflow_id.to_string());
+        tokio::spawn(async move {
+            let mut wait = Duration::from_millis(50);
+            let mut shutdown = this.shutdown.clone();
+            loop {
+                let slot = this.current_slot(&namespace, &workflow_id);
+                let resolved = this.current_run(&slot, &namespace, &workflow_id).await;
+                match resolved {
+                    Ok(None) => return,
+                    Ok(Some(run_id)) => match this.run_slot(&run_id).await {
+                        Ok(_) | Err(Error::NotFound(_)) => return,
+                        Err(_) => {}
+                    },
+                    Err(_) => {}
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                }
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        });
     }
 
     /// The run id to use: `run_id` if given, else the workflow id's current run.
@@ -229,7 +352,7 @@ impl Service {
         }
         let run_id = if run_id.is_empty() {
             let slot = self.current_slot(namespace, workflow_id);
-            let current = slot.lock().await.clone();
+            let current = self.current_run(&slot, namespace, workflow_id).await?;
             current.ok_or_else(|| Error::not_found(format!("workflow not found for ID: {workflow_id}")))?
         } else {
             if uuid::Uuid::parse_str(run_id).is_err() {
@@ -286,8 +409,9 @@ impl Service {
         let exec = guard.as_mut().ok_or_else(|| Error::not_found("workflow execution not found"))?;
         let mut state = exec.state.clone();
         let mut tx = Tx::new(&mut state, self.clock.now_ms());
+        tx.new_run_id = uuid::Uuid::new_v4().to_string();
         let out = f(&mut tx, exec)?;
-        let Tx { events, effects, .. } = tx;
+        let Tx { events, effects, new_run, .. } = tx;
         let Some(out) = out else {
             // Nothing to commit; effects derived from unchanged state (a re-armed timer) still
             // apply.
@@ -298,7 +422,16 @@ impl Service {
             return Ok(None);
         };
         state.transitions += 1;
-        if let Err(e) = self.store.commit(vec![Write::execution(&state, &events, Some(exec.state.transitions))]).await {
+        let mut writes = vec![Write::execution(&state, &events, Some(exec.state.transitions))];
+        if let Some(next) = &new_run {
+            writes.push(Write::execution(&next.state, &next.events, None));
+            writes.push(Write::Current {
+                namespace: next.state.key.namespace.clone(),
+                workflow_id: next.state.key.workflow_id.clone(),
+                run_id: next.state.key.run_id.clone(),
+            });
+        }
+        if let Err(e) = self.store.commit(writes).await {
             tracing::warn!(run_id, error = %e, "transition not committed; run will be reloaded");
             *guard = None;
             drop(guard);
@@ -315,6 +448,18 @@ impl Service {
             // of this slot keep a consistent (closed, unchanging) copy.
             self.runs.lock().expect("runs lock").remove(run_id);
         }
+        if let Some(next) = new_run {
+            // The next run becomes current before this run's lock is released, so a start
+            // that read this run closed sees the pointer moved (`current_run_status`).
+            let next_key = next.state.key.clone();
+            let slot = Arc::new(Mutex::new(Some(Execution::new(next.state, next.events))));
+            self.runs.lock().expect("runs lock").insert(next_key.run_id.clone(), slot);
+            self.current_slot(&next_key.namespace, &next_key.workflow_id).set(Current::Run(next_key.run_id.clone()));
+            drop(guard);
+            self.perform(&key, effects);
+            self.perform(&next_key, next.effects);
+            return Ok(Some(result));
+        }
         drop(guard);
         self.perform(&key, effects);
         Ok(Some(result))
@@ -324,7 +469,8 @@ impl Service {
         for effect in effects {
             match effect {
                 Effect::DispatchWorkflowTask { task_queue, sticky } => {
-                    let task = QueuedTask { run: run.clone(), scheduled_event_id: 0, attempt: 0 };
+                    let task =
+                        QueuedTask { run: run.clone(), scheduled_event_id: 0, attempt: 0, query_id: String::new() };
                     let live = |s: &Sticky| {
                         self.matching.is_live(&run.namespace, &s.task_queue, TaskKind::Workflow, STICKY_LIVENESS)
                     };
@@ -341,11 +487,45 @@ impl Service {
                     &run.namespace,
                     &task_queue,
                     TaskKind::Activity,
-                    QueuedTask { run: run.clone(), scheduled_event_id, attempt },
+                    QueuedTask { run: run.clone(), scheduled_event_id, attempt, query_id: String::new() },
                 ),
                 Effect::Timer { at_ms, timer } => self.add_timer(at_ms, run, timer),
+                Effect::StartChild { initiated_event_id } => {
+                    self.later(relatives::start_child(run.clone(), initiated_event_id))
+                }
+                Effect::CheckChild { initiated_event_id } => {
+                    self.later(relatives::check_child(run.clone(), initiated_event_id))
+                }
+                Effect::DeliverExternal { initiated_event_id } => {
+                    self.later(relatives::deliver_external(run.clone(), initiated_event_id))
+                }
+                Effect::ReportToParent { parent, close_event } => {
+                    self.later(relatives::report_to_parent(run.clone(), parent, *close_event))
+                }
+                Effect::ParentClosed { children } => self.later(relatives::parent_closed(run.clone(), children)),
             }
         }
+    }
+
+    /// Runs cross-run work (a `relatives` job) in the background, retrying while the store is
+    /// unavailable, until it is done or the server stops.
+    fn later(&self, job: relatives::Job) {
+        let Some(this) = self.me.upgrade() else { return };
+        tokio::spawn(async move {
+            let mut wait = Duration::from_millis(50);
+            let mut shutdown = this.shutdown.clone();
+            loop {
+                match job(this.clone()).await {
+                    Ok(()) => return,
+                    Err(e) => tracing::debug!(error = %e, "cross-run work will be retried"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                }
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        });
     }
 
     fn add_timer(&self, at_ms: Millis, run: &RunKey, timer: Timer) {
@@ -366,9 +546,42 @@ impl Service {
     /// Starts a run, honouring request-id idempotency and the id reuse/conflict policies.
     pub async fn start_workflow(self: &Arc<Self>, req: StartWorkflow, reuse: i32, conflict: i32) -> Result<Started> {
         let this = self.clone();
-        tokio::spawn(async move { this.start_workflow_now(req, reuse, conflict).await })
+        tokio::spawn(async move { this.start_workflow_now(req, reuse, conflict, None).await })
             .await
             .map_err(|e| Error::Internal(format!("start task failed: {e}")))?
+    }
+
+    /// `SignalWithStartWorkflowExecution`: signals the running run, or starts a new run (as the
+    /// reuse policy allows) with the signal as its first event after the start.
+    pub async fn signal_with_start(
+        self: &Arc<Self>,
+        req: StartWorkflow,
+        signal: Signal,
+        reuse: i32,
+        conflict: i32,
+    ) -> Result<Started> {
+        let this = self.clone();
+        tokio::spawn(async move { this.start_workflow_now(req, reuse, conflict, Some(signal)).await })
+            .await
+            .map_err(|e| Error::Internal(format!("start task failed: {e}")))?
+    }
+
+    /// The current run with its status and create request id. A run that closes while it is
+    /// read may have been continued by a new current run, so the pointer is checked again.
+    async fn current_run_status(
+        &self,
+        slot: &CurrentSlot,
+        namespace: &str,
+        workflow_id: &str,
+    ) -> Result<Option<(String, i32, String)>> {
+        loop {
+            let Some(run_id) = self.current_run(slot, namespace, workflow_id).await? else { return Ok(None) };
+            let (status, request_id) =
+                self.read(&run_id, |e| (e.state.status, e.state.create_request_id.clone())).await?;
+            if slot.get() == Current::Run(run_id.clone()) {
+                return Ok(Some((run_id, status, request_id)));
+            }
+        }
     }
 
     async fn start_workflow_now(
@@ -376,16 +589,21 @@ impl Service {
         mut req: StartWorkflow,
         reuse: i32,
         conflict: i32,
+        signal: Option<Signal>,
     ) -> Result<Started> {
-        let current_slot = self.current_slot(&req.key.namespace, &req.key.workflow_id);
-        let mut current = current_slot.lock().await;
-        if let Some(run_id) = current.clone() {
-            let (status, request_id) =
-                self.read(&run_id, |e| (e.state.status, e.state.create_request_id.clone())).await?;
+        let current = self.current_slot(&req.key.namespace, &req.key.workflow_id);
+        let starting = current.starts.lock().await;
+        let (namespace, workflow_id) = (req.key.namespace.clone(), req.key.workflow_id.clone());
+        if let Some((run_id, status, request_id)) = self.current_run_status(&current, &namespace, &workflow_id).await? {
+            let running = status == WorkflowExecutionStatus::Running as i32;
+            if let (Some(signal), true) = (&signal, running) {
+                let signal = signal.clone();
+                self.transition_now(&run_id, move |tx, _| Ok(tx.signal(&signal)?.then_some(())), |_, _| ()).await?;
+                return Ok(Started { run_id, started: false });
+            }
             if request_id == req.request_id {
                 return Ok(Started { run_id, started: true });
             }
-            let running = status == WorkflowExecutionStatus::Running as i32;
             let conflict =
                 WorkflowIdConflictPolicy::try_from(conflict).unwrap_or(WorkflowIdConflictPolicy::Unspecified);
             let reuse = WorkflowIdReusePolicy::try_from(reuse).unwrap_or(WorkflowIdReusePolicy::Unspecified);
@@ -437,6 +655,10 @@ impl Service {
             }
         }
         req.key.run_id = uuid::Uuid::new_v4().to_string();
+        if let Some(signal) = signal {
+            req.signal = Some(signal.event());
+            req.signal_request_id = signal.request_id;
+        }
         let key = req.key.clone();
         let (state, events, effects) = workflow::start(req, self.clock.now_ms());
         let writes = vec![
@@ -453,18 +675,30 @@ impl Service {
                 // The outcome is unknown (e.g. the connection died during COMMIT). If the run
                 // was written after all, adopt it as the store has it; a retried start with the
                 // same request id then finds it instead of creating a second run.
-                let Ok(Some(record)) = self.store.load_execution(&key.run_id).await else {
-                    tracing::warn!(run_id = %key.run_id, error = %e, "start not committed");
-                    return Err(e.into());
-                };
-                let effects = workflow::recover(&record.state);
-                (record.state, record.history, effects)
+                match self.store.load_execution(&key.run_id).await {
+                    Ok(Some(record)) => {
+                        let effects = workflow::recover(&record.state);
+                        (record.state, record.history, effects)
+                    }
+                    Ok(None) => {
+                        tracing::warn!(run_id = %key.run_id, error = %e, "start not committed");
+                        return Err(e.into());
+                    }
+                    Err(_) => {
+                        // Not even that could be asked: forget what memory thought was current.
+                        tracing::warn!(run_id = %key.run_id, error = %e, "start outcome unknown");
+                        current.set(Current::Unknown);
+                        drop(starting);
+                        self.resolve_current_later(&key.namespace, &key.workflow_id);
+                        return Err(e.into());
+                    }
+                }
             }
         };
         let slot = Arc::new(Mutex::new(Some(Execution::new(state, events))));
         self.runs.lock().expect("runs lock").insert(key.run_id.clone(), slot);
-        *current = Some(key.run_id.clone());
-        drop(current);
+        current.set(Current::Run(key.run_id.clone()));
+        drop(starting);
         self.perform(&key, effects);
         Ok(Started { run_id: key.run_id, started: true })
     }
@@ -472,6 +706,7 @@ impl Service {
     // ---- long polls ----
 
     /// Takes tasks from a queue until one starts (stale ones are skipped) or the poll expires.
+    /// Query tasks (workflow queues only) change nothing: `on_query` builds their response.
     pub async fn poll_task<R: Send + 'static>(
         self: &Arc<Self>,
         namespace: &str,
@@ -479,6 +714,7 @@ impl Service {
         kind: TaskKind,
         timeout: Duration,
         start: impl Fn(QueuedTask) -> StartFn<R>,
+        on_query: Option<&QueryResponder<R>>,
     ) -> Result<Option<R>> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -487,6 +723,18 @@ impl Service {
                 return Ok(None);
             };
             let run_id = task.run.run_id.clone();
+            if !task.query_id.is_empty() {
+                let query = self.queries.lock().expect("queries lock").get(&task.query_id).map(|p| p.query.clone());
+                let (Some(query), Some(build)) = (query, on_query) else { continue };
+                match self.read(&run_id, |exec| build(exec, &query, &task)).await {
+                    Ok(response) => return Ok(Some(response)),
+                    Err(Error::NotFound(_)) => continue,
+                    Err(e) => {
+                        self.matching.offer(namespace, task_queue, kind, task);
+                        return Err(e);
+                    }
+                }
+            }
             let (f, then) = start(task.clone());
             match self.transition(&run_id, f, then).await {
                 Ok(Some(response)) => return Ok(Some(response)),
@@ -497,6 +745,37 @@ impl Service {
                 }
             }
         }
+    }
+
+    // ---- queries ----
+
+    /// Sends a query to a worker as a query task (on the sticky queue of the worker that has
+    /// the run cached, if it is polling) and waits up to `timeout` for its answer.
+    pub async fn query(&self, run: &RunKey, query: WorkflowQuery, timeout: Duration) -> Result<QueryAnswer> {
+        let (task_queue, sticky) =
+            self.read(&run.run_id, |e| (e.state.task_queue.clone(), e.state.sticky.clone())).await?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.queries.lock().expect("queries lock").insert(id.clone(), PendingQuery { query, reply });
+        let _guard = QueryGuard { queries: &self.queries, id: id.clone() };
+        let live =
+            |s: &Sticky| self.matching.is_live(&run.namespace, &s.task_queue, TaskKind::Workflow, STICKY_LIVENESS);
+        let queue = sticky.filter(live).map(|s| s.task_queue).unwrap_or(task_queue);
+        let task = QueuedTask { run: run.clone(), scheduled_event_id: 0, attempt: 0, query_id: id };
+        self.matching.offer(&run.namespace, &queue, TaskKind::Workflow, task);
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(_)) => Err(Error::Unavailable("the query was dropped; retry".into())),
+            Err(_) => Err(Error::DeadlineExceeded("query timed out before a worker answered it".into())),
+        }
+    }
+
+    /// `RespondQueryTaskCompleted`: hands the answer to the waiting caller.
+    pub fn answer_query(&self, query_id: &str, answer: QueryAnswer) -> Result<()> {
+        let pending = self.queries.lock().expect("queries lock").remove(query_id);
+        let pending = pending.ok_or_else(|| Error::not_found("query task not found, or its caller stopped waiting"))?;
+        let _ = pending.reply.send(answer);
+        Ok(())
     }
 
     /// Fires a due timer (called by the timer loop).
@@ -546,6 +825,9 @@ pub type StartFn<R> = (
     Box<dyn FnOnce(StartOut, &Execution) -> R + Send>,
 );
 
+/// Builds a poller's response to a query task from the run (which the query does not change).
+pub type QueryResponder<R> = dyn Fn(&Execution, &WorkflowQuery, &QueuedTask) -> R + Sync;
+
 /// What starting a task yields before the response is built.
 pub enum StartOut {
     WorkflowTask(crate::engine::workflow_task::StartedWorkflowTask),
@@ -555,5 +837,90 @@ pub enum StartOut {
 impl Fire for Service {
     fn fire(self: Arc<Self>, run: RunKey, timer: Timer) {
         self.fire_timer(run, timer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::store::{sqlite::SqliteStore, ExecutionRecord, Store};
+
+    /// SQLite in memory, with one fault on demand: a commit that lands but reports failure
+    /// (the reply was lost), after which reads fail too (the store went away).
+    struct LostReply {
+        inner: SqliteStore,
+        fault: Arc<AtomicBool>,
+    }
+
+    impl LostReply {
+        fn check(&self) -> store::Result<()> {
+            match self.fault.load(Ordering::SeqCst) {
+                true => Err(store::Error::Backend("connection lost".into())),
+                false => Ok(()),
+            }
+        }
+    }
+
+    impl Store for LostReply {
+        fn commit(&mut self, writes: &[Write]) -> store::Result<()> {
+            self.inner.commit(writes)?;
+            self.check()
+        }
+        fn load_namespaces(&mut self) -> store::Result<Vec<NamespaceRecord>> {
+            self.inner.load_namespaces()
+        }
+        fn load_open_executions(&mut self) -> store::Result<Vec<ExecutionRecord>> {
+            self.inner.load_open_executions()
+        }
+        fn load_execution(&mut self, run_id: &str) -> store::Result<Option<ExecutionRecord>> {
+            self.check()?;
+            self.inner.load_execution(run_id)
+        }
+        fn load_current_runs(&mut self) -> store::Result<Vec<(String, String, String)>> {
+            self.inner.load_current_runs()
+        }
+        fn load_current_run(&mut self, namespace: &str, workflow_id: &str) -> store::Result<Option<String>> {
+            self.check()?;
+            self.inner.load_current_run(namespace, workflow_id)
+        }
+    }
+
+    fn start_request(request_id: &str) -> StartWorkflow {
+        StartWorkflow {
+            key: RunKey { namespace: "default".into(), workflow_id: "wf".into(), run_id: String::new() },
+            workflow_type: "T".into(),
+            task_queue: "q".into(),
+            task_timeout_ms: 10_000,
+            request_id: request_id.into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_start_whose_outcome_is_unknown_is_never_applied_twice() {
+        let fault = Arc::new(AtomicBool::new(false));
+        let store = LostReply { inner: SqliteStore::open(":memory:").unwrap(), fault: fault.clone() };
+        let (handle, _writer) = store::Handle::spawn(Box::new(store));
+        let (_stop, shutdown) = watch::channel(false);
+        let service = Service::new(Arc::new(SystemClock), handle.clone(), shutdown);
+
+        fault.store(true, Ordering::SeqCst);
+        let first = service.start_workflow(start_request("r1"), 0, 0).await;
+        assert!(matches!(first, Err(Error::Unavailable(_))), "{first:?}");
+        fault.store(false, Ordering::SeqCst);
+
+        // The client retries with the same request id: it gets the run that did land.
+        let retried = service.start_workflow(start_request("r1"), 0, 0).await.unwrap();
+        let stored = handle.load_current_run("default", "wf").await.unwrap();
+        assert_eq!(stored.as_deref(), Some(retried.run_id.as_str()));
+        // A different start is refused: that run is running.
+        let other = service.start_workflow(start_request("r2"), 0, 0).await;
+        assert!(matches!(other, Err(Error::AlreadyStarted { ref run_id, .. }) if *run_id == retried.run_id));
+        // And its first workflow task is offered.
+        let task = service.matching.poll("default", "q", TaskKind::Workflow, Duration::from_secs(5)).await;
+        assert_eq!(task.map(|t| t.run.run_id), Some(retried.run_id));
     }
 }

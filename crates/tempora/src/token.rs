@@ -19,6 +19,9 @@ pub struct TaskToken {
     pub attempt: i32,
     #[prost(bool, tag = "6")]
     pub activity: bool,
+    /// Set only in a query task's token.
+    #[prost(string, tag = "7")]
+    pub query_id: String,
 }
 
 impl TaskToken {
@@ -30,7 +33,12 @@ impl TaskToken {
             scheduled_event_id,
             attempt,
             activity,
+            query_id: String::new(),
         }
+    }
+
+    pub fn query(run: &RunKey, query_id: &str) -> Self {
+        TaskToken { query_id: query_id.to_string(), ..TaskToken::new(run, 0, 0, false) }
     }
 
     pub fn run(&self) -> RunKey {

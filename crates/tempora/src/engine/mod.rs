@@ -7,6 +7,8 @@
 //! (`service`) loads state, calls in here on a copy, commits, then performs the effects.
 
 pub mod activity;
+pub mod children;
+pub mod external;
 pub mod state;
 pub mod workflow;
 pub mod workflow_task;
@@ -21,7 +23,7 @@ use temporalio_protos::temporal::api::enums::v1::EventType;
 use temporalio_protos::temporal::api::history::v1::{history_event::Attributes, HistoryEvent};
 
 use crate::clock::{proto, Millis};
-use state::{Encoded, MutableState, RunKey};
+use state::{Encoded, MutableState, ParentInfo, RunKey};
 
 pub use state::RetryPolicy;
 
@@ -38,6 +40,34 @@ pub enum Effect {
     DispatchActivityTask { task_queue: String, scheduled_event_id: i64, attempt: i32 },
     /// Call back at `at_ms`.
     Timer { at_ms: Millis, timer: Timer },
+    /// Start the child initiated by this event (idempotent: its request id is derived from it).
+    StartChild { initiated_event_id: i64 },
+    /// Find out whether a started child has closed, and report it if so (after a restart).
+    CheckChild { initiated_event_id: i64 },
+    /// Deliver the signal or cancel request initiated by this event to its target.
+    DeliverExternal { initiated_event_id: i64 },
+    /// This run, a child, closed: tell its parent (`close_event` is its closing event).
+    ReportToParent { parent: ParentInfo, close_event: Box<HistoryEvent> },
+    /// This run closed with children still open: apply their parent close policies.
+    ParentClosed { children: Vec<ClosingChild> },
+}
+
+/// A child of a closing parent and what its parent close policy says to do with it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClosingChild {
+    pub namespace: String,
+    pub workflow_id: String,
+    pub run_id: String,
+    /// `ParentClosePolicy` as its protobuf number.
+    pub policy: i32,
+}
+
+/// A run created in the same transaction as the one that closed (continue-as-new).
+#[derive(Clone, Debug)]
+pub struct NewRun {
+    pub state: MutableState,
+    pub events: Vec<HistoryEvent>,
+    pub effects: Vec<Effect>,
 }
 
 /// A durable deadline of a run. Firing one re-checks the state, so stale timers are no-ops.
@@ -84,11 +114,15 @@ pub struct Tx<'a> {
     pub now: Millis,
     pub events: Vec<HistoryEvent>,
     pub effects: Vec<Effect>,
+    /// The id a run created by this transition gets (ids are chosen by the caller, so the
+    /// engine stays deterministic).
+    pub new_run_id: String,
+    pub new_run: Option<NewRun>,
 }
 
 impl<'a> Tx<'a> {
     pub fn new(state: &'a mut MutableState, now: Millis) -> Self {
-        Tx { state, now, events: Vec::new(), effects: Vec::new() }
+        Tx { state, now, events: Vec::new(), effects: Vec::new(), new_run_id: String::new(), new_run: None }
     }
 
     pub fn key(&self) -> &RunKey {
@@ -155,6 +189,27 @@ impl<'a> Tx<'a> {
             A::ActivityTaskFailedEventAttributes(a) => link(a.scheduled_event_id, &mut a.started_event_id, links),
             A::ActivityTaskTimedOutEventAttributes(a) => link(a.scheduled_event_id, &mut a.started_event_id, links),
             A::ActivityTaskCanceledEventAttributes(a) => link(a.scheduled_event_id, &mut a.started_event_id, links),
+            A::ChildWorkflowExecutionStartedEventAttributes(a) => {
+                links.insert(a.initiated_event_id, self.state.next_event_id);
+                if let Some(child) = self.state.children.get_mut(&a.initiated_event_id) {
+                    child.started_event_id = self.state.next_event_id;
+                }
+            }
+            A::ChildWorkflowExecutionCompletedEventAttributes(a) => {
+                link(a.initiated_event_id, &mut a.started_event_id, links)
+            }
+            A::ChildWorkflowExecutionFailedEventAttributes(a) => {
+                link(a.initiated_event_id, &mut a.started_event_id, links)
+            }
+            A::ChildWorkflowExecutionCanceledEventAttributes(a) => {
+                link(a.initiated_event_id, &mut a.started_event_id, links)
+            }
+            A::ChildWorkflowExecutionTimedOutEventAttributes(a) => {
+                link(a.initiated_event_id, &mut a.started_event_id, links)
+            }
+            A::ChildWorkflowExecutionTerminatedEventAttributes(a) => {
+                link(a.initiated_event_id, &mut a.started_event_id, links)
+            }
             _ => {}
         }
         self.append(attributes)
@@ -190,6 +245,36 @@ pub fn event_type(attributes: &Attributes) -> EventType {
         A::TimerCanceledEventAttributes(_) => EventType::TimerCanceled,
         A::MarkerRecordedEventAttributes(_) => EventType::MarkerRecorded,
         A::WorkflowExecutionTerminatedEventAttributes(_) => EventType::WorkflowExecutionTerminated,
+        A::WorkflowExecutionCanceledEventAttributes(_) => EventType::WorkflowExecutionCanceled,
+        A::WorkflowExecutionCancelRequestedEventAttributes(_) => EventType::WorkflowExecutionCancelRequested,
+        A::WorkflowExecutionContinuedAsNewEventAttributes(_) => EventType::WorkflowExecutionContinuedAsNew,
+        A::WorkflowExecutionSignaledEventAttributes(_) => EventType::WorkflowExecutionSignaled,
+        A::UpsertWorkflowSearchAttributesEventAttributes(_) => EventType::UpsertWorkflowSearchAttributes,
+        A::WorkflowPropertiesModifiedEventAttributes(_) => EventType::WorkflowPropertiesModified,
+        A::StartChildWorkflowExecutionInitiatedEventAttributes(_) => EventType::StartChildWorkflowExecutionInitiated,
+        A::StartChildWorkflowExecutionFailedEventAttributes(_) => EventType::StartChildWorkflowExecutionFailed,
+        A::ChildWorkflowExecutionStartedEventAttributes(_) => EventType::ChildWorkflowExecutionStarted,
+        A::ChildWorkflowExecutionCompletedEventAttributes(_) => EventType::ChildWorkflowExecutionCompleted,
+        A::ChildWorkflowExecutionFailedEventAttributes(_) => EventType::ChildWorkflowExecutionFailed,
+        A::ChildWorkflowExecutionCanceledEventAttributes(_) => EventType::ChildWorkflowExecutionCanceled,
+        A::ChildWorkflowExecutionTimedOutEventAttributes(_) => EventType::ChildWorkflowExecutionTimedOut,
+        A::ChildWorkflowExecutionTerminatedEventAttributes(_) => EventType::ChildWorkflowExecutionTerminated,
+        A::SignalExternalWorkflowExecutionInitiatedEventAttributes(_) => {
+            EventType::SignalExternalWorkflowExecutionInitiated
+        }
+        A::SignalExternalWorkflowExecutionFailedEventAttributes(_) => EventType::SignalExternalWorkflowExecutionFailed,
+        A::ExternalWorkflowExecutionSignaledEventAttributes(_) => EventType::ExternalWorkflowExecutionSignaled,
+        A::RequestCancelExternalWorkflowExecutionInitiatedEventAttributes(_) => {
+            EventType::RequestCancelExternalWorkflowExecutionInitiated
+        }
+        A::RequestCancelExternalWorkflowExecutionFailedEventAttributes(_) => {
+            EventType::RequestCancelExternalWorkflowExecutionFailed
+        }
+        A::ExternalWorkflowExecutionCancelRequestedEventAttributes(_) => {
+            EventType::ExternalWorkflowExecutionCancelRequested
+        }
+        A::WorkflowExecutionUpdateAcceptedEventAttributes(_) => EventType::WorkflowExecutionUpdateAccepted,
+        A::WorkflowExecutionUpdateCompletedEventAttributes(_) => EventType::WorkflowExecutionUpdateCompleted,
         _ => EventType::Unspecified,
     }
 }

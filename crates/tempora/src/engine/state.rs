@@ -8,7 +8,7 @@
 //! Protobuf values (payloads, failures, buffered events) are kept as their encoded bytes so the
 //! state never depends on a JSON mapping of the API types.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use prost::Message;
 use serde::{Deserialize, Serialize};
@@ -63,6 +63,10 @@ pub struct MutableState {
     pub execution_timeout_ms: Millis,
     pub create_request_id: String,
     pub first_execution_run_id: String,
+    /// When the first run of this execution chain started: the execution timeout counts from
+    /// here. 0 in state written before it existed (then `start_time_ms` is used).
+    #[serde(default)]
+    pub execution_start_ms: Millis,
     /// `WorkflowTaskStarted` id of the last completed workflow task (`previous_started_event_id`).
     pub last_completed_wft_started_event_id: i64,
     pub workflow_task: Option<WorkflowTask>,
@@ -78,6 +82,75 @@ pub struct MutableState {
     /// The worker queue that has this run cached, from the last completion.
     #[serde(default)]
     pub sticky: Option<Sticky>,
+    /// A cancellation was requested (`WorkflowExecutionCancelRequested` written).
+    #[serde(default)]
+    pub cancel_requested: bool,
+    /// Request ids of the signals applied, so a retried signal is applied once.
+    #[serde(default)]
+    pub signal_request_ids: BTreeSet<String>,
+    /// Current memo and search attributes (`Memo`, `SearchAttributes`), after upserts.
+    #[serde(default)]
+    pub memo: Option<Encoded>,
+    #[serde(default)]
+    pub search_attributes: Option<Encoded>,
+    /// The run that started this one as a child, if any.
+    #[serde(default)]
+    pub parent: Option<ParentInfo>,
+    /// Children started by this run and not yet closed, by `StartChildWorkflowExecutionInitiated` id.
+    #[serde(default)]
+    pub children: BTreeMap<i64, Child>,
+    /// Signals and cancel requests this run sent to other runs, not yet delivered, by their
+    /// initiated event id.
+    #[serde(default)]
+    pub external: BTreeMap<i64, ExternalRequest>,
+    /// The run that continues this one (continue-as-new), once closed.
+    #[serde(default)]
+    pub new_execution_run_id: String,
+}
+
+/// Where a child reports its close.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ParentInfo {
+    pub namespace: String,
+    pub workflow_id: String,
+    pub run_id: String,
+    pub initiated_event_id: i64,
+}
+
+/// A child workflow as its parent tracks it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Child {
+    pub initiated_event_id: i64,
+    pub workflow_id: String,
+    pub workflow_type: String,
+    /// Empty until `ChildWorkflowExecutionStarted`.
+    pub run_id: String,
+    pub started_event_id: i64,
+    /// `ParentClosePolicy` as its protobuf number.
+    pub parent_close_policy: i32,
+    /// The `StartChildWorkflowExecutionCommandAttributes`, to (re)try the start.
+    pub command: Encoded,
+}
+
+/// A signal or cancel request to another run, as its sender tracks it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExternalRequest {
+    pub initiated_event_id: i64,
+    pub namespace: String,
+    pub workflow_id: String,
+    pub run_id: String,
+    pub child_workflow_only: bool,
+    pub control: String,
+    /// For a signal: its name, input and header; `None` for a cancel request.
+    pub signal: Option<ExternalSignal>,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExternalSignal {
+    pub signal_name: String,
+    pub input: Option<Encoded>,
+    pub header: Option<Encoded>,
 }
 
 /// Sticky execution: a worker's own queue, and how long a task may wait there.
@@ -90,6 +163,17 @@ pub struct Sticky {
 impl MutableState {
     pub fn is_open(&self) -> bool {
         self.status == WorkflowExecutionStatus::Running as i32
+    }
+
+    /// When this run times out: its run timeout, or the execution timeout if that ends first.
+    pub fn run_deadline_ms(&self) -> Option<Millis> {
+        let run = (self.run_timeout_ms > 0).then(|| self.start_time_ms + self.run_timeout_ms);
+        let start = if self.execution_start_ms > 0 { self.execution_start_ms } else { self.start_time_ms };
+        let execution = (self.execution_timeout_ms > 0).then(|| start + self.execution_timeout_ms);
+        match (run, execution) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn pending_activity_by_id(&self, activity_id: &str) -> Option<&Activity> {

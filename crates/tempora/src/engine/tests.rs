@@ -4,7 +4,7 @@ use temporalio_protos::temporal::api::command::v1::{
     command, Command, CompleteWorkflowExecutionCommandAttributes, ScheduleActivityTaskCommandAttributes,
 };
 use temporalio_protos::temporal::api::common::v1::{ActivityType, Payloads, RetryPolicy};
-use temporalio_protos::temporal::api::enums::v1::{EventType, RetryState};
+use temporalio_protos::temporal::api::enums::v1::{CommandType, EventType, RetryState};
 use temporalio_protos::temporal::api::failure::v1::{failure, ApplicationFailureInfo, Failure};
 use temporalio_protos::temporal::api::history::v1::{history_event::Attributes, HistoryEvent};
 
@@ -259,18 +259,34 @@ fn workflow_task_failures_after_the_first_are_transient() {
 #[test]
 fn unsupported_command_fails_the_task_naming_it() {
     let mut run = Run::new();
+    let nexus = Command {
+        command_type: CommandType::ScheduleNexusOperation as i32,
+        attributes: Some(command::Attributes::ScheduleNexusOperationCommandAttributes(Default::default())),
+        ..Default::default()
+    };
+    let (out, types, _) = run.complete_wft(vec![nexus]);
+    match out {
+        Err(Error::InvalidArgument(m)) => assert!(m.contains("COMMAND_TYPE_SCHEDULE_NEXUS_OPERATION"), "{m}"),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(types, vec![E::WorkflowTaskFailed]);
+    assert!(run.state.workflow_task.is_some(), "a new attempt is scheduled");
+}
+
+#[test]
+fn a_bad_command_fails_the_task_naming_the_missing_field() {
+    let mut run = Run::new();
     let signal = Command {
-        command_type: 12,
+        command_type: CommandType::SignalExternalWorkflowExecution as i32,
         attributes: Some(command::Attributes::SignalExternalWorkflowExecutionCommandAttributes(Default::default())),
         ..Default::default()
     };
     let (out, types, _) = run.complete_wft(vec![signal]);
     match out {
-        Err(Error::InvalidArgument(m)) => assert!(m.contains("COMMAND_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION"), "{m}"),
+        Err(Error::InvalidArgument(m)) => assert!(m.contains("WorkflowId is not set"), "{m}"),
         other => panic!("unexpected {other:?}"),
     }
     assert_eq!(types, vec![E::WorkflowTaskFailed]);
-    assert!(run.state.workflow_task.is_some(), "a new attempt is scheduled");
 }
 
 #[test]

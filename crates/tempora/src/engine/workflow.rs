@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 
+use temporalio_protos::temporal::api::command::v1 as command;
 use temporalio_protos::temporal::api::common::v1 as common;
 use temporalio_protos::temporal::api::enums::v1::{RetryState, TaskQueueKind, WorkflowExecutionStatus};
 use temporalio_protos::temporal::api::history::v1 as history;
 use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
 
-use super::state::{MutableState, RunKey, WorkflowTask};
+use super::state::{Encoded, MutableState, ParentInfo, RunKey, WorkflowTask};
 use super::{Effect, Timer, Tx};
 use crate::clock::{proto, Millis};
 
@@ -28,10 +29,37 @@ pub struct StartWorkflow {
     pub search_attributes: Option<common::SearchAttributes>,
     pub header: Option<common::Header>,
     pub priority: Option<common::Priority>,
+    /// Set when a parent workflow starts this run as its child.
+    pub parent: Option<ParentInfo>,
+    /// Set when this run continues an earlier one (continue-as-new).
+    pub continued: Option<Continued>,
+    /// Signal-with-start: the signal, written right after `WorkflowExecutionStarted`.
+    pub signal: Option<history::WorkflowExecutionSignaledEventAttributes>,
+    pub signal_request_id: String,
+}
+
+/// What a run started by continue-as-new inherits from the run it continues.
+#[derive(Clone, Debug, Default)]
+pub struct Continued {
+    pub run_id: String,
+    pub first_execution_run_id: String,
+    /// `ContinueAsNewInitiator` as its protobuf number.
+    pub initiator: i32,
+    pub failure: Option<temporalio_protos::temporal::api::failure::v1::Failure>,
+    pub last_completion_result: Option<common::Payloads>,
+    /// When the first run started (for the execution timeout, which spans every run).
+    pub execution_start_ms: Millis,
 }
 
 /// Creates a new run: `WorkflowExecutionStarted`, then its first workflow task.
 pub fn start(req: StartWorkflow, now: Millis) -> (MutableState, Vec<history::HistoryEvent>, Vec<Effect>) {
+    let continued = req.continued.clone().unwrap_or_default();
+    let first_execution_run_id = if continued.first_execution_run_id.is_empty() {
+        req.key.run_id.clone()
+    } else {
+        continued.first_execution_run_id
+    };
+    let execution_start_ms = if continued.execution_start_ms > 0 { continued.execution_start_ms } else { now };
     let mut state = MutableState {
         key: req.key.clone(),
         workflow_type: req.workflow_type.clone(),
@@ -44,7 +72,8 @@ pub fn start(req: StartWorkflow, now: Millis) -> (MutableState, Vec<history::His
         run_timeout_ms: req.run_timeout_ms,
         execution_timeout_ms: req.execution_timeout_ms,
         create_request_id: req.request_id.clone(),
-        first_execution_run_id: req.key.run_id.clone(),
+        first_execution_run_id: first_execution_run_id.clone(),
+        execution_start_ms,
         last_completed_wft_started_event_id: 0,
         workflow_task: None,
         activities: BTreeMap::new(),
@@ -53,7 +82,18 @@ pub fn start(req: StartWorkflow, now: Millis) -> (MutableState, Vec<history::His
         history_size_bytes: 0,
         transitions: 1,
         sticky: None,
+        cancel_requested: false,
+        signal_request_ids: Default::default(),
+        memo: req.memo.as_ref().map(Encoded::of),
+        search_attributes: req.search_attributes.as_ref().map(Encoded::of),
+        parent: req.parent.clone(),
+        children: BTreeMap::new(),
+        external: BTreeMap::new(),
+        new_execution_run_id: String::new(),
     };
+    if !req.signal_request_id.is_empty() {
+        state.signal_request_ids.insert(req.signal_request_id.clone());
+    }
     let mut tx = Tx::new(&mut state, now);
     tx.append(history::WorkflowExecutionStartedEventAttributes {
         workflow_type: Some(common::WorkflowType { name: req.workflow_type }),
@@ -64,7 +104,19 @@ pub fn start(req: StartWorkflow, now: Millis) -> (MutableState, Vec<history::His
         workflow_task_timeout: Some(proto::duration(req.task_timeout_ms)),
         original_execution_run_id: req.key.run_id.clone(),
         identity: req.identity,
-        first_execution_run_id: req.key.run_id.clone(),
+        first_execution_run_id,
+        continued_execution_run_id: continued.run_id,
+        initiator: continued.initiator,
+        continued_failure: continued.failure,
+        last_completion_result: continued.last_completion_result,
+        parent_workflow_namespace: req.parent.as_ref().map(|p| p.namespace.clone()).unwrap_or_default(),
+        parent_workflow_execution: req
+            .parent
+            .as_ref()
+            .map(|p| common::WorkflowExecution { workflow_id: p.workflow_id.clone(), run_id: p.run_id.clone() }),
+        parent_initiated_event_id: req.parent.as_ref().map_or(0, |p| p.initiated_event_id),
+        workflow_execution_expiration_time: (req.execution_timeout_ms > 0)
+            .then(|| proto::timestamp(execution_start_ms + req.execution_timeout_ms)),
         retry_policy: req.retry_policy,
         attempt: 1,
         memo: req.memo,
@@ -74,9 +126,12 @@ pub fn start(req: StartWorkflow, now: Millis) -> (MutableState, Vec<history::His
         priority: req.priority,
         ..Default::default()
     });
+    if let Some(signal) = req.signal {
+        tx.append(signal);
+    }
     tx.schedule_workflow_task_if_needed();
-    if req.run_timeout_ms > 0 {
-        tx.schedule_timer(now + req.run_timeout_ms, Timer::WorkflowRunTimeout);
+    if let Some(at_ms) = tx.state.run_deadline_ms() {
+        tx.schedule_timer(at_ms, Timer::WorkflowRunTimeout);
     }
     let (events, effects) = (tx.events, tx.effects);
     (state, events, effects)
@@ -91,6 +146,9 @@ impl Tx<'_> {
     pub(crate) fn close(&mut self, status: WorkflowExecutionStatus) {
         self.state.status = status as i32;
         self.state.close_time_ms = self.now;
+        self.close_relatives();
+        self.state.children.clear();
+        self.state.external.clear();
         self.state.workflow_task = None;
         self.state.activities.clear();
         self.state.timers.clear();
@@ -108,6 +166,76 @@ impl Tx<'_> {
         self.close(WorkflowExecutionStatus::Terminated);
     }
 
+    /// The `ContinueAsNewWorkflowExecution` command: closes this run and creates the next one,
+    /// in the same transaction. Unset fields are inherited from this run.
+    pub(crate) fn continue_as_new(
+        &mut self,
+        a: &command::ContinueAsNewWorkflowExecutionCommandAttributes,
+        completed_id: i64,
+    ) {
+        let new_run_id = self.new_run_id.clone();
+        debug_assert!(!new_run_id.is_empty(), "the caller chooses the new run's id");
+        let state = &*self.state;
+        let or = |ms: Millis, fallback: Millis| if ms > 0 { ms } else { fallback };
+        let workflow_type = a.workflow_type.as_ref().map(|t| t.name.clone()).filter(|n| !n.is_empty());
+        let task_queue = a.task_queue.as_ref().map(|q| q.name.clone()).filter(|n| !n.is_empty());
+        let req = StartWorkflow {
+            key: RunKey { run_id: new_run_id.clone(), ..state.key.clone() },
+            workflow_type: workflow_type.unwrap_or_else(|| state.workflow_type.clone()),
+            task_queue: task_queue.unwrap_or_else(|| state.task_queue.clone()),
+            input: a.input.clone(),
+            execution_timeout_ms: state.execution_timeout_ms,
+            run_timeout_ms: or(proto::duration_ms(a.workflow_run_timeout.as_ref()), state.run_timeout_ms),
+            task_timeout_ms: or(proto::duration_ms(a.workflow_task_timeout.as_ref()), state.workflow_task_timeout_ms),
+            identity: String::new(),
+            request_id: new_run_id.clone(),
+            retry_policy: a.retry_policy.clone(),
+            memo: a.memo.clone().or_else(|| state.memo.as_ref().map(|m| m.decode())),
+            search_attributes: a
+                .search_attributes
+                .clone()
+                .or_else(|| state.search_attributes.as_ref().map(|m| m.decode())),
+            header: a.header.clone(),
+            priority: None,
+            parent: state.parent.clone(),
+            continued: Some(Continued {
+                run_id: state.key.run_id.clone(),
+                first_execution_run_id: state.first_execution_run_id.clone(),
+                initiator: a.initiator,
+                failure: a.failure.clone(),
+                last_completion_result: a.last_completion_result.clone(),
+                execution_start_ms: if state.execution_start_ms > 0 {
+                    state.execution_start_ms
+                } else {
+                    state.start_time_ms
+                },
+            }),
+            signal: None,
+            signal_request_id: String::new(),
+        };
+        self.append(history::WorkflowExecutionContinuedAsNewEventAttributes {
+            new_execution_run_id: new_run_id.clone(),
+            workflow_type: Some(common::WorkflowType { name: req.workflow_type.clone() }),
+            task_queue: Some(normal_queue(&req.task_queue)),
+            input: req.input.clone(),
+            workflow_run_timeout: Some(proto::duration(req.run_timeout_ms)),
+            workflow_task_timeout: Some(proto::duration(req.task_timeout_ms)),
+            workflow_task_completed_event_id: completed_id,
+            backoff_start_interval: a.backoff_start_interval,
+            initiator: a.initiator,
+            failure: a.failure.clone(),
+            last_completion_result: a.last_completion_result.clone(),
+            header: req.header.clone(),
+            memo: req.memo.clone(),
+            search_attributes: req.search_attributes.clone(),
+            ..Default::default()
+        });
+        self.state.new_execution_run_id = new_run_id;
+        self.close(WorkflowExecutionStatus::ContinuedAsNew);
+        let (state, events, effects) = start(req, self.now);
+        self.new_run = Some(super::NewRun { state, events, effects });
+    }
+
     /// A user timer fired; false if it was cancelled or is not due.
     pub fn user_timer_fired(&mut self, timer_id: &str, started_event_id: i64) -> bool {
         match self.state.timers.get(timer_id) {
@@ -121,9 +249,9 @@ impl Tx<'_> {
 
     /// The run timeout fired.
     pub fn run_timed_out(&mut self) -> bool {
-        let deadline = self.state.start_time_ms + self.state.run_timeout_ms;
-        if !self.state.is_open() || self.state.run_timeout_ms == 0 || self.now < deadline {
-            return false;
+        match self.state.run_deadline_ms() {
+            Some(deadline) if self.state.is_open() && self.now >= deadline => {}
+            _ => return false,
         }
         self.flush_buffered_events();
         self.append(history::WorkflowExecutionTimedOutEventAttributes {
@@ -141,17 +269,24 @@ pub fn recover(state: &MutableState) -> Vec<Effect> {
     if !state.is_open() {
         return effects;
     }
-    if state.run_timeout_ms > 0 {
-        effects.push(Effect::Timer {
-            at_ms: state.start_time_ms + state.run_timeout_ms,
-            timer: Timer::WorkflowRunTimeout,
-        });
+    if let Some(at_ms) = state.run_deadline_ms() {
+        effects.push(Effect::Timer { at_ms, timer: Timer::WorkflowRunTimeout });
     }
     if let Some(wft) = &state.workflow_task {
         recover_workflow_task(state, wft, &mut effects);
     }
     for activity in state.activities.values() {
         effects.extend(super::activity::attempt_effects(activity));
+    }
+    for child in state.children.values() {
+        let initiated_event_id = child.initiated_event_id;
+        effects.push(match child.run_id.is_empty() {
+            true => Effect::StartChild { initiated_event_id },
+            false => Effect::CheckChild { initiated_event_id },
+        });
+    }
+    for initiated_event_id in state.external.keys().copied() {
+        effects.push(Effect::DeliverExternal { initiated_event_id });
     }
     for timer in state.timers.values() {
         effects.push(Effect::Timer {

@@ -11,9 +11,11 @@ use temporalio_protos::temporal::api::failure::v1::Failure;
 use temporalio_protos::temporal::api::history::v1::{self as history, HistoryEvent};
 use temporalio_protos::temporal::api::sdk::v1::WorkflowTaskCompletedMetadata;
 
-use super::state::{Sticky, UserTimer, WorkflowTask};
+use temporalio_protos::temporal::api::common::v1::{Memo, SearchAttributes};
+
+use super::state::{Encoded, Sticky, UserTimer, WorkflowTask};
 use super::workflow::normal_queue;
-use super::{activity, Effect, Timer, Tx};
+use super::{activity, children, external, Effect, Timer, Tx};
 use crate::clock::proto;
 use crate::error::{Error, Result};
 
@@ -217,7 +219,7 @@ impl Tx<'_> {
             identity: req.identity.clone(),
             binary_checksum: req.binary_checksum.clone(),
             sdk_metadata: req.sdk_metadata.clone(),
-            metering_metadata: req.metering_metadata.clone(),
+            metering_metadata: req.metering_metadata,
             ..Default::default()
         });
         self.state.workflow_task = None;
@@ -333,6 +335,75 @@ impl Tx<'_> {
                     new_execution_run_id: String::new(),
                 });
                 self.close(WorkflowExecutionStatus::Completed);
+                Ok(false)
+            }
+            C::CancelWorkflowExecutionCommandAttributes(a) => {
+                self.append(history::WorkflowExecutionCanceledEventAttributes {
+                    workflow_task_completed_event_id: completed_id,
+                    details: a.details.clone(),
+                });
+                self.close(WorkflowExecutionStatus::Canceled);
+                Ok(false)
+            }
+            C::ContinueAsNewWorkflowExecutionCommandAttributes(a) => {
+                self.continue_as_new(a, completed_id);
+                Ok(false)
+            }
+            C::UpsertWorkflowSearchAttributesCommandAttributes(a) => {
+                let upserted = a.search_attributes.clone().unwrap_or_default();
+                let mut current: SearchAttributes =
+                    self.state.search_attributes.as_ref().map(|e| e.decode()).unwrap_or_default();
+                current.indexed_fields.extend(upserted.indexed_fields.clone());
+                self.state.search_attributes = Some(Encoded::of(&current));
+                self.append(history::UpsertWorkflowSearchAttributesEventAttributes {
+                    workflow_task_completed_event_id: completed_id,
+                    search_attributes: Some(upserted),
+                });
+                Ok(false)
+            }
+            C::ModifyWorkflowPropertiesCommandAttributes(a) => {
+                let upserted = a.upserted_memo.clone().unwrap_or_default();
+                let mut current: Memo = self.state.memo.as_ref().map(|e| e.decode()).unwrap_or_default();
+                current.fields.extend(upserted.fields.clone());
+                self.state.memo = Some(Encoded::of(&current));
+                self.append(history::WorkflowPropertiesModifiedEventAttributes {
+                    workflow_task_completed_event_id: completed_id,
+                    upserted_memo: Some(upserted),
+                });
+                Ok(false)
+            }
+            C::StartChildWorkflowExecutionCommandAttributes(a) => {
+                if self.state.children.len() >= children::PENDING_CHILDREN_MAX {
+                    return bad(
+                        WorkflowTaskFailedCause::PendingChildWorkflowsLimitExceeded,
+                        "PendingChildWorkflowsLimitExceeded: the number of pending child workflow executions, 2000, has reached the per-workflow limit",
+                    );
+                }
+                self.start_child(a, completed_id)
+                    .map_err(|m| Rejection::Bad(WorkflowTaskFailedCause::BadStartChildExecutionAttributes, m))?;
+                Ok(false)
+            }
+            C::SignalExternalWorkflowExecutionCommandAttributes(a) => {
+                if self.pending_external(true) >= external::PENDING_SIGNALS_MAX {
+                    return bad(
+                        WorkflowTaskFailedCause::PendingSignalsLimitExceeded,
+                        "PendingSignalsLimitExceeded: the number of pending signals to external workflows, 2000, has reached the per-workflow limit",
+                    );
+                }
+                self.signal_external(a, completed_id)
+                    .map_err(|m| Rejection::Bad(WorkflowTaskFailedCause::BadSignalWorkflowExecutionAttributes, m))?;
+                Ok(false)
+            }
+            C::RequestCancelExternalWorkflowExecutionCommandAttributes(a) => {
+                if self.pending_external(false) >= external::PENDING_CANCELS_MAX {
+                    return bad(
+                        WorkflowTaskFailedCause::PendingRequestCancelLimitExceeded,
+                        "PendingRequestCancelLimitExceeded: the number of pending requests to cancel external workflows, 2000, has reached the per-workflow limit",
+                    );
+                }
+                self.request_cancel_external(a, completed_id).map_err(|m| {
+                    Rejection::Bad(WorkflowTaskFailedCause::BadRequestCancelExternalWorkflowExecutionAttributes, m)
+                })?;
                 Ok(false)
             }
             C::FailWorkflowExecutionCommandAttributes(a) => {
@@ -459,6 +530,10 @@ pub fn command_payload_bytes(command: &Command) -> usize {
         Some(C::CompleteWorkflowExecutionCommandAttributes(a)) => a.result.as_ref().map_or(0, |p| p.encoded_len()),
         Some(C::FailWorkflowExecutionCommandAttributes(a)) => a.failure.as_ref().map_or(0, |p| p.encoded_len()),
         Some(C::RecordMarkerCommandAttributes(a)) => a.details.values().map(|p| p.encoded_len()).sum(),
+        Some(C::ContinueAsNewWorkflowExecutionCommandAttributes(a)) => a.input.as_ref().map_or(0, |p| p.encoded_len()),
+        Some(C::StartChildWorkflowExecutionCommandAttributes(a)) => a.input.as_ref().map_or(0, |p| p.encoded_len()),
+        Some(C::SignalExternalWorkflowExecutionCommandAttributes(a)) => a.input.as_ref().map_or(0, |p| p.encoded_len()),
+        Some(C::CancelWorkflowExecutionCommandAttributes(a)) => a.details.as_ref().map_or(0, |p| p.encoded_len()),
         _ => 0,
     }
 }

@@ -7,24 +7,26 @@ use std::time::Duration;
 use prost::Message;
 use temporalio_protos::temporal::api::common::v1::{ActivityType, Payloads, WorkflowExecution, WorkflowType};
 use temporalio_protos::temporal::api::enums::v1::{
-    HistoryEventFilterType, NamespaceState, PendingActivityState, PendingWorkflowTaskState, TaskQueueKind,
-    WorkflowExecutionStatus,
+    HistoryEventFilterType, NamespaceState, PendingActivityState, PendingWorkflowTaskState, QueryRejectCondition,
+    QueryResultType, TaskQueueKind, WorkflowExecutionStatus,
 };
 use temporalio_protos::temporal::api::history::v1::{history_event::Attributes, History, HistoryEvent};
 use temporalio_protos::temporal::api::namespace::v1::{namespace_info, NamespaceConfig, NamespaceInfo};
+use temporalio_protos::temporal::api::query::v1::{QueryRejected, WorkflowQuery};
 use temporalio_protos::temporal::api::replication::v1::{ClusterReplicationConfig, NamespaceReplicationConfig};
 use temporalio_protos::temporal::api::workflow::v1 as wf;
 use temporalio_protos::temporal::api::workflowservice::v1::{self as ws, get_system_info_response};
 use tonic::Request;
 
 use crate::clock::{proto, Millis};
+use crate::engine::external::{CancelRequest, Signal};
 use crate::engine::state::{RunKey, Sticky};
 use crate::engine::workflow::{normal_queue, StartWorkflow};
 use crate::engine::workflow_task::{command_payload_bytes, CompleteWorkflowTask};
 use crate::engine::{is_close_event, Tx};
 use crate::error::{Error, Result};
 use crate::matching::{QueuedTask, TaskKind};
-use crate::service::{Execution, Service, StartFn, StartOut};
+use crate::service::{Execution, QueryAnswer, Service, StartFn, StartOut};
 use crate::store::NamespaceRecord;
 use crate::token::TaskToken;
 
@@ -199,58 +201,156 @@ impl Frontend {
     ) -> Result<ws::StartWorkflowExecutionResponse> {
         let r = r.into_inner();
         self.svc.namespace(&r.namespace)?;
-        check_id(&r.workflow_id, "WorkflowId")?;
-        let workflow_type = r.workflow_type.map(|t| t.name).unwrap_or_default();
-        check_id(&workflow_type, "WorkflowType")?;
-        let task_queue = r.task_queue.map(|t| t.name).unwrap_or_default();
-        check_id(&task_queue, "TaskQueue")?;
-        if r.request_id.len() > ID_LENGTH_MAX {
-            return Err(Error::invalid("RequestId exceeds length limit."));
-        }
-        check_blob(payloads_len(&r.input))?;
-        let execution_timeout_ms = non_negative(&r.workflow_execution_timeout, "WorkflowExecutionTimeout")?;
-        let mut run_timeout_ms = non_negative(&r.workflow_run_timeout, "WorkflowRunTimeout")?;
-        if execution_timeout_ms > 0 && (run_timeout_ms == 0 || run_timeout_ms > execution_timeout_ms) {
-            run_timeout_ms = execution_timeout_ms;
-        }
-        let mut task_timeout_ms = non_negative(&r.workflow_task_timeout, "WorkflowTaskTimeout")?;
-        if task_timeout_ms == 0 {
-            task_timeout_ms = WORKFLOW_TASK_TIMEOUT_DEFAULT_MS;
-        }
-        task_timeout_ms = task_timeout_ms.min(WORKFLOW_TASK_TIMEOUT_MAX_MS);
-        if run_timeout_ms > 0 {
-            task_timeout_ms = task_timeout_ms.min(run_timeout_ms);
-        }
-        if !r.cron_schedule.is_empty() {
-            return Err(Error::Unimplemented("cron schedules are not supported by tempora yet".into()));
-        }
-        if let Some(p) = &r.retry_policy {
-            crate::engine::activity::retry_policy(Some(p)).map_err(Error::InvalidArgument)?;
-        }
-        let request_id = if r.request_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { r.request_id };
-        let start = StartWorkflow {
-            key: RunKey { namespace: r.namespace, workflow_id: r.workflow_id, run_id: String::new() },
-            workflow_type,
-            task_queue,
-            input: r.input,
-            execution_timeout_ms,
-            run_timeout_ms,
-            task_timeout_ms,
-            identity: r.identity,
-            request_id,
-            retry_policy: r.retry_policy,
-            memo: r.memo,
-            search_attributes: r.search_attributes,
-            header: r.header,
-            priority: r.priority,
-        };
-        let started = self.svc.start_workflow(start, r.workflow_id_reuse_policy, r.workflow_id_conflict_policy).await?;
+        let (reuse, conflict) = (r.workflow_id_reuse_policy, r.workflow_id_conflict_policy);
+        let start = start_request(r)?;
+        let started = self.svc.start_workflow(start, reuse, conflict).await?;
         Ok(ws::StartWorkflowExecutionResponse {
             run_id: started.run_id,
             started: started.started,
             status: WorkflowExecutionStatus::Running as i32,
             ..Default::default()
         })
+    }
+
+    pub async fn signal_with_start_workflow_execution(
+        &self,
+        r: Request<ws::SignalWithStartWorkflowExecutionRequest>,
+    ) -> Result<ws::SignalWithStartWorkflowExecutionResponse> {
+        let r = r.into_inner();
+        self.svc.namespace(&r.namespace)?;
+        check_id(&r.signal_name, "SignalName")?;
+        check_blob(payloads_len(&r.signal_input))?;
+        let signal = Signal {
+            name: r.signal_name,
+            input: r.signal_input,
+            identity: r.identity.clone(),
+            header: r.header.clone(),
+            request_id: r.request_id.clone(),
+            external: None,
+        };
+        let (reuse, conflict) = (r.workflow_id_reuse_policy, r.workflow_id_conflict_policy);
+        let start = start_request(ws::StartWorkflowExecutionRequest {
+            namespace: r.namespace,
+            workflow_id: r.workflow_id,
+            workflow_type: r.workflow_type,
+            task_queue: r.task_queue,
+            input: r.input,
+            workflow_execution_timeout: r.workflow_execution_timeout,
+            workflow_run_timeout: r.workflow_run_timeout,
+            workflow_task_timeout: r.workflow_task_timeout,
+            identity: r.identity,
+            request_id: r.request_id,
+            retry_policy: r.retry_policy,
+            cron_schedule: r.cron_schedule,
+            memo: r.memo,
+            search_attributes: r.search_attributes,
+            header: r.header,
+            priority: r.priority,
+            ..Default::default()
+        })?;
+        let started = self.svc.signal_with_start(start, signal, reuse, conflict).await?;
+        Ok(ws::SignalWithStartWorkflowExecutionResponse {
+            run_id: started.run_id,
+            started: started.started,
+            ..Default::default()
+        })
+    }
+
+    pub async fn signal_workflow_execution(
+        &self,
+        r: Request<ws::SignalWorkflowExecutionRequest>,
+    ) -> Result<ws::SignalWorkflowExecutionResponse> {
+        let r = r.into_inner();
+        self.svc.namespace(&r.namespace)?;
+        check_id(&r.signal_name, "SignalName")?;
+        check_blob(payloads_len(&r.input))?;
+        let execution = r.workflow_execution.unwrap_or_default();
+        let key = self.svc.resolve_run(&r.namespace, &execution.workflow_id, &execution.run_id).await?;
+        let signal = Signal {
+            name: r.signal_name,
+            input: r.input,
+            identity: r.identity,
+            header: r.header,
+            request_id: r.request_id,
+            external: None,
+        };
+        self.svc.transition(&key.run_id, move |tx, _| Ok(tx.signal(&signal)?.then_some(())), |_, _| ()).await?;
+        Ok(ws::SignalWorkflowExecutionResponse::default())
+    }
+
+    pub async fn query_workflow(&self, r: Request<ws::QueryWorkflowRequest>) -> Result<ws::QueryWorkflowResponse> {
+        let timeout = query_timeout(r.metadata());
+        let r = r.into_inner();
+        self.svc.namespace(&r.namespace)?;
+        let execution = r.execution.unwrap_or_default();
+        let query = r.query.ok_or_else(|| Error::invalid("Query is not set on request."))?;
+        check_id(&query.query_type, "QueryType")?;
+        check_blob(payloads_len(&query.query_args))?;
+        let key = self.svc.resolve_run(&r.namespace, &execution.workflow_id, &execution.run_id).await?;
+        let status = self.svc.read(&key.run_id, |e| e.state.status).await?;
+        let running = status == WorkflowExecutionStatus::Running as i32;
+        let rejected = match QueryRejectCondition::try_from(r.query_reject_condition) {
+            Ok(QueryRejectCondition::NotOpen) => !running,
+            Ok(QueryRejectCondition::NotCompletedCleanly) => {
+                !running && status != WorkflowExecutionStatus::Completed as i32
+            }
+            _ => false,
+        };
+        if rejected {
+            return Ok(ws::QueryWorkflowResponse {
+                query_rejected: Some(QueryRejected { status }),
+                ..Default::default()
+            });
+        }
+        match self.svc.query(&key, query, timeout).await? {
+            QueryAnswer::Answered(result) => {
+                Ok(ws::QueryWorkflowResponse { query_result: result, ..Default::default() })
+            }
+            QueryAnswer::Failed { message, failure } => Err(Error::QueryFailed { message, failure }),
+        }
+    }
+
+    pub async fn respond_query_task_completed(
+        &self,
+        r: Request<ws::RespondQueryTaskCompletedRequest>,
+    ) -> Result<ws::RespondQueryTaskCompletedResponse> {
+        let r = r.into_inner();
+        let token = TaskToken::parse(&r.task_token, false)?;
+        if token.query_id.is_empty() {
+            return Err(Error::invalid("the task token is not a query task's"));
+        }
+        check_blob(payloads_len(&r.query_result))?;
+        let answer = if r.completed_type == QueryResultType::Answered as i32 {
+            QueryAnswer::Answered(r.query_result)
+        } else {
+            let message = if r.error_message.is_empty() {
+                r.failure.as_ref().map(|f| f.message.clone()).unwrap_or_default()
+            } else {
+                r.error_message
+            };
+            QueryAnswer::Failed { message, failure: r.failure.map(Box::new) }
+        };
+        self.svc.answer_query(&token.query_id, answer)?;
+        Ok(ws::RespondQueryTaskCompletedResponse {})
+    }
+
+    pub async fn request_cancel_workflow_execution(
+        &self,
+        r: Request<ws::RequestCancelWorkflowExecutionRequest>,
+    ) -> Result<ws::RequestCancelWorkflowExecutionResponse> {
+        let r = r.into_inner();
+        self.svc.namespace(&r.namespace)?;
+        let execution = r.workflow_execution.unwrap_or_default();
+        let key = self.svc.resolve_run(&r.namespace, &execution.workflow_id, &execution.run_id).await?;
+        if !r.first_execution_run_id.is_empty() {
+            let first = self.svc.read(&key.run_id, |e| e.state.first_execution_run_id.clone()).await?;
+            if first != r.first_execution_run_id {
+                return Err(Error::not_found("workflow execution not found for the given first execution run id"));
+            }
+        }
+        let cancel = CancelRequest { reason: r.reason, identity: r.identity, external: None };
+        self.svc.transition(&key.run_id, move |tx, _| Ok(tx.request_cancel(&cancel)?.then_some(())), |_, _| ()).await?;
+        Ok(ws::RequestCancelWorkflowExecutionResponse {})
     }
 
     pub async fn terminate_workflow_execution(
@@ -347,9 +447,14 @@ impl Frontend {
         let sticky_poll = task_queue.kind == TaskQueueKind::Sticky as i32;
         let polled = self
             .svc
-            .poll_task(&r.namespace, &task_queue.name, TaskKind::Workflow, TASK_POLL_TIMEOUT, move |_task| {
-                start_workflow_task(identity.clone(), sticky_poll)
-            })
+            .poll_task(
+                &r.namespace,
+                &task_queue.name,
+                TaskKind::Workflow,
+                TASK_POLL_TIMEOUT,
+                move |_task| start_workflow_task(identity.clone(), sticky_poll),
+                Some(&query_task_response),
+            )
             .await?;
         Ok(polled.unwrap_or_default())
     }
@@ -427,9 +532,14 @@ impl Frontend {
         let identity = r.identity;
         let polled = self
             .svc
-            .poll_task(&r.namespace, &task_queue.name, TaskKind::Activity, TASK_POLL_TIMEOUT, move |task| {
-                start_activity_task(task, identity.clone())
-            })
+            .poll_task(
+                &r.namespace,
+                &task_queue.name,
+                TaskKind::Activity,
+                TASK_POLL_TIMEOUT,
+                move |task| start_activity_task(task, identity.clone()),
+                None,
+            )
             .await?;
         Ok(polled.unwrap_or_default())
     }
@@ -604,6 +714,76 @@ impl Frontend {
     }
 }
 
+/// How long a query may wait for a worker: the caller's deadline (`grpc-timeout`) less a
+/// margin to answer in, capped by Temporal's long-poll interval.
+fn query_timeout(metadata: &tonic::metadata::MetadataMap) -> Duration {
+    const DEFAULT: Duration = Duration::from_secs(30);
+    const MARGIN: Duration = Duration::from_millis(500);
+    let Some(value) = metadata.get("grpc-timeout").and_then(|v| v.to_str().ok()) else { return DEFAULT };
+    let (digits, unit) = value.split_at(value.len().saturating_sub(1));
+    let Ok(n) = digits.parse::<u64>() else { return DEFAULT };
+    let deadline = match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return DEFAULT,
+    };
+    deadline.saturating_sub(MARGIN).min(TASK_POLL_TIMEOUT)
+}
+
+/// Validates a start request (naming the bad field) and applies Temporal's timeout defaults.
+fn start_request(r: ws::StartWorkflowExecutionRequest) -> Result<StartWorkflow> {
+    check_id(&r.workflow_id, "WorkflowId")?;
+    let workflow_type = r.workflow_type.map(|t| t.name).unwrap_or_default();
+    check_id(&workflow_type, "WorkflowType")?;
+    let task_queue = r.task_queue.map(|t| t.name).unwrap_or_default();
+    check_id(&task_queue, "TaskQueue")?;
+    if r.request_id.len() > ID_LENGTH_MAX {
+        return Err(Error::invalid("RequestId exceeds length limit."));
+    }
+    check_blob(payloads_len(&r.input))?;
+    let execution_timeout_ms = non_negative(&r.workflow_execution_timeout, "WorkflowExecutionTimeout")?;
+    let mut run_timeout_ms = non_negative(&r.workflow_run_timeout, "WorkflowRunTimeout")?;
+    if execution_timeout_ms > 0 && (run_timeout_ms == 0 || run_timeout_ms > execution_timeout_ms) {
+        run_timeout_ms = execution_timeout_ms;
+    }
+    let mut task_timeout_ms = non_negative(&r.workflow_task_timeout, "WorkflowTaskTimeout")?;
+    if task_timeout_ms == 0 {
+        task_timeout_ms = WORKFLOW_TASK_TIMEOUT_DEFAULT_MS;
+    }
+    task_timeout_ms = task_timeout_ms.min(WORKFLOW_TASK_TIMEOUT_MAX_MS);
+    if run_timeout_ms > 0 {
+        task_timeout_ms = task_timeout_ms.min(run_timeout_ms);
+    }
+    if !r.cron_schedule.is_empty() {
+        return Err(Error::Unimplemented("cron schedules are not supported by tempora yet".into()));
+    }
+    if let Some(p) = &r.retry_policy {
+        crate::engine::activity::retry_policy(Some(p)).map_err(Error::InvalidArgument)?;
+    }
+    let request_id = if r.request_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { r.request_id };
+    Ok(StartWorkflow {
+        key: RunKey { namespace: r.namespace, workflow_id: r.workflow_id, run_id: String::new() },
+        workflow_type,
+        task_queue,
+        input: r.input,
+        execution_timeout_ms,
+        run_timeout_ms,
+        task_timeout_ms,
+        identity: r.identity,
+        request_id,
+        retry_policy: r.retry_policy,
+        memo: r.memo,
+        search_attributes: r.search_attributes,
+        header: r.header,
+        priority: r.priority,
+        ..Default::default()
+    })
+}
+
 fn start_workflow_task(identity: String, sticky_poll: bool) -> StartFn<ws::PollWorkflowTaskQueueResponse> {
     let request_id = uuid::Uuid::new_v4().to_string();
     (
@@ -637,6 +817,27 @@ fn workflow_task_response(
         workflow_execution_task_queue: Some(normal_queue(&state.task_queue)),
         scheduled_time: Some(proto::timestamp(started.scheduled_time_ms)),
         started_time: Some(proto::timestamp(started.started_time_ms)),
+        ..Default::default()
+    }
+}
+
+/// A query task: the run's full history and the query; nothing in the run changes.
+fn query_task_response(
+    exec: &Execution,
+    query: &WorkflowQuery,
+    task: &QueuedTask,
+) -> ws::PollWorkflowTaskQueueResponse {
+    let state = &exec.state;
+    ws::PollWorkflowTaskQueueResponse {
+        task_token: TaskToken::query(&state.key, &task.query_id).to_bytes(),
+        workflow_execution: Some(execution_of(&state.key)),
+        workflow_type: Some(WorkflowType { name: state.workflow_type.clone() }),
+        previous_started_event_id: state.last_completed_wft_started_event_id,
+        started_event_id: 0,
+        attempt: 1,
+        history: Some(History { events: exec.history.clone() }),
+        query: Some(query.clone()),
+        workflow_execution_task_queue: Some(normal_queue(&state.task_queue)),
         ..Default::default()
     }
 }
@@ -800,8 +1001,13 @@ fn describe(exec: &Execution) -> ws::DescribeWorkflowExecutionResponse {
             status: s.status,
             history_length: exec.history.len() as i64,
             execution_time: Some(proto::timestamp(s.start_time_ms)),
-            memo: started.memo,
-            search_attributes: started.search_attributes,
+            memo: s.memo.as_ref().map(|m| m.decode()).or(started.memo),
+            search_attributes: s.search_attributes.as_ref().map(|m| m.decode()).or(started.search_attributes),
+            parent_namespace_id: s.parent.as_ref().map(|p| p.namespace.clone()).unwrap_or_default(),
+            parent_execution: s
+                .parent
+                .as_ref()
+                .map(|p| WorkflowExecution { workflow_id: p.workflow_id.clone(), run_id: p.run_id.clone() }),
             task_queue: s.task_queue.clone(),
             state_transition_count: s.transitions as i64,
             history_size_bytes: s.history_size_bytes,
@@ -811,6 +1017,17 @@ fn describe(exec: &Execution) -> ws::DescribeWorkflowExecutionResponse {
         }),
         pending_activities,
         pending_workflow_task,
+        pending_children: s
+            .children
+            .values()
+            .map(|c| wf::PendingChildExecutionInfo {
+                workflow_id: c.workflow_id.clone(),
+                run_id: c.run_id.clone(),
+                workflow_type_name: c.workflow_type.clone(),
+                initiated_id: c.initiated_event_id,
+                parent_close_policy: c.parent_close_policy,
+            })
+            .collect(),
         ..Default::default()
     }
 }

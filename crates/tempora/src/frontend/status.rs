@@ -60,6 +60,12 @@ impl From<Error> for Status {
             Error::Unavailable(_) => with_detail(Code::Unavailable, message, None),
             Error::Unimplemented(_) => with_detail(Code::Unimplemented, message, None),
             Error::Internal(_) => with_detail(Code::Internal, message, None),
+            Error::QueryFailed { failure, .. } => with_detail(
+                Code::InvalidArgument,
+                message,
+                Some(any("QueryFailedFailure", &details::QueryFailedFailure { failure: failure.map(|f| *f) })),
+            ),
+            Error::DeadlineExceeded(_) => with_detail(Code::DeadlineExceeded, message, None),
         }
     }
 }

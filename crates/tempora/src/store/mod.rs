@@ -18,6 +18,7 @@
 pub mod postgres;
 pub mod sqlite;
 
+use std::sync::Arc;
 use std::thread;
 
 use prost::Message;
@@ -123,6 +124,20 @@ pub trait Store: Send + 'static {
     fn load_execution(&mut self, run_id: &str) -> Result<Option<ExecutionRecord>>;
     /// (namespace, workflow id, run id) of every workflow id's current run.
     fn load_current_runs(&mut self) -> Result<Vec<(String, String, String)>>;
+    /// The current run id of one workflow id.
+    fn load_current_run(&mut self, namespace: &str, workflow_id: &str) -> Result<Option<String>>;
+    /// A way to read beside the writer (a connection pool), if the backend has one. Reads then
+    /// never wait behind a group commit or the writer's reconnects.
+    fn reader(&self) -> Option<Arc<dyn Reader>> {
+        None
+    }
+}
+
+/// Reads that may run on any thread, concurrently with the writer. They see what was
+/// committed before they started.
+pub trait Reader: Send + Sync + 'static {
+    fn load_execution(&self, run_id: &str) -> Result<Option<ExecutionRecord>>;
+    fn load_current_run(&self, namespace: &str, workflow_id: &str) -> Result<Option<String>>;
 }
 
 pub(crate) fn decode_execution(state_json: &[u8], events: Vec<Vec<u8>>) -> Result<ExecutionRecord> {
@@ -141,12 +156,15 @@ enum Request {
     Close(oneshot::Sender<()>),
     Commit(Vec<Write>, oneshot::Sender<Result<()>>),
     LoadExecution(String, oneshot::Sender<Result<Option<ExecutionRecord>>>),
+    LoadCurrentRun(String, String, oneshot::Sender<Result<Option<String>>>),
 }
 
-/// The async face of a store: cheap to clone; all calls go to the writer thread.
+/// The async face of a store: cheap to clone. Commits go to the writer thread; reads go to
+/// the backend's `Reader` if it has one, else to the writer thread too.
 #[derive(Clone)]
 pub struct Handle {
     tx: mpsc::Sender<Request>,
+    reader: Option<Arc<dyn Reader>>,
 }
 
 /// Requests waiting for the writer; a full queue makes callers wait (backpressure).
@@ -158,11 +176,12 @@ impl Handle {
     /// Starts the writer thread that owns `store`. The thread ends when every handle is dropped.
     pub fn spawn(store: Box<dyn Store>) -> (Handle, thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE_MAX);
+        let reader = store.reader();
         let join = thread::Builder::new()
             .name("tempora-store".into())
             .spawn(move || writer_loop(store, rx))
             .expect("spawn store thread");
-        (Handle { tx }, join)
+        (Handle { tx, reader }, join)
     }
 
     pub async fn commit(&self, writes: Vec<Write>) -> Result<()> {
@@ -180,10 +199,28 @@ impl Handle {
     }
 
     pub async fn load_execution(&self, run_id: &str) -> Result<Option<ExecutionRecord>> {
+        let run_id = run_id.to_string();
+        if let Some(reader) = self.reader.clone() {
+            return read_blocking(move || reader.load_execution(&run_id)).await;
+        }
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Request::LoadExecution(run_id.to_string(), reply)).await.map_err(|_| Error::Closed)?;
+        self.tx.send(Request::LoadExecution(run_id, reply)).await.map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)?
     }
+
+    pub async fn load_current_run(&self, namespace: &str, workflow_id: &str) -> Result<Option<String>> {
+        let (namespace, workflow_id) = (namespace.to_string(), workflow_id.to_string());
+        if let Some(reader) = self.reader.clone() {
+            return read_blocking(move || reader.load_current_run(&namespace, &workflow_id)).await;
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Request::LoadCurrentRun(namespace, workflow_id, reply)).await.map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+}
+
+async fn read_blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Backend(format!("read task failed: {e}")))?
 }
 
 fn writer_loop(mut store: Box<dyn Store>, mut rx: mpsc::Receiver<Request>) {
@@ -203,6 +240,10 @@ fn writer_loop(mut store: Box<dyn Store>, mut rx: mpsc::Receiver<Request>) {
                 Request::LoadExecution(run_id, reply) => {
                     commit_group(store.as_mut(), &mut group);
                     let _ = reply.send(store.load_execution(&run_id));
+                }
+                Request::LoadCurrentRun(namespace, workflow_id, reply) => {
+                    commit_group(store.as_mut(), &mut group);
+                    let _ = reply.send(store.load_current_run(&namespace, &workflow_id));
                 }
                 Request::Close(reply) => closed = Some(reply),
             }

@@ -5,10 +5,23 @@
 //! must name the version it read, so two writers can never interleave one run's history.
 //! While PostgreSQL is unreachable every call fails with `Error::Backend` (clients see
 //! UNAVAILABLE) and the next call reconnects; nothing acknowledged is lost.
+//!
+//! Connections: the writer thread owns one (with its prepared statements) for group commits;
+//! reads go through a pool (`r2d2`) so they run concurrently with commits and with each other.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use postgres::{Client, NoTls, Statement};
+use r2d2_postgres::PostgresConnectionManager;
 
-use super::{decode_execution, Error, ExecutionRecord, NamespaceRecord, Result, Store, Write};
+use super::{decode_execution, Error, ExecutionRecord, NamespaceRecord, Reader, Result, Store, Write};
+
+/// Most pooled read connections.
+const READ_POOL_MAX: u32 = 8;
+/// How long a read waits for a pooled connection (or for PostgreSQL to accept one) before it
+/// fails as unavailable.
+const READ_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Numbered migrations; the index + 1 is the schema version (table `tempora_schema`).
 pub const MIGRATIONS: &[&str] =
@@ -17,6 +30,24 @@ pub const MIGRATIONS: &[&str] =
 pub struct PostgresStore {
     url: String,
     client: Option<(Client, Statements)>,
+    readers: Arc<PostgresReader>,
+}
+
+/// The read side: a pool of connections, created on demand and replaced when broken.
+pub struct PostgresReader {
+    /// `None` only while being dropped.
+    pool: Option<r2d2::Pool<PostgresConnectionManager<NoTls>>>,
+}
+
+impl Drop for PostgresReader {
+    /// Closing a synchronous connection blocks on its own runtime, which must not happen on an
+    /// async worker thread (the last handle may be dropped there), so the pool closes on its
+    /// own thread.
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            let _ = std::thread::Builder::new().name("tempora-pool-close".into()).spawn(move || drop(pool));
+        }
+    }
 }
 
 /// The hot-path statements, prepared once per connection: each then costs one round trip.
@@ -69,7 +100,18 @@ impl PostgresStore {
     pub fn open(url: &str) -> Result<PostgresStore> {
         let mut client = Client::connect(url, NoTls).map_err(backend)?;
         migrate(&mut client)?;
-        Ok(PostgresStore { url: url.to_string(), client: None })
+        let config: postgres::Config = url.parse().map_err(backend)?;
+        let pool = r2d2::Pool::builder()
+            .max_size(READ_POOL_MAX)
+            .min_idle(Some(1))
+            .connection_timeout(READ_CONNECT_TIMEOUT)
+            // A broken connection is noticed on use (and dropped by the pool); checking each
+            // one before use would cost a round trip per read.
+            .test_on_check_out(false)
+            .build(PostgresConnectionManager::new(config, NoTls))
+            .map_err(|e| Error::Backend(format!("read pool: {e}")))?;
+        let readers = Arc::new(PostgresReader { pool: Some(pool) });
+        Ok(PostgresStore { url: url.to_string(), client: None, readers })
     }
 
     /// Runs `f` on the connection, (re)connecting first if needed; a connection found broken
@@ -88,12 +130,51 @@ impl PostgresStore {
         }
         result
     }
+}
 
-    fn history(client: &mut Client, run_id: &str) -> Result<Vec<Vec<u8>>> {
-        let rows = client
-            .query("SELECT data FROM history_events WHERE run_id = $1 ORDER BY event_id", &[&run_id])
-            .map_err(backend)?;
-        Ok(rows.into_iter().map(|r| r.get::<_, Vec<u8>>(0)).collect())
+fn history(client: &mut Client, run_id: &str) -> Result<Vec<Vec<u8>>> {
+    let rows = client
+        .query("SELECT data FROM history_events WHERE run_id = $1 ORDER BY event_id", &[&run_id])
+        .map_err(backend)?;
+    Ok(rows.into_iter().map(|r| r.get::<_, Vec<u8>>(0)).collect())
+}
+
+fn load_execution(client: &mut Client, run_id: &str) -> Result<Option<ExecutionRecord>> {
+    let row = client.query_opt("SELECT state FROM executions WHERE run_id = $1", &[&run_id]).map_err(backend)?;
+    match row {
+        None => Ok(None),
+        Some(row) => {
+            let state: Vec<u8> = row.get(0);
+            decode_execution(&state, history(client, run_id)?).map(Some)
+        }
+    }
+}
+
+fn load_current_run(client: &mut Client, namespace: &str, workflow_id: &str) -> Result<Option<String>> {
+    let row = client
+        .query_opt(
+            "SELECT run_id FROM current_executions WHERE namespace = $1 AND workflow_id = $2",
+            &[&namespace, &workflow_id],
+        )
+        .map_err(backend)?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+impl PostgresReader {
+    fn with_client<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+        let pool = self.pool.as_ref().ok_or(Error::Closed)?;
+        let mut conn = pool.get().map_err(|e| Error::Backend(format!("no read connection: {e}")))?;
+        f(&mut conn)
+    }
+}
+
+impl Reader for PostgresReader {
+    fn load_execution(&self, run_id: &str) -> Result<Option<ExecutionRecord>> {
+        self.with_client(|client| load_execution(client, run_id))
+    }
+
+    fn load_current_run(&self, namespace: &str, workflow_id: &str) -> Result<Option<String>> {
+        self.with_client(|client| load_current_run(client, namespace, workflow_id))
     }
 }
 
@@ -202,24 +283,22 @@ impl Store for PostgresStore {
             for row in rows {
                 let run_id: String = row.get(0);
                 let state: Vec<u8> = row.get(1);
-                out.push(decode_execution(&state, Self::history(client, &run_id)?)?);
+                out.push(decode_execution(&state, history(client, &run_id)?)?);
             }
             Ok(out)
         })
     }
 
     fn load_execution(&mut self, run_id: &str) -> Result<Option<ExecutionRecord>> {
-        self.with_client(|client, _| {
-            let row =
-                client.query_opt("SELECT state FROM executions WHERE run_id = $1", &[&run_id]).map_err(backend)?;
-            match row {
-                None => Ok(None),
-                Some(row) => {
-                    let state: Vec<u8> = row.get(0);
-                    decode_execution(&state, Self::history(client, run_id)?).map(Some)
-                }
-            }
-        })
+        self.with_client(|client, _| load_execution(client, run_id))
+    }
+
+    fn load_current_run(&mut self, namespace: &str, workflow_id: &str) -> Result<Option<String>> {
+        self.with_client(|client, _| load_current_run(client, namespace, workflow_id))
+    }
+
+    fn reader(&self) -> Option<Arc<dyn Reader>> {
+        Some(self.readers.clone())
     }
 
     fn load_current_runs(&mut self) -> Result<Vec<(String, String, String)>> {

@@ -182,6 +182,17 @@ impl Store for SqliteStore {
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(backend)?;
         rows.collect::<std::result::Result<_, _>>().map_err(backend)
     }
+
+    fn load_current_run(&mut self, namespace: &str, workflow_id: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT run_id FROM current_executions WHERE namespace = ?1 AND workflow_id = ?2",
+                [namespace, workflow_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,307 @@
+//! Child workflows as their parent sees them: the `StartChildWorkflowExecution` command, the
+//! child's start (or failure to start), and its close reported back.
+//!
+//! The child itself is an ordinary run that knows its parent (`MutableState::parent`); the
+//! service starts it after the parent's command is committed, and reports its close.
+
+use temporalio_protos::temporal::api::command::v1::StartChildWorkflowExecutionCommandAttributes;
+use temporalio_protos::temporal::api::common::v1::{WorkflowExecution, WorkflowType};
+use temporalio_protos::temporal::api::enums::v1::{
+    EventType, ParentClosePolicy, StartChildWorkflowExecutionFailedCause,
+};
+use temporalio_protos::temporal::api::history::v1::{self as history, history_event::Attributes, HistoryEvent};
+
+use super::state::{Child, Encoded, ParentInfo, RunKey};
+use super::workflow::{normal_queue, StartWorkflow};
+use super::{ClosingChild, Effect, Tx, LINK_STARTED};
+use crate::clock::proto;
+
+/// Temporal's per-run limit on pending children.
+pub const PENDING_CHILDREN_MAX: usize = 2000;
+const CHILD_TASK_TIMEOUT_DEFAULT_MS: i64 = 10_000;
+
+impl Tx<'_> {
+    /// The `StartChildWorkflowExecution` command.
+    pub(crate) fn start_child(
+        &mut self,
+        a: &StartChildWorkflowExecutionCommandAttributes,
+        completed_id: i64,
+    ) -> Result<(), String> {
+        if a.workflow_id.is_empty() {
+            return Err("WorkflowId is not set on StartChildWorkflowExecutionCommand.".into());
+        }
+        let workflow_type = a.workflow_type.as_ref().map(|t| t.name.clone()).unwrap_or_default();
+        if workflow_type.is_empty() {
+            return Err("WorkflowType is not set on StartChildWorkflowExecutionCommand.".into());
+        }
+        let mut a = a.clone();
+        if a.namespace.is_empty() {
+            a.namespace = self.state.key.namespace.clone();
+        }
+        if a.task_queue.as_ref().is_none_or(|q| q.name.is_empty()) {
+            a.task_queue = Some(normal_queue(&self.state.task_queue));
+        }
+        if proto::duration_ms(a.workflow_task_timeout.as_ref()) <= 0 {
+            a.workflow_task_timeout = Some(proto::duration(CHILD_TASK_TIMEOUT_DEFAULT_MS));
+        }
+        let initiated_event_id = self.append(history::StartChildWorkflowExecutionInitiatedEventAttributes {
+            namespace: a.namespace.clone(),
+            workflow_id: a.workflow_id.clone(),
+            workflow_type: a.workflow_type.clone(),
+            task_queue: a.task_queue.clone(),
+            input: a.input.clone(),
+            workflow_execution_timeout: a.workflow_execution_timeout,
+            workflow_run_timeout: a.workflow_run_timeout,
+            workflow_task_timeout: a.workflow_task_timeout,
+            parent_close_policy: a.parent_close_policy,
+            control: a.control.clone(),
+            workflow_task_completed_event_id: completed_id,
+            workflow_id_reuse_policy: a.workflow_id_reuse_policy,
+            retry_policy: a.retry_policy.clone(),
+            cron_schedule: a.cron_schedule.clone(),
+            header: a.header.clone(),
+            memo: a.memo.clone(),
+            search_attributes: a.search_attributes.clone(),
+            priority: a.priority.clone(),
+            ..Default::default()
+        });
+        self.state.children.insert(
+            initiated_event_id,
+            Child {
+                initiated_event_id,
+                workflow_id: a.workflow_id.clone(),
+                workflow_type,
+                run_id: String::new(),
+                started_event_id: 0,
+                parent_close_policy: a.parent_close_policy,
+                command: Encoded::of(&a),
+            },
+        );
+        self.effects.push(Effect::StartChild { initiated_event_id });
+        Ok(())
+    }
+
+    /// The child was started as `run_id`. False if already known (or no longer wanted).
+    pub fn child_started(&mut self, initiated_event_id: i64, run_id: &str) -> bool {
+        if !self.state.is_open() {
+            return false;
+        }
+        let Some(child) = self.state.children.get_mut(&initiated_event_id) else { return false };
+        if !child.run_id.is_empty() {
+            return false;
+        }
+        child.run_id = run_id.to_string();
+        let event = started_event(child, self.state.key.namespace.clone());
+        self.add_external(event);
+        true
+    }
+
+    /// The child could not be started: its workflow id is in use, or its namespace is unknown.
+    pub fn child_start_failed(
+        &mut self,
+        initiated_event_id: i64,
+        cause: StartChildWorkflowExecutionFailedCause,
+    ) -> bool {
+        if !self.state.is_open() {
+            return false;
+        }
+        let Some(child) = self.state.children.remove(&initiated_event_id) else { return false };
+        let command: StartChildWorkflowExecutionCommandAttributes = child.command.decode();
+        self.add_external(history::StartChildWorkflowExecutionFailedEventAttributes {
+            namespace: command.namespace,
+            workflow_id: child.workflow_id,
+            workflow_type: Some(WorkflowType { name: child.workflow_type }),
+            cause: cause as i32,
+            control: command.control,
+            initiated_event_id,
+            ..Default::default()
+        });
+        true
+    }
+
+    /// The child's chain closed with `close_event` (its last run's closing event).
+    pub fn child_closed(&mut self, initiated_event_id: i64, child_run_id: &str, close_event: &HistoryEvent) -> bool {
+        if !self.state.is_open() {
+            return false;
+        }
+        let Some(child) = self.state.children.get(&initiated_event_id).cloned() else { return false };
+        let namespace = self.state.key.namespace.clone();
+        let mut events: Vec<Attributes> = Vec::new();
+        let mut started_event_id = child.started_event_id;
+        if child.run_id.is_empty() {
+            // The close overtook the report of the start: write both, in order.
+            let mut started = child.clone();
+            started.run_id = child_run_id.to_string();
+            events.push(started_event(&started, namespace.clone()).into());
+            started_event_id = LINK_STARTED;
+        } else if started_event_id == 0 {
+            started_event_id = LINK_STARTED; // Its started event is still buffered.
+        }
+        let run_id = if child.run_id.is_empty() { child_run_id.to_string() } else { child.run_id.clone() };
+        let execution = Some(WorkflowExecution { workflow_id: child.workflow_id.clone(), run_id });
+        let workflow_type = Some(WorkflowType { name: child.workflow_type.clone() });
+        let Some(closed) =
+            closed_event(close_event, namespace, execution, workflow_type, initiated_event_id, started_event_id)
+        else {
+            return false;
+        };
+        events.push(closed);
+        self.state.children.remove(&initiated_event_id);
+        self.add_external_all(events);
+        true
+    }
+
+    /// Effects of this run's close on its relatives: the parent hears of it, children are
+    /// dealt with by their parent close policies.
+    pub(crate) fn close_relatives(&mut self) {
+        let continued = !self.state.new_execution_run_id.is_empty();
+        if let (Some(parent), false) = (&self.state.parent, continued) {
+            if let Some(close_event) = self.events.last() {
+                self.effects.push(Effect::ReportToParent {
+                    parent: parent.clone(),
+                    close_event: Box::new(close_event.clone()),
+                });
+            }
+        }
+        let children: Vec<ClosingChild> = self
+            .state
+            .children
+            .values()
+            .filter(|c| !c.run_id.is_empty() && c.parent_close_policy != ParentClosePolicy::Abandon as i32)
+            .map(|c| {
+                let command: StartChildWorkflowExecutionCommandAttributes = c.command.decode();
+                ClosingChild {
+                    namespace: command.namespace,
+                    workflow_id: c.workflow_id.clone(),
+                    run_id: c.run_id.clone(),
+                    policy: c.parent_close_policy,
+                }
+            })
+            .collect();
+        if !children.is_empty() {
+            self.effects.push(Effect::ParentClosed { children });
+        }
+    }
+}
+
+fn started_event(child: &Child, namespace: String) -> history::ChildWorkflowExecutionStartedEventAttributes {
+    let command: StartChildWorkflowExecutionCommandAttributes = child.command.decode();
+    history::ChildWorkflowExecutionStartedEventAttributes {
+        namespace: if command.namespace.is_empty() { namespace } else { command.namespace },
+        initiated_event_id: child.initiated_event_id,
+        workflow_execution: Some(WorkflowExecution {
+            workflow_id: child.workflow_id.clone(),
+            run_id: child.run_id.clone(),
+        }),
+        workflow_type: Some(WorkflowType { name: child.workflow_type.clone() }),
+        header: command.header,
+        ..Default::default()
+    }
+}
+
+/// The parent's event for a child's closing event, or `None` if the event does not close.
+fn closed_event(
+    close_event: &HistoryEvent,
+    namespace: String,
+    workflow_execution: Option<WorkflowExecution>,
+    workflow_type: Option<WorkflowType>,
+    initiated_event_id: i64,
+    started_event_id: i64,
+) -> Option<Attributes> {
+    use Attributes as A;
+    let event = match close_event.attributes.as_ref()? {
+        A::WorkflowExecutionCompletedEventAttributes(a) => {
+            A::ChildWorkflowExecutionCompletedEventAttributes(history::ChildWorkflowExecutionCompletedEventAttributes {
+                result: a.result.clone(),
+                namespace,
+                workflow_execution,
+                workflow_type,
+                initiated_event_id,
+                started_event_id,
+                ..Default::default()
+            })
+        }
+        A::WorkflowExecutionFailedEventAttributes(a) => {
+            A::ChildWorkflowExecutionFailedEventAttributes(history::ChildWorkflowExecutionFailedEventAttributes {
+                failure: a.failure.clone(),
+                namespace,
+                workflow_execution,
+                workflow_type,
+                initiated_event_id,
+                started_event_id,
+                retry_state: a.retry_state,
+                ..Default::default()
+            })
+        }
+        A::WorkflowExecutionCanceledEventAttributes(a) => {
+            A::ChildWorkflowExecutionCanceledEventAttributes(history::ChildWorkflowExecutionCanceledEventAttributes {
+                details: a.details.clone(),
+                namespace,
+                workflow_execution,
+                workflow_type,
+                initiated_event_id,
+                started_event_id,
+                ..Default::default()
+            })
+        }
+        A::WorkflowExecutionTimedOutEventAttributes(a) => {
+            A::ChildWorkflowExecutionTimedOutEventAttributes(history::ChildWorkflowExecutionTimedOutEventAttributes {
+                namespace,
+                workflow_execution,
+                workflow_type,
+                initiated_event_id,
+                started_event_id,
+                retry_state: a.retry_state,
+                ..Default::default()
+            })
+        }
+        A::WorkflowExecutionTerminatedEventAttributes(_) => A::ChildWorkflowExecutionTerminatedEventAttributes(
+            history::ChildWorkflowExecutionTerminatedEventAttributes {
+                namespace,
+                workflow_execution,
+                workflow_type,
+                initiated_event_id,
+                started_event_id,
+                ..Default::default()
+            },
+        ),
+        _ => return None,
+    };
+    debug_assert!(close_event.event_type != EventType::WorkflowExecutionContinuedAsNew as i32);
+    Some(event)
+}
+
+/// The start request for a child, from its parent's record of it. The request id is derived
+/// from the parent's run and event, so starting it again (after a restart) finds the same run.
+pub fn child_start_request(parent: &RunKey, child: &Child) -> (StartWorkflow, i32) {
+    let a: StartChildWorkflowExecutionCommandAttributes = child.command.decode();
+    let execution_timeout_ms = proto::duration_ms(a.workflow_execution_timeout.as_ref());
+    let mut run_timeout_ms = proto::duration_ms(a.workflow_run_timeout.as_ref());
+    if execution_timeout_ms > 0 && (run_timeout_ms == 0 || run_timeout_ms > execution_timeout_ms) {
+        run_timeout_ms = execution_timeout_ms;
+    }
+    let start = StartWorkflow {
+        key: RunKey { namespace: a.namespace.clone(), workflow_id: a.workflow_id.clone(), run_id: String::new() },
+        workflow_type: child.workflow_type.clone(),
+        task_queue: a.task_queue.map(|q| q.name).unwrap_or_default(),
+        input: a.input,
+        execution_timeout_ms,
+        run_timeout_ms,
+        task_timeout_ms: proto::duration_ms(a.workflow_task_timeout.as_ref()).max(1),
+        identity: String::new(),
+        request_id: format!("{}:{}", parent.run_id, child.initiated_event_id),
+        retry_policy: a.retry_policy,
+        memo: a.memo,
+        search_attributes: a.search_attributes,
+        header: a.header,
+        priority: a.priority,
+        parent: Some(ParentInfo {
+            namespace: parent.namespace.clone(),
+            workflow_id: parent.workflow_id.clone(),
+            run_id: parent.run_id.clone(),
+            initiated_event_id: child.initiated_event_id,
+        }),
+        ..Default::default()
+    };
+    (start, a.workflow_id_reuse_policy)
+}

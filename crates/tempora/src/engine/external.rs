@@ -1,0 +1,230 @@
+//! What reaches a run from outside — signals and cancel requests — and the signals and cancel
+//! requests a run sends to other runs (`SignalExternalWorkflowExecution`,
+//! `RequestCancelExternalWorkflowExecution`), from command to outcome.
+
+use temporalio_protos::temporal::api::command::v1 as command;
+use temporalio_protos::temporal::api::common::v1::{Header, Payloads, WorkflowExecution};
+use temporalio_protos::temporal::api::enums::v1::{
+    CancelExternalWorkflowExecutionFailedCause, SignalExternalWorkflowExecutionFailedCause,
+};
+use temporalio_protos::temporal::api::history::v1 as history;
+
+use super::state::{Encoded, ExternalRequest, ExternalSignal};
+use super::{Effect, Tx};
+use crate::error::{Error, Result};
+
+/// Temporal's per-run limits on pending outgoing signals and cancel requests.
+pub const PENDING_SIGNALS_MAX: usize = 2000;
+pub const PENDING_CANCELS_MAX: usize = 2000;
+
+/// A signal for this run.
+#[derive(Clone, Debug, Default)]
+pub struct Signal {
+    pub name: String,
+    pub input: Option<Payloads>,
+    pub identity: String,
+    pub header: Option<Header>,
+    /// Empty: no deduplication.
+    pub request_id: String,
+    /// The run that sent it, for a signal from another workflow.
+    pub external: Option<WorkflowExecution>,
+}
+
+impl Signal {
+    pub fn event(&self) -> history::WorkflowExecutionSignaledEventAttributes {
+        history::WorkflowExecutionSignaledEventAttributes {
+            signal_name: self.name.clone(),
+            input: self.input.clone(),
+            identity: self.identity.clone(),
+            header: self.header.clone(),
+            external_workflow_execution: self.external.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+/// A cancel request for this run.
+#[derive(Clone, Debug, Default)]
+pub struct CancelRequest {
+    pub reason: String,
+    pub identity: String,
+    /// Set when another run asked: (its initiated event id, the run).
+    pub external: Option<(i64, WorkflowExecution)>,
+}
+
+impl Tx<'_> {
+    /// `SignalWorkflowExecution`. False if the signal was already applied (same request id).
+    pub fn signal(&mut self, signal: &Signal) -> Result<bool> {
+        if !self.state.is_open() {
+            return Err(Error::not_found("workflow execution already completed"));
+        }
+        if !signal.request_id.is_empty() && !self.state.signal_request_ids.insert(signal.request_id.clone()) {
+            return Ok(false);
+        }
+        self.add_external(signal.event());
+        Ok(true)
+    }
+
+    /// `RequestCancelWorkflowExecution`. False if a cancel was already requested (Temporal
+    /// treats a repeat as success).
+    pub fn request_cancel(&mut self, req: &CancelRequest) -> Result<bool> {
+        if !self.state.is_open() {
+            return Err(Error::not_found("workflow execution already completed"));
+        }
+        if self.state.cancel_requested {
+            return Ok(false);
+        }
+        self.state.cancel_requested = true;
+        let (external_initiated_event_id, external_workflow_execution) = match &req.external {
+            Some((id, execution)) => (*id, Some(execution.clone())),
+            None => (0, None),
+        };
+        self.add_external(history::WorkflowExecutionCancelRequestedEventAttributes {
+            cause: req.reason.clone(),
+            external_initiated_event_id,
+            external_workflow_execution,
+            identity: req.identity.clone(),
+        });
+        Ok(true)
+    }
+
+    /// The `SignalExternalWorkflowExecution` command.
+    pub(crate) fn signal_external(
+        &mut self,
+        a: &command::SignalExternalWorkflowExecutionCommandAttributes,
+        completed_id: i64,
+    ) -> std::result::Result<(), String> {
+        let target = a.execution.clone().unwrap_or_default();
+        if target.workflow_id.is_empty() {
+            return Err("WorkflowId is not set on SignalExternalWorkflowExecutionCommand.".into());
+        }
+        if a.signal_name.is_empty() {
+            return Err("SignalName is not set on SignalExternalWorkflowExecutionCommand.".into());
+        }
+        let namespace = self.target_namespace(&a.namespace);
+        let initiated_event_id = self.append(history::SignalExternalWorkflowExecutionInitiatedEventAttributes {
+            workflow_task_completed_event_id: completed_id,
+            namespace: namespace.clone(),
+            workflow_execution: Some(target.clone()),
+            signal_name: a.signal_name.clone(),
+            input: a.input.clone(),
+            control: a.control.clone(),
+            child_workflow_only: a.child_workflow_only,
+            header: a.header.clone(),
+            ..Default::default()
+        });
+        let signal = ExternalSignal {
+            signal_name: a.signal_name.clone(),
+            input: a.input.as_ref().map(Encoded::of),
+            header: a.header.as_ref().map(Encoded::of),
+        };
+        self.track_external(initiated_event_id, namespace, target, a.child_workflow_only, &a.control, Some(signal), "");
+        Ok(())
+    }
+
+    /// The `RequestCancelExternalWorkflowExecution` command.
+    pub(crate) fn request_cancel_external(
+        &mut self,
+        a: &command::RequestCancelExternalWorkflowExecutionCommandAttributes,
+        completed_id: i64,
+    ) -> std::result::Result<(), String> {
+        if a.workflow_id.is_empty() {
+            return Err("WorkflowId is not set on RequestCancelExternalWorkflowExecutionCommand.".into());
+        }
+        let namespace = self.target_namespace(&a.namespace);
+        let target = WorkflowExecution { workflow_id: a.workflow_id.clone(), run_id: a.run_id.clone() };
+        let initiated_event_id = self.append(history::RequestCancelExternalWorkflowExecutionInitiatedEventAttributes {
+            workflow_task_completed_event_id: completed_id,
+            namespace: namespace.clone(),
+            workflow_execution: Some(target.clone()),
+            control: a.control.clone(),
+            child_workflow_only: a.child_workflow_only,
+            reason: a.reason.clone(),
+            ..Default::default()
+        });
+        self.track_external(initiated_event_id, namespace, target, a.child_workflow_only, &a.control, None, &a.reason);
+        Ok(())
+    }
+
+    pub(crate) fn pending_external(&self, signals: bool) -> usize {
+        self.state.external.values().filter(|r| r.signal.is_some() == signals).count()
+    }
+
+    fn target_namespace(&self, namespace: &str) -> String {
+        if namespace.is_empty() {
+            self.state.key.namespace.clone()
+        } else {
+            namespace.to_string()
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn track_external(
+        &mut self,
+        initiated_event_id: i64,
+        namespace: String,
+        target: WorkflowExecution,
+        child_workflow_only: bool,
+        control: &str,
+        signal: Option<ExternalSignal>,
+        reason: &str,
+    ) {
+        self.state.external.insert(
+            initiated_event_id,
+            ExternalRequest {
+                initiated_event_id,
+                namespace,
+                workflow_id: target.workflow_id,
+                run_id: target.run_id,
+                child_workflow_only,
+                control: control.to_string(),
+                signal,
+                reason: reason.to_string(),
+            },
+        );
+        self.effects.push(Effect::DeliverExternal { initiated_event_id });
+    }
+
+    /// The target of an external signal or cancel request got it (`found`) or does not exist.
+    pub fn external_delivered(&mut self, initiated_event_id: i64, found: bool) -> bool {
+        if !self.state.is_open() {
+            return false;
+        }
+        let Some(request) = self.state.external.remove(&initiated_event_id) else { return false };
+        let namespace = request.namespace.clone();
+        let execution = Some(WorkflowExecution { workflow_id: request.workflow_id.clone(), run_id: request.run_id });
+        let control = request.control.clone();
+        match (request.signal.is_some(), found) {
+            (true, true) => self.add_external(history::ExternalWorkflowExecutionSignaledEventAttributes {
+                initiated_event_id,
+                namespace,
+                workflow_execution: execution,
+                control,
+                ..Default::default()
+            }),
+            (true, false) => self.add_external(history::SignalExternalWorkflowExecutionFailedEventAttributes {
+                cause: SignalExternalWorkflowExecutionFailedCause::ExternalWorkflowExecutionNotFound as i32,
+                namespace,
+                workflow_execution: execution,
+                initiated_event_id,
+                control,
+                ..Default::default()
+            }),
+            (false, true) => self.add_external(history::ExternalWorkflowExecutionCancelRequestedEventAttributes {
+                initiated_event_id,
+                namespace,
+                workflow_execution: execution,
+                ..Default::default()
+            }),
+            (false, false) => self.add_external(history::RequestCancelExternalWorkflowExecutionFailedEventAttributes {
+                cause: CancelExternalWorkflowExecutionFailedCause::ExternalWorkflowExecutionNotFound as i32,
+                namespace,
+                workflow_execution: execution,
+                initiated_event_id,
+                control,
+                ..Default::default()
+            }),
+        }
+        true
+    }
+}

@@ -1,0 +1,559 @@
+//! The workflow surface beyond activities, through the official Rust SDK: timers, signals,
+//! cancellation, termination, continue-as-new, child workflows, patching, local activities,
+//! search attributes and memo, and the pending-activities limit.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tempora::testing::TestServer;
+use temporalio_client::errors::WorkflowGetResultError;
+use temporalio_client::{
+    Client, WorkflowCancelOptions, WorkflowGetResultOptions, WorkflowQueryOptions, WorkflowSignalOptions,
+    WorkflowStartOptions, WorkflowTerminateOptions,
+};
+use temporalio_common::search_attributes::SearchAttributeKey;
+use temporalio_macros::{activities, workflow, workflow_methods};
+use temporalio_protos::temporal::api::common::v1::WorkflowExecution;
+use temporalio_protos::temporal::api::workflowservice::v1::DescribeWorkflowExecutionRequest;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use temporalio_sdk::{
+    ActivityCancellationType, ActivityExecutionError, ActivityOptions, CancellableFuture, ChildWorkflowOptions,
+    ContinueAsNewOptions, LocalActivityOptions, MemoValue, SyncWorkflowContext, TimerResult, WorkerOptions,
+    WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
+};
+
+use support::{client, history_event_types, unique, with_worker};
+
+/// Activities that record what happened to them in a shared log.
+#[derive(Default, Clone)]
+struct Acts {
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Acts {
+    fn push(&self, entry: impl Into<String>) {
+        self.log.lock().unwrap().push(entry.into());
+    }
+    fn entries(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+    async fn wait_for(&self, entry: &str) {
+        while !self.entries().iter().any(|e| e == entry) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[activities]
+impl Acts {
+    #[activity]
+    async fn echo(self: Arc<Self>, _ctx: ActivityContext, text: String) -> Result<String, ActivityError> {
+        self.push(format!("echo:{text}"));
+        Ok(text)
+    }
+
+    #[activity]
+    async fn sleep_ms(self: Arc<Self>, _ctx: ActivityContext, ms: u64) -> Result<String, ActivityError> {
+        self.push("sleep:started");
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        self.push("sleep:done");
+        Ok("activity".to_string())
+    }
+
+    /// Heartbeats until the server says the activity was cancelled.
+    #[activity]
+    async fn until_cancelled(self: Arc<Self>, ctx: ActivityContext, _: ()) -> Result<(), ActivityError> {
+        self.push("heartbeater:started");
+        for i in 0..600u32 {
+            if ctx.is_cancelled() {
+                self.push("heartbeater:saw cancel");
+                return Err(ActivityError::cancelled());
+            }
+            ctx.record_heartbeat(i).await.expect("heartbeat");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+}
+
+fn quick() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10)).build()
+}
+
+/// A timer cancelled before it fires, then a timer racing an activity.
+#[workflow]
+#[derive(Default)]
+struct Timers;
+
+#[workflow_methods]
+impl Timers {
+    #[run]
+    async fn run(ctx: &mut WorkflowContext<Self>, activity_ms: u64) -> WorkflowResult<String> {
+        let long = ctx.timer(Duration::from_secs(3600));
+        // Once a short timer has fired, the long one is in history; then it is cancelled.
+        ctx.timer(Duration::from_millis(100)).await;
+        long.cancel();
+        let cancelled = long.await == TimerResult::Cancelled;
+        let winner = temporalio_sdk::workflows::select! {
+            _ = ctx.timer(Duration::from_millis(1500)) => "timer",
+            r = ctx.execute_activity(Acts::sleep_ms, activity_ms, quick()) => { r?; "activity" }
+        };
+        Ok(format!("cancelled={cancelled} winner={winner}"))
+    }
+}
+
+/// Sums signals until it has `target`.
+#[workflow]
+#[derive(Default)]
+struct Counter {
+    total: i64,
+    seen: Vec<String>,
+}
+
+#[workflow_methods]
+impl Counter {
+    #[run]
+    async fn run(ctx: &mut WorkflowContext<Self>, target: i64) -> WorkflowResult<String> {
+        ctx.wait_condition(|s| s.total >= target).await?;
+        Ok(ctx.state(|s| format!("{} {}", s.total, s.seen.join(","))))
+    }
+
+    #[signal]
+    fn add(&mut self, _ctx: &mut SyncWorkflowContext<Self>, n: i64) {
+        self.total += n;
+        self.seen.push(n.to_string());
+    }
+
+    #[query]
+    fn total(&self, _ctx: &WorkflowContextView) -> i64 {
+        self.total
+    }
+}
+
+/// Waits on an activity that heartbeats until cancelled; ends cancelled.
+#[workflow]
+#[derive(Default)]
+struct Cancellable;
+
+#[workflow_methods]
+impl Cancellable {
+    #[run]
+    async fn run(ctx: &mut WorkflowContext<Self>, _: ()) -> WorkflowResult<String> {
+        let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(60))
+            .heartbeat_timeout(Duration::from_millis(500))
+            .cancellation_type(ActivityCancellationType::WaitCancellationCompleted)
+            .build();
+        match ctx.execute_activity(Acts::until_cancelled, (), options).await {
+            Err(ActivityExecutionError::Cancelled(_)) => Err(WorkflowTermination::cancelled()),
+            Err(e) => Err(e.into()),
+            Ok(()) => Ok("finished without a cancel".to_string()),
+        }
+    }
+}
+
+/// Runs a slow activity (to be terminated meanwhile).
+#[workflow]
+#[derive(Default)]
+struct Slow;
+
+#[workflow_methods]
+impl Slow {
+    #[run]
+    async fn run(ctx: &mut WorkflowContext<Self>, ms: u64) -> WorkflowResult<String> {
+        Ok(ctx.execute_activity(Acts::sleep_ms, ms, quick()).await?)
+    }
+}
+
+/// Continues as new until it has run `runs` times, carrying a trail of run numbers.
+#[workflow]
+#[derive(Default)]
+struct Chain;
+
+#[workflow_methods]
+impl Chain {
+    #[run]
+    async fn run(ctx: &mut WorkflowContext<Self>, input: (u32, u32, String)) -> WorkflowResult<String> {
+        let (run, runs, trail) = input;
+        let trail = format!("{trail}{run};");
+        if run < runs {
+            ctx.continue_as_new((run + 1, runs, trail.clone()), ContinueAsNewOptions::default())?;
+        }
+        Ok(trail)
+    }
+}
+
+#[workflow]
+#[derive(Default)]
+struct Child;
+
+#[workflow_methods]
+impl Child {
+    #[run]
+    async fn run(ctx: &mut WorkflowContext<Self>, name: String) -> WorkflowResult<String> {
+        if name == "fail" {
+            return Err(temporalio_sdk::ApplicationFailure::new("the child failed on purpose").into());
+        }
+        Ok(ctx.execute_activity(Acts::echo, format!("child {name}"), quick()).await?)
+    }
+}
+
+/// Starts a child and reports its result or failure.
+#[workflow]
+#[derive(Default)]
+struct Parent;
+
+#[workflow_methods]
+impl Parent {
+    #[run]
+    async fn run(ctx: &mut WorkflowContext<Self>, name: String) -> WorkflowResult<String> {
+        let options = ChildWorkflowOptions::workflow_id(format!("{}-child", ctx.workflow_id()));
+        let child = ctx.start_child_workflow(Child::run, name, options).await?;
+        match child.result().await {
+            Ok(result) => Ok(format!("child said: {result}")),
+            Err(e) => Ok(format!("child failed: {e}")),
+        }
+    }
+}
+
+/// A patched branch, a local activity, and upserted search attributes and memo.
+#[workflow]
+#[derive(Default)]
+struct Misc;
+
+const CUSTOM_KEYWORD: SearchAttributeKey<String> = SearchAttributeKey::keyword("CustomKeywordField");
+
+#[workflow_methods]
+impl Misc {
+    #[run]
+    async fn run(ctx: &mut WorkflowContext<Self>, _: ()) -> WorkflowResult<String> {
+        let version = if ctx.patched("v2") { "v2" } else { "v1" };
+        let local = ctx
+            .execute_local_activity(
+                Acts::echo,
+                "local".to_string(),
+                LocalActivityOptions::builder().start_to_close_timeout(Duration::from_secs(5)).build(),
+            )
+            .await?;
+        ctx.upsert_search_attributes([CUSTOM_KEYWORD.value_set("tempora".to_string())]);
+        ctx.upsert_memo([("note", Some(MemoValue::new("hello".to_string())))])?;
+        Ok(format!("{version} {local}"))
+    }
+}
+
+/// Schedules `n` activities at once.
+#[workflow]
+#[derive(Default)]
+struct FanOut;
+
+#[workflow_methods]
+impl FanOut {
+    #[run]
+    async fn run(ctx: &mut WorkflowContext<Self>, n: u32) -> WorkflowResult<usize> {
+        let calls: Vec<_> = (0..n).map(|i| ctx.execute_activity(Acts::echo, format!("fan {i}"), quick())).collect();
+        let results = temporalio_sdk::workflows::join_all(calls).await;
+        Ok(results.into_iter().filter(|r| r.is_ok()).count())
+    }
+}
+
+fn worker_options(queue: &str, acts: &Acts) -> WorkerOptions {
+    WorkerOptions::new(queue)
+        .register_activities(acts.clone())
+        .register_workflow::<Timers>()
+        .unwrap()
+        .register_workflow::<Counter>()
+        .unwrap()
+        .register_workflow::<Cancellable>()
+        .unwrap()
+        .register_workflow::<Slow>()
+        .unwrap()
+        .register_workflow::<Chain>()
+        .unwrap()
+        .register_workflow::<Child>()
+        .unwrap()
+        .register_workflow::<Parent>()
+        .unwrap()
+        .register_workflow::<Misc>()
+        .unwrap()
+        .register_workflow::<FanOut>()
+        .unwrap()
+        .build()
+}
+
+struct Setup {
+    _server: TestServer,
+    client: Client,
+    queue: String,
+    acts: Acts,
+}
+
+async fn setup() -> Setup {
+    let server = TestServer::start(":memory:").await;
+    let client = client(&server.url()).await;
+    Setup { _server: server, client, queue: unique("surface"), acts: Acts::default() }
+}
+
+fn start_options(queue: &str, id: &str) -> WorkflowStartOptions {
+    WorkflowStartOptions::new(queue, id).build()
+}
+
+#[tokio::test]
+async fn timers_cancel_and_race_an_activity() {
+    let s = setup().await;
+    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
+        let fast = s.client.start_workflow(Timers::run, 50, start_options(&s.queue, &unique("timers"))).await.unwrap();
+        let fast = fast.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        assert_eq!(fast, "cancelled=true winner=activity");
+        let id = unique("timers");
+        let slow = s.client.start_workflow(Timers::run, 5000, start_options(&s.queue, &id)).await.unwrap();
+        let slow = slow.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        assert_eq!(slow, "cancelled=true winner=timer");
+        let types = history_event_types(&s.client, &id).await;
+        for expected in ["EVENT_TYPE_TIMER_CANCELED", "EVENT_TYPE_TIMER_FIRED", "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"] {
+            assert!(types.iter().any(|t| t == expected), "{expected} missing from {types:?}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn signals_sent_before_any_worker_runs_and_while_it_runs() {
+    let s = setup().await;
+    let id = unique("counter");
+    let handle = s.client.start_workflow(Counter::run, 6, start_options(&s.queue, &id)).await.unwrap();
+    // No worker yet: the signal waits in history.
+    handle.signal(Counter::add, 1, WorkflowSignalOptions::default()).await.unwrap();
+    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
+        handle.signal(Counter::add, 2, WorkflowSignalOptions::default()).await.unwrap();
+        handle.signal(Counter::add, 3, WorkflowSignalOptions::default()).await.unwrap();
+        let result = handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        assert_eq!(result, "6 1,2,3");
+    })
+    .await;
+    let types = history_event_types(&s.client, &id).await;
+    assert_eq!(types.iter().filter(|t| *t == "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED").count(), 3);
+    // A closed workflow takes no more signals.
+    let late = handle.signal(Counter::add, 4, WorkflowSignalOptions::default()).await;
+    assert!(late.is_err(), "a signal to a completed workflow must fail");
+}
+
+#[tokio::test]
+async fn queries_mid_run_and_after_completion() {
+    let s = setup().await;
+    let id = unique("query");
+    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
+        let handle = s.client.start_workflow(Counter::run, 10, start_options(&s.queue, &id)).await.unwrap();
+        handle.signal(Counter::add, 4, WorkflowSignalOptions::default()).await.unwrap();
+        // The signal's workflow task may still be running; the query then sees 0 or 4.
+        let mut total = -1;
+        for _ in 0..50 {
+            total = handle.query(Counter::total, (), WorkflowQueryOptions::default()).await.unwrap();
+            if total == 4 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(total, 4);
+        handle.signal(Counter::add, 6, WorkflowSignalOptions::default()).await.unwrap();
+        assert_eq!(handle.get_result(WorkflowGetResultOptions::default()).await.unwrap(), "10 4,6");
+        // A closed workflow is still queried: the worker replays its history.
+        let total = handle.query(Counter::total, (), WorkflowQueryOptions::default()).await.unwrap();
+        assert_eq!(total, 10);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn signal_with_start_starts_then_signals_the_running_workflow() {
+    let s = setup().await;
+    let id = unique("sws");
+    let options = || start_options(&s.queue, &id);
+    let first = s.client.signal_with_start_workflow(Counter::run, 5, Counter::add, 2, options()).await.unwrap();
+    let second = s.client.signal_with_start_workflow(Counter::run, 5, Counter::add, 3, options()).await.unwrap();
+    assert_eq!(first.info().run_id, second.info().run_id, "the second call signals the same run");
+    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
+        let result = first.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        assert_eq!(result, "5 2,3");
+    })
+    .await;
+    let types = history_event_types(&s.client, &id).await;
+    assert_eq!(
+        &types[..3],
+        [
+            "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED",
+            "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED",
+            "EVENT_TYPE_WORKFLOW_TASK_SCHEDULED"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn cancelling_a_workflow_reaches_its_heartbeating_activity() {
+    let s = setup().await;
+    let id = unique("cancel");
+    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
+        let handle = s.client.start_workflow(Cancellable::run, (), start_options(&s.queue, &id)).await.unwrap();
+        s.acts.wait_for("heartbeater:started").await;
+        handle.cancel(WorkflowCancelOptions::builder().reason("enough").build()).await.unwrap();
+        let result = handle.get_result(WorkflowGetResultOptions::default()).await;
+        assert!(matches!(result, Err(WorkflowGetResultError::Cancelled { .. })), "{result:?}");
+    })
+    .await;
+    assert!(s.acts.entries().contains(&"heartbeater:saw cancel".to_string()), "{:?}", s.acts.entries());
+    let types = history_event_types(&s.client, &id).await;
+    for expected in [
+        "EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED",
+        "EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED",
+        "EVENT_TYPE_ACTIVITY_TASK_CANCELED",
+    ] {
+        assert!(types.contains(&expected.to_string()), "{expected} missing from {types:?}");
+    }
+    assert_eq!(types.last().map(String::as_str), Some("EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED"));
+}
+
+#[tokio::test]
+async fn terminating_while_an_activity_runs_drops_its_late_completion() {
+    let s = setup().await;
+    let id = unique("terminate");
+    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
+        let handle = s.client.start_workflow(Slow::run, 1500, start_options(&s.queue, &id)).await.unwrap();
+        s.acts.wait_for("sleep:started").await;
+        handle.terminate(WorkflowTerminateOptions::builder().reason("stop").build()).await.unwrap();
+        let result = handle.get_result(WorkflowGetResultOptions::default()).await;
+        assert!(matches!(result, Err(WorkflowGetResultError::Terminated { .. })), "{result:?}");
+        // The activity finishes after the termination; its completion is refused (NotFound)
+        // and changes nothing.
+        s.acts.wait_for("sleep:done").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    })
+    .await;
+    let types = history_event_types(&s.client, &id).await;
+    assert_eq!(types.last().map(String::as_str), Some("EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED"));
+    assert!(!types.contains(&"EVENT_TYPE_ACTIVITY_TASK_COMPLETED".to_string()), "{types:?}");
+}
+
+#[tokio::test]
+async fn continue_as_new_three_times_carries_state_to_the_last_run() {
+    let s = setup().await;
+    let id = unique("chain");
+    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
+        let handle =
+            s.client.start_workflow(Chain::run, (1, 4, String::new()), start_options(&s.queue, &id)).await.unwrap();
+        let first_run = handle.info().run_id.clone().unwrap();
+        // get_result on the first run follows the chain to the last run's result.
+        let result = handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        assert_eq!(result, "1;2;3;4;");
+        let first_types = history_event_types_of(&s.client, &id, &first_run).await;
+        assert_eq!(first_types.last().map(String::as_str), Some("EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW"));
+    })
+    .await;
+    // The workflow id's current run is the fourth, completed.
+    let described = describe(&s.client, &id).await;
+    let info = described.workflow_execution_info.unwrap();
+    assert_eq!(info.status, 2, "completed");
+    assert_ne!(info.execution.unwrap().run_id, info.first_run_id);
+}
+
+#[tokio::test]
+async fn a_child_workflow_result_and_failure_reach_the_parent() {
+    let s = setup().await;
+    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
+        let id = unique("parent");
+        let ok = s.client.start_workflow(Parent::run, "ann".to_string(), start_options(&s.queue, &id)).await.unwrap();
+        assert_eq!(ok.get_result(WorkflowGetResultOptions::default()).await.unwrap(), "child said: child ann");
+        let types = history_event_types(&s.client, &id).await;
+        for expected in [
+            "EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED",
+            "EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED",
+            "EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED",
+        ] {
+            assert!(types.contains(&expected.to_string()), "{expected} missing from {types:?}");
+        }
+        let child = describe(&s.client, &format!("{id}-child")).await;
+        let parent = child.workflow_execution_info.unwrap().parent_execution.unwrap();
+        assert_eq!(parent.workflow_id, id);
+
+        let id = unique("parent");
+        let bad = s.client.start_workflow(Parent::run, "fail".to_string(), start_options(&s.queue, &id)).await.unwrap();
+        let result = bad.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        assert!(result.starts_with("child failed"), "{result}");
+        let types = history_event_types(&s.client, &id).await;
+        assert!(types.contains(&"EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED".to_string()), "{types:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn patching_local_activities_search_attributes_and_memo() {
+    let s = setup().await;
+    let id = unique("misc");
+    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
+        let handle = s.client.start_workflow(Misc::run, (), start_options(&s.queue, &id)).await.unwrap();
+        assert_eq!(handle.get_result(WorkflowGetResultOptions::default()).await.unwrap(), "v2 local");
+    })
+    .await;
+    assert!(s.acts.entries().contains(&"echo:local".to_string()));
+    let types = history_event_types(&s.client, &id).await;
+    assert!(types.contains(&"EVENT_TYPE_MARKER_RECORDED".to_string()), "{types:?}");
+    assert!(types.contains(&"EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES".to_string()), "{types:?}");
+    assert!(types.contains(&"EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED".to_string()), "{types:?}");
+    let info = describe(&s.client, &id).await.workflow_execution_info.unwrap();
+    let memo = info.memo.unwrap_or_default();
+    assert!(memo.fields.contains_key("note"), "{memo:?}");
+    let attributes = info.search_attributes.unwrap_or_default();
+    assert!(attributes.indexed_fields.contains_key("CustomKeywordField"), "{attributes:?}");
+}
+
+#[tokio::test]
+async fn scheduling_past_the_pending_activities_limit_fails_the_workflow_task() {
+    let s = setup().await;
+    let id = unique("fanout");
+    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
+        let handle = s.client.start_workflow(FanOut::run, 2001, start_options(&s.queue, &id)).await.unwrap();
+        // The task with 2,001 activities is refused; the worker's retries are transient.
+        let mut types = Vec::new();
+        for _ in 0..100 {
+            types = history_event_types(&s.client, &id).await;
+            if types.contains(&"EVENT_TYPE_WORKFLOW_TASK_FAILED".to_string()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(types.contains(&"EVENT_TYPE_WORKFLOW_TASK_FAILED".to_string()), "{types:?}");
+        assert!(!types.contains(&"EVENT_TYPE_ACTIVITY_TASK_SCHEDULED".to_string()), "{types:?}");
+        handle.terminate(WorkflowTerminateOptions::builder().reason("done").build()).await.unwrap();
+    })
+    .await;
+}
+
+async fn describe(
+    client: &Client,
+    workflow_id: &str,
+) -> temporalio_protos::temporal::api::workflowservice::v1::DescribeWorkflowExecutionResponse {
+    let mut service = client.connection().workflow_service();
+    let request = DescribeWorkflowExecutionRequest {
+        namespace: "default".into(),
+        execution: Some(WorkflowExecution { workflow_id: workflow_id.into(), run_id: String::new() }),
+    };
+    service.describe_workflow_execution(tonic::Request::new(request)).await.expect("describe").into_inner()
+}
+
+async fn history_event_types_of(client: &Client, workflow_id: &str, run_id: &str) -> Vec<String> {
+    use temporalio_protos::temporal::api::enums::v1::EventType;
+    use temporalio_protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryRequest;
+    let mut service = client.connection().workflow_service();
+    let request = GetWorkflowExecutionHistoryRequest {
+        namespace: "default".into(),
+        execution: Some(WorkflowExecution { workflow_id: workflow_id.into(), run_id: run_id.into() }),
+        ..Default::default()
+    };
+    let page =
+        service.get_workflow_execution_history(tonic::Request::new(request)).await.expect("history").into_inner();
+    page.history
+        .unwrap_or_default()
+        .events
+        .iter()
+        .map(|e| EventType::try_from(e.event_type).map(|t| t.as_str_name().to_string()).unwrap_or_default())
+        .collect()
+}
