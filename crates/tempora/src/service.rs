@@ -10,17 +10,21 @@ use std::sync::{Arc, Mutex as StdMutex, RwLock};
 use std::time::Duration;
 
 use temporalio_protos::temporal::api::common::v1::Payloads;
+use temporalio_protos::temporal::api::enums::v1::UpdateWorkflowExecutionLifecycleStage;
 use temporalio_protos::temporal::api::enums::v1::{
     WorkflowExecutionStatus, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
 };
 use temporalio_protos::temporal::api::failure::v1::Failure;
 use temporalio_protos::temporal::api::history::v1::HistoryEvent;
+use temporalio_protos::temporal::api::protocol::v1::Message as ProtocolMessage;
 use temporalio_protos::temporal::api::query::v1::WorkflowQuery;
+use temporalio_protos::temporal::api::update::v1::{Outcome, Request as UpdateRequest};
 use tokio::sync::{watch, Mutex};
 
 use crate::clock::{Clock, Millis};
 use crate::engine::external::Signal;
 use crate::engine::state::{MutableState, RunKey, Sticky};
+use crate::engine::updates::{self, UpdateProgress};
 use crate::engine::workflow::{self, StartWorkflow};
 use crate::engine::{Effect, Timer, Tx};
 use crate::error::{Error, Result};
@@ -92,7 +96,19 @@ pub struct Service {
     /// Queries waiting for a worker's answer, by query id. Only in memory, as in Temporal: a
     /// query is answered within its caller's deadline or not at all.
     queries: StdMutex<HashMap<String, PendingQuery>>,
+    /// Updates admitted but not yet completed, by run id then update id. Only in memory until
+    /// accepted (then the run's state has them), as in Temporal.
+    updates: StdMutex<HashMap<String, HashMap<String, InflightUpdate>>>,
 }
+
+struct InflightUpdate {
+    request: UpdateRequest,
+    /// `None` until accepted; waiters watch it.
+    progress: watch::Sender<Option<UpdateProgress>>,
+}
+
+/// An update's lifecycle stage (`UpdateWorkflowExecutionLifecycleStage`) and outcome.
+pub type UpdateStatus = (UpdateWorkflowExecutionLifecycleStage, Option<Outcome>);
 
 struct PendingQuery {
     query: WorkflowQuery,
@@ -138,6 +154,7 @@ impl Service {
             current: StdMutex::new(HashMap::new()),
             shutdown,
             queries: StdMutex::new(HashMap::new()),
+            updates: StdMutex::new(HashMap::new()),
         })
     }
 
@@ -447,6 +464,8 @@ impl Service {
             // Closed runs leave memory; whoever asks later reads them from the store. Holders
             // of this slot keep a consistent (closed, unchanging) copy.
             self.runs.lock().expect("runs lock").remove(run_id);
+            // Updates not yet completed end with the run; their waiters are told.
+            self.updates.lock().expect("updates lock").remove(run_id);
         }
         if let Some(next) = new_run {
             // The next run becomes current before this run's lock is released, so a start
@@ -503,6 +522,7 @@ impl Service {
                     self.later(relatives::report_to_parent(run.clone(), parent, *close_event))
                 }
                 Effect::ParentClosed { children } => self.later(relatives::parent_closed(run.clone(), children)),
+                Effect::UpdateProgress { update_id, progress } => self.update_progressed(run, &update_id, progress),
             }
         }
     }
@@ -744,6 +764,156 @@ impl Service {
                     return Err(e);
                 }
             }
+        }
+    }
+
+    // ---- updates ----
+
+    /// `UpdateWorkflowExecution`: admits the update (once per update id), makes sure a workflow
+    /// task will carry it to a worker, and waits until it reaches `wanted` or `deadline`.
+    pub async fn update(
+        self: &Arc<Self>,
+        run: &RunKey,
+        request: UpdateRequest,
+        wanted: UpdateWorkflowExecutionLifecycleStage,
+        deadline: tokio::time::Instant,
+    ) -> Result<UpdateStatus> {
+        let update_id = request.meta.as_ref().map(|m| m.update_id.clone()).unwrap_or_default();
+        let (known, open) =
+            self.read(&run.run_id, |e| (e.state.updates.contains_key(&update_id), e.state.is_open())).await?;
+        if !known {
+            if !open {
+                return Err(Error::not_found("workflow execution already completed"));
+            }
+            let admitted = {
+                let mut all = self.updates.lock().expect("updates lock");
+                let of_run = all.entry(run.run_id.clone()).or_default();
+                let fresh = !of_run.contains_key(&update_id);
+                if fresh {
+                    let (progress, _) = watch::channel(None);
+                    of_run.insert(update_id.clone(), InflightUpdate { request, progress });
+                }
+                fresh
+            };
+            if admitted {
+                let f = |tx: &mut Tx, _: &Execution| {
+                    let idle = tx.state.workflow_task.is_none() && tx.state.is_open();
+                    tx.schedule_workflow_task_if_needed();
+                    Ok(idle.then_some(()))
+                };
+                self.transition(&run.run_id, f, |_, _| ()).await?;
+            }
+        }
+        self.wait_update(run, &update_id, wanted, deadline).await
+    }
+
+    /// Waits until an update reaches `wanted` (or `deadline`), returning where it is.
+    pub async fn wait_update(
+        &self,
+        run: &RunKey,
+        update_id: &str,
+        wanted: UpdateWorkflowExecutionLifecycleStage,
+        deadline: tokio::time::Instant,
+    ) -> Result<UpdateStatus> {
+        use UpdateWorkflowExecutionLifecycleStage as Stage;
+        // Kept across iterations: after a rejection the registry forgets the update, but this
+        // receiver still holds its outcome.
+        let mut inflight: Option<watch::Receiver<Option<UpdateProgress>>> = None;
+        loop {
+            let (durable, open, mut changed) = self
+                .read(&run.run_id, |e| {
+                    (e.state.updates.get(update_id).cloned(), e.state.is_open(), e.changed.subscribe())
+                })
+                .await?;
+            if inflight.is_none() {
+                inflight = self
+                    .updates
+                    .lock()
+                    .expect("updates lock")
+                    .get(&run.run_id)
+                    .and_then(|of_run| of_run.get(update_id))
+                    .map(|u| u.progress.subscribe());
+            }
+            let mut progress = inflight.as_ref().map(|rx| rx.borrow().clone());
+            let forgotten = inflight.as_ref().is_some_and(|rx| rx.has_changed().is_err());
+            if forgotten && progress == Some(None) {
+                progress = None; // Forgotten before it was accepted: its run closed.
+            }
+            let status: UpdateStatus = match (&durable, progress) {
+                (Some(record), _) if record.outcome.is_some() => {
+                    (Stage::Completed, record.outcome.as_ref().map(|o| o.decode()))
+                }
+                (_, Some(Some(UpdateProgress::Completed(outcome)))) => (Stage::Completed, Some(outcome)),
+                (Some(_), _) | (_, Some(Some(UpdateProgress::Accepted))) => (Stage::Accepted, None),
+                (None, Some(None)) => (Stage::Admitted, None),
+                (None, None) if open => return Err(Error::not_found(format!("update {update_id} not found"))),
+                (None, None) => return Err(Error::not_found("workflow execution already completed")),
+            };
+            if status.0 as i32 >= wanted as i32 || tokio::time::Instant::now() >= deadline {
+                return Ok(status);
+            }
+            let progressed = async {
+                match inflight.as_mut() {
+                    // Err: the registry forgot the update (it completed, or its run closed);
+                    // the receiver keeps the last value, and the loop re-reads the run.
+                    Some(rx) => {
+                        if rx.changed().await.is_err() && rx.borrow().is_some() {
+                            std::future::pending::<()>().await
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let mut shutdown = self.shutdown.clone();
+            tokio::select! {
+                _ = changed.changed() => {}
+                _ = progressed => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return Ok(status),
+            }
+        }
+    }
+
+    /// The requests to hand to a worker with the workflow task that starts now: every update
+    /// not yet accepted (one handed out before but left unanswered is handed out again).
+    pub fn update_messages(&self, run_id: &str, started_event_id: i64) -> Vec<ProtocolMessage> {
+        let all = self.updates.lock().expect("updates lock");
+        let Some(of_run) = all.get(run_id) else { return Vec::new() };
+        let mut waiting: Vec<_> = of_run.values().filter(|u| u.progress.borrow().is_none()).collect();
+        waiting.sort_by(|a, b| {
+            a.request.meta.as_ref().map(|m| &m.update_id).cmp(&b.request.meta.as_ref().map(|m| &m.update_id))
+        });
+        waiting.into_iter().map(|u| updates::request_message(&u.request, started_event_id - 1)).collect()
+    }
+
+    /// For a completion: the requests of updates not yet accepted, and whether any of them is
+    /// not answered by `answered` (update ids the completion's messages speak for).
+    pub fn updates_for_completion(
+        &self,
+        run_id: &str,
+        answered: &std::collections::HashSet<String>,
+    ) -> (HashMap<String, UpdateRequest>, bool) {
+        let all = self.updates.lock().expect("updates lock");
+        let Some(of_run) = all.get(run_id) else { return (HashMap::new(), false) };
+        let pending: HashMap<String, UpdateRequest> = of_run
+            .iter()
+            .filter(|(_, u)| u.progress.borrow().is_none())
+            .map(|(id, u)| (id.clone(), u.request.clone()))
+            .collect();
+        let waiting = pending.keys().any(|id| !answered.contains(id));
+        (pending, waiting)
+    }
+
+    fn update_progressed(&self, run: &RunKey, update_id: &str, progress: UpdateProgress) {
+        let mut all = self.updates.lock().expect("updates lock");
+        let Some(of_run) = all.get_mut(&run.run_id) else { return };
+        let done = matches!(progress, UpdateProgress::Completed(_));
+        match of_run.get(update_id) {
+            Some(u) => u.progress.send_replace(Some(progress)),
+            None => return,
+        };
+        if done {
+            of_run.remove(update_id);
         }
     }
 

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tempora::testing::TestServer;
-use temporalio_client::errors::WorkflowGetResultError;
+use temporalio_client::errors::{WorkflowGetResultError, WorkflowUpdateError};
 use temporalio_client::{
-    Client, WorkflowCancelOptions, WorkflowGetResultOptions, WorkflowQueryOptions, WorkflowSignalOptions,
-    WorkflowStartOptions, WorkflowTerminateOptions,
+    Client, WorkflowCancelOptions, WorkflowExecuteUpdateOptions, WorkflowGetResultOptions, WorkflowQueryOptions,
+    WorkflowSignalOptions, WorkflowStartOptions, WorkflowTerminateOptions,
 };
 use temporalio_common::search_attributes::SearchAttributeKey;
 use temporalio_macros::{activities, workflow, workflow_methods};
@@ -129,6 +129,24 @@ impl Counter {
     #[query]
     fn total(&self, _ctx: &WorkflowContextView) -> i64 {
         self.total
+    }
+
+    #[update_validator(set)]
+    fn validate_set(
+        &self,
+        _ctx: &WorkflowContextView,
+        value: &i64,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if *value < 0 {
+            return Err("the total cannot be negative".into());
+        }
+        Ok(())
+    }
+
+    /// Sets the total; returns the old one.
+    #[update]
+    fn set(&mut self, _ctx: &mut SyncWorkflowContext<Self>, value: i64) -> i64 {
+        std::mem::replace(&mut self.total, value)
     }
 }
 
@@ -362,6 +380,32 @@ async fn queries_mid_run_and_after_completion() {
         assert_eq!(total, 10);
     })
     .await;
+}
+
+#[tokio::test]
+async fn an_update_returns_a_value_and_a_validator_rejects_one() {
+    let s = setup().await;
+    let id = unique("update");
+    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
+        let handle = s.client.start_workflow(Counter::run, 100, start_options(&s.queue, &id)).await.unwrap();
+        let old = handle.execute_update(Counter::set, 7, WorkflowExecuteUpdateOptions::default()).await.unwrap();
+        assert_eq!(old, 0);
+        let rejected = handle.execute_update(Counter::set, -1, WorkflowExecuteUpdateOptions::default()).await;
+        match rejected {
+            Err(WorkflowUpdateError::Failed(failure)) => {
+                assert!(failure.message.contains("cannot be negative"), "{failure:?}")
+            }
+            other => panic!("expected the validator's rejection, got {other:?}"),
+        }
+        assert_eq!(handle.query(Counter::total, (), WorkflowQueryOptions::default()).await.unwrap(), 7);
+        handle.signal(Counter::add, 93, WorkflowSignalOptions::default()).await.unwrap();
+        assert_eq!(handle.get_result(WorkflowGetResultOptions::default()).await.unwrap(), "100 93");
+    })
+    .await;
+    let types = history_event_types(&s.client, &id).await;
+    let count = |t: &str| types.iter().filter(|x| *x == t).count();
+    assert_eq!(count("EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED"), 1, "{types:?}");
+    assert_eq!(count("EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED"), 1, "{types:?}");
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ pub mod activity;
 pub mod children;
 pub mod external;
 pub mod state;
+pub mod updates;
 pub mod workflow;
 pub mod workflow_task;
 
@@ -50,6 +51,8 @@ pub enum Effect {
     ReportToParent { parent: ParentInfo, close_event: Box<HistoryEvent> },
     /// This run closed with children still open: apply their parent close policies.
     ParentClosed { children: Vec<ClosingChild> },
+    /// An update was accepted, completed or rejected: tell whoever waits for it.
+    UpdateProgress { update_id: String, progress: updates::UpdateProgress },
 }
 
 /// A child of a closing parent and what its parent close policy says to do with it.

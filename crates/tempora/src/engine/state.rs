@@ -106,6 +106,17 @@ pub struct MutableState {
     /// The run that continues this one (continue-as-new), once closed.
     #[serde(default)]
     pub new_execution_run_id: String,
+    /// Accepted updates by update id (requests not yet accepted live only in the service).
+    #[serde(default)]
+    pub updates: BTreeMap<String, UpdateRecord>,
+}
+
+/// An accepted update: where it was accepted, and its outcome once completed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UpdateRecord {
+    pub accepted_event_id: i64,
+    /// `temporal.api.update.v1.Outcome`.
+    pub outcome: Option<Encoded>,
 }
 
 /// Where a child reports its close.

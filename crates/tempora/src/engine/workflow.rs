@@ -90,6 +90,7 @@ pub fn start(req: StartWorkflow, now: Millis) -> (MutableState, Vec<history::His
         children: BTreeMap::new(),
         external: BTreeMap::new(),
         new_execution_run_id: String::new(),
+        updates: BTreeMap::new(),
     };
     if !req.signal_request_id.is_empty() {
         state.signal_request_ids.insert(req.signal_request_id.clone());

@@ -14,6 +14,7 @@ use temporalio_protos::temporal::api::sdk::v1::WorkflowTaskCompletedMetadata;
 use temporalio_protos::temporal::api::common::v1::{Memo, SearchAttributes};
 
 use super::state::{Encoded, Sticky, UserTimer, WorkflowTask};
+use super::updates::Messages;
 use super::workflow::normal_queue;
 use super::{activity, children, external, Effect, Timer, Tx};
 use crate::clock::proto;
@@ -32,6 +33,12 @@ pub struct CompleteWorkflowTask {
     pub force_create_new_workflow_task: bool,
     /// The worker's sticky queue, if it caches the run.
     pub sticky: Option<Sticky>,
+    /// Protocol messages (update acceptances, rejections, responses).
+    pub messages: Vec<temporalio_protos::temporal::api::protocol::v1::Message>,
+    /// The update requests handed out with this task, by update id.
+    pub update_requests: HashMap<String, temporalio_protos::temporal::api::update::v1::Request>,
+    /// Updates wait that this task did not carry: a new task must follow.
+    pub updates_waiting: bool,
 }
 
 /// What a poller needs after starting a workflow task.
@@ -184,7 +191,8 @@ impl Tx<'_> {
     pub fn complete_workflow_task(&mut self, req: CompleteWorkflowTask) -> Result<Result<()>> {
         let wft = self.running_workflow_task(req.scheduled_event_id, req.attempt)?;
         let closes = req.commands.iter().any(is_closing_command);
-        if closes && !self.state.buffered_events.is_empty() {
+        // New events, or updates the worker has not seen, must reach it before the run closes.
+        if closes && (!self.state.buffered_events.is_empty() || req.updates_waiting) {
             self.fail_running_workflow_task(
                 &wft,
                 WorkflowTaskFailedCause::UnhandledCommand,
@@ -225,16 +233,19 @@ impl Tx<'_> {
         self.state.workflow_task = None;
         self.state.last_completed_wft_started_event_id = wft.started_event_id;
         self.state.sticky = req.sticky.clone();
-        let mut needs_new_task = req.force_create_new_workflow_task;
+        let mut needs_new_task = req.force_create_new_workflow_task || req.updates_waiting;
+        let mut messages = Messages::new(req.messages.clone(), req.update_requests.clone());
         for command in &req.commands {
             if !self.state.is_open() {
                 break; // Temporal ignores commands after the closing one.
             }
-            needs_new_task |= self.apply_command(command, completed_id)?;
+            needs_new_task |= self.apply_command(command, completed_id, &mut messages)?;
         }
         if !self.state.is_open() {
             return Ok(());
         }
+        self.remaining_messages(&mut messages, completed_id)
+            .map_err(|m| Rejection::Bad(WorkflowTaskFailedCause::BadUpdateWorkflowExecutionMessage, m))?;
         needs_new_task |= self.flush_buffered_events();
         if needs_new_task {
             self.schedule_workflow_task_if_needed();
@@ -243,7 +254,12 @@ impl Tx<'_> {
     }
 
     /// Applies one command; true if it requires a new workflow task right away.
-    fn apply_command(&mut self, command: &Command, completed_id: i64) -> Result<bool, Rejection> {
+    fn apply_command(
+        &mut self,
+        command: &Command,
+        completed_id: i64,
+        messages: &mut Messages,
+    ) -> Result<bool, Rejection> {
         use command::Attributes as C;
         let bad = |cause: WorkflowTaskFailedCause, msg: &str| Err(Rejection::Bad(cause, msg.to_string()));
         let Some(attributes) = &command.attributes else {
@@ -335,6 +351,11 @@ impl Tx<'_> {
                     new_execution_run_id: String::new(),
                 });
                 self.close(WorkflowExecutionStatus::Completed);
+                Ok(false)
+            }
+            C::ProtocolMessageCommandAttributes(a) => {
+                self.protocol_message_command(&a.message_id, messages, completed_id)
+                    .map_err(|m| Rejection::Bad(WorkflowTaskFailedCause::BadUpdateWorkflowExecutionMessage, m))?;
                 Ok(false)
             }
             C::CancelWorkflowExecutionCommandAttributes(a) => {

@@ -8,12 +8,13 @@ use prost::Message;
 use temporalio_protos::temporal::api::common::v1::{ActivityType, Payloads, WorkflowExecution, WorkflowType};
 use temporalio_protos::temporal::api::enums::v1::{
     HistoryEventFilterType, NamespaceState, PendingActivityState, PendingWorkflowTaskState, QueryRejectCondition,
-    QueryResultType, TaskQueueKind, WorkflowExecutionStatus,
+    QueryResultType, TaskQueueKind, UpdateWorkflowExecutionLifecycleStage, WorkflowExecutionStatus,
 };
 use temporalio_protos::temporal::api::history::v1::{history_event::Attributes, History, HistoryEvent};
 use temporalio_protos::temporal::api::namespace::v1::{namespace_info, NamespaceConfig, NamespaceInfo};
 use temporalio_protos::temporal::api::query::v1::{QueryRejected, WorkflowQuery};
 use temporalio_protos::temporal::api::replication::v1::{ClusterReplicationConfig, NamespaceReplicationConfig};
+use temporalio_protos::temporal::api::update::v1::{UpdateRef, WaitPolicy};
 use temporalio_protos::temporal::api::workflow::v1 as wf;
 use temporalio_protos::temporal::api::workflowservice::v1::{self as ws, get_system_info_response};
 use tonic::Request;
@@ -310,6 +311,64 @@ impl Frontend {
         }
     }
 
+    pub async fn update_workflow_execution(
+        &self,
+        r: Request<ws::UpdateWorkflowExecutionRequest>,
+    ) -> Result<ws::UpdateWorkflowExecutionResponse> {
+        let deadline = tokio::time::Instant::now() + query_timeout(r.metadata());
+        let r = r.into_inner();
+        self.svc.namespace(&r.namespace)?;
+        let execution = r.workflow_execution.unwrap_or_default();
+        let mut request = r.request.ok_or_else(|| Error::invalid("Request is not set on request."))?;
+        let meta = request.meta.get_or_insert_with(Default::default);
+        if meta.update_id.is_empty() {
+            meta.update_id = uuid::Uuid::new_v4().to_string();
+        }
+        check_id(&meta.update_id.clone(), "UpdateId")?;
+        let update_id = meta.update_id.clone();
+        let name = request.input.as_ref().map(|i| i.name.clone()).unwrap_or_default();
+        check_id(&name, "Update name")?;
+        check_blob(request.input.as_ref().map_or(0, |i| payloads_len(&i.args)))?;
+        let key = self.svc.resolve_run(&r.namespace, &execution.workflow_id, &execution.run_id).await?;
+        if !r.first_execution_run_id.is_empty() {
+            let first = self.svc.read(&key.run_id, |e| e.state.first_execution_run_id.clone()).await?;
+            if first != r.first_execution_run_id {
+                return Err(Error::not_found("workflow execution not found for the given first execution run id"));
+            }
+        }
+        let wanted = wanted_stage(r.wait_policy.as_ref());
+        let (stage, outcome) = self.svc.update(&key, request, wanted, deadline).await?;
+        Ok(ws::UpdateWorkflowExecutionResponse {
+            update_ref: Some(UpdateRef { workflow_execution: Some(execution_of(&key)), update_id }),
+            outcome,
+            stage: stage as i32,
+            ..Default::default()
+        })
+    }
+
+    pub async fn poll_workflow_execution_update(
+        &self,
+        r: Request<ws::PollWorkflowExecutionUpdateRequest>,
+    ) -> Result<ws::PollWorkflowExecutionUpdateResponse> {
+        let deadline = tokio::time::Instant::now() + query_timeout(r.metadata());
+        let r = r.into_inner();
+        self.svc.namespace(&r.namespace)?;
+        let update_ref = r.update_ref.ok_or_else(|| Error::invalid("UpdateRef is not set on request."))?;
+        check_id(&update_ref.update_id, "UpdateId")?;
+        let execution = update_ref.workflow_execution.unwrap_or_default();
+        let key = self.svc.resolve_run(&r.namespace, &execution.workflow_id, &execution.run_id).await?;
+        let wanted = wanted_stage(r.wait_policy.as_ref());
+        let (stage, outcome) = self.svc.wait_update(&key, &update_ref.update_id, wanted, deadline).await?;
+        Ok(ws::PollWorkflowExecutionUpdateResponse {
+            outcome,
+            stage: stage as i32,
+            update_ref: Some(UpdateRef {
+                workflow_execution: Some(execution_of(&key)),
+                update_id: update_ref.update_id,
+            }),
+        })
+    }
+
     pub async fn respond_query_task_completed(
         &self,
         r: Request<ws::RespondQueryTaskCompletedRequest>,
@@ -445,6 +504,7 @@ impl Frontend {
         check_id(&task_queue.name, "TaskQueue")?;
         let identity = r.identity;
         let sticky_poll = task_queue.kind == TaskQueueKind::Sticky as i32;
+        let svc = self.svc.clone();
         let polled = self
             .svc
             .poll_task(
@@ -452,7 +512,7 @@ impl Frontend {
                 &task_queue.name,
                 TaskKind::Workflow,
                 TASK_POLL_TIMEOUT,
-                move |_task| start_workflow_task(identity.clone(), sticky_poll),
+                move |_task| start_workflow_task(svc.clone(), identity.clone(), sticky_poll),
                 Some(&query_task_response),
             )
             .await?;
@@ -487,11 +547,21 @@ impl Frontend {
             sdk_metadata: r.sdk_metadata,
             metering_metadata: r.metering_metadata,
             force_create_new_workflow_task: r.force_create_new_workflow_task,
+            messages: r.messages,
+            update_requests: Default::default(),
+            updates_waiting: false,
         };
-        let outcome = self
-            .svc
-            .transition(&token.run_id, move |tx, _| tx.complete_workflow_task(complete).map(Some), |out, _| out)
-            .await?;
+        let svc = self.svc.clone();
+        let run_id = token.run_id.clone();
+        let f = move |tx: &mut Tx, _: &Execution| {
+            // Read under the run's lock: an update admitted from here on finds this task done
+            // and schedules its own.
+            let mut complete = complete;
+            let answered = complete.messages.iter().map(|m| m.protocol_instance_id.clone()).collect();
+            (complete.update_requests, complete.updates_waiting) = svc.updates_for_completion(&run_id, &answered);
+            tx.complete_workflow_task(complete).map(Some)
+        };
+        let outcome = self.svc.transition(&token.run_id, f, |out, _| out).await?;
         match outcome {
             Some(Err(e)) => Err(e),
             _ => Ok(ws::RespondWorkflowTaskCompletedResponse::default()),
@@ -734,6 +804,16 @@ fn query_timeout(metadata: &tonic::metadata::MetadataMap) -> Duration {
     deadline.saturating_sub(MARGIN).min(TASK_POLL_TIMEOUT)
 }
 
+/// The stage an update call waits for; Temporal's default is "accepted" for a start and
+/// "completed" once a caller asks for it.
+fn wanted_stage(policy: Option<&WaitPolicy>) -> UpdateWorkflowExecutionLifecycleStage {
+    use UpdateWorkflowExecutionLifecycleStage as Stage;
+    match policy.and_then(|p| Stage::try_from(p.lifecycle_stage).ok()) {
+        Some(Stage::Unspecified) | None => Stage::Accepted,
+        Some(stage) => stage,
+    }
+}
+
 /// Validates a start request (naming the bad field) and applies Temporal's timeout defaults.
 fn start_request(r: ws::StartWorkflowExecutionRequest) -> Result<StartWorkflow> {
     check_id(&r.workflow_id, "WorkflowId")?;
@@ -784,12 +864,21 @@ fn start_request(r: ws::StartWorkflowExecutionRequest) -> Result<StartWorkflow> 
     })
 }
 
-fn start_workflow_task(identity: String, sticky_poll: bool) -> StartFn<ws::PollWorkflowTaskQueueResponse> {
+fn start_workflow_task(
+    svc: Arc<Service>,
+    identity: String,
+    sticky_poll: bool,
+) -> StartFn<ws::PollWorkflowTaskQueueResponse> {
     let request_id = uuid::Uuid::new_v4().to_string();
     (
         Box::new(move |tx, _| Ok(tx.start_workflow_task(&identity, &request_id).map(StartOut::WorkflowTask))),
         Box::new(move |out, exec| match out {
-            StartOut::WorkflowTask(started) => workflow_task_response(exec, started, sticky_poll),
+            StartOut::WorkflowTask(started) => {
+                let started_event_id = started.started_event_id;
+                let mut response = workflow_task_response(exec, started, sticky_poll);
+                response.messages = svc.update_messages(&exec.state.key.run_id, started_event_id);
+                response
+            }
             StartOut::Activity(_) => unreachable!("workflow poll starts workflow tasks"),
         }),
     )
