@@ -425,9 +425,9 @@ impl Service {
         let mut guard = slot.lock().await;
         let exec = guard.as_mut().ok_or_else(|| Error::not_found("workflow execution not found"))?;
         let mut state = exec.state.clone();
-        let mut tx = Tx::new(&mut state, self.clock.now_ms());
+        let mut tx = Tx::new(&mut state, self.clock.now_ms()).with_history(&exec.history);
         tx.new_run_id = uuid::Uuid::new_v4().to_string();
-        let out = f(&mut tx, exec)?;
+        let out = f(&mut tx, &*exec)?;
         let Tx { events, effects, new_run, .. } = tx;
         let Some(out) = out else {
             // Nothing to commit; effects derived from unchanged state (a re-armed timer) still
@@ -975,6 +975,7 @@ impl Service {
                                 tx.user_timer_fired(&timer_id, started_event_id)
                             }
                             Timer::WorkflowRunTimeout => tx.run_timed_out(),
+                            Timer::WorkflowBackoff => tx.backoff_done(),
                             Timer::StickyTimeout { force } => tx.sticky_timed_out(force),
                         };
                         Ok(changed.then_some(()))

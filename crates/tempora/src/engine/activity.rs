@@ -561,7 +561,7 @@ fn timeout_failure(timeout_type: TimeoutType, a: &Activity) -> Failure {
     }
 }
 
-fn is_non_retryable(f: &Failure, retry: &RetryPolicy) -> bool {
+pub(crate) fn is_non_retryable(f: &Failure, retry: &RetryPolicy) -> bool {
     match &f.failure_info {
         Some(failure::FailureInfo::ApplicationFailureInfo(info)) => {
             info.non_retryable || retry.non_retryable_error_types.iter().any(|t| t == &info.r#type)

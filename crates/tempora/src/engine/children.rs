@@ -295,6 +295,7 @@ pub fn child_start_request(parent: &RunKey, child: &Child) -> (StartWorkflow, i3
         search_attributes: a.search_attributes,
         header: a.header,
         priority: a.priority,
+        cron_schedule: a.cron_schedule,
         parent: Some(ParentInfo {
             namespace: parent.namespace.clone(),
             workflow_id: parent.workflow_id.clone(),

@@ -8,6 +8,7 @@
 
 pub mod activity;
 pub mod children;
+pub mod cron;
 pub mod external;
 pub mod state;
 pub mod updates;
@@ -100,6 +101,8 @@ pub enum Timer {
         started_event_id: i64,
     },
     WorkflowRunTimeout,
+    /// The delay before a run's first workflow task (cron, workflow retry) is over.
+    WorkflowBackoff,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -121,11 +124,31 @@ pub struct Tx<'a> {
     /// engine stays deterministic).
     pub new_run_id: String,
     pub new_run: Option<NewRun>,
+    /// The run's `WorkflowExecutionStarted` attributes (input, retry policy, cron schedule…),
+    /// for transitions that start the next run.
+    pub started: Option<&'a temporalio_protos::temporal::api::history::v1::WorkflowExecutionStartedEventAttributes>,
 }
 
 impl<'a> Tx<'a> {
     pub fn new(state: &'a mut MutableState, now: Millis) -> Self {
-        Tx { state, now, events: Vec::new(), effects: Vec::new(), new_run_id: String::new(), new_run: None }
+        Tx {
+            state,
+            now,
+            events: Vec::new(),
+            effects: Vec::new(),
+            new_run_id: String::new(),
+            new_run: None,
+            started: None,
+        }
+    }
+
+    /// Gives the transition the run's first event (see `started`).
+    pub fn with_history(mut self, history: &'a [HistoryEvent]) -> Self {
+        self.started = history.first().and_then(|e| match &e.attributes {
+            Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => Some(a),
+            _ => None,
+        });
+        self
     }
 
     pub fn key(&self) -> &RunKey {

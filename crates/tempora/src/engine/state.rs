@@ -106,6 +106,12 @@ pub struct MutableState {
     /// The run that continues this one (continue-as-new), once closed.
     #[serde(default)]
     pub new_execution_run_id: String,
+    /// While > 0, the first workflow task waits until then (cron, or a workflow retry's backoff).
+    #[serde(default)]
+    pub backoff_until_ms: Millis,
+    /// When the run's first workflow task became due (start + backoff); 0 in old state.
+    #[serde(default)]
+    pub execution_time_ms: Millis,
     /// Accepted updates by update id (requests not yet accepted live only in the service).
     #[serde(default)]
     pub updates: BTreeMap<String, UpdateRecord>,
@@ -178,7 +184,8 @@ impl MutableState {
 
     /// When this run times out: its run timeout, or the execution timeout if that ends first.
     pub fn run_deadline_ms(&self) -> Option<Millis> {
-        let run = (self.run_timeout_ms > 0).then(|| self.start_time_ms + self.run_timeout_ms);
+        let began = self.execution_time_ms.max(self.start_time_ms);
+        let run = (self.run_timeout_ms > 0).then(|| began + self.run_timeout_ms);
         let start = if self.execution_start_ms > 0 { self.execution_start_ms } else { self.start_time_ms };
         let execution = (self.execution_timeout_ms > 0).then(|| start + self.execution_timeout_ms);
         match (run, execution) {

@@ -4,12 +4,14 @@ use std::collections::BTreeMap;
 
 use temporalio_protos::temporal::api::command::v1 as command;
 use temporalio_protos::temporal::api::common::v1 as common;
-use temporalio_protos::temporal::api::enums::v1::{RetryState, TaskQueueKind, WorkflowExecutionStatus};
+use temporalio_protos::temporal::api::enums::v1::{
+    ContinueAsNewInitiator, RetryState, TaskQueueKind, WorkflowExecutionStatus,
+};
 use temporalio_protos::temporal::api::history::v1 as history;
 use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
 
 use super::state::{Encoded, MutableState, ParentInfo, RunKey, WorkflowTask};
-use super::{Effect, Timer, Tx};
+use super::{cron, Effect, Timer, Tx};
 use crate::clock::{proto, Millis};
 
 /// A validated start request (see `frontend` for the checks).
@@ -36,6 +38,18 @@ pub struct StartWorkflow {
     /// Signal-with-start: the signal, written right after `WorkflowExecutionStarted`.
     pub signal: Option<history::WorkflowExecutionSignaledEventAttributes>,
     pub signal_request_id: String,
+    /// 1-based; above 1 for a workflow retry.
+    pub attempt: i32,
+    pub cron_schedule: String,
+    /// Delay before the first workflow task (cron, workflow retry).
+    pub first_task_backoff_ms: Millis,
+}
+
+/// How a run is closing, for `Tx::next_run`.
+pub(crate) enum Closing<'a> {
+    Completed(Option<&'a common::Payloads>),
+    Failed(&'a temporalio_protos::temporal::api::failure::v1::Failure),
+    TimedOut,
 }
 
 /// What a run started by continue-as-new inherits from the run it continues.
@@ -52,7 +66,13 @@ pub struct Continued {
 }
 
 /// Creates a new run: `WorkflowExecutionStarted`, then its first workflow task.
-pub fn start(req: StartWorkflow, now: Millis) -> (MutableState, Vec<history::HistoryEvent>, Vec<Effect>) {
+pub fn start(mut req: StartWorkflow, now: Millis) -> (MutableState, Vec<history::HistoryEvent>, Vec<Effect>) {
+    if req.continued.is_none() && req.first_task_backoff_ms == 0 && !req.cron_schedule.is_empty() {
+        // A new cron workflow's first run waits for the schedule's first time.
+        if let Ok(schedule) = cron::parse(&req.cron_schedule) {
+            req.first_task_backoff_ms = cron::backoff_ms(&schedule, now, now);
+        }
+    }
     let continued = req.continued.clone().unwrap_or_default();
     let first_execution_run_id = if continued.first_execution_run_id.is_empty() {
         req.key.run_id.clone()
@@ -91,6 +111,8 @@ pub fn start(req: StartWorkflow, now: Millis) -> (MutableState, Vec<history::His
         external: BTreeMap::new(),
         new_execution_run_id: String::new(),
         updates: BTreeMap::new(),
+        backoff_until_ms: if req.first_task_backoff_ms > 0 { now + req.first_task_backoff_ms } else { 0 },
+        execution_time_ms: now + req.first_task_backoff_ms.max(0),
     };
     if !req.signal_request_id.is_empty() {
         state.signal_request_ids.insert(req.signal_request_id.clone());
@@ -119,7 +141,10 @@ pub fn start(req: StartWorkflow, now: Millis) -> (MutableState, Vec<history::His
         workflow_execution_expiration_time: (req.execution_timeout_ms > 0)
             .then(|| proto::timestamp(execution_start_ms + req.execution_timeout_ms)),
         retry_policy: req.retry_policy,
-        attempt: 1,
+        attempt: req.attempt.max(1),
+        cron_schedule: req.cron_schedule.clone(),
+        first_workflow_task_backoff: (req.first_task_backoff_ms > 0)
+            .then(|| proto::duration(req.first_task_backoff_ms)),
         memo: req.memo,
         search_attributes: req.search_attributes,
         header: req.header,
@@ -131,6 +156,9 @@ pub fn start(req: StartWorkflow, now: Millis) -> (MutableState, Vec<history::His
         tx.append(signal);
     }
     tx.schedule_workflow_task_if_needed();
+    if tx.state.backoff_until_ms > 0 {
+        tx.schedule_timer(tx.state.backoff_until_ms, Timer::WorkflowBackoff);
+    }
     if let Some(at_ms) = tx.state.run_deadline_ms() {
         tx.schedule_timer(at_ms, Timer::WorkflowRunTimeout);
     }
@@ -213,6 +241,9 @@ impl Tx<'_> {
             }),
             signal: None,
             signal_request_id: String::new(),
+            attempt: 1,
+            cron_schedule: self.started.map(|s| s.cron_schedule.clone()).unwrap_or_default(),
+            first_task_backoff_ms: proto::duration_ms(a.backoff_start_interval.as_ref()).max(0),
         };
         self.append(history::WorkflowExecutionContinuedAsNewEventAttributes {
             new_execution_run_id: new_run_id.clone(),
@@ -255,12 +286,121 @@ impl Tx<'_> {
             _ => return false,
         }
         self.flush_buffered_events();
+        let (new_execution_run_id, retry_state) = self.next_run(Closing::TimedOut);
         self.append(history::WorkflowExecutionTimedOutEventAttributes {
-            retry_state: RetryState::Timeout as i32,
-            new_execution_run_id: String::new(),
+            retry_state: retry_state as i32,
+            new_execution_run_id,
         });
         self.close(WorkflowExecutionStatus::TimedOut);
         true
+    }
+
+    /// The first workflow task's backoff is over.
+    pub fn backoff_done(&mut self) -> bool {
+        if !self.state.is_open() || self.state.backoff_until_ms == 0 || self.now < self.state.backoff_until_ms {
+            return false;
+        }
+        self.state.backoff_until_ms = 0;
+        self.schedule_workflow_task_if_needed();
+        true
+    }
+
+    /// Whether a closing run is followed by another — a workflow retry (for a failure or
+    /// timeout, as its retry policy allows), else the next cron run — and if so, creates it.
+    /// Returns the new run's id (empty if none) and the retry state for the close event.
+    pub(crate) fn next_run(&mut self, closing: Closing) -> (String, RetryState) {
+        let Some(started) = self.started else { return (String::new(), RetryState::RetryPolicyNotSet) };
+        let (backoff_ms, retry_state, initiator) = match self.retry_backoff(started, &closing) {
+            (Some(backoff), state) => (backoff, state, ContinueAsNewInitiator::Retry),
+            (None, state) => match cron::parse(&started.cron_schedule) {
+                Ok(schedule) if !started.cron_schedule.is_empty() => {
+                    let backoff = cron::backoff_ms(&schedule, self.state.execution_time_ms, self.now);
+                    (backoff, state, ContinueAsNewInitiator::CronSchedule)
+                }
+                _ => return (String::new(), state),
+            },
+        };
+        let state = &*self.state;
+        let new_run_id = self.new_run_id.clone();
+        let (failure, last_completion_result) = match &closing {
+            Closing::Completed(result) => (None, result.cloned()),
+            Closing::Failed(f) => (Some((*f).clone()), None),
+            Closing::TimedOut => (None, None),
+        };
+        let attempt = if initiator == ContinueAsNewInitiator::Retry { started.attempt.max(1) + 1 } else { 1 };
+        let req = StartWorkflow {
+            key: RunKey { run_id: new_run_id.clone(), ..state.key.clone() },
+            workflow_type: state.workflow_type.clone(),
+            task_queue: state.task_queue.clone(),
+            input: started.input.clone(),
+            execution_timeout_ms: state.execution_timeout_ms,
+            run_timeout_ms: state.run_timeout_ms,
+            task_timeout_ms: state.workflow_task_timeout_ms,
+            identity: started.identity.clone(),
+            request_id: new_run_id.clone(),
+            retry_policy: started.retry_policy.clone(),
+            memo: started.memo.clone(),
+            search_attributes: started.search_attributes.clone(),
+            header: started.header.clone(),
+            priority: started.priority.clone(),
+            parent: state.parent.clone(),
+            continued: Some(Continued {
+                run_id: state.key.run_id.clone(),
+                first_execution_run_id: state.first_execution_run_id.clone(),
+                initiator: initiator as i32,
+                failure,
+                last_completion_result,
+                execution_start_ms: if state.execution_start_ms > 0 {
+                    state.execution_start_ms
+                } else {
+                    state.start_time_ms
+                },
+            }),
+            signal: None,
+            signal_request_id: String::new(),
+            attempt,
+            cron_schedule: started.cron_schedule.clone(),
+            first_task_backoff_ms: backoff_ms,
+        };
+        self.state.new_execution_run_id = new_run_id.clone();
+        let (state, events, effects) = start(req, self.now);
+        self.new_run = Some(super::NewRun { state, events, effects });
+        (new_run_id, retry_state)
+    }
+
+    /// The backoff before a workflow retry, if the retry policy allows one, and the retry state.
+    fn retry_backoff(
+        &self,
+        started: &history::WorkflowExecutionStartedEventAttributes,
+        closing: &Closing,
+    ) -> (Option<Millis>, RetryState) {
+        if matches!(closing, Closing::Completed(_)) {
+            return (None, RetryState::Unspecified);
+        }
+        if started.retry_policy.is_none() {
+            return (None, RetryState::RetryPolicyNotSet);
+        }
+        let Ok(policy) = super::activity::retry_policy(started.retry_policy.as_ref()) else {
+            return (None, RetryState::RetryPolicyNotSet);
+        };
+        if let Closing::Failed(f) = closing {
+            if super::activity::is_non_retryable(f, &policy) {
+                return (None, RetryState::NonRetryableFailure);
+            }
+        }
+        let attempt = started.attempt.max(1);
+        if policy.maximum_attempts > 0 && attempt >= policy.maximum_attempts {
+            return (None, RetryState::MaximumAttemptsReached);
+        }
+        let backoff = policy.backoff_ms(attempt);
+        let execution_start =
+            if self.state.execution_start_ms > 0 { self.state.execution_start_ms } else { self.state.start_time_ms };
+        if self.state.execution_timeout_ms > 0
+            && self.now + backoff >= execution_start + self.state.execution_timeout_ms
+        {
+            return (None, RetryState::Timeout);
+        }
+        (Some(backoff), RetryState::InProgress)
     }
 }
 
@@ -275,6 +415,9 @@ pub fn recover(state: &MutableState) -> Vec<Effect> {
     }
     if let Some(wft) = &state.workflow_task {
         recover_workflow_task(state, wft, &mut effects);
+    }
+    if state.backoff_until_ms > 0 {
+        effects.push(Effect::Timer { at_ms: state.backoff_until_ms, timer: Timer::WorkflowBackoff });
     }
     for activity in state.activities.values() {
         effects.extend(super::activity::attempt_effects(activity));

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use prost::Message;
 use temporalio_protos::temporal::api::command::v1::{command, Command};
 use temporalio_protos::temporal::api::enums::v1::{
-    CommandType, RetryState, TimeoutType, WorkflowExecutionStatus, WorkflowTaskFailedCause,
+    CommandType, TimeoutType, WorkflowExecutionStatus, WorkflowTaskFailedCause,
 };
 use temporalio_protos::temporal::api::failure::v1::Failure;
 use temporalio_protos::temporal::api::history::v1::{self as history, HistoryEvent};
@@ -15,7 +15,7 @@ use temporalio_protos::temporal::api::common::v1::{Memo, SearchAttributes};
 
 use super::state::{Encoded, Sticky, UserTimer, WorkflowTask};
 use super::updates::Messages;
-use super::workflow::normal_queue;
+use super::workflow::{normal_queue, Closing};
 use super::{activity, children, external, Effect, Timer, Tx};
 use crate::clock::proto;
 use crate::error::{Error, Result};
@@ -64,7 +64,8 @@ enum Rejection {
 impl Tx<'_> {
     /// Schedules a workflow task unless one is already scheduled or running.
     pub fn schedule_workflow_task_if_needed(&mut self) {
-        if self.state.workflow_task.is_some() || !self.state.is_open() {
+        // During a first-task backoff (cron, retry), events wait for the backoff to end.
+        if self.state.workflow_task.is_some() || !self.state.is_open() || self.state.backoff_until_ms > 0 {
             return;
         }
         self.schedule_workflow_task(1);
@@ -345,10 +346,11 @@ impl Tx<'_> {
                 Ok(false)
             }
             C::CompleteWorkflowExecutionCommandAttributes(a) => {
+                let (new_execution_run_id, _) = self.next_run(Closing::Completed(a.result.as_ref()));
                 self.append(history::WorkflowExecutionCompletedEventAttributes {
                     result: a.result.clone(),
                     workflow_task_completed_event_id: completed_id,
-                    new_execution_run_id: String::new(),
+                    new_execution_run_id,
                 });
                 self.close(WorkflowExecutionStatus::Completed);
                 Ok(false)
@@ -428,11 +430,13 @@ impl Tx<'_> {
                 Ok(false)
             }
             C::FailWorkflowExecutionCommandAttributes(a) => {
+                let failure = a.failure.clone().unwrap_or_default();
+                let (new_execution_run_id, retry_state) = self.next_run(Closing::Failed(&failure));
                 self.append(history::WorkflowExecutionFailedEventAttributes {
                     failure: a.failure.clone(),
-                    retry_state: RetryState::RetryPolicyNotSet as i32,
+                    retry_state: retry_state as i32,
                     workflow_task_completed_event_id: completed_id,
-                    new_execution_run_id: String::new(),
+                    new_execution_run_id,
                 });
                 self.close(WorkflowExecutionStatus::Failed);
                 Ok(false)

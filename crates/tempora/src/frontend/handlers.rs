@@ -839,7 +839,7 @@ fn start_request(r: ws::StartWorkflowExecutionRequest) -> Result<StartWorkflow> 
         task_timeout_ms = task_timeout_ms.min(run_timeout_ms);
     }
     if !r.cron_schedule.is_empty() {
-        return Err(Error::Unimplemented("cron schedules are not supported by tempora yet".into()));
+        crate::engine::cron::parse(&r.cron_schedule).map_err(Error::InvalidArgument)?;
     }
     if let Some(p) = &r.retry_policy {
         crate::engine::activity::retry_policy(Some(p)).map_err(Error::InvalidArgument)?;
@@ -860,6 +860,7 @@ fn start_request(r: ws::StartWorkflowExecutionRequest) -> Result<StartWorkflow> 
         search_attributes: r.search_attributes,
         header: r.header,
         priority: r.priority,
+        cron_schedule: r.cron_schedule,
         ..Default::default()
     })
 }

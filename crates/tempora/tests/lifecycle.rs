@@ -1,0 +1,186 @@
+//! Workflow-level options through the official Rust SDK: the workflow retry policy, run and
+//! execution timeouts, and cron schedules.
+
+mod support;
+
+use std::time::Duration;
+
+use tempora::testing::TestServer;
+use temporalio_client::errors::WorkflowGetResultError;
+use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowStartOptions, WorkflowTerminateOptions};
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_protos::temporal::api::common::v1::{RetryPolicy, WorkflowExecution};
+use temporalio_protos::temporal::api::enums::v1::{ContinueAsNewInitiator, RetryState};
+use temporalio_protos::temporal::api::history::v1::{history_event::Attributes, HistoryEvent};
+use temporalio_protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryRequest;
+use temporalio_sdk::{ApplicationFailure, WorkerOptions, WorkflowContext, WorkflowResult};
+
+use support::{client, unique, with_worker};
+
+/// Fails until its `succeed_on` attempt.
+#[workflow]
+#[derive(Default)]
+struct Flaky;
+
+#[workflow_methods]
+impl Flaky {
+    #[run]
+    async fn run(ctx: &mut WorkflowContext<Self>, succeed_on: u32) -> WorkflowResult<u32> {
+        let attempt = ctx.info().attempt();
+        if attempt < succeed_on {
+            return Err(ApplicationFailure::new(format!("attempt {attempt} fails")).into());
+        }
+        Ok(attempt)
+    }
+}
+
+/// Sleeps on a durable timer.
+#[workflow]
+#[derive(Default)]
+struct Sleeper;
+
+#[workflow_methods]
+impl Sleeper {
+    #[run]
+    async fn run(ctx: &mut WorkflowContext<Self>, secs: u64) -> WorkflowResult<()> {
+        ctx.timer(Duration::from_secs(secs)).await;
+        Ok(())
+    }
+}
+
+fn worker_options(queue: &str) -> WorkerOptions {
+    WorkerOptions::new(queue).register_workflow::<Flaky>().unwrap().register_workflow::<Sleeper>().unwrap().build()
+}
+
+fn retry(maximum_attempts: i32) -> RetryPolicy {
+    RetryPolicy {
+        initial_interval: Some(prost_types::Duration { seconds: 0, nanos: 100_000_000 }),
+        backoff_coefficient: 1.0,
+        maximum_attempts,
+        ..Default::default()
+    }
+}
+
+async fn history(client: &Client, workflow_id: &str, run_id: &str) -> Vec<HistoryEvent> {
+    let mut service = client.connection().workflow_service();
+    let request = GetWorkflowExecutionHistoryRequest {
+        namespace: "default".into(),
+        execution: Some(WorkflowExecution { workflow_id: workflow_id.into(), run_id: run_id.into() }),
+        ..Default::default()
+    };
+    let page = service.get_workflow_execution_history(tonic::Request::new(request)).await.expect("history");
+    page.into_inner().history.unwrap_or_default().events
+}
+
+fn started(
+    events: &[HistoryEvent],
+) -> temporalio_protos::temporal::api::history::v1::WorkflowExecutionStartedEventAttributes {
+    match events.first().and_then(|e| e.attributes.clone()) {
+        Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => a,
+        other => panic!("the first event is not WorkflowExecutionStarted: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_failing_workflow_is_retried_by_its_retry_policy() {
+    let server = TestServer::start(":memory:").await;
+    let client = client(&server.url()).await;
+    let queue = unique("lifecycle");
+    with_worker(&client, worker_options(&queue), async {
+        let id = unique("flaky");
+        let options = WorkflowStartOptions::new(&queue, &id).retry_policy(retry(5)).build();
+        let handle = client.start_workflow(Flaky::run, 3, options).await.unwrap();
+        let first_run = handle.info().run_id.clone().unwrap();
+        // get_result follows the retry chain to the run that succeeded.
+        assert_eq!(handle.get_result(WorkflowGetResultOptions::default()).await.unwrap(), 3);
+        let first = history(&client, &id, &first_run).await;
+        match first.last().and_then(|e| e.attributes.clone()) {
+            Some(Attributes::WorkflowExecutionFailedEventAttributes(a)) => {
+                assert_eq!(a.retry_state, RetryState::InProgress as i32);
+                assert!(!a.new_execution_run_id.is_empty());
+                let second = started(&history(&client, &id, &a.new_execution_run_id).await);
+                assert_eq!(second.attempt, 2);
+                assert_eq!(second.initiator, ContinueAsNewInitiator::Retry as i32);
+                assert_eq!(second.first_execution_run_id, first_run);
+                assert!(second.first_workflow_task_backoff.is_some());
+            }
+            other => panic!("the first run must fail with a retry: {other:?}"),
+        }
+
+        // With two attempts allowed, the second failure is final.
+        let id = unique("flaky");
+        let options = WorkflowStartOptions::new(&queue, &id).retry_policy(retry(2)).build();
+        let handle = client.start_workflow(Flaky::run, 10, options).await.unwrap();
+        let result = handle.get_result(WorkflowGetResultOptions::default()).await;
+        assert!(matches!(result, Err(WorkflowGetResultError::Failed(_))), "{result:?}");
+        let last = history(&client, &id, "").await;
+        match last.last().and_then(|e| e.attributes.clone()) {
+            Some(Attributes::WorkflowExecutionFailedEventAttributes(a)) => {
+                assert_eq!(a.retry_state, RetryState::MaximumAttemptsReached as i32);
+                assert!(a.new_execution_run_id.is_empty());
+            }
+            other => panic!("the last run must fail for good: {other:?}"),
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn run_and_execution_timeouts_time_the_workflow_out() {
+    let server = TestServer::start(":memory:").await;
+    let client = client(&server.url()).await;
+    let queue = unique("lifecycle");
+    with_worker(&client, worker_options(&queue), async {
+        let id = unique("sleeper");
+        let options = WorkflowStartOptions::new(&queue, &id).run_timeout(Duration::from_secs(1)).build();
+        let handle = client.start_workflow(Sleeper::run, 3600, options).await.unwrap();
+        let result = handle.get_result(WorkflowGetResultOptions::default()).await;
+        assert!(matches!(result, Err(WorkflowGetResultError::TimedOut)), "{result:?}");
+
+        // The execution timeout spans retries: a retried run still ends when it ends.
+        let id = unique("sleeper");
+        let options = WorkflowStartOptions::new(&queue, &id)
+            .execution_timeout(Duration::from_secs(2))
+            .run_timeout(Duration::from_millis(700))
+            .retry_policy(retry(0))
+            .build();
+        let started_at = std::time::Instant::now();
+        let handle = client.start_workflow(Sleeper::run, 3600, options).await.unwrap();
+        let result = handle.get_result(WorkflowGetResultOptions::default()).await;
+        assert!(matches!(result, Err(WorkflowGetResultError::TimedOut)), "{result:?}");
+        let took = started_at.elapsed();
+        assert!(took >= Duration::from_millis(1400) && took < Duration::from_secs(5), "took {took:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_cron_workflow_runs_on_its_schedule() {
+    let server = TestServer::start(":memory:").await;
+    let client = client(&server.url()).await;
+    let queue = unique("lifecycle");
+    let id = unique("cron");
+    with_worker(&client, worker_options(&queue), async {
+        let options = WorkflowStartOptions::new(&queue, &id).cron_schedule("@every 1s".to_string()).build();
+        let handle = client.start_workflow(Flaky::run, 0, options).await.unwrap();
+        let first_run = handle.info().run_id.clone().unwrap();
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        let first = history(&client, &id, &first_run).await;
+        assert!(started(&first).first_workflow_task_backoff.is_some(), "the first run waits for the schedule");
+        let next = match first.last().and_then(|e| e.attributes.clone()) {
+            Some(Attributes::WorkflowExecutionCompletedEventAttributes(a)) => a.new_execution_run_id,
+            other => panic!("the first run must complete into the next: {other:?}"),
+        };
+        let second = started(&history(&client, &id, &next).await);
+        assert_eq!(second.initiator, ContinueAsNewInitiator::CronSchedule as i32);
+        assert_eq!(second.continued_execution_run_id, first_run);
+        assert!(second.last_completion_result.is_some(), "the next run gets the last result");
+        let latest = client.get_workflow_handle::<Flaky>(id.clone());
+        latest.terminate(WorkflowTerminateOptions::builder().reason("enough").build()).await.unwrap();
+    })
+    .await;
+    // Invalid schedules are refused at start.
+    let options = WorkflowStartOptions::new(&queue, unique("cron")).cron_schedule("every day".to_string()).build();
+    let refused = client.start_workflow(Flaky::run, 0, options).await;
+    assert!(refused.is_err(), "an invalid cron schedule must be refused");
+}
