@@ -796,11 +796,7 @@ impl Service {
                 fresh
             };
             if admitted {
-                let f = |tx: &mut Tx, _: &Execution| {
-                    let idle = tx.state.workflow_task.is_none() && tx.state.is_open();
-                    tx.schedule_workflow_task_if_needed();
-                    Ok(idle.then_some(()))
-                };
+                let f = |tx: &mut Tx, _: &Execution| Ok(tx.schedule_speculative_workflow_task().then_some(()));
                 self.transition(&run.run_id, f, |_, _| ()).await?;
             }
         }

@@ -24,7 +24,7 @@ use temporalio_sdk::{
     WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
-use support::{client, history_event_types, unique, with_worker};
+use support::{client, history_event_types, reference_server, unique, with_worker};
 
 /// Activities that record what happened to them in a shared log.
 #[derive(Default, Clone)]
@@ -600,4 +600,68 @@ async fn history_event_types_of(client: &Client, workflow_id: &str, run_id: &str
         .iter()
         .map(|e| EventType::try_from(e.event_type).map(|t| t.as_str_name().to_string()).unwrap_or_default())
         .collect()
+}
+
+/// Runs the timer, signal, child and continue-as-new scenarios against a server; returns each
+/// scenario's event types (for the child scenario: the parent's, then the child's).
+async fn scenario_histories(url: &str) -> Vec<(&'static str, Vec<String>)> {
+    let client = client(url).await;
+    let queue = unique("differential");
+    let acts = Acts::default();
+    with_worker(&client, worker_options(&queue, &acts), async {
+        let mut out = Vec::new();
+        let id = unique("timers");
+        let handle = client.start_workflow(Timers::run, 50, start_options(&queue, &id)).await.unwrap();
+        handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        out.push(("timers", history_event_types(&client, &id).await));
+
+        let id = unique("signals");
+        let handle = client
+            .signal_with_start_workflow(Counter::run, 3, Counter::add, 3, start_options(&queue, &id))
+            .await
+            .unwrap();
+        handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        out.push(("signal-with-start", history_event_types(&client, &id).await));
+
+        let id = unique("parent");
+        let handle = client.start_workflow(Parent::run, "ann".to_string(), start_options(&queue, &id)).await.unwrap();
+        handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        out.push(("parent", history_event_types(&client, &id).await));
+        out.push(("child", history_event_types(&client, &format!("{id}-child")).await));
+
+        let id = unique("update");
+        let handle = client.start_workflow(Counter::run, 5, start_options(&queue, &id)).await.unwrap();
+        // Once the first task is done on both servers, each update gets a task of its own.
+        while !history_event_types(&client, &id).await.contains(&"EVENT_TYPE_WORKFLOW_TASK_COMPLETED".to_string()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        handle.execute_update(Counter::set, 2, WorkflowExecuteUpdateOptions::default()).await.unwrap();
+        let rejected = handle.execute_update(Counter::set, -2, WorkflowExecuteUpdateOptions::default()).await;
+        assert!(rejected.is_err());
+        handle.signal(Counter::add, 3, WorkflowSignalOptions::default()).await.unwrap();
+        handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        out.push(("update accepted, update rejected, signal", history_event_types(&client, &id).await));
+
+        let id = unique("chain");
+        let handle =
+            client.start_workflow(Chain::run, (1, 2, String::new()), start_options(&queue, &id)).await.unwrap();
+        let first_run = handle.info().run_id.clone().unwrap();
+        handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        out.push(("continue-as-new, first run", history_event_types_of(&client, &id, &first_run).await));
+        out.push(("continue-as-new, last run", history_event_types(&client, &id).await));
+        out
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn timer_signal_child_and_continue_as_new_histories_match_the_real_temporal_server() {
+    let Some(reference) = reference_server() else { return };
+    let server = TestServer::start(":memory:").await;
+    let ours = scenario_histories(&server.url()).await;
+    let theirs = scenario_histories(&reference).await;
+    for ((name, ours), (_, theirs)) in ours.iter().zip(theirs.iter()) {
+        assert_eq!(ours, theirs, "{name}: tempora vs Temporal");
+        eprintln!("{name}: {} events, identical types on both servers", ours.len());
+    }
 }

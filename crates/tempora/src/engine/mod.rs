@@ -184,6 +184,9 @@ impl<'a> Tx<'a> {
     /// `add_external` for events that must stay together and in order.
     pub fn add_external_all(&mut self, events: Vec<Attributes>) {
         let started = self.state.workflow_task.as_ref().is_some_and(|w| w.is_started());
+        if !started {
+            self.unspeculate();
+        }
         if started {
             for attributes in events {
                 let event = self.event(0, attributes);

@@ -212,14 +212,20 @@ pub struct WorkflowTask {
     pub started_time_ms: Millis,
     pub started_identity: String,
     pub started_request_id: String,
+    /// Scheduled only to deliver updates: unwritten until it has something to write, and
+    /// dropped without a trace if the worker only rejects (Temporal's speculative task).
+    #[serde(default)]
+    pub speculative: bool,
 }
 
 impl WorkflowTask {
     pub fn is_started(&self) -> bool {
         self.started_event_id != 0
     }
+    /// Its scheduled and started events are not in history (yet): a retry attempt, or a
+    /// speculative task.
     pub fn is_transient(&self) -> bool {
-        self.attempt > 1
+        self.attempt > 1 || self.speculative
     }
 }
 

@@ -10,7 +10,7 @@ use temporalio_protos::temporal::api::history::v1::{history_event::Attributes, H
 
 use super::state::{MutableState, RunKey};
 use super::workflow::{start, StartWorkflow};
-use super::workflow_task::CompleteWorkflowTask;
+use super::workflow_task::{CompleteWorkflowTask, Completed};
 use super::{ActivityTimeoutKind, Effect, Timer, Tx};
 use crate::clock::proto;
 use crate::error::Error;
@@ -56,7 +56,7 @@ impl Run {
         (started.scheduled_event_id, started.attempt)
     }
 
-    fn complete_wft(&mut self, commands: Vec<Command>) -> (Result<(), Error>, Vec<EventType>, Vec<Effect>) {
+    fn complete_wft(&mut self, commands: Vec<Command>) -> (Result<Completed, Error>, Vec<EventType>, Vec<Effect>) {
         let (scheduled_event_id, attempt) = self.start_wft();
         let req = CompleteWorkflowTask {
             scheduled_event_id,
@@ -297,4 +297,61 @@ fn stale_tokens_are_not_found() {
     assert!(matches!(res, Err(Error::NotFound(_))));
     let (res, _, _) = run.step(|tx| tx.complete_activity(99, Some(1), None, "w"));
     assert!(matches!(res, Err(Error::NotFound(_))));
+}
+
+fn rejection(update_id: &str) -> temporalio_protos::temporal::api::protocol::v1::Message {
+    use prost::Message as _;
+    use temporalio_protos::temporal::api::update::v1::Rejection;
+    temporalio_protos::temporal::api::protocol::v1::Message {
+        id: format!("{update_id}/reject"),
+        protocol_instance_id: update_id.into(),
+        body: Some(prost_types::Any {
+            type_url: "type.googleapis.com/temporal.api.update.v1.Rejection".into(),
+            value: Rejection {
+                failure: Some(Failure { message: "no".into(), ..Default::default() }),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        }),
+        sequencing_id: None,
+    }
+}
+
+#[test]
+fn a_speculative_task_that_only_rejects_leaves_no_events() {
+    let mut run = Run::new();
+    let (out, _, _) = run.complete_wft(vec![]);
+    out.unwrap();
+    let last_started = run.state.last_completed_wft_started_event_id;
+    let history_len = run.history.len();
+    let (scheduled, _, _) = run.step(|tx| tx.schedule_speculative_workflow_task());
+    assert!(scheduled);
+    let (started, types, _) = run.step(|tx| tx.start_workflow_task("worker", "r2").unwrap());
+    assert!(types.is_empty(), "a speculative task writes nothing when it starts");
+    assert_eq!(started.transient_events.len(), 2, "the worker still sees its scheduled and started events");
+    let req = CompleteWorkflowTask {
+        scheduled_event_id: started.scheduled_event_id,
+        attempt: started.attempt,
+        messages: vec![rejection("u1")],
+        identity: "worker".into(),
+        ..Default::default()
+    };
+    let (out, types, effects) = run.step(|tx| tx.complete_workflow_task(req).unwrap());
+    assert_eq!(out.unwrap().reset_history_event_id, last_started);
+    assert!(types.is_empty());
+    assert_eq!(run.history.len(), history_len);
+    assert!(run.state.workflow_task.is_none());
+    assert!(effects.iter().any(|e| matches!(e, Effect::UpdateProgress { update_id, .. } if update_id == "u1")));
+}
+
+#[test]
+fn a_signal_makes_a_waiting_speculative_task_a_normal_one() {
+    let mut run = Run::new();
+    run.complete_wft(vec![]).0.unwrap();
+    run.step(|tx| tx.schedule_speculative_workflow_task());
+    let signal = super::external::Signal { name: "s".into(), ..Default::default() };
+    let (_, types, _) = run.step(|tx| tx.signal(&signal).unwrap());
+    assert_eq!(types, vec![E::WorkflowTaskScheduled, E::WorkflowExecutionSignaled]);
+    let (_, types, _) = run.step(|tx| tx.start_workflow_task("worker", "r").unwrap());
+    assert_eq!(types, vec![E::WorkflowTaskStarted]);
 }

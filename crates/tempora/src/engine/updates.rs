@@ -68,6 +68,11 @@ fn decode(message: &Message) -> Result<Body, String> {
     }
 }
 
+/// True if every message is a rejection (or there are none).
+pub fn only_rejections(messages: &[Message]) -> bool {
+    messages.iter().all(|m| matches!(decode(m), Ok(Body::Rejection(_))))
+}
+
 /// The messages of one completion, consumed as commands reference them.
 #[derive(Default)]
 pub struct Messages {

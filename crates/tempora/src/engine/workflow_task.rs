@@ -55,6 +55,14 @@ pub struct StartedWorkflowTask {
     pub started_time_ms: i64,
 }
 
+/// What a completion did that the worker must know.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Completed {
+    /// Non-zero when a speculative task was dropped: the worker rewinds to this started id
+    /// (`RespondWorkflowTaskCompletedResponse.reset_history_event_id`).
+    pub reset_history_event_id: i64,
+}
+
 /// Why a completion was not accepted as it stands.
 enum Rejection {
     /// Fail the task with this cause and message; answer the worker InvalidArgument.
@@ -68,11 +76,34 @@ impl Tx<'_> {
         if self.state.workflow_task.is_some() || !self.state.is_open() || self.state.backoff_until_ms > 0 {
             return;
         }
-        self.schedule_workflow_task(1);
+        self.schedule_workflow_task(1, false);
     }
 
-    fn schedule_workflow_task(&mut self, attempt: i32) {
-        let scheduled_event_id = if attempt > 1 {
+    /// Schedules a workflow task to deliver updates, unless one is pending. It is written to
+    /// history only if it ends up changing something (see `complete_workflow_task`).
+    pub fn schedule_speculative_workflow_task(&mut self) -> bool {
+        if self.state.workflow_task.is_some() || !self.state.is_open() || self.state.backoff_until_ms > 0 {
+            return false;
+        }
+        self.schedule_workflow_task(1, true);
+        true
+    }
+
+    /// A speculative task that has not started becomes a normal one (an event arrived for it).
+    pub(crate) fn unspeculate(&mut self) {
+        let Some(wft) = self.state.workflow_task.clone() else { return };
+        if !wft.speculative || wft.is_started() {
+            return;
+        }
+        let scheduled_event_id = self.append(self.scheduled_attrs(&wft));
+        if let Some(w) = self.state.workflow_task.as_mut() {
+            w.speculative = false;
+            w.scheduled_event_id = scheduled_event_id;
+        }
+    }
+
+    fn schedule_workflow_task(&mut self, attempt: i32, speculative: bool) {
+        let scheduled_event_id = if attempt > 1 || speculative {
             0
         } else {
             self.append(history::WorkflowTaskScheduledEventAttributes {
@@ -89,6 +120,7 @@ impl Tx<'_> {
             started_time_ms: 0,
             started_identity: String::new(),
             started_request_id: String::new(),
+            speculative,
         });
         self.effects.push(Effect::DispatchWorkflowTask {
             task_queue: self.state.task_queue.clone(),
@@ -189,7 +221,7 @@ impl Tx<'_> {
 
     /// `RespondWorkflowTaskCompleted`. On a bad command the task fails instead (that failure
     /// is committed) and the worker gets the returned error.
-    pub fn complete_workflow_task(&mut self, req: CompleteWorkflowTask) -> Result<Result<()>> {
+    pub fn complete_workflow_task(&mut self, req: CompleteWorkflowTask) -> Result<Result<Completed>> {
         let wft = self.running_workflow_task(req.scheduled_event_id, req.attempt)?;
         let closes = req.commands.iter().any(is_closing_command);
         // New events, or updates the worker has not seen, must reach it before the run closes.
@@ -208,7 +240,7 @@ impl Tx<'_> {
         let saved_events = self.events.len();
         let saved_effects = self.effects.len();
         match self.apply_completion(&wft, &req) {
-            Ok(()) => Ok(Ok(())),
+            Ok(completed) => Ok(Ok(completed)),
             Err(Rejection::Bad(cause, message)) => {
                 *self.state = saved_state;
                 self.events.truncate(saved_events);
@@ -220,7 +252,24 @@ impl Tx<'_> {
         }
     }
 
-    fn apply_completion(&mut self, wft: &WorkflowTask, req: &CompleteWorkflowTask) -> Result<(), Rejection> {
+    fn apply_completion(&mut self, wft: &WorkflowTask, req: &CompleteWorkflowTask) -> Result<Completed, Rejection> {
+        let nothing_to_write = req.commands.is_empty()
+            && !req.force_create_new_workflow_task
+            && self.state.buffered_events.is_empty()
+            && super::updates::only_rejections(&req.messages);
+        if wft.speculative && nothing_to_write {
+            // Only rejections: the task leaves no trace in history, as in Temporal.
+            self.state.workflow_task = None;
+            self.state.sticky = req.sticky.clone();
+            let mut messages = Messages::new(req.messages.clone(), req.update_requests.clone());
+            self.remaining_messages(&mut messages, 0)
+                .map_err(|m| Rejection::Bad(WorkflowTaskFailedCause::BadUpdateWorkflowExecutionMessage, m))?;
+            if req.updates_waiting {
+                self.schedule_speculative_workflow_task();
+            }
+            // The worker must forget the task's events too.
+            return Ok(Completed { reset_history_event_id: self.state.last_completed_wft_started_event_id });
+        }
         self.materialize(wft);
         let completed_id = self.append(history::WorkflowTaskCompletedEventAttributes {
             scheduled_event_id: wft.scheduled_event_id,
@@ -243,7 +292,7 @@ impl Tx<'_> {
             needs_new_task |= self.apply_command(command, completed_id, &mut messages)?;
         }
         if !self.state.is_open() {
-            return Ok(());
+            return Ok(Completed::default());
         }
         self.remaining_messages(&mut messages, completed_id)
             .map_err(|m| Rejection::Bad(WorkflowTaskFailedCause::BadUpdateWorkflowExecutionMessage, m))?;
@@ -251,7 +300,7 @@ impl Tx<'_> {
         if needs_new_task {
             self.schedule_workflow_task_if_needed();
         }
-        Ok(())
+        Ok(Completed::default())
     }
 
     /// Applies one command; true if it requires a new workflow task right away.
@@ -479,7 +528,7 @@ impl Tx<'_> {
         next_attempt: Option<i32>,
     ) {
         let next_attempt = next_attempt.unwrap_or(wft.attempt + 1);
-        if !wft.is_transient() || next_attempt == 1 {
+        if wft.attempt == 1 || next_attempt == 1 {
             self.materialize(wft);
             self.append(history::WorkflowTaskFailedEventAttributes {
                 scheduled_event_id: wft.scheduled_event_id,
@@ -499,7 +548,7 @@ impl Tx<'_> {
         self.state.sticky = None;
         let flushed = self.flush_buffered_events();
         // New events make the next attempt a normal (written) one, as in Temporal.
-        self.schedule_workflow_task(if flushed { 1 } else { next_attempt });
+        self.schedule_workflow_task(if flushed { 1 } else { next_attempt }, false);
     }
 
     /// A task offered on the sticky queue waited too long: offer it on the normal queue.
@@ -522,7 +571,8 @@ impl Tx<'_> {
         if self.now < wft.started_time_ms + self.state.workflow_task_timeout_ms {
             return false;
         }
-        if !wft.is_transient() {
+        if wft.attempt == 1 {
+            self.materialize(&wft);
             self.append(history::WorkflowTaskTimedOutEventAttributes {
                 scheduled_event_id: wft.scheduled_event_id,
                 started_event_id: wft.started_event_id,

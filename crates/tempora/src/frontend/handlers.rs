@@ -564,7 +564,11 @@ impl Frontend {
         let outcome = self.svc.transition(&token.run_id, f, |out, _| out).await?;
         match outcome {
             Some(Err(e)) => Err(e),
-            _ => Ok(ws::RespondWorkflowTaskCompletedResponse::default()),
+            Some(Ok(completed)) => Ok(ws::RespondWorkflowTaskCompletedResponse {
+                reset_history_event_id: completed.reset_history_event_id,
+                ..Default::default()
+            }),
+            None => Ok(ws::RespondWorkflowTaskCompletedResponse::default()),
         }
     }
 
