@@ -46,7 +46,7 @@ async fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let Command::Server { command: ServerCommand::Start { ip, port, db, namespaces } } = cli.command;
-    let running = match server::start(Config { ip, port, db, namespaces }).await {
+    let running = match server::start(Config { ip, port, db, namespaces, ..Default::default() }).await {
         Ok(running) => running,
         Err(e) => {
             eprintln!("tempora: {e}");

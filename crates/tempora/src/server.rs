@@ -24,11 +24,19 @@ pub struct Config {
     pub db: String,
     /// Namespaces to create if missing; `default` always exists.
     pub namespaces: Vec<String>,
+    /// Per-run limits (Temporal's defaults).
+    pub limits: crate::engine::Limits,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { ip: "127.0.0.1".into(), port: 7233, db: "tempora.db".into(), namespaces: Vec::new() }
+        Config {
+            ip: "127.0.0.1".into(),
+            port: 7233,
+            db: "tempora.db".into(),
+            namespaces: Vec::new(),
+            limits: Default::default(),
+        }
     }
 }
 
@@ -91,6 +99,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let (store, _writer) = store::Handle::spawn(store);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let service = Service::new(clock.clone(), store.clone(), shutdown_rx.clone());
+    service.set_limits(config.limits);
     let (timers, timers_join) = Timers::spawn(clock, Arc::downgrade(&service), shutdown_rx.clone());
     service.set_timers(timers);
     service.recover(namespaces, current, open);

@@ -99,6 +99,7 @@ pub struct Service {
     /// Updates admitted but not yet completed, by run id then update id. Only in memory until
     /// accepted (then the run's state has them), as in Temporal.
     updates: StdMutex<HashMap<String, HashMap<String, InflightUpdate>>>,
+    limits: StdMutex<crate::engine::Limits>,
 }
 
 struct InflightUpdate {
@@ -155,7 +156,12 @@ impl Service {
             shutdown,
             queries: StdMutex::new(HashMap::new()),
             updates: StdMutex::new(HashMap::new()),
+            limits: StdMutex::new(Default::default()),
         })
+    }
+
+    pub fn set_limits(&self, limits: crate::engine::Limits) {
+        *self.limits.lock().expect("limits lock") = limits;
     }
 
     pub fn set_timers(&self, timers: Timers) {
@@ -427,7 +433,11 @@ impl Service {
         let mut state = exec.state.clone();
         let mut tx = Tx::new(&mut state, self.clock.now_ms()).with_history(&exec.history);
         tx.new_run_id = uuid::Uuid::new_v4().to_string();
+        tx.limits = *self.limits.lock().expect("limits lock");
         let out = f(&mut tx, &*exec)?;
+        if out.is_some() {
+            tx.enforce_history_limits();
+        }
         let Tx { events, effects, new_run, .. } = tx;
         let Some(out) = out else {
             // Nothing to commit; effects derived from unchanged state (a re-armed timer) still
@@ -765,6 +775,35 @@ impl Service {
                 }
             }
         }
+    }
+
+    // ---- delete ----
+
+    /// `DeleteWorkflowExecution`: terminates the run if it is open, then removes it (state,
+    /// history, and the workflow id's pointer to it).
+    pub async fn delete_run(self: &Arc<Self>, run: &RunKey) -> Result<()> {
+        let f = |tx: &mut Tx, _: &Execution| {
+            if !tx.state.is_open() {
+                return Ok(None);
+            }
+            tx.terminate("Delete workflow execution", None, "");
+            Ok(Some(()))
+        };
+        self.transition(&run.run_id, f, |_, _| ()).await?;
+        let slot = self.current_slot(&run.namespace, &run.workflow_id);
+        let _starting = slot.starts.lock().await;
+        self.store
+            .commit(vec![Write::DeleteExecution {
+                namespace: run.namespace.clone(),
+                workflow_id: run.workflow_id.clone(),
+                run_id: run.run_id.clone(),
+            }])
+            .await?;
+        self.runs.lock().expect("runs lock").remove(&run.run_id);
+        if slot.get() == Current::Run(run.run_id.clone()) {
+            slot.set(Current::None);
+        }
+        Ok(())
     }
 
     // ---- updates ----

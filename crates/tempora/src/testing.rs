@@ -17,8 +17,17 @@ impl TestServer {
 
     /// Like `start`, but returns the error (e.g. the database file is in use).
     pub async fn try_start(db: &str) -> Result<TestServer, String> {
+        Self::try_start_with(db, Default::default()).await
+    }
+
+    /// Starts a server with its own per-run limits (to reach them in a test quickly).
+    pub async fn start_with_limits(db: &str, limits: crate::engine::Limits) -> TestServer {
+        Self::try_start_with(db, limits).await.expect("tempora test server starts")
+    }
+
+    async fn try_start_with(db: &str, limits: crate::engine::Limits) -> Result<TestServer, String> {
         let db = backend_db(db).await;
-        let config = Config { ip: "127.0.0.1".into(), port: 0, db, namespaces: Vec::new() };
+        let config = Config { ip: "127.0.0.1".into(), port: 0, db, namespaces: Vec::new(), limits };
         let running = server::start(config).await.map_err(|e| e.to_string())?;
         Ok(TestServer { addr: running.addr, running })
     }

@@ -48,8 +48,55 @@ impl Sleeper {
     }
 }
 
+/// Ticks on a short timer until the server suggests continue-as-new (or forever).
+#[workflow]
+#[derive(Default)]
+struct Ticker;
+
+#[workflow_methods]
+impl Ticker {
+    #[run]
+    async fn run(ctx: &mut WorkflowContext<Self>, stop_when_suggested: bool) -> WorkflowResult<u32> {
+        let mut ticks = 0;
+        while !(stop_when_suggested && ctx.continue_as_new_suggested()) {
+            ctx.timer(Duration::from_millis(10)).await;
+            ticks += 1;
+        }
+        Ok(ticks)
+    }
+}
+
+/// Returns a result of `bytes` bytes.
+#[workflow]
+#[derive(Default)]
+struct Big;
+
+#[workflow_methods]
+impl Big {
+    #[run]
+    async fn run(_ctx: &mut WorkflowContext<Self>, bytes: usize) -> WorkflowResult<String> {
+        Ok("x".repeat(bytes))
+    }
+}
+
 fn worker_options(queue: &str) -> WorkerOptions {
-    WorkerOptions::new(queue).register_workflow::<Flaky>().unwrap().register_workflow::<Sleeper>().unwrap().build()
+    WorkerOptions::new(queue)
+        .register_workflow::<Flaky>()
+        .unwrap()
+        .register_workflow::<Sleeper>()
+        .unwrap()
+        .register_workflow::<Ticker>()
+        .unwrap()
+        .register_workflow::<Big>()
+        .unwrap()
+        .build()
+}
+
+fn terminate_reason(events: &[HistoryEvent]) -> String {
+    match events.last().and_then(|e| e.attributes.clone()) {
+        Some(Attributes::WorkflowExecutionTerminatedEventAttributes(a)) => a.reason,
+        other => panic!("the run must end terminated: {other:?}"),
+    }
 }
 
 fn retry(maximum_attempts: i32) -> RetryPolicy {
@@ -183,4 +230,73 @@ async fn a_cron_workflow_runs_on_its_schedule() {
     let options = WorkflowStartOptions::new(&queue, unique("cron")).cron_schedule("every day".to_string()).build();
     let refused = client.start_workflow(Flaky::run, 0, options).await;
     assert!(refused.is_err(), "an invalid cron schedule must be refused");
+}
+
+#[tokio::test]
+async fn history_limits_suggest_continue_as_new_then_terminate() {
+    let limits = tempora::engine::Limits {
+        history_count_max: 60,
+        history_count_suggest_continue_as_new: 20,
+        ..Default::default()
+    };
+    let server = TestServer::start_with_limits(":memory:", limits).await;
+    let client = client(&server.url()).await;
+    let queue = unique("lifecycle");
+    with_worker(&client, worker_options(&queue), async {
+        let handle =
+            client.start_workflow(Ticker::run, true, WorkflowStartOptions::new(&queue, unique("tick")).build());
+        let ticks = handle.await.unwrap().get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        assert!((2..=5).contains(&ticks), "continue-as-new is suggested from event 20 on, after {ticks} ticks");
+
+        let id = unique("tick");
+        let handle = client.start_workflow(Ticker::run, false, WorkflowStartOptions::new(&queue, &id).build());
+        let result = handle.await.unwrap().get_result(WorkflowGetResultOptions::default()).await;
+        assert!(matches!(result, Err(WorkflowGetResultError::Terminated { .. })), "{result:?}");
+        let events = history(&client, &id, "").await;
+        assert_eq!(terminate_reason(&events), "Workflow history count exceeds limit.");
+        assert!(events.len() >= 60 && events.len() < 70, "{} events", events.len());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_payload_over_two_megabytes_fails_the_task_and_terminates_the_workflow() {
+    let server = TestServer::start(":memory:").await;
+    let client = client(&server.url()).await;
+    let queue = unique("lifecycle");
+    let id = unique("big");
+    with_worker(&client, worker_options(&queue), async {
+        let handle = client.start_workflow(Big::run, 3 * 1024 * 1024, WorkflowStartOptions::new(&queue, &id).build());
+        let result = handle.await.unwrap().get_result(WorkflowGetResultOptions::default()).await;
+        assert!(matches!(result, Err(WorkflowGetResultError::Terminated { .. })), "{result:?}");
+    })
+    .await;
+    let events = history(&client, &id, "").await;
+    assert!(terminate_reason(&events).contains("over the limit"), "{:?}", terminate_reason(&events));
+    let failed = events.iter().any(|e| matches!(e.attributes, Some(Attributes::WorkflowTaskFailedEventAttributes(_))));
+    assert!(failed, "the task is failed before the workflow is terminated");
+}
+
+#[tokio::test]
+async fn a_deleted_workflow_is_gone_and_its_id_can_be_reused() {
+    use temporalio_protos::temporal::api::workflowservice::v1::{
+        DeleteWorkflowExecutionRequest, DescribeWorkflowExecutionRequest, ResetStickyTaskQueueRequest,
+    };
+    let server = TestServer::start(":memory:").await;
+    let client = client(&server.url()).await;
+    let queue = unique("lifecycle");
+    let id = unique("delete");
+    let mut service = client.connection().workflow_service();
+    let execution = || Some(WorkflowExecution { workflow_id: id.clone(), run_id: String::new() });
+    let options = WorkflowStartOptions::new(&queue, &id).build();
+    client.start_workflow(Sleeper::run, 3600, options).await.unwrap();
+    let reset = ResetStickyTaskQueueRequest { namespace: "default".into(), execution: execution() };
+    service.reset_sticky_task_queue(tonic::Request::new(reset)).await.expect("reset sticky");
+    let delete = DeleteWorkflowExecutionRequest { namespace: "default".into(), workflow_execution: execution() };
+    service.delete_workflow_execution(tonic::Request::new(delete)).await.expect("delete");
+    let describe = DescribeWorkflowExecutionRequest { namespace: "default".into(), execution: execution() };
+    let gone = service.describe_workflow_execution(tonic::Request::new(describe)).await;
+    assert_eq!(gone.map(|_| ()).unwrap_err().code(), tonic::Code::NotFound);
+    let again = WorkflowStartOptions::new(&queue, &id).build();
+    client.start_workflow(Sleeper::run, 3600, again).await.expect("the id is free again");
 }

@@ -29,6 +29,32 @@ use state::{Encoded, MutableState, ParentInfo, RunKey};
 
 pub use state::RetryPolicy;
 
+/// Per-run limits, Temporal's defaults unless configured otherwise.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Limits {
+    /// A run whose history grows past this many events is terminated.
+    pub history_count_max: i64,
+    /// … or past this many bytes.
+    pub history_size_bytes_max: i64,
+    /// From here on, workflow tasks suggest continue-as-new.
+    pub history_count_suggest_continue_as_new: i64,
+    pub history_size_bytes_suggest_continue_as_new: i64,
+    /// A payload a command carries may be at most this big; a bigger one terminates the run.
+    pub blob_bytes_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            history_count_max: 51_200,
+            history_size_bytes_max: 50 * 1024 * 1024,
+            history_count_suggest_continue_as_new: 4_096,
+            history_size_bytes_suggest_continue_as_new: 4 * 1024 * 1024,
+            blob_bytes_max: 2 * 1024 * 1024,
+        }
+    }
+}
+
 /// Placeholder `started_event_id` in a buffered activity closing event, resolved on append.
 pub const LINK_STARTED: i64 = -1;
 
@@ -127,6 +153,7 @@ pub struct Tx<'a> {
     /// The run's `WorkflowExecutionStarted` attributes (input, retry policy, cron schedule…),
     /// for transitions that start the next run.
     pub started: Option<&'a temporalio_protos::temporal::api::history::v1::WorkflowExecutionStartedEventAttributes>,
+    pub limits: Limits,
 }
 
 impl<'a> Tx<'a> {
@@ -139,7 +166,24 @@ impl<'a> Tx<'a> {
             new_run_id: String::new(),
             new_run: None,
             started: None,
+            limits: Limits::default(),
         }
+    }
+
+    /// Terminates an open run whose history outgrew its limits (Temporal's reasons).
+    pub fn enforce_history_limits(&mut self) {
+        if !self.state.is_open() {
+            return;
+        }
+        let count = self.state.next_event_id - 1;
+        let reason = if count >= self.limits.history_count_max {
+            "Workflow history count exceeds limit."
+        } else if self.state.history_size_bytes >= self.limits.history_size_bytes_max {
+            "Workflow history size exceeds limit."
+        } else {
+            return;
+        };
+        self.terminate(reason, None, "tempora");
     }
 
     /// Gives the transition the run's first event (see `started`).

@@ -67,6 +67,8 @@ pub struct Completed {
 enum Rejection {
     /// Fail the task with this cause and message; answer the worker InvalidArgument.
     Bad(WorkflowTaskFailedCause, String),
+    /// As `Bad`, then terminate the run (a payload over the limit, as in Temporal).
+    Terminate(WorkflowTaskFailedCause, String),
 }
 
 impl Tx<'_> {
@@ -142,6 +144,8 @@ impl Tx<'_> {
             identity: wft.started_identity.clone(),
             request_id: wft.started_request_id.clone(),
             history_size_bytes: self.state.history_size_bytes,
+            suggest_continue_as_new: self.state.next_event_id >= self.limits.history_count_suggest_continue_as_new
+                || self.state.history_size_bytes >= self.limits.history_size_bytes_suggest_continue_as_new,
             ..Default::default()
         }
     }
@@ -241,12 +245,20 @@ impl Tx<'_> {
         let saved_effects = self.effects.len();
         match self.apply_completion(&wft, &req) {
             Ok(completed) => Ok(Ok(completed)),
-            Err(Rejection::Bad(cause, message)) => {
+            Err(rejection) => {
                 *self.state = saved_state;
                 self.events.truncate(saved_events);
                 self.effects.truncate(saved_effects);
+                self.new_run = None;
+                let (cause, message, terminate) = match rejection {
+                    Rejection::Bad(cause, message) => (cause, message, false),
+                    Rejection::Terminate(cause, message) => (cause, message, true),
+                };
                 let failure = Failure { message: message.clone(), ..Default::default() };
                 self.fail_running_workflow_task(&wft, cause, Some(failure), &req.identity, None);
+                if terminate {
+                    self.terminate(&message, None, "tempora");
+                }
                 Ok(Err(Error::InvalidArgument(message)))
             }
         }
@@ -315,6 +327,17 @@ impl Tx<'_> {
         let Some(attributes) = &command.attributes else {
             return bad(WorkflowTaskFailedCause::UnhandledCommand, "command attributes are not set");
         };
+        let payload_bytes = command_payload_bytes(command);
+        if payload_bytes > self.limits.blob_bytes_max {
+            let name = CommandType::try_from(command.command_type).map(|t| t.as_str_name()).unwrap_or("command");
+            return Err(Rejection::Terminate(
+                bad_attributes_cause(command),
+                format!(
+                    "{name} carries a payload of {payload_bytes} bytes, over the limit of {} bytes.",
+                    self.limits.blob_bytes_max
+                ),
+            ));
+        }
         match attributes {
             C::ScheduleActivityTaskCommandAttributes(a) => {
                 let pending = self.state.activities.len();
@@ -581,6 +604,23 @@ impl Tx<'_> {
         }
         self.after_failed_attempt(wft.attempt + 1);
         true
+    }
+}
+
+/// The failure cause Temporal reports for a command whose attributes are invalid.
+fn bad_attributes_cause(command: &Command) -> WorkflowTaskFailedCause {
+    use command::Attributes as C;
+    use WorkflowTaskFailedCause as W;
+    match command.attributes {
+        Some(C::ScheduleActivityTaskCommandAttributes(_)) => W::BadScheduleActivityAttributes,
+        Some(C::CompleteWorkflowExecutionCommandAttributes(_)) => W::BadCompleteWorkflowExecutionAttributes,
+        Some(C::FailWorkflowExecutionCommandAttributes(_)) => W::BadFailWorkflowExecutionAttributes,
+        Some(C::CancelWorkflowExecutionCommandAttributes(_)) => W::BadCancelWorkflowExecutionAttributes,
+        Some(C::RecordMarkerCommandAttributes(_)) => W::BadRecordMarkerAttributes,
+        Some(C::ContinueAsNewWorkflowExecutionCommandAttributes(_)) => W::BadContinueAsNewAttributes,
+        Some(C::StartChildWorkflowExecutionCommandAttributes(_)) => W::BadStartChildExecutionAttributes,
+        Some(C::SignalExternalWorkflowExecutionCommandAttributes(_)) => W::BadSignalWorkflowExecutionAttributes,
+        _ => W::UnhandledCommand,
     }
 }
 

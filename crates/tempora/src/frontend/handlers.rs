@@ -23,7 +23,7 @@ use crate::clock::{proto, Millis};
 use crate::engine::external::{CancelRequest, Signal};
 use crate::engine::state::{RunKey, Sticky};
 use crate::engine::workflow::{normal_queue, StartWorkflow};
-use crate::engine::workflow_task::{command_payload_bytes, CompleteWorkflowTask};
+use crate::engine::workflow_task::CompleteWorkflowTask;
 use crate::engine::{is_close_event, Tx};
 use crate::error::{Error, Result};
 use crate::matching::{QueuedTask, TaskKind};
@@ -393,6 +393,31 @@ impl Frontend {
         Ok(ws::RespondQueryTaskCompletedResponse {})
     }
 
+    pub async fn reset_sticky_task_queue(
+        &self,
+        r: Request<ws::ResetStickyTaskQueueRequest>,
+    ) -> Result<ws::ResetStickyTaskQueueResponse> {
+        let r = r.into_inner();
+        self.svc.namespace(&r.namespace)?;
+        let execution = r.execution.unwrap_or_default();
+        let key = self.svc.resolve_run(&r.namespace, &execution.workflow_id, &execution.run_id).await?;
+        let f = |tx: &mut Tx, _: &Execution| Ok(tx.state.sticky.take().map(|_| ()));
+        self.svc.transition(&key.run_id, f, |_, _| ()).await?;
+        Ok(ws::ResetStickyTaskQueueResponse {})
+    }
+
+    pub async fn delete_workflow_execution(
+        &self,
+        r: Request<ws::DeleteWorkflowExecutionRequest>,
+    ) -> Result<ws::DeleteWorkflowExecutionResponse> {
+        let r = r.into_inner();
+        self.svc.namespace(&r.namespace)?;
+        let execution = r.workflow_execution.unwrap_or_default();
+        let key = self.svc.resolve_run(&r.namespace, &execution.workflow_id, &execution.run_id).await?;
+        self.svc.delete_run(&key).await?;
+        Ok(ws::DeleteWorkflowExecutionResponse {})
+    }
+
     pub async fn request_cancel_workflow_execution(
         &self,
         r: Request<ws::RequestCancelWorkflowExecutionRequest>,
@@ -526,9 +551,6 @@ impl Frontend {
         let r = r.into_inner();
         let token = TaskToken::parse(&r.task_token, false)?;
         self.svc.namespace(&token.namespace)?;
-        for command in &r.commands {
-            check_blob(command_payload_bytes(command))?;
-        }
         let sticky = r.sticky_attributes.and_then(|a| {
             let task_queue = a.worker_task_queue.map(|q| q.name).filter(|n| !n.is_empty())?;
             let ms = proto::duration_ms(a.schedule_to_start_timeout.as_ref());

@@ -136,6 +136,8 @@ where
             "SignalWorkflowExecution" => signal_workflow_execution,
             "RequestCancelWorkflowExecution" => request_cancel_workflow_execution,
             "QueryWorkflow" => query_workflow,
+            "ResetStickyTaskQueue" => reset_sticky_task_queue,
+            "DeleteWorkflowExecution" => delete_workflow_execution,
             "UpdateWorkflowExecution" => update_workflow_execution,
             "PollWorkflowExecutionUpdate" => poll_workflow_execution_update,
             "RespondQueryTaskCompleted" => respond_query_task_completed,

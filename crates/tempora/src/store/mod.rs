@@ -96,6 +96,12 @@ pub enum Write {
         run_id: String,
     },
     Namespace(NamespaceRecord),
+    /// Removes a run: its row, its history, and the workflow id's current pointer if it names it.
+    DeleteExecution {
+        namespace: String,
+        workflow_id: String,
+        run_id: String,
+    },
 }
 
 impl Write {

@@ -248,6 +248,15 @@ impl Store for PostgresStore {
                     Write::Current { namespace, workflow_id, run_id } => {
                         tx.execute(&st.upsert_current, &[namespace, workflow_id, run_id]).map_err(backend)?;
                     }
+                    Write::DeleteExecution { namespace, workflow_id, run_id } => {
+                        tx.execute("DELETE FROM history_events WHERE run_id = $1", &[run_id]).map_err(backend)?;
+                        tx.execute("DELETE FROM executions WHERE run_id = $1", &[run_id]).map_err(backend)?;
+                        tx.execute(
+                            "DELETE FROM current_executions WHERE namespace = $1 AND workflow_id = $2 AND run_id = $3",
+                            &[namespace, workflow_id, run_id],
+                        )
+                        .map_err(backend)?;
+                    }
                     Write::Namespace(ns) => {
                         let data = serde_json::to_string(ns).expect("namespace serialises");
                         tx.execute(
