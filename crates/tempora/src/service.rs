@@ -777,6 +777,51 @@ impl Service {
         }
     }
 
+    // ---- reset ----
+
+    /// `ResetWorkflowExecution`: a new run replaying `base` up to the workflow task that
+    /// `finish_event_id` ended; the workflow id's current run is terminated if open, and the
+    /// new run becomes current, in one transaction.
+    pub async fn reset_workflow(
+        self: &Arc<Self>,
+        base: RunKey,
+        finish_event_id: i64,
+        reason: String,
+        identity: String,
+    ) -> Result<String> {
+        let this = self.clone();
+        let task = tokio::spawn(async move { this.reset_now(base, finish_event_id, reason, identity).await });
+        task.await.map_err(|e| Error::Internal(format!("reset task failed: {e}")))?
+    }
+
+    async fn reset_now(&self, base: RunKey, finish_event_id: i64, reason: String, identity: String) -> Result<String> {
+        let slot = self.current_slot(&base.namespace, &base.workflow_id);
+        let _starting = slot.starts.lock().await;
+        let (base_state, base_history) = self.read(&base.run_id, |e| (e.state.clone(), e.history.clone())).await?;
+        let new_run_id = uuid::Uuid::new_v4().to_string();
+        let now = self.clock.now_ms();
+        let run = crate::engine::reset::reset(
+            &base_state,
+            &base_history,
+            finish_event_id,
+            &new_run_id,
+            &reason,
+            &identity,
+            now,
+        )
+        .map_err(Error::InvalidArgument)?;
+        let current = self.current_run(&slot, &base.namespace, &base.workflow_id).await?.unwrap_or(base.run_id);
+        let f = move |tx: &mut Tx, _: &Execution| {
+            if tx.state.is_open() {
+                tx.terminate(&reason, None, &identity);
+            }
+            tx.new_run = Some(crate::engine::NewRun { state: run.state, events: run.history, effects: run.effects });
+            Ok(Some(()))
+        };
+        self.transition_now(&current, f, |_, _| ()).await?;
+        Ok(new_run_id)
+    }
+
     // ---- delete ----
 
     /// `DeleteWorkflowExecution`: terminates the run if it is open, then removes it (state,

@@ -260,6 +260,21 @@ impl Misc {
     }
 }
 
+/// Two activities in sequence.
+#[workflow]
+#[derive(Default)]
+struct TwoSteps;
+
+#[workflow_methods]
+impl TwoSteps {
+    #[run]
+    async fn run(ctx: &mut WorkflowContext<Self>, _: ()) -> WorkflowResult<String> {
+        let one = ctx.execute_activity(Acts::echo, "one".to_string(), quick()).await?;
+        let two = ctx.execute_activity(Acts::echo, "two".to_string(), quick()).await?;
+        Ok(format!("{one} {two}"))
+    }
+}
+
 /// Schedules `n` activities at once.
 #[workflow]
 #[derive(Default)]
@@ -295,6 +310,8 @@ fn worker_options(queue: &str, acts: &Acts) -> WorkerOptions {
         .register_workflow::<Misc>()
         .unwrap()
         .register_workflow::<FanOut>()
+        .unwrap()
+        .register_workflow::<TwoSteps>()
         .unwrap()
         .build()
 }
@@ -550,6 +567,49 @@ async fn patching_local_activities_search_attributes_and_memo() {
 }
 
 #[tokio::test]
+async fn reset_to_the_first_workflow_task_replays_and_runs_again() {
+    use temporalio_protos::temporal::api::enums::v1::WorkflowTaskFailedCause;
+    use temporalio_protos::temporal::api::history::v1::history_event::Attributes;
+    use temporalio_protos::temporal::api::workflowservice::v1::ResetWorkflowExecutionRequest;
+    let s = setup().await;
+    let id = unique("reset");
+    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
+        let handle = s.client.start_workflow(TwoSteps::run, (), start_options(&s.queue, &id)).await.unwrap();
+        assert_eq!(handle.get_result(WorkflowGetResultOptions::default()).await.unwrap(), "one two");
+        let base_run = handle.info().run_id.clone().unwrap();
+        let mut service = s.client.connection().workflow_service();
+        let request = |finish: i64| ResetWorkflowExecutionRequest {
+            namespace: "default".into(),
+            workflow_execution: Some(WorkflowExecution { workflow_id: id.clone(), run_id: base_run.clone() }),
+            reason: "try again".into(),
+            workflow_task_finish_event_id: finish,
+            request_id: uuid::Uuid::new_v4().to_string(),
+            ..Default::default()
+        };
+        // Event 5 is an activity's scheduled event, not the end of a workflow task.
+        let bad = service.reset_workflow_execution(tonic::Request::new(request(5))).await;
+        assert_eq!(bad.map(|_| ()).unwrap_err().code(), tonic::Code::InvalidArgument);
+        // Event 4 completes the first workflow task.
+        let new_run =
+            service.reset_workflow_execution(tonic::Request::new(request(4))).await.unwrap().into_inner().run_id;
+        assert_ne!(new_run, base_run);
+        let latest = s.client.get_workflow_handle::<TwoSteps>(id.clone());
+        assert_eq!(latest.get_result(WorkflowGetResultOptions::default()).await.unwrap(), "one two");
+        let events = history_of(&s.client, &id, &new_run).await;
+        match &events[3].attributes {
+            Some(Attributes::WorkflowTaskFailedEventAttributes(a)) => {
+                assert_eq!(a.cause, WorkflowTaskFailedCause::ResetWorkflow as i32);
+                assert_eq!(a.base_run_id, base_run);
+            }
+            other => panic!("event 4 of the reset run must be the reset failure: {other:?}"),
+        }
+    })
+    .await;
+    let echoes = s.acts.entries().iter().filter(|e| e.starts_with("echo:")).count();
+    assert_eq!(echoes, 4, "both activities ran again in the reset run: {:?}", s.acts.entries());
+}
+
+#[tokio::test]
 async fn scheduling_past_the_pending_activities_limit_fails_the_workflow_task() {
     let s = setup().await;
     let id = unique("fanout");
@@ -581,6 +641,23 @@ async fn describe(
         execution: Some(WorkflowExecution { workflow_id: workflow_id.into(), run_id: String::new() }),
     };
     service.describe_workflow_execution(tonic::Request::new(request)).await.expect("describe").into_inner()
+}
+
+async fn history_of(
+    client: &Client,
+    workflow_id: &str,
+    run_id: &str,
+) -> Vec<temporalio_protos::temporal::api::history::v1::HistoryEvent> {
+    use temporalio_protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryRequest;
+    let mut service = client.connection().workflow_service();
+    let request = GetWorkflowExecutionHistoryRequest {
+        namespace: "default".into(),
+        execution: Some(WorkflowExecution { workflow_id: workflow_id.into(), run_id: run_id.into() }),
+        ..Default::default()
+    };
+    let page =
+        service.get_workflow_execution_history(tonic::Request::new(request)).await.expect("history").into_inner();
+    page.history.unwrap_or_default().events
 }
 
 async fn history_event_types_of(client: &Client, workflow_id: &str, run_id: &str) -> Vec<String> {
@@ -628,6 +705,26 @@ async fn scenario_histories(url: &str) -> Vec<(&'static str, Vec<String>)> {
         handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
         out.push(("parent", history_event_types(&client, &id).await));
         out.push(("child", history_event_types(&client, &format!("{id}-child")).await));
+
+        let id = unique("reset");
+        let handle = client.start_workflow(TwoSteps::run, (), start_options(&queue, &id)).await.unwrap();
+        handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        let request = temporalio_protos::temporal::api::workflowservice::v1::ResetWorkflowExecutionRequest {
+            namespace: "default".into(),
+            workflow_execution: Some(WorkflowExecution { workflow_id: id.clone(), run_id: String::new() }),
+            reason: "again".into(),
+            workflow_task_finish_event_id: 4,
+            request_id: uuid::Uuid::new_v4().to_string(),
+            ..Default::default()
+        };
+        let mut service = client.connection().workflow_service();
+        service.reset_workflow_execution(tonic::Request::new(request)).await.unwrap();
+        client
+            .get_workflow_handle::<TwoSteps>(id.clone())
+            .get_result(WorkflowGetResultOptions::default())
+            .await
+            .unwrap();
+        out.push(("reset to the first workflow task", history_event_types(&client, &id).await));
 
         let id = unique("update");
         let handle = client.start_workflow(Counter::run, 5, start_options(&queue, &id)).await.unwrap();

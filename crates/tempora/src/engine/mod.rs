@@ -10,6 +10,7 @@ pub mod activity;
 pub mod children;
 pub mod cron;
 pub mod external;
+pub mod reset;
 pub mod state;
 pub mod updates;
 pub mod workflow;

@@ -406,6 +406,18 @@ impl Frontend {
         Ok(ws::ResetStickyTaskQueueResponse {})
     }
 
+    pub async fn reset_workflow_execution(
+        &self,
+        r: Request<ws::ResetWorkflowExecutionRequest>,
+    ) -> Result<ws::ResetWorkflowExecutionResponse> {
+        let r = r.into_inner();
+        self.svc.namespace(&r.namespace)?;
+        let execution = r.workflow_execution.unwrap_or_default();
+        let base = self.svc.resolve_run(&r.namespace, &execution.workflow_id, &execution.run_id).await?;
+        let run_id = self.svc.reset_workflow(base, r.workflow_task_finish_event_id, r.reason, r.identity).await?;
+        Ok(ws::ResetWorkflowExecutionResponse { run_id })
+    }
+
     pub async fn delete_workflow_execution(
         &self,
         r: Request<ws::DeleteWorkflowExecutionRequest>,

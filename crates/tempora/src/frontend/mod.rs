@@ -138,6 +138,7 @@ where
             "QueryWorkflow" => query_workflow,
             "ResetStickyTaskQueue" => reset_sticky_task_queue,
             "DeleteWorkflowExecution" => delete_workflow_execution,
+            "ResetWorkflowExecution" => reset_workflow_execution,
             "UpdateWorkflowExecution" => update_workflow_execution,
             "PollWorkflowExecutionUpdate" => poll_workflow_execution_update,
             "RespondQueryTaskCompleted" => respond_query_task_completed,
