@@ -15,7 +15,7 @@ use temporalio_protos::temporal::api::workflowservice::v1::DescribeWorkflowExecu
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::{ActivityOptions, WorkerOptions, WorkflowContext, WorkflowResult};
 
-use support::{client, unique, with_worker};
+use support::{client, history_event_types, unique, with_worker};
 
 /// Counts calls of each step across workers and restarts.
 #[derive(Default, Clone)]
@@ -99,12 +99,28 @@ impl RetryAcrossRestart {
     }
 }
 
+/// Sleeps on a durable timer.
+#[workflow]
+#[derive(Default)]
+struct Nap;
+
+#[workflow_methods]
+impl Nap {
+    #[run]
+    async fn run(ctx: &mut WorkflowContext<Self>, ms: u64) -> WorkflowResult<String> {
+        ctx.timer(Duration::from_millis(ms)).await;
+        Ok("woke".to_string())
+    }
+}
+
 fn workflow_worker(queue: &str, counts: &Counts) -> WorkerOptions {
     WorkerOptions::new(queue)
         .register_activities(FirstStep(counts.clone()))
         .register_workflow::<TwoSteps>()
         .unwrap()
         .register_workflow::<RetryAcrossRestart>()
+        .unwrap()
+        .register_workflow::<Nap>()
         .unwrap()
         .build()
 }
@@ -295,4 +311,37 @@ async fn sigkill_between_activities_loses_nothing() {
     assert_eq!(result, 42);
     assert_eq!(counts.first.load(Ordering::SeqCst), 1);
     assert_eq!(counts.second.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timer_survives_a_server_restart_and_fires_on_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tempora.db");
+    let db = db.to_str().unwrap();
+    let counts = Counts::default();
+    let queue = unique("q");
+    let workflow_id = unique("nap");
+    let started = std::time::Instant::now();
+
+    let server = TestServer::start(db).await;
+    let c = client(&server.url()).await;
+    with_worker(&c, workflow_worker(&queue, &counts), async {
+        c.start_workflow(Nap::run, 3000, WorkflowStartOptions::new(&queue, &workflow_id).build()).await.unwrap();
+        wait_until(async || history_event_types(&c, &workflow_id).await.contains(&"EVENT_TYPE_TIMER_STARTED".into()))
+            .await;
+    })
+    .await;
+    server.stop().await;
+
+    let server = TestServer::start(db).await;
+    let c = client(&server.url()).await;
+    let result = with_worker(&c, workflow_worker(&queue, &counts), async {
+        c.get_workflow_handle::<Nap>(&workflow_id).get_result(WorkflowGetResultOptions::default()).await.unwrap()
+    })
+    .await;
+    let took = started.elapsed();
+    server.stop().await;
+    assert_eq!(result, "woke");
+    // The timer kept its original deadline: not lost, not restarted from zero.
+    assert!(took >= Duration::from_millis(3000) && took < Duration::from_millis(5500), "took {took:?}");
 }

@@ -170,3 +170,87 @@ async fn unknown_workflow_history_is_not_found_and_unsupported_rpcs_name_themsel
     assert!(status.message().contains("ListWorkflowExecutions"), "{}", status.message());
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signal_is_applied_once_per_request_id_and_needs_a_running_workflow() {
+    use temporalio_protos::temporal::api::workflowservice::v1::SignalWorkflowExecutionRequest;
+    let server = TestServer::start(":memory:").await;
+    let c = client(&server.url()).await;
+    let mut service = c.connection().workflow_service();
+    let id = unique("signal");
+    start_raw(&c, start_request(&id)).await.unwrap();
+    let signal = |workflow_id: &str, request_id: &str| SignalWorkflowExecutionRequest {
+        namespace: "default".into(),
+        workflow_execution: Some(WorkflowExecution { workflow_id: workflow_id.into(), run_id: String::new() }),
+        signal_name: "go".into(),
+        request_id: request_id.into(),
+        ..Default::default()
+    };
+    for _ in 0..2 {
+        service.signal_workflow_execution(Request::new(signal(&id, "same-request"))).await.unwrap();
+    }
+    service.signal_workflow_execution(Request::new(signal(&id, "another-request"))).await.unwrap();
+    let types = support::history_event_types(&c, &id).await;
+    let signaled = types.iter().filter(|t| *t == "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED").count();
+    assert_eq!(signaled, 2, "a retried signal is applied once: {types:?}");
+    let missing = service.signal_workflow_execution(Request::new(signal("no-such-workflow", "r"))).await;
+    assert_eq!(missing.unwrap_err().code(), Code::NotFound);
+    let unnamed = SignalWorkflowExecutionRequest { signal_name: String::new(), ..signal(&id, "r2") };
+    assert_eq!(
+        service.signal_workflow_execution(Request::new(unnamed)).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminated_workflows_late_activity_completion_is_not_found() {
+    use temporalio_protos::temporal::api::command::v1::{command, Command, ScheduleActivityTaskCommandAttributes};
+    use temporalio_protos::temporal::api::common::v1::ActivityType;
+    use temporalio_protos::temporal::api::enums::v1::CommandType;
+    use temporalio_protos::temporal::api::workflowservice::v1::{
+        PollActivityTaskQueueRequest, PollWorkflowTaskQueueRequest, RespondWorkflowTaskCompletedRequest,
+        TerminateWorkflowExecutionRequest,
+    };
+    let server = TestServer::start(":memory:").await;
+    let c = client(&server.url()).await;
+    let mut service = c.connection().workflow_service();
+    let id = unique("late");
+    start_raw(&c, start_request(&id)).await.unwrap();
+    let queue = || Some(TaskQueue { name: "q".into(), ..Default::default() });
+    let poll = PollWorkflowTaskQueueRequest { namespace: "default".into(), task_queue: queue(), ..Default::default() };
+    let task = service.poll_workflow_task_queue(Request::new(poll)).await.unwrap().into_inner();
+    let schedule = Command {
+        command_type: CommandType::ScheduleActivityTask as i32,
+        attributes: Some(command::Attributes::ScheduleActivityTaskCommandAttributes(
+            ScheduleActivityTaskCommandAttributes {
+                activity_id: "1".into(),
+                activity_type: Some(ActivityType { name: "Act".into() }),
+                task_queue: queue(),
+                start_to_close_timeout: Some(prost_types::Duration { seconds: 30, nanos: 0 }),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    };
+    let complete = RespondWorkflowTaskCompletedRequest {
+        task_token: task.task_token,
+        commands: vec![schedule],
+        ..Default::default()
+    };
+    service.respond_workflow_task_completed(Request::new(complete)).await.unwrap();
+    let poll = PollActivityTaskQueueRequest { namespace: "default".into(), task_queue: queue(), ..Default::default() };
+    let activity = service.poll_activity_task_queue(Request::new(poll)).await.unwrap().into_inner();
+    assert!(!activity.task_token.is_empty());
+    let terminate = TerminateWorkflowExecutionRequest {
+        namespace: "default".into(),
+        workflow_execution: Some(WorkflowExecution { workflow_id: id.clone(), run_id: String::new() }),
+        reason: "stop".into(),
+        ..Default::default()
+    };
+    service.terminate_workflow_execution(Request::new(terminate)).await.unwrap();
+    let late = RespondActivityTaskCompletedRequest { task_token: activity.task_token, ..Default::default() };
+    let status = service.respond_activity_task_completed(Request::new(late)).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    server.stop().await;
+}

@@ -20,8 +20,8 @@ use temporalio_protos::temporal::api::workflowservice::v1::DescribeWorkflowExecu
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::{
     ActivityCancellationType, ActivityExecutionError, ActivityOptions, CancellableFuture, ChildWorkflowOptions,
-    ContinueAsNewOptions, LocalActivityOptions, MemoValue, SyncWorkflowContext, TimerResult, WorkerOptions,
-    WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
+    ContinueAsNewOptions, LocalActivityOptions, MemoValue, ParentClosePolicy, SyncWorkflowContext, TimerResult,
+    WorkerOptions, WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
 use support::{client, history_event_types, reference_server, unique, with_worker};
@@ -260,6 +260,77 @@ impl Misc {
     }
 }
 
+/// Waits an hour, or ends cancelled when asked.
+#[workflow]
+#[derive(Default)]
+struct Waiter;
+
+#[workflow_methods]
+impl Waiter {
+    #[run]
+    async fn run(ctx: &mut WorkflowContext<Self>, _: ()) -> WorkflowResult<String> {
+        match ctx.timer(Duration::from_secs(3600)).await {
+            TimerResult::Cancelled => Err(WorkflowTermination::cancelled()),
+            _ => Ok("waited".to_string()),
+        }
+    }
+}
+
+/// Starts three waiting children, one per parent close policy, and returns at once.
+#[workflow]
+#[derive(Default)]
+struct Abandoner;
+
+#[workflow_methods]
+impl Abandoner {
+    #[run]
+    async fn run(ctx: &mut WorkflowContext<Self>, _: ()) -> WorkflowResult<()> {
+        for (suffix, policy) in [
+            ("terminate", ParentClosePolicy::Terminate),
+            ("cancel", ParentClosePolicy::RequestCancel),
+            ("abandon", ParentClosePolicy::Abandon),
+        ] {
+            let options = ChildWorkflowOptions::builder()
+                .workflow_id(format!("{}-{suffix}", ctx.workflow_id()))
+                .parent_close_policy(policy)
+                .build();
+            ctx.start_child_workflow(Waiter::run, (), options).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Version 1 of "Versioned": an activity, then a nap.
+#[workflow]
+#[derive(Default)]
+struct VersionedV1;
+
+#[workflow_methods]
+impl VersionedV1 {
+    #[run(name = "Versioned")]
+    async fn run(ctx: &mut WorkflowContext<Self>, nap_ms: u64) -> WorkflowResult<String> {
+        let said = ctx.execute_activity(Acts::echo, "v1".to_string(), quick()).await?;
+        ctx.timer(Duration::from_millis(nap_ms)).await;
+        Ok(said)
+    }
+}
+
+/// Version 2 of "Versioned": the activity's input changed behind a patch.
+#[workflow]
+#[derive(Default)]
+struct VersionedV2;
+
+#[workflow_methods]
+impl VersionedV2 {
+    #[run(name = "Versioned")]
+    async fn run(ctx: &mut WorkflowContext<Self>, nap_ms: u64) -> WorkflowResult<String> {
+        let input = if ctx.patched("say-v2") { "v2" } else { "v1" };
+        let said = ctx.execute_activity(Acts::echo, input.to_string(), quick()).await?;
+        ctx.timer(Duration::from_millis(nap_ms)).await;
+        Ok(said)
+    }
+}
+
 /// Two activities in sequence.
 #[workflow]
 #[derive(Default)]
@@ -312,6 +383,10 @@ fn worker_options(queue: &str, acts: &Acts) -> WorkerOptions {
         .register_workflow::<FanOut>()
         .unwrap()
         .register_workflow::<TwoSteps>()
+        .unwrap()
+        .register_workflow::<Waiter>()
+        .unwrap()
+        .register_workflow::<Abandoner>()
         .unwrap()
         .build()
 }
@@ -564,6 +639,68 @@ async fn patching_local_activities_search_attributes_and_memo() {
     assert!(memo.fields.contains_key("note"), "{memo:?}");
     let attributes = info.search_attributes.unwrap_or_default();
     assert!(attributes.indexed_fields.contains_key("CustomKeywordField"), "{attributes:?}");
+}
+
+#[tokio::test]
+async fn patched_code_keeps_old_runs_on_the_old_path_across_a_worker_restart() {
+    let s = setup().await;
+    let old_id = unique("versioned");
+    let v1 = WorkerOptions::new(&s.queue)
+        .register_activities(s.acts.clone())
+        .register_workflow::<VersionedV1>()
+        .unwrap()
+        .build();
+    with_worker(&s.client, v1, async {
+        s.client.start_workflow(VersionedV1::run, 1500, start_options(&s.queue, &old_id)).await.unwrap();
+        while !history_event_types(&s.client, &old_id).await.contains(&"EVENT_TYPE_TIMER_STARTED".to_string()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // A new worker with version 2 replays the old run from its history.
+    let v2 = WorkerOptions::new(&s.queue)
+        .register_activities(s.acts.clone())
+        .register_workflow::<VersionedV2>()
+        .unwrap()
+        .build();
+    with_worker(&s.client, v2, async {
+        let old = s.client.get_workflow_handle::<VersionedV2>(old_id.clone());
+        assert_eq!(old.get_result(WorkflowGetResultOptions::default()).await.unwrap(), "v1");
+        let new_id = unique("versioned");
+        let new = s.client.start_workflow(VersionedV2::run, 10, start_options(&s.queue, &new_id)).await.unwrap();
+        assert_eq!(new.get_result(WorkflowGetResultOptions::default()).await.unwrap(), "v2");
+        let types = history_event_types(&s.client, &new_id).await;
+        assert!(types.contains(&"EVENT_TYPE_MARKER_RECORDED".to_string()), "the patch is recorded: {types:?}");
+    })
+    .await;
+    let old_types = history_event_types(&s.client, &old_id).await;
+    assert!(!old_types.contains(&"EVENT_TYPE_WORKFLOW_TASK_FAILED".to_string()), "no nondeterminism: {old_types:?}");
+    assert_eq!(s.acts.entries().iter().filter(|e| *e == "echo:v1").count(), 1, "{:?}", s.acts.entries());
+}
+
+#[tokio::test]
+async fn parent_close_policies_terminate_cancel_or_abandon_the_children() {
+    let s = setup().await;
+    let id = unique("abandoner");
+    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
+        let handle = s.client.start_workflow(Abandoner::run, (), start_options(&s.queue, &id)).await.unwrap();
+        handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        let status = |suffix: &str| {
+            let client = s.client.clone();
+            let child = format!("{id}-{suffix}");
+            async move { describe(&client, &child).await.workflow_execution_info.unwrap().status }
+        };
+        let mut statuses = (0, 0, 0);
+        for _ in 0..100 {
+            statuses = (status("terminate").await, status("cancel").await, status("abandon").await);
+            if statuses == (5, 4, 1) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(statuses, (5, 4, 1), "terminated, canceled, still running");
+    })
+    .await;
 }
 
 #[tokio::test]
