@@ -923,7 +923,7 @@ impl Service {
                 (Some(record), _) if record.outcome.is_some() => {
                     (Stage::Completed, record.outcome.as_ref().map(|o| o.decode()))
                 }
-                (_, Some(Some(UpdateProgress::Completed(outcome)))) => (Stage::Completed, Some(outcome)),
+                (_, Some(Some(UpdateProgress::Completed(outcome)))) => (Stage::Completed, Some(*outcome)),
                 (Some(_), _) | (_, Some(Some(UpdateProgress::Accepted))) => (Stage::Accepted, None),
                 (None, Some(None)) => (Stage::Admitted, None),
                 (None, None) if open => return Err(Error::not_found(format!("update {update_id} not found"))),
@@ -1082,7 +1082,7 @@ pub type QueryResponder<R> = dyn Fn(&Execution, &WorkflowQuery, &QueuedTask) -> 
 /// What starting a task yields before the response is built.
 pub enum StartOut {
     WorkflowTask(crate::engine::workflow_task::StartedWorkflowTask),
-    Activity(crate::engine::state::Activity),
+    Activity(Box<crate::engine::state::Activity>),
 }
 
 impl Fire for Service {

@@ -99,7 +99,8 @@ async fn a_retried_start_with_the_same_request_id_returns_the_same_run() {
 async fn missing_fields_are_invalid_arguments_naming_the_field() {
     let server = TestServer::start(":memory:").await;
     let c = client(&server.url()).await;
-    let cases: Vec<(&str, fn(&mut StartWorkflowExecutionRequest))> = vec![
+    type Case = (&'static str, fn(&mut StartWorkflowExecutionRequest));
+    let cases: Vec<Case> = vec![
         ("WorkflowId", |r| r.workflow_id.clear()),
         ("WorkflowType", |r| r.workflow_type = None),
         ("TaskQueue", |r| r.task_queue = None),

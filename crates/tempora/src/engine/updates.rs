@@ -30,7 +30,7 @@ const RESPONSE_TYPE: &str = "temporal.api.update.v1.Response";
 pub enum UpdateProgress {
     Accepted,
     /// Completed, or rejected (then the outcome is its failure).
-    Completed(Outcome),
+    Completed(Box<Outcome>),
 }
 
 /// The message that carries an admitted update's request to the worker.
@@ -157,14 +157,16 @@ impl Tx<'_> {
                 if let Some(u) = self.state.updates.get_mut(&update_id) {
                     u.outcome = Some(Encoded::of(&outcome));
                 }
-                self.effects.push(Effect::UpdateProgress { update_id, progress: UpdateProgress::Completed(outcome) });
+                self.effects
+                    .push(Effect::UpdateProgress { update_id, progress: UpdateProgress::Completed(Box::new(outcome)) });
             }
             Body::Rejection(r) => {
                 let failure = r
                     .failure
                     .unwrap_or_else(|| Failure { message: "the update was rejected".into(), ..Default::default() });
                 let outcome = Outcome { value: Some(outcome::Value::Failure(failure)) };
-                self.effects.push(Effect::UpdateProgress { update_id, progress: UpdateProgress::Completed(outcome) });
+                self.effects
+                    .push(Effect::UpdateProgress { update_id, progress: UpdateProgress::Completed(Box::new(outcome)) });
             }
         }
         Ok(())

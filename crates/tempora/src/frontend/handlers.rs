@@ -975,10 +975,10 @@ fn start_activity_task(task: QueuedTask, identity: String) -> StartFn<ws::PollAc
     let (scheduled, attempt) = (task.scheduled_event_id, task.attempt);
     (
         Box::new(move |tx, _| {
-            Ok(tx.start_activity(scheduled, attempt, &identity, &request_id).map(StartOut::Activity))
+            Ok(tx.start_activity(scheduled, attempt, &identity, &request_id).map(|a| StartOut::Activity(Box::new(a))))
         }),
         Box::new(|out, exec| match out {
-            StartOut::Activity(activity) => activity_task_response(exec, activity),
+            StartOut::Activity(activity) => activity_task_response(exec, *activity),
             StartOut::WorkflowTask(_) => unreachable!("activity poll starts activities"),
         }),
     )
