@@ -33,6 +33,10 @@ pub enum Error {
     QueryFailed { message: String, failure: Option<Box<temporalio_protos::temporal::api::failure::v1::Failure>> },
     #[error("{0}")]
     DeadlineExceeded(String),
+    /// One operation of an `ExecuteMultiOperation` failed (`failed` is its index); the others
+    /// are reported aborted.
+    #[error("Update-with-Start could not be executed.")]
+    MultiOperation { failed: usize, operations: usize, error: Box<Error> },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

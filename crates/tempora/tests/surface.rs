@@ -501,6 +501,37 @@ async fn an_update_returns_a_value_and_a_validator_rejects_one() {
 }
 
 #[tokio::test]
+async fn update_with_start_starts_or_uses_the_running_workflow() {
+    use temporalio_client::errors::{WorkflowStartError, WorkflowUpdateWithStartError};
+    use temporalio_client::{WorkflowIdConflictPolicy, WorkflowUpdateWithStartOptions};
+    let s = setup().await;
+    let id = unique("uws");
+    let options = |policy| WorkflowUpdateWithStartOptions::new(&s.queue, &id, policy).build();
+    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
+        let use_existing = WorkflowIdConflictPolicy::UseExisting;
+        let old =
+            s.client.execute_update_with_start_workflow(Counter::run, 100, Counter::set, 4, options(use_existing));
+        assert_eq!(old.await.unwrap(), 0, "the workflow was started, then updated");
+        let old =
+            s.client.execute_update_with_start_workflow(Counter::run, 100, Counter::set, 9, options(use_existing));
+        assert_eq!(old.await.unwrap(), 4, "the running workflow was updated");
+        let fail = WorkflowIdConflictPolicy::Fail;
+        let refused = s.client.execute_update_with_start_workflow(Counter::run, 100, Counter::set, 1, options(fail));
+        match refused.await {
+            Err(WorkflowUpdateWithStartError::Start(WorkflowStartError::AlreadyStarted { .. })) => {}
+            other => panic!("a running workflow with the Fail policy refuses the start: {other:?}"),
+        }
+        let handle = s.client.get_workflow_handle::<Counter>(id.clone());
+        assert_eq!(handle.query(Counter::total, (), WorkflowQueryOptions::default()).await.unwrap(), 9);
+        handle.terminate(WorkflowTerminateOptions::builder().reason("done").build()).await.unwrap();
+    })
+    .await;
+    let types = history_event_types(&s.client, &id).await;
+    let accepted = types.iter().filter(|t| *t == "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED").count();
+    assert_eq!(accepted, 2, "{types:?}");
+}
+
+#[tokio::test]
 async fn signal_with_start_starts_then_signals_the_running_workflow() {
     let s = setup().await;
     let id = unique("sws");

@@ -346,6 +346,73 @@ impl Frontend {
         })
     }
 
+    /// Update-with-start: one StartWorkflow then one UpdateWorkflow for the same workflow id.
+    pub async fn execute_multi_operation(
+        &self,
+        r: Request<ws::ExecuteMultiOperationRequest>,
+    ) -> Result<ws::ExecuteMultiOperationResponse> {
+        use ws::execute_multi_operation_request::operation::Operation as Op;
+        use ws::execute_multi_operation_response::{response::Response as Out, Response};
+        let deadline = tokio::time::Instant::now() + query_timeout(r.metadata());
+        let r = r.into_inner();
+        self.svc.namespace(&r.namespace)?;
+        let operations = r.operations.len();
+        let mut ops = r.operations.into_iter().map(|o| o.operation);
+        let (Some(Some(Op::StartWorkflow(mut start))), Some(Some(Op::UpdateWorkflow(update))), None) =
+            (ops.next(), ops.next(), ops.next())
+        else {
+            return Err(Error::invalid(
+                "ExecuteMultiOperation takes exactly one StartWorkflow operation followed by one UpdateWorkflow operation.",
+            ));
+        };
+        let failed = |failed: usize| move |e: Error| Error::MultiOperation { failed, operations, error: Box::new(e) };
+        let execution = update.workflow_execution.clone().unwrap_or_default();
+        if execution.workflow_id != start.workflow_id {
+            return Err(failed(1)(Error::invalid("the update's WorkflowId differs from the start's.")));
+        }
+        if !execution.run_id.is_empty() {
+            return Err(failed(1)(Error::invalid("RunId is not allowed in an update-with-start.")));
+        }
+        if start.workflow_id_conflict_policy == 0 {
+            return Err(failed(0)(Error::invalid("WorkflowIdConflictPolicy must be set for update-with-start.")));
+        }
+        if start.namespace.is_empty() {
+            start.namespace = r.namespace.clone();
+        }
+        let (reuse, conflict) = (start.workflow_id_reuse_policy, start.workflow_id_conflict_policy);
+        let start = start_request(start).map_err(failed(0))?;
+        let started = self.svc.start_workflow(start, reuse, conflict).await.map_err(failed(0))?;
+        let key = RunKey { namespace: r.namespace.clone(), workflow_id: execution.workflow_id, run_id: started.run_id };
+        let mut request = update.request.ok_or_else(|| failed(1)(Error::invalid("Request is not set on request.")))?;
+        let meta = request.meta.get_or_insert_with(Default::default);
+        if meta.update_id.is_empty() {
+            meta.update_id = uuid::Uuid::new_v4().to_string();
+        }
+        let update_id = meta.update_id.clone();
+        let wanted = wanted_stage(update.wait_policy.as_ref());
+        let (stage, outcome) = self.svc.update(&key, request, wanted, deadline).await.map_err(failed(1))?;
+        Ok(ws::ExecuteMultiOperationResponse {
+            responses: vec![
+                Response {
+                    response: Some(Out::StartWorkflow(ws::StartWorkflowExecutionResponse {
+                        run_id: key.run_id.clone(),
+                        started: started.started,
+                        status: WorkflowExecutionStatus::Running as i32,
+                        ..Default::default()
+                    })),
+                },
+                Response {
+                    response: Some(Out::UpdateWorkflow(ws::UpdateWorkflowExecutionResponse {
+                        update_ref: Some(UpdateRef { workflow_execution: Some(execution_of(&key)), update_id }),
+                        outcome,
+                        stage: stage as i32,
+                        ..Default::default()
+                    })),
+                },
+            ],
+        })
+    }
+
     pub async fn poll_workflow_execution_update(
         &self,
         r: Request<ws::PollWorkflowExecutionUpdateRequest>,

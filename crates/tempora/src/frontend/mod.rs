@@ -141,6 +141,7 @@ where
             "ResetWorkflowExecution" => reset_workflow_execution,
             "UpdateWorkflowExecution" => update_workflow_execution,
             "PollWorkflowExecutionUpdate" => poll_workflow_execution_update,
+            "ExecuteMultiOperation" => execute_multi_operation,
             "RespondQueryTaskCompleted" => respond_query_task_completed,
             "GetWorkflowExecutionHistory" => get_workflow_execution_history,
             "DescribeWorkflowExecution" => describe_workflow_execution,

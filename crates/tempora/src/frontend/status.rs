@@ -66,6 +66,31 @@ impl From<Error> for Status {
                 Some(any("QueryFailedFailure", &details::QueryFailedFailure { failure: failure.map(|f| *f) })),
             ),
             Error::DeadlineExceeded(_) => with_detail(Code::DeadlineExceeded, message, None),
+            Error::MultiOperation { failed, operations, error } => {
+                use details::multi_operation_execution_failure::OperationStatus;
+                let inner = Status::from(*error);
+                let inner_details = RpcStatus::decode(inner.details()).map(|s| s.details).unwrap_or_default();
+                let aborted = prost_types::Any {
+                    type_url: "type.googleapis.com/temporal.api.failure.v1.MultiOperationExecutionAborted".into(),
+                    value: Vec::new(),
+                };
+                let statuses = (0..operations)
+                    .map(|i| match i == failed {
+                        true => OperationStatus {
+                            code: inner.code() as i32,
+                            message: inner.message().to_string(),
+                            details: inner_details.clone(),
+                        },
+                        false => OperationStatus {
+                            code: Code::Aborted as i32,
+                            message: "Operation was aborted.".into(),
+                            details: vec![aborted.clone()],
+                        },
+                    })
+                    .collect();
+                let failure = details::MultiOperationExecutionFailure { statuses };
+                with_detail(inner.code(), message, Some(any("MultiOperationExecutionFailure", &failure)))
+            }
         }
     }
 }
