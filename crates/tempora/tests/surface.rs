@@ -19,9 +19,10 @@ use temporalio_protos::temporal::api::common::v1::WorkflowExecution;
 use temporalio_protos::temporal::api::workflowservice::v1::DescribeWorkflowExecutionRequest;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::{
-    ActivityCancellationType, ActivityExecutionError, ActivityOptions, CancellableFuture, ChildWorkflowOptions,
-    ContinueAsNewOptions, LocalActivityOptions, MemoValue, ParentClosePolicy, SyncWorkflowContext, TimerResult,
-    WorkerOptions, WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
+    ActivityCancellationType, ActivityExecutionError, ActivityOptions, CancellableFuture,
+    ChildWorkflowCancellationType, ChildWorkflowOptions, ContinueAsNewOptions, LocalActivityOptions, MemoValue,
+    ParentClosePolicy, SyncWorkflowContext, TimerResult, WorkerOptions, WorkflowContext, WorkflowContextView,
+    WorkflowResult, WorkflowTermination,
 };
 
 use support::{client, history_event_types, reference_server, unique, with_worker};
@@ -300,6 +301,38 @@ impl Abandoner {
     }
 }
 
+/// Starts a child that outlives its run timeout, and a child it then cancels; reports both.
+#[workflow]
+#[derive(Default)]
+struct Supervisor;
+
+#[workflow_methods]
+impl Supervisor {
+    #[run]
+    async fn run(ctx: &mut WorkflowContext<Self>, _: ()) -> WorkflowResult<String> {
+        let timed = ChildWorkflowOptions::builder()
+            .workflow_id(format!("{}-slow", ctx.workflow_id()))
+            .run_timeout(Duration::from_secs(1))
+            .build();
+        let slow = ctx.start_child_workflow(Waiter::run, (), timed).await?;
+        let timed_out = match slow.result().await {
+            Err(e) => format!("{e}"),
+            Ok(r) => format!("unexpected result {r}"),
+        };
+        let options = ChildWorkflowOptions::builder()
+            .workflow_id(format!("{}-cancelled", ctx.workflow_id()))
+            .cancel_type(ChildWorkflowCancellationType::WaitCancellationCompleted)
+            .build();
+        let child = ctx.start_child_workflow(Waiter::run, (), options).await?;
+        child.cancel("not needed".to_string());
+        let cancelled = match child.result().await {
+            Err(e) => format!("{e}"),
+            Ok(r) => format!("unexpected result {r}"),
+        };
+        Ok(format!("{timed_out} | {cancelled}"))
+    }
+}
+
 /// Version 1 of "Versioned": an activity, then a nap.
 #[workflow]
 #[derive(Default)]
@@ -387,6 +420,8 @@ fn worker_options(queue: &str, acts: &Acts) -> WorkerOptions {
         .register_workflow::<Waiter>()
         .unwrap()
         .register_workflow::<Abandoner>()
+        .unwrap()
+        .register_workflow::<Supervisor>()
         .unwrap()
         .build()
 }
@@ -799,6 +834,72 @@ async fn scheduling_past_the_pending_activities_limit_fails_the_workflow_task() 
     .await;
 }
 
+#[tokio::test]
+async fn a_child_timeout_and_a_child_cancellation_reach_the_parent() {
+    let s = setup().await;
+    let id = unique("supervisor");
+    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
+        let handle = s.client.start_workflow(Supervisor::run, (), start_options(&s.queue, &id)).await.unwrap();
+        let result = handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        assert!(!result.contains("unexpected"), "{result}");
+    })
+    .await;
+    let types = history_event_types(&s.client, &id).await;
+    for expected in [
+        "EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT",
+        "EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED",
+        "EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_CANCEL_REQUESTED",
+        "EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED",
+    ] {
+        assert!(types.contains(&expected.to_string()), "{expected} missing from {types:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_update_id_is_applied_once_and_can_be_polled() {
+    use temporalio_protos::temporal::api::enums::v1::UpdateWorkflowExecutionLifecycleStage;
+    use temporalio_protos::temporal::api::update::v1::{outcome, UpdateRef, WaitPolicy};
+    use temporalio_protos::temporal::api::workflowservice::v1::PollWorkflowExecutionUpdateRequest;
+    let s = setup().await;
+    let id = unique("update-id");
+    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
+        let handle = s.client.start_workflow(Counter::run, 100, start_options(&s.queue, &id)).await.unwrap();
+        let options = || WorkflowExecuteUpdateOptions::builder().update_id("set-once".to_string()).build();
+        assert_eq!(handle.execute_update(Counter::set, 7, options()).await.unwrap(), 0);
+        // The same update id again: the first outcome, not a second update.
+        assert_eq!(handle.execute_update(Counter::set, 8, options()).await.unwrap(), 0);
+        assert_eq!(handle.query(Counter::total, (), WorkflowQueryOptions::default()).await.unwrap(), 7);
+        let mut service = s.client.connection().workflow_service();
+        let poll = PollWorkflowExecutionUpdateRequest {
+            namespace: "default".into(),
+            update_ref: Some(UpdateRef {
+                workflow_execution: Some(WorkflowExecution { workflow_id: id.clone(), run_id: String::new() }),
+                update_id: "set-once".into(),
+            }),
+            wait_policy: Some(WaitPolicy { lifecycle_stage: UpdateWorkflowExecutionLifecycleStage::Completed as i32 }),
+            ..Default::default()
+        };
+        let polled =
+            service.poll_workflow_execution_update(tonic::Request::new(poll.clone())).await.unwrap().into_inner();
+        assert_eq!(polled.stage, UpdateWorkflowExecutionLifecycleStage::Completed as i32);
+        assert!(matches!(polled.outcome.and_then(|o| o.value), Some(outcome::Value::Success(_))));
+        let unknown = PollWorkflowExecutionUpdateRequest {
+            update_ref: Some(UpdateRef {
+                workflow_execution: Some(WorkflowExecution { workflow_id: id.clone(), run_id: String::new() }),
+                update_id: "never-sent".into(),
+            }),
+            ..poll
+        };
+        let missing = service.poll_workflow_execution_update(tonic::Request::new(unknown)).await;
+        assert_eq!(missing.map(|_| ()).unwrap_err().code(), tonic::Code::NotFound);
+        handle.terminate(WorkflowTerminateOptions::builder().reason("done").build()).await.unwrap();
+    })
+    .await;
+    let types = history_event_types(&s.client, &id).await;
+    let accepted = types.iter().filter(|t| *t == "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED").count();
+    assert_eq!(accepted, 1, "{types:?}");
+}
+
 async fn describe(
     client: &Client,
     workflow_id: &str,
@@ -873,6 +974,11 @@ async fn scenario_histories(url: &str) -> Vec<(&'static str, Vec<String>)> {
         handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
         out.push(("parent", history_event_types(&client, &id).await));
         out.push(("child", history_event_types(&client, &format!("{id}-child")).await));
+
+        let id = unique("supervisor");
+        let handle = client.start_workflow(Supervisor::run, (), start_options(&queue, &id)).await.unwrap();
+        handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        out.push(("child timed out, child cancelled", history_event_types(&client, &id).await));
 
         let id = unique("reset");
         let handle = client.start_workflow(TwoSteps::run, (), start_options(&queue, &id)).await.unwrap();
