@@ -251,3 +251,49 @@ async fn a_postgres_restart_loses_nothing() {
     assert_eq!(results, (0..20).map(|i| i * 10 + 3).collect::<Vec<_>>());
     assert_eq!(counter.0.load(Ordering::SeqCst), 60, "every activity ran exactly once");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_reads_do_not_wait_behind_a_blocked_writer() {
+    let Some(base) = postgres_url() else { return };
+    let url = fresh_postgres_database(&base).await;
+    let server = TestServer::try_start(&url).await.unwrap();
+    let c = client(&server.url()).await;
+    let queue = unique("q");
+    let counter = Counter::default();
+    let done_id = unique("steps");
+    with_worker(&c, worker(&queue, &counter), async {
+        let h = c.start_workflow(Steps::run, 0, WorkflowStartOptions::new(&queue, &done_id).build()).await.unwrap();
+        h.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+    })
+    .await;
+
+    // Another session holds a lock that blocks every write to `executions` (not reads).
+    let (locked_tx, locked) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel::<()>();
+    let lock_url = url.clone();
+    let holder = std::thread::spawn(move || {
+        let mut admin = postgres::Client::connect(&lock_url, postgres::NoTls).unwrap();
+        let mut tx = admin.transaction().unwrap();
+        tx.batch_execute("LOCK TABLE executions IN SHARE MODE").unwrap();
+        locked_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+        tx.commit().unwrap();
+    });
+    locked.recv().unwrap();
+    let start = tokio::spawn({
+        let c = c.clone();
+        let queue = queue.clone();
+        async move { c.start_workflow(Steps::run, 0, WorkflowStartOptions::new(&queue, unique("steps")).build()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!start.is_finished(), "the start waits for the lock");
+    // The finished run is not in memory: its history is read from PostgreSQL, beside the writer.
+    let read = tokio::time::timeout(Duration::from_secs(5), support::history_event_types(&c, &done_id)).await;
+    let types = read.expect("a read does not wait behind the blocked writer");
+    assert_eq!(types.last().map(String::as_str), Some("EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"));
+    assert!(!start.is_finished(), "the start still waits for the lock");
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    start.await.unwrap().expect("the start completes once the lock is released");
+    server.stop().await;
+}
