@@ -197,12 +197,25 @@ impl Service {
                 map.insert((namespace, workflow_id), Arc::new(slot));
             }
         }
+        // Every open run is in memory before any of their work starts: that work (a child's
+        // check, a delivery) may read another open run, which must not be loaded twice.
+        let mut pending = Vec::new();
+        let mut children = Vec::new();
         for record in open {
             let key = record.state.key.clone();
-            let effects = workflow::recover(&record.state);
+            pending.push((key.clone(), workflow::recover(&record.state)));
+            if let Some(parent) = record.state.parent.clone() {
+                children.push((key.clone(), parent));
+            }
             let slot = Arc::new(Mutex::new(Some(Execution::new(record.state, record.history))));
             self.runs.lock().expect("runs lock").insert(key.run_id.clone(), slot);
+        }
+        for (key, effects) in pending {
             self.perform(&key, effects);
+        }
+        // A parent may have closed while its close policy could not be applied.
+        for (child, parent) in children {
+            self.later(relatives::check_parent(child, parent));
         }
     }
 
@@ -1002,8 +1015,23 @@ impl Service {
     /// Sends a query to a worker as a query task (on the sticky queue of the worker that has
     /// the run cached, if it is polling) and waits up to `timeout` for its answer.
     pub async fn query(&self, run: &RunKey, query: WorkflowQuery, timeout: Duration) -> Result<QueryAnswer> {
-        let (task_queue, sticky) =
-            self.read(&run.run_id, |e| (e.state.task_queue.clone(), e.state.sticky.clone())).await?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        // While a workflow task runs, the worker's view of the run is about to change: the
+        // query waits for the task to end, as Temporal's does.
+        let (task_queue, sticky) = loop {
+            let (busy, queues, mut changed) = self
+                .read(&run.run_id, |e| {
+                    let busy = e.state.workflow_task.as_ref().is_some_and(|w| w.is_started());
+                    (busy, (e.state.task_queue.clone(), e.state.sticky.clone()), e.changed.subscribe())
+                })
+                .await?;
+            if !busy {
+                break queues;
+            }
+            if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
+                return Err(Error::DeadlineExceeded("query timed out before a worker answered it".into()));
+            }
+        };
         let id = uuid::Uuid::new_v4().to_string();
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.queries.lock().expect("queries lock").insert(id.clone(), PendingQuery { query, reply });
@@ -1013,7 +1041,7 @@ impl Service {
         let queue = sticky.filter(live).map(|s| s.task_queue).unwrap_or(task_queue);
         let task = QueuedTask { run: run.clone(), scheduled_event_id: 0, attempt: 0, query_id: id };
         self.matching.offer(&run.namespace, &queue, TaskKind::Workflow, task);
-        match tokio::time::timeout(timeout, answer).await {
+        match tokio::time::timeout_at(deadline, answer).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(_)) => Err(Error::Unavailable("the query was dropped; retry".into())),
             Err(_) => Err(Error::DeadlineExceeded("query timed out before a worker answered it".into())),

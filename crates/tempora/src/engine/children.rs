@@ -301,6 +301,7 @@ pub fn child_start_request(parent: &RunKey, child: &Child) -> (StartWorkflow, i3
             workflow_id: parent.workflow_id.clone(),
             run_id: parent.run_id.clone(),
             initiated_event_id: child.initiated_event_id,
+            close_policy: child.parent_close_policy,
         }),
         ..Default::default()
     };

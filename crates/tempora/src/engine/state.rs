@@ -132,6 +132,10 @@ pub struct ParentInfo {
     pub workflow_id: String,
     pub run_id: String,
     pub initiated_event_id: i64,
+    /// `ParentClosePolicy` as its protobuf number, so the child can apply it itself if the
+    /// parent closed while the server was down.
+    #[serde(default)]
+    pub close_policy: i32,
 }
 
 /// A child workflow as its parent tracks it.

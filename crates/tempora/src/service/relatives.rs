@@ -201,24 +201,48 @@ pub fn parent_closed(parent: RunKey, children: Vec<ClosingChild>) -> Job {
                     Err(Error::NotFound(_)) | Err(Error::NamespaceNotFound(_)) => continue,
                     Err(e) => return Err(e),
                 };
-                let parent_run = parent.run_id.clone();
-                let policy = child.policy;
-                let f = move |tx: &mut crate::engine::Tx, _: &super::Execution| {
-                    let ours = tx.state.parent.as_ref().is_some_and(|p| p.run_id == parent_run);
-                    if !ours || !tx.state.is_open() {
-                        return Ok(None);
-                    }
-                    let reason = "by parent close policy";
-                    if policy == ParentClosePolicy::RequestCancel as i32 {
-                        let req = CancelRequest { reason: reason.into(), ..Default::default() };
-                        return Ok(tx.request_cancel(&req)?.then_some(()));
-                    }
-                    tx.terminate(reason, None, "");
-                    Ok(Some(()))
-                };
-                done(svc.transition(&target.run_id, f, |_, _| ()).await)?;
+                apply_close_policy(&svc, &target, &parent.run_id, child.policy).await?;
             }
             Ok(())
         }
     })
+}
+
+/// After a restart: if this child's parent closed (its close policy may not have been applied
+/// before the server stopped), the child applies the policy to itself.
+pub fn check_parent(child: RunKey, parent: ParentInfo) -> Job {
+    job(move |svc| {
+        let (child, parent) = (child.clone(), parent.clone());
+        async move {
+            let parent_open = match svc.read(&parent.run_id, |e| e.state.is_open()).await {
+                Ok(open) => open,
+                Err(Error::NotFound(_)) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            if parent_open || parent.close_policy == ParentClosePolicy::Abandon as i32 {
+                return Ok(());
+            }
+            apply_close_policy(&svc, &child, &parent.run_id, parent.close_policy).await
+        }
+    })
+}
+
+/// Terminates or cancels `target` by its parent close policy, if it is still the open child of
+/// `parent_run_id`.
+async fn apply_close_policy(svc: &Arc<Service>, target: &RunKey, parent_run_id: &str, policy: i32) -> Result<()> {
+    let parent_run = parent_run_id.to_string();
+    let f = move |tx: &mut crate::engine::Tx, _: &super::Execution| {
+        let ours = tx.state.parent.as_ref().is_some_and(|p| p.run_id == parent_run);
+        if !ours || !tx.state.is_open() {
+            return Ok(None);
+        }
+        let reason = "by parent close policy";
+        if policy == ParentClosePolicy::RequestCancel as i32 {
+            let req = CancelRequest { reason: reason.into(), ..Default::default() };
+            return Ok(tx.request_cancel(&req)?.then_some(()));
+        }
+        tx.terminate(reason, None, "");
+        Ok(Some(()))
+    };
+    done(svc.transition(&target.run_id, f, |_, _| ()).await)
 }
