@@ -931,18 +931,8 @@ async fn history_of(
 
 async fn history_event_types_of(client: &Client, workflow_id: &str, run_id: &str) -> Vec<String> {
     use temporalio_protos::temporal::api::enums::v1::EventType;
-    use temporalio_protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryRequest;
-    let mut service = client.connection().workflow_service();
-    let request = GetWorkflowExecutionHistoryRequest {
-        namespace: "default".into(),
-        execution: Some(WorkflowExecution { workflow_id: workflow_id.into(), run_id: run_id.into() }),
-        ..Default::default()
-    };
-    let page =
-        service.get_workflow_execution_history(tonic::Request::new(request)).await.expect("history").into_inner();
-    page.history
-        .unwrap_or_default()
-        .events
+    let events = history_of(client, workflow_id, run_id).await;
+    events
         .iter()
         .map(|e| EventType::try_from(e.event_type).map(|t| t.as_str_name().to_string()).unwrap_or_default())
         .collect()

@@ -186,12 +186,20 @@ impl MutableState {
         self.status == WorkflowExecutionStatus::Running as i32
     }
 
+    /// When the first run of this execution chain started (the execution timeout counts from it).
+    pub fn execution_start(&self) -> Millis {
+        if self.execution_start_ms > 0 {
+            self.execution_start_ms
+        } else {
+            self.start_time_ms
+        }
+    }
+
     /// When this run times out: its run timeout, or the execution timeout if that ends first.
     pub fn run_deadline_ms(&self) -> Option<Millis> {
         let began = self.execution_time_ms.max(self.start_time_ms);
         let run = (self.run_timeout_ms > 0).then(|| began + self.run_timeout_ms);
-        let start = if self.execution_start_ms > 0 { self.execution_start_ms } else { self.start_time_ms };
-        let execution = (self.execution_timeout_ms > 0).then(|| start + self.execution_timeout_ms);
+        let execution = (self.execution_timeout_ms > 0).then(|| self.execution_start() + self.execution_timeout_ms);
         match (run, execution) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -233,11 +233,7 @@ impl Tx<'_> {
                 initiator: a.initiator,
                 failure: a.failure.clone(),
                 last_completion_result: a.last_completion_result.clone(),
-                execution_start_ms: if state.execution_start_ms > 0 {
-                    state.execution_start_ms
-                } else {
-                    state.start_time_ms
-                },
+                execution_start_ms: state.execution_start(),
             }),
             signal: None,
             signal_request_id: String::new(),
@@ -262,8 +258,15 @@ impl Tx<'_> {
             search_attributes: req.search_attributes.clone(),
             ..Default::default()
         });
+        // Set before the close: a continued run does not report to its parent.
         self.state.new_execution_run_id = new_run_id;
         self.close(WorkflowExecutionStatus::ContinuedAsNew);
+        self.begin_next_run(req);
+    }
+
+    /// Creates the run that continues this one (in this transaction) and links them.
+    fn begin_next_run(&mut self, req: StartWorkflow) {
+        self.state.new_execution_run_id = req.key.run_id.clone();
         let (state, events, effects) = start(req, self.now);
         self.new_run = Some(super::NewRun { state, events, effects });
     }
@@ -350,11 +353,7 @@ impl Tx<'_> {
                 initiator: initiator as i32,
                 failure,
                 last_completion_result,
-                execution_start_ms: if state.execution_start_ms > 0 {
-                    state.execution_start_ms
-                } else {
-                    state.start_time_ms
-                },
+                execution_start_ms: state.execution_start(),
             }),
             signal: None,
             signal_request_id: String::new(),
@@ -362,9 +361,7 @@ impl Tx<'_> {
             cron_schedule: started.cron_schedule.clone(),
             first_task_backoff_ms: backoff_ms,
         };
-        self.state.new_execution_run_id = new_run_id.clone();
-        let (state, events, effects) = start(req, self.now);
-        self.new_run = Some(super::NewRun { state, events, effects });
+        self.begin_next_run(req);
         (new_run_id, retry_state)
     }
 
@@ -393,8 +390,7 @@ impl Tx<'_> {
             return (None, RetryState::MaximumAttemptsReached);
         }
         let backoff = policy.backoff_ms(attempt);
-        let execution_start =
-            if self.state.execution_start_ms > 0 { self.state.execution_start_ms } else { self.state.start_time_ms };
+        let execution_start = self.state.execution_start();
         if self.state.execution_timeout_ms > 0
             && self.now + backoff >= execution_start + self.state.execution_timeout_ms
         {
