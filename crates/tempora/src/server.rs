@@ -13,6 +13,9 @@ use crate::service::Service;
 use crate::store::{self, postgres::PostgresStore, sqlite::SqliteStore, NamespaceRecord, Store, Write};
 use crate::timers::Timers;
 
+/// The gRPC service name health checks ask about.
+const WORKFLOW_SERVICE: &str = "temporal.api.workflowservice.v1.WorkflowService";
+
 /// Temporal's default retention for namespaces created at start.
 const RETENTION_DEFAULT_MS: i64 = 24 * 3600 * 1000;
 
@@ -109,11 +112,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         tokio::net::TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr: addr.clone(), source })?;
     let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
     let frontend = Arc::new(Frontend::new(service.clone()));
+    // gRPC health (`temporal operator cluster health`, the Go SDK's CheckHealth).
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_service_status(WORKFLOW_SERVICE, tonic_health::ServingStatus::Serving).await;
     // Small request/response messages: Nagle plus delayed ACKs would add ~40 ms per RPC.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut stop = shutdown_rx;
     let server = tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
+            // The CLI compresses its health checks too.
+            .add_service(health_service.accept_compressed(tonic::codec::CompressionEncoding::Gzip))
             .add_service(WorkflowServiceServer::new(frontend))
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = stop.wait_for(|s| *s).await;

@@ -255,3 +255,20 @@ async fn a_terminated_workflows_late_activity_completion_is_not_found() {
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_health_reports_the_workflow_service_serving() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    let server = TestServer::start(":memory:").await;
+    let channel = tonic::transport::Endpoint::from_shared(server.url()).unwrap().connect().await.expect("connect");
+    // Compressed, as the temporal CLI sends it.
+    let mut health = HealthClient::new(channel).send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    let ask = |service: &str| HealthCheckRequest { service: service.into() };
+    let reply = health.check(Request::new(ask("temporal.api.workflowservice.v1.WorkflowService"))).await.unwrap();
+    assert_eq!(reply.into_inner().status, ServingStatus::Serving as i32);
+    let unknown = health.check(Request::new(ask("no.such.Service"))).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    server.stop().await;
+}
