@@ -52,6 +52,48 @@ pub struct CancelRequest {
     pub external: Option<(i64, WorkflowExecution)>,
 }
 
+impl ExternalRequest {
+    /// The pending signal an initiated event stands for (also when state is rebuilt from history).
+    pub(crate) fn signal(
+        initiated_event_id: i64,
+        a: &history::SignalExternalWorkflowExecutionInitiatedEventAttributes,
+    ) -> Self {
+        let target = a.workflow_execution.clone().unwrap_or_default();
+        ExternalRequest {
+            initiated_event_id,
+            namespace: a.namespace.clone(),
+            workflow_id: target.workflow_id,
+            run_id: target.run_id,
+            child_workflow_only: a.child_workflow_only,
+            control: a.control.clone(),
+            signal: Some(ExternalSignal {
+                signal_name: a.signal_name.clone(),
+                input: a.input.as_ref().map(Encoded::of),
+                header: a.header.as_ref().map(Encoded::of),
+            }),
+            reason: String::new(),
+        }
+    }
+
+    /// The pending cancel request an initiated event stands for.
+    pub(crate) fn cancel(
+        initiated_event_id: i64,
+        a: &history::RequestCancelExternalWorkflowExecutionInitiatedEventAttributes,
+    ) -> Self {
+        let target = a.workflow_execution.clone().unwrap_or_default();
+        ExternalRequest {
+            initiated_event_id,
+            namespace: a.namespace.clone(),
+            workflow_id: target.workflow_id,
+            run_id: target.run_id,
+            child_workflow_only: a.child_workflow_only,
+            control: a.control.clone(),
+            signal: None,
+            reason: a.reason.clone(),
+        }
+    }
+}
+
 impl Tx<'_> {
     /// `SignalWorkflowExecution`. False if the signal was already applied (same request id).
     pub fn signal(&mut self, signal: &Signal) -> Result<bool> {
@@ -101,24 +143,19 @@ impl Tx<'_> {
         if a.signal_name.is_empty() {
             return Err("SignalName is not set on SignalExternalWorkflowExecutionCommand.".into());
         }
-        let namespace = self.target_namespace(&a.namespace);
-        let initiated_event_id = self.append(history::SignalExternalWorkflowExecutionInitiatedEventAttributes {
+        let initiated = history::SignalExternalWorkflowExecutionInitiatedEventAttributes {
             workflow_task_completed_event_id: completed_id,
-            namespace: namespace.clone(),
-            workflow_execution: Some(target.clone()),
+            namespace: self.target_namespace(&a.namespace),
+            workflow_execution: Some(target),
             signal_name: a.signal_name.clone(),
             input: a.input.clone(),
             control: a.control.clone(),
             child_workflow_only: a.child_workflow_only,
             header: a.header.clone(),
             ..Default::default()
-        });
-        let signal = ExternalSignal {
-            signal_name: a.signal_name.clone(),
-            input: a.input.as_ref().map(Encoded::of),
-            header: a.header.as_ref().map(Encoded::of),
         };
-        self.track_external(initiated_event_id, namespace, target, a.child_workflow_only, &a.control, Some(signal), "");
+        let initiated_event_id = self.append(initiated.clone());
+        self.track_external(ExternalRequest::signal(initiated_event_id, &initiated));
         Ok(())
     }
 
@@ -131,18 +168,20 @@ impl Tx<'_> {
         if a.workflow_id.is_empty() {
             return Err("WorkflowId is not set on RequestCancelExternalWorkflowExecutionCommand.".into());
         }
-        let namespace = self.target_namespace(&a.namespace);
-        let target = WorkflowExecution { workflow_id: a.workflow_id.clone(), run_id: a.run_id.clone() };
-        let initiated_event_id = self.append(history::RequestCancelExternalWorkflowExecutionInitiatedEventAttributes {
+        let initiated = history::RequestCancelExternalWorkflowExecutionInitiatedEventAttributes {
             workflow_task_completed_event_id: completed_id,
-            namespace: namespace.clone(),
-            workflow_execution: Some(target.clone()),
+            namespace: self.target_namespace(&a.namespace),
+            workflow_execution: Some(WorkflowExecution {
+                workflow_id: a.workflow_id.clone(),
+                run_id: a.run_id.clone(),
+            }),
             control: a.control.clone(),
             child_workflow_only: a.child_workflow_only,
             reason: a.reason.clone(),
             ..Default::default()
-        });
-        self.track_external(initiated_event_id, namespace, target, a.child_workflow_only, &a.control, None, &a.reason);
+        };
+        let initiated_event_id = self.append(initiated.clone());
+        self.track_external(ExternalRequest::cancel(initiated_event_id, &initiated));
         Ok(())
     }
 
@@ -158,30 +197,9 @@ impl Tx<'_> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn track_external(
-        &mut self,
-        initiated_event_id: i64,
-        namespace: String,
-        target: WorkflowExecution,
-        child_workflow_only: bool,
-        control: &str,
-        signal: Option<ExternalSignal>,
-        reason: &str,
-    ) {
-        self.state.external.insert(
-            initiated_event_id,
-            ExternalRequest {
-                initiated_event_id,
-                namespace,
-                workflow_id: target.workflow_id,
-                run_id: target.run_id,
-                child_workflow_only,
-                control: control.to_string(),
-                signal,
-                reason: reason.to_string(),
-            },
-        );
+    fn track_external(&mut self, request: ExternalRequest) {
+        let initiated_event_id = request.initiated_event_id;
+        self.state.external.insert(initiated_event_id, request);
         self.effects.push(Effect::DeliverExternal { initiated_event_id });
     }
 

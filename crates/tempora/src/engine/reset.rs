@@ -14,8 +14,7 @@ use temporalio_protos::temporal::api::failure::v1::Failure;
 use temporalio_protos::temporal::api::history::v1::{self as history, history_event::Attributes, HistoryEvent};
 
 use super::state::{
-    Activity, Child, Encoded, ExternalRequest, ExternalSignal, MutableState, RunKey, UpdateRecord, UserTimer,
-    WorkflowTask,
+    Activity, Child, Encoded, ExternalRequest, MutableState, RunKey, UpdateRecord, UserTimer, WorkflowTask,
 };
 use super::workflow::{start, StartWorkflow};
 use super::{Effect, Tx};
@@ -296,40 +295,10 @@ fn apply(state: &mut MutableState, event: &HistoryEvent) {
             state.children.remove(&a.initiated_event_id);
         }
         A::SignalExternalWorkflowExecutionInitiatedEventAttributes(a) => {
-            let target = a.workflow_execution.clone().unwrap_or_default();
-            state.external.insert(
-                id,
-                ExternalRequest {
-                    initiated_event_id: id,
-                    namespace: a.namespace.clone(),
-                    workflow_id: target.workflow_id,
-                    run_id: target.run_id,
-                    child_workflow_only: a.child_workflow_only,
-                    control: a.control.clone(),
-                    signal: Some(ExternalSignal {
-                        signal_name: a.signal_name.clone(),
-                        input: a.input.as_ref().map(Encoded::of),
-                        header: a.header.as_ref().map(Encoded::of),
-                    }),
-                    reason: String::new(),
-                },
-            );
+            state.external.insert(id, ExternalRequest::signal(id, a));
         }
         A::RequestCancelExternalWorkflowExecutionInitiatedEventAttributes(a) => {
-            let target = a.workflow_execution.clone().unwrap_or_default();
-            state.external.insert(
-                id,
-                ExternalRequest {
-                    initiated_event_id: id,
-                    namespace: a.namespace.clone(),
-                    workflow_id: target.workflow_id,
-                    run_id: target.run_id,
-                    child_workflow_only: a.child_workflow_only,
-                    control: a.control.clone(),
-                    signal: None,
-                    reason: a.reason.clone(),
-                },
-            );
+            state.external.insert(id, ExternalRequest::cancel(id, a));
         }
         A::ExternalWorkflowExecutionSignaledEventAttributes(a) => {
             state.external.remove(&a.initiated_event_id);
