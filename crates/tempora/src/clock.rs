@@ -23,6 +23,37 @@ impl Clock for SystemClock {
     }
 }
 
+/// A clock that follows tokio's clock from a fixed start, for tests: under
+/// `#[tokio::test(start_paused = true)]` time stands still until the test advances it
+/// (`tokio::time::advance`, or sleeping, which then returns at once), so timer and long-poll
+/// code runs on exact times with no real waiting.
+#[derive(Debug, Clone, Copy)]
+pub struct TokioClock {
+    start: tokio::time::Instant,
+    start_ms: Millis,
+}
+
+impl TokioClock {
+    /// 2026-01-01T00:00:00Z: a fixed start keeps test times reproducible.
+    pub const START_MS: Millis = 1_767_225_600_000;
+
+    pub fn new() -> Self {
+        TokioClock { start: tokio::time::Instant::now(), start_ms: Self::START_MS }
+    }
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for TokioClock {
+    fn now_ms(&self) -> Millis {
+        self.start_ms + self.start.elapsed().as_millis() as Millis
+    }
+}
+
 /// Converts between our millisecond times and protobuf `Timestamp`/`Duration`.
 pub mod proto {
     use super::Millis;

@@ -1,14 +1,20 @@
 #![allow(deprecated)] // Temporal deprecates fields the SDKs still send; we keep them faithfully.
 //! tempora: a Temporal-compatible durable-execution server. See ARCHITECTURE.md.
+//!
+//! Public only what the binary, the benchmark and the integration tests use; everything else
+//! is `pub(crate)`.
 
 pub mod clock;
 pub mod engine;
 pub mod error;
-pub mod frontend;
-pub mod matching;
+pub(crate) mod frontend;
+pub(crate) mod history;
+pub(crate) mod matching;
+pub(crate) mod namespaces;
+pub(crate) mod runtime;
 pub mod server;
-pub mod service;
+pub(crate) mod shard;
 pub mod store;
 pub mod testing;
-pub mod timers;
+pub(crate) mod timers;
 pub mod token;

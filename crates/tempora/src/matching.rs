@@ -9,11 +9,12 @@
 //! the backlog. A poll whose caller vanished (or timed out) hands a task it was given back.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
 
+use crate::clock::{Clock, Millis};
 use crate::engine::state::RunKey;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -29,8 +30,8 @@ pub struct QueuedTask {
     /// 0 for workflow tasks.
     pub scheduled_event_id: i64,
     pub attempt: i32,
-    /// Set for a query task: the id of the waiting query (`service::Service::query`).
-    pub query_id: String,
+    /// Set for a query task: the id of the waiting query (`history::Service::query`).
+    pub query_id: Option<String>,
 }
 
 type QueueKey = (String, String, TaskKind);
@@ -41,17 +42,19 @@ struct Queue {
     /// runs bound their pending work (e.g. 2,000 activities).
     backlog: VecDeque<QueuedTask>,
     pollers: VecDeque<oneshot::Sender<QueuedTask>>,
-    last_poll: Option<std::time::Instant>,
+    /// When a worker last polled (the clock's milliseconds).
+    last_poll_ms: Option<Millis>,
 }
 
 pub struct Matching {
     queues: Mutex<HashMap<QueueKey, Queue>>,
+    clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
 }
 
 impl Matching {
-    pub fn new(shutdown: watch::Receiver<bool>) -> Self {
-        Matching { queues: Mutex::new(HashMap::new()), shutdown }
+    pub fn new(clock: Arc<dyn Clock>, shutdown: watch::Receiver<bool>) -> Self {
+        Matching { queues: Mutex::new(HashMap::new()), clock, shutdown }
     }
 
     /// Hands the task to a waiting poller, or queues it.
@@ -79,7 +82,7 @@ impl Matching {
         let rx = {
             let mut queues = self.queues.lock().expect("matching lock");
             let queue = queues.entry(key.clone()).or_default();
-            queue.last_poll = Some(std::time::Instant::now());
+            queue.last_poll_ms = Some(self.clock.now_ms());
             if let Some(task) = queue.backlog.pop_front() {
                 return Some(task);
             }
@@ -103,9 +106,11 @@ impl Matching {
 
     /// True if some worker is polling the queue now or did so within `recent`.
     pub fn is_live(&self, namespace: &str, task_queue: &str, kind: TaskKind, recent: Duration) -> bool {
+        let now_ms = self.clock.now_ms();
         let queues = self.queues.lock().expect("matching lock");
         queues.get(&(namespace.to_string(), task_queue.to_string(), kind)).is_some_and(|q| {
-            q.pollers.iter().any(|p| !p.is_closed()) || q.last_poll.is_some_and(|t| t.elapsed() < recent)
+            q.pollers.iter().any(|p| !p.is_closed())
+                || q.last_poll_ms.is_some_and(|t| now_ms - t < recent.as_millis() as Millis)
         })
     }
 
@@ -118,7 +123,8 @@ impl Matching {
             .unwrap_or_default()
     }
 
-    /// Tasks waiting in backlogs (for tests and metrics).
+    /// Tasks waiting in backlogs.
+    #[cfg(test)]
     pub fn backlog_len(&self, namespace: &str, task_queue: &str, kind: TaskKind) -> usize {
         let queues = self.queues.lock().expect("matching lock");
         queues.get(&(namespace.to_string(), task_queue.to_string(), kind)).map_or(0, |q| q.backlog.len())
@@ -154,41 +160,68 @@ impl Drop for Waiting<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::TokioClock;
 
     fn task(n: i64) -> QueuedTask {
         QueuedTask {
             run: RunKey { namespace: "ns".into(), workflow_id: "w".into(), run_id: "r".into() },
             scheduled_event_id: n,
             attempt: 1,
-            query_id: String::new(),
+            query_id: None,
         }
     }
 
-    #[tokio::test]
+    fn matching() -> (Arc<Matching>, watch::Sender<bool>) {
+        let (stop, shutdown) = watch::channel(false);
+        (Arc::new(Matching::new(Arc::new(TokioClock::new()), shutdown)), stop)
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn backlog_then_sync_match() {
-        let (_tx, rx) = watch::channel(false);
-        let m = std::sync::Arc::new(Matching::new(rx));
+        let (m, _stop) = matching();
         m.offer("ns", "q", TaskKind::Activity, task(1));
         assert_eq!(m.poll("ns", "q", TaskKind::Activity, Duration::from_millis(10)).await, Some(task(1)));
         let m2 = m.clone();
         let poller = tokio::spawn(async move { m2.poll("ns", "q", TaskKind::Activity, Duration::from_secs(5)).await });
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::task::yield_now().await;
         m.offer("ns", "q", TaskKind::Activity, task(2));
         assert_eq!(poller.await.unwrap(), Some(task(2)));
         assert_eq!(m.backlog_len("ns", "q", TaskKind::Activity), 0);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn expired_poll_is_empty_and_cancelled_poll_loses_nothing() {
-        let (_tx, rx) = watch::channel(false);
-        let m = std::sync::Arc::new(Matching::new(rx));
-        assert_eq!(m.poll("ns", "q", TaskKind::Workflow, Duration::from_millis(5)).await, None);
+        let (m, _stop) = matching();
+        let started = tokio::time::Instant::now();
+        assert_eq!(m.poll("ns", "q", TaskKind::Workflow, Duration::from_secs(60)).await, None);
+        assert_eq!(started.elapsed(), Duration::from_secs(60));
         let m2 = m.clone();
         let poller = tokio::spawn(async move { m2.poll("ns", "q", TaskKind::Workflow, Duration::from_secs(5)).await });
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::task::yield_now().await;
         poller.abort();
         let _ = poller.await;
         m.offer("ns", "q", TaskKind::Workflow, task(0));
         assert_eq!(m.backlog_len("ns", "q", TaskKind::Workflow), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queue_is_live_while_polled_and_for_a_while_after() {
+        let (m, _stop) = matching();
+        let recent = Duration::from_secs(5);
+        assert!(!m.is_live("ns", "sticky", TaskKind::Workflow, recent));
+        assert_eq!(m.poll("ns", "sticky", TaskKind::Workflow, Duration::from_secs(1)).await, None);
+        assert!(m.is_live("ns", "sticky", TaskKind::Workflow, recent));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(!m.is_live("ns", "sticky", TaskKind::Workflow, recent));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_answers_waiting_polls() {
+        let (m, stop) = matching();
+        let m2 = m.clone();
+        let poller = tokio::spawn(async move { m2.poll("ns", "q", TaskKind::Activity, Duration::from_secs(60)).await });
+        tokio::task::yield_now().await;
+        stop.send_replace(true);
+        assert_eq!(poller.await.unwrap(), None);
     }
 }

@@ -9,7 +9,8 @@ use tokio::task::JoinHandle;
 
 use crate::clock::{Clock, SystemClock};
 use crate::frontend::{Frontend, WorkflowServiceServer};
-use crate::service::Service;
+use crate::history::Service;
+use crate::runtime::Runtime;
 use crate::store::{self, postgres::PostgresStore, sqlite::SqliteStore, NamespaceRecord, Store, Write};
 use crate::timers::Timers;
 
@@ -58,7 +59,7 @@ pub struct Running {
     server: JoinHandle<()>,
     timers: JoinHandle<()>,
     store: store::Handle,
-    pub service: Arc<Service>,
+    runtime: Runtime,
 }
 
 /// `postgres://…` (or `postgresql://…`) selects PostgreSQL; anything else is a SQLite file.
@@ -101,11 +102,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let open_runs = open.len();
     let (store, _writer) = store::Handle::spawn(store);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let service = Service::new(clock.clone(), store.clone(), shutdown_rx.clone());
-    service.set_limits(config.limits);
+    let runtime = Runtime::new(shutdown_rx.clone());
+    let service = Service::new(clock.clone(), store.clone(), runtime.clone(), config.limits, namespaces);
     let (timers, timers_join) = Timers::spawn(clock, Arc::downgrade(&service), shutdown_rx.clone());
     service.set_timers(timers);
-    service.recover(namespaces, current, open);
+    service.recover(current, open);
 
     let addr = format!("{}:{}", config.ip, config.port);
     let listener =
@@ -132,7 +133,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     });
     tracing::info!(address = %local, db = %redact(&config.db), open_runs, "tempora server started");
-    Ok(Running { addr: local, shutdown: shutdown_tx, server, timers: timers_join, store, service })
+    Ok(Running { addr: local, shutdown: shutdown_tx, server, timers: timers_join, store, runtime })
 }
 
 impl Running {
@@ -141,6 +142,8 @@ impl Running {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
         let _ = self.timers.await;
+        // Background work (commits in flight, cross-run jobs) ends before the store closes.
+        self.runtime.wait().await;
         self.store.close().await;
         tracing::info!("tempora server stopped");
     }

@@ -85,3 +85,48 @@ async fn run<F: Fire>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::clock::TokioClock;
+
+    /// Records what fired, and when.
+    struct Recorder {
+        clock: TokioClock,
+        fired: Mutex<Vec<(Millis, Timer)>>,
+    }
+
+    impl Fire for Recorder {
+        fn fire(self: Arc<Self>, _run: RunKey, timer: Timer) {
+            self.fired.lock().unwrap().push((self.clock.now_ms() - TokioClock::START_MS, timer));
+        }
+    }
+
+    fn user_timer(id: &str) -> Timer {
+        Timer::UserTimer { timer_id: id.into(), started_event_id: 5 }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timers_fire_in_deadline_order_at_their_time() {
+        let clock = TokioClock::new();
+        let recorder = Arc::new(Recorder { clock, fired: Mutex::new(Vec::new()) });
+        let (stop, shutdown) = watch::channel(false);
+        let (timers, join) = Timers::spawn(Arc::new(clock), Arc::downgrade(&recorder), shutdown);
+        let at = |ms: Millis| TokioClock::START_MS + ms;
+        timers.add(at(3_000), RunKey::default(), user_timer("c"));
+        timers.add(at(1_000), RunKey::default(), user_timer("a"));
+        timers.add(at(2_000), RunKey::default(), user_timer("b"));
+        // Already due: fires at once.
+        timers.add(at(-5), RunKey::default(), user_timer("late"));
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        let fired = recorder.fired.lock().unwrap().clone();
+        assert_eq!(fired, vec![(0, user_timer("late")), (1_000, user_timer("a")), (2_000, user_timer("b"))]);
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        assert_eq!(recorder.fired.lock().unwrap().last(), Some(&(3_000, user_timer("c"))));
+        stop.send_replace(true);
+        join.await.unwrap();
+    }
+}

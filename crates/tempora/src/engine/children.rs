@@ -7,7 +7,7 @@
 use temporalio_protos::temporal::api::command::v1::StartChildWorkflowExecutionCommandAttributes;
 use temporalio_protos::temporal::api::common::v1::{WorkflowExecution, WorkflowType};
 use temporalio_protos::temporal::api::enums::v1::{
-    EventType, ParentClosePolicy, StartChildWorkflowExecutionFailedCause,
+    EventType, ParentClosePolicy, StartChildWorkflowExecutionFailedCause, WorkflowIdReusePolicy,
 };
 use temporalio_protos::temporal::api::history::v1::{self as history, history_event::Attributes, HistoryEvent};
 
@@ -273,7 +273,7 @@ fn closed_event(
 
 /// The start request for a child, from its parent's record of it. The request id is derived
 /// from the parent's run and event, so starting it again (after a restart) finds the same run.
-pub fn child_start_request(parent: &RunKey, child: &Child) -> (StartWorkflow, i32) {
+pub fn child_start_request(parent: &RunKey, child: &Child) -> (StartWorkflow, super::start::IdReusePolicy) {
     let a: StartChildWorkflowExecutionCommandAttributes = child.command.decode();
     let execution_timeout_ms = proto::duration_ms(a.workflow_execution_timeout.as_ref());
     let mut run_timeout_ms = proto::duration_ms(a.workflow_run_timeout.as_ref());
@@ -305,5 +305,6 @@ pub fn child_start_request(parent: &RunKey, child: &Child) -> (StartWorkflow, i3
         }),
         ..Default::default()
     };
-    (start, a.workflow_id_reuse_policy)
+    let reuse = WorkflowIdReusePolicy::try_from(a.workflow_id_reuse_policy).unwrap_or_default();
+    (start, reuse.into())
 }

@@ -107,6 +107,36 @@ impl Tx<'_> {
         Ok(true)
     }
 
+    /// A signal or cancel request that another run (`sender`) initiated with event
+    /// `initiated_event_id` arrives. A request meant for a child only is refused (NOT_FOUND)
+    /// unless the sender is this run's parent. False if it was already applied.
+    pub fn receive_external(
+        &mut self,
+        sender: WorkflowExecution,
+        initiated_event_id: i64,
+        request: &ExternalRequest,
+    ) -> Result<bool> {
+        let from_parent = self.state.parent.as_ref().is_some_and(|p| p.run_id == sender.run_id);
+        if request.child_workflow_only && !from_parent {
+            return Err(Error::not_found("the target is not a child of the sender"));
+        }
+        match &request.signal {
+            Some(s) => self.signal(&Signal {
+                name: s.signal_name.clone(),
+                input: s.input.as_ref().map(|p| p.decode()),
+                header: s.header.as_ref().map(|h| h.decode()),
+                identity: String::new(),
+                request_id: format!("{}:{initiated_event_id}", sender.run_id),
+                external: Some(sender),
+            }),
+            None => self.request_cancel(&CancelRequest {
+                reason: request.reason.clone(),
+                identity: String::new(),
+                external: Some((initiated_event_id, sender)),
+            }),
+        }
+    }
+
     /// `RequestCancelWorkflowExecution`. False if a cancel was already requested (Temporal
     /// treats a repeat as success).
     pub fn request_cancel(&mut self, req: &CancelRequest) -> Result<bool> {

@@ -138,6 +138,12 @@ pub struct ParentInfo {
     pub close_policy: i32,
 }
 
+impl ParentInfo {
+    pub fn key(&self) -> RunKey {
+        RunKey { namespace: self.namespace.clone(), workflow_id: self.workflow_id.clone(), run_id: self.run_id.clone() }
+    }
+}
+
 /// A child workflow as its parent tracks it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Child {

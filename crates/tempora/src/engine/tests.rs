@@ -4,7 +4,7 @@ use temporalio_protos::temporal::api::command::v1::{
     command, Command, CompleteWorkflowExecutionCommandAttributes, ScheduleActivityTaskCommandAttributes,
 };
 use temporalio_protos::temporal::api::common::v1::{ActivityType, Payloads, RetryPolicy};
-use temporalio_protos::temporal::api::enums::v1::{CommandType, EventType, RetryState};
+use temporalio_protos::temporal::api::enums::v1::{CommandType, EventType, RetryState, WorkflowTaskFailedCause};
 use temporalio_protos::temporal::api::failure::v1::{failure, ApplicationFailureInfo, Failure};
 use temporalio_protos::temporal::api::history::v1::{history_event::Attributes, HistoryEvent};
 
@@ -228,14 +228,16 @@ fn start_to_close_timeout_retries() {
 fn workflow_task_failures_after_the_first_are_transient() {
     let mut run = Run::new();
     let (sched, attempt) = run.start_wft();
-    let (_, types, _) = run.step(|tx| tx.fail_workflow_task(sched, attempt, 0, None, "w").unwrap());
+    let (_, types, _) =
+        run.step(|tx| tx.fail_workflow_task(sched, attempt, WorkflowTaskFailedCause::Unspecified, None, "w").unwrap());
     assert_eq!(types, vec![E::WorkflowTaskFailed]);
     let (started, types, _) = run.step(|tx| tx.start_workflow_task("w", "r").unwrap());
     assert!(types.is_empty(), "a transient attempt writes nothing when it starts");
     assert_eq!(started.attempt, 2);
     assert_eq!(started.transient_events.len(), 2);
     assert_eq!(started.scheduled_event_id, 5);
-    let (_, types, _) = run.step(|tx| tx.fail_workflow_task(5, 2, 0, None, "w").unwrap());
+    let (_, types, _) =
+        run.step(|tx| tx.fail_workflow_task(5, 2, WorkflowTaskFailedCause::Unspecified, None, "w").unwrap());
     assert!(types.is_empty());
     let req = {
         let (sched, attempt) = run.start_wft();
@@ -293,7 +295,8 @@ fn a_bad_command_fails_the_task_naming_the_missing_field() {
 fn stale_tokens_are_not_found() {
     let mut run = Run::new();
     let (sched, attempt) = run.start_wft();
-    let (res, _, _) = run.step(|tx| tx.fail_workflow_task(sched, attempt + 1, 0, None, "w"));
+    let (res, _, _) =
+        run.step(|tx| tx.fail_workflow_task(sched, attempt + 1, WorkflowTaskFailedCause::Unspecified, None, "w"));
     assert!(matches!(res, Err(Error::NotFound(_))));
     let (res, _, _) = run.step(|tx| tx.complete_activity(99, Some(1), None, "w"));
     assert!(matches!(res, Err(Error::NotFound(_))));

@@ -530,12 +530,11 @@ impl Tx<'_> {
         &mut self,
         scheduled_event_id: i64,
         attempt: i32,
-        cause: i32,
+        cause: WorkflowTaskFailedCause,
         failure: Option<Failure>,
         identity: &str,
     ) -> Result<()> {
         let wft = self.running_workflow_task(scheduled_event_id, attempt)?;
-        let cause = WorkflowTaskFailedCause::try_from(cause).unwrap_or(WorkflowTaskFailedCause::Unspecified);
         self.fail_running_workflow_task(&wft, cause, failure, identity, None);
         Ok(())
     }

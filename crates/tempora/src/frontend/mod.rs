@@ -1,14 +1,21 @@
 //! The gRPC frontend: `temporal.api.workflowservice.v1.WorkflowService`.
 //!
-//! Requests are routed by path to `Frontend` methods (`handlers`), which validate protobuf
-//! into domain values and call the service. Only this module (and `engine` for history event
-//! types) knows the wire protocol. Unknown methods answer UNIMPLEMENTED naming the method.
+//! Requests are routed by path to `Frontend` methods, grouped by RPC family (`namespaces`,
+//! `workflows`, `interactions`, `tasks`). Each converts the request into checked domain values
+//! (`convert`), calls the history service, and builds the response (`views`). Only this module
+//! (and `engine` for history event and command types) knows the wire protocol. Unknown methods
+//! answer UNIMPLEMENTED naming the method.
 //!
 //! The router is written by hand over `tonic::server::Grpc` with the message types from
 //! `temporalio-protos`, which ships no server traits.
 
-mod handlers;
+mod convert;
+mod interactions;
+mod namespaces;
 pub mod status;
+mod tasks;
+mod views;
+mod workflows;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,13 +28,27 @@ use tonic::body::Body;
 use tonic::codegen::{http, BoxFuture, Bytes, CompressionEncoding, EnabledCompressionEncodings, Service, StdError};
 use tonic::server::{Grpc, NamedService, UnaryService};
 
-pub use handlers::Frontend;
-
 use crate::error::Error;
+use crate::history::Service as History;
+
+/// The WorkflowService's handlers: convert, call the history service, respond.
+pub struct Frontend {
+    svc: Arc<History>,
+}
+
+impl Frontend {
+    pub fn new(svc: Arc<History>) -> Self {
+        Frontend { svc }
+    }
+
+    fn checks(&self) -> convert::Checks<'_> {
+        convert::Checks(self.svc.limits())
+    }
+}
 
 const SERVICE: &str = "temporal.api.workflowservice.v1.WorkflowService";
 
-/// Largest request we decode. Payload limits (2 MB) are enforced by the handlers with
+/// Largest request we decode. Payload limits (`Limits::blob_bytes_max`) are enforced by the handlers with
 /// Temporal's errors; this only keeps tonic's 4 MiB default from rejecting big completions.
 const MESSAGE_BYTES_MAX: usize = 128 * 1024 * 1024;
 

@@ -1,0 +1,276 @@
+//! Worker RPCs: polling task queues, and answering workflow tasks and activity tasks (by task
+//! token, or by workflow and activity id — one path for both, `ActivityRef`).
+
+use temporalio_protos::temporal::api::enums::v1::{TaskQueueKind, WorkflowTaskFailedCause};
+use temporalio_protos::temporal::api::workflowservice::v1 as ws;
+use tonic::Request;
+
+use super::convert::{check_id, TASK_POLL_TIMEOUT};
+use super::{views, Frontend};
+use crate::clock::{proto, Millis};
+use crate::engine::request::{ActivityAction, ActivityRef, Reply, Request as Change};
+use crate::engine::state::{RunKey, Sticky};
+use crate::engine::workflow_task::CompleteWorkflowTask;
+use crate::error::{Error, Result};
+use crate::history::{Outcome, Poll, Polled};
+use crate::matching::TaskKind;
+use crate::token::TaskToken;
+
+const STICKY_SCHEDULE_TO_START_DEFAULT_MS: Millis = 5_000;
+
+/// An activity RPC's target: the run and the activity in it.
+struct ActivityTarget {
+    run: RunKey,
+    activity: ActivityRef,
+}
+
+impl Frontend {
+    fn poll_of(
+        &self,
+        namespace: String,
+        task_queue: Option<temporalio_protos::temporal::api::taskqueue::v1::TaskQueue>,
+        kind: TaskKind,
+        identity: String,
+    ) -> Result<Poll> {
+        self.svc.namespaces.get(&namespace)?;
+        let task_queue = task_queue.unwrap_or_default();
+        check_id(&task_queue.name, "TaskQueue")?;
+        let sticky = task_queue.kind == TaskQueueKind::Sticky as i32;
+        Ok(Poll { namespace, task_queue: task_queue.name, kind, identity, sticky, timeout: TASK_POLL_TIMEOUT })
+    }
+
+    pub async fn poll_workflow_task_queue(
+        &self,
+        r: Request<ws::PollWorkflowTaskQueueRequest>,
+    ) -> Result<ws::PollWorkflowTaskQueueResponse> {
+        let r = r.into_inner();
+        let poll = self.poll_of(r.namespace, r.task_queue, TaskKind::Workflow, r.identity)?;
+        Ok(match self.svc.poll_task(&poll).await? {
+            Some(Polled::WorkflowTask(start)) => views::workflow_task(*start),
+            Some(Polled::Query(query)) => views::query_task(*query),
+            Some(Polled::Activity(_)) => return Err(Error::Internal("an activity on a workflow task queue".into())),
+            None => Default::default(),
+        })
+    }
+
+    pub async fn poll_activity_task_queue(
+        &self,
+        r: Request<ws::PollActivityTaskQueueRequest>,
+    ) -> Result<ws::PollActivityTaskQueueResponse> {
+        let r = r.into_inner();
+        let poll = self.poll_of(r.namespace, r.task_queue, TaskKind::Activity, r.identity)?;
+        Ok(match self.svc.poll_task(&poll).await? {
+            Some(Polled::Activity(start)) => views::activity_task(*start),
+            Some(_) => return Err(Error::Internal("a workflow task on an activity task queue".into())),
+            None => Default::default(),
+        })
+    }
+
+    pub async fn respond_workflow_task_completed(
+        &self,
+        r: Request<ws::RespondWorkflowTaskCompletedRequest>,
+    ) -> Result<ws::RespondWorkflowTaskCompletedResponse> {
+        let r = r.into_inner();
+        let token = TaskToken::parse(&r.task_token, false)?;
+        self.svc.namespaces.get(&token.namespace)?;
+        let sticky = r.sticky_attributes.and_then(|a| {
+            let task_queue = a.worker_task_queue.map(|q| q.name).filter(|n| !n.is_empty())?;
+            let ms = proto::duration_ms(a.schedule_to_start_timeout.as_ref());
+            let schedule_to_start_ms = if ms > 0 { ms } else { STICKY_SCHEDULE_TO_START_DEFAULT_MS };
+            Some(Sticky { task_queue, schedule_to_start_ms })
+        });
+        let complete = CompleteWorkflowTask {
+            sticky,
+            scheduled_event_id: token.scheduled_event_id,
+            attempt: token.attempt,
+            commands: r.commands,
+            identity: r.identity,
+            binary_checksum: r.binary_checksum,
+            sdk_metadata: r.sdk_metadata,
+            metering_metadata: r.metering_metadata,
+            force_create_new_workflow_task: r.force_create_new_workflow_task,
+            messages: r.messages,
+            update_requests: Default::default(),
+            updates_waiting: false,
+        };
+        let outcome = self.svc.execute(&token.run(), Change::CompleteWorkflowTask(Box::new(complete))).await?;
+        match outcome {
+            Outcome::Applied(Reply::WorkflowTaskCompleted(completed)) => Ok(ws::RespondWorkflowTaskCompletedResponse {
+                reset_history_event_id: completed?.reset_history_event_id,
+                ..Default::default()
+            }),
+            _ => Ok(ws::RespondWorkflowTaskCompletedResponse::default()),
+        }
+    }
+
+    pub async fn respond_workflow_task_failed(
+        &self,
+        r: Request<ws::RespondWorkflowTaskFailedRequest>,
+    ) -> Result<ws::RespondWorkflowTaskFailedResponse> {
+        let r = r.into_inner();
+        let token = TaskToken::parse(&r.task_token, false)?;
+        self.svc.namespaces.get(&token.namespace)?;
+        let fail = Change::FailWorkflowTask {
+            scheduled_event_id: token.scheduled_event_id,
+            attempt: token.attempt,
+            cause: WorkflowTaskFailedCause::try_from(r.cause).unwrap_or(WorkflowTaskFailedCause::Unspecified),
+            failure: r.failure,
+            identity: r.identity,
+        };
+        self.svc.execute_done(&token.run(), fail).await?;
+        Ok(ws::RespondWorkflowTaskFailedResponse {})
+    }
+
+    /// The activity a task token names.
+    fn by_token(&self, token: &[u8]) -> Result<ActivityTarget> {
+        let token = TaskToken::parse(token, true)?;
+        self.svc.namespaces.get(&token.namespace)?;
+        let activity = ActivityRef::Token { scheduled_event_id: token.scheduled_event_id, attempt: token.attempt };
+        Ok(ActivityTarget { run: token.run(), activity })
+    }
+
+    /// The activity a `…ById` request names (in the workflow id's current run if no run id).
+    async fn by_id(
+        &self,
+        namespace: &str,
+        workflow_id: &str,
+        run_id: &str,
+        activity_id: &str,
+    ) -> Result<ActivityTarget> {
+        self.svc.namespaces.get(namespace)?;
+        check_id(activity_id, "ActivityId")?;
+        let run = self.svc.resolve_run(namespace, workflow_id, run_id).await?;
+        Ok(ActivityTarget { run, activity: ActivityRef::ById(activity_id.to_string()) })
+    }
+
+    /// Applies what a worker reports about an activity; returns whether its cancellation was
+    /// requested (for heartbeats).
+    async fn on_activity(&self, target: ActivityTarget, action: ActivityAction) -> Result<bool> {
+        let change = Change::Activity { activity: target.activity, action };
+        match self.svc.execute(&target.run, change).await? {
+            Outcome::Applied(Reply::Heartbeat { cancel_requested }) => Ok(cancel_requested),
+            Outcome::Applied(_) => Ok(false),
+            Outcome::Unchanged => Err(Error::not_found("activity task not found")),
+        }
+    }
+
+    pub async fn respond_activity_task_completed(
+        &self,
+        r: Request<ws::RespondActivityTaskCompletedRequest>,
+    ) -> Result<ws::RespondActivityTaskCompletedResponse> {
+        let r = r.into_inner();
+        self.checks().payloads(&r.result)?;
+        let target = self.by_token(&r.task_token)?;
+        self.on_activity(target, ActivityAction::Complete { result: r.result, identity: r.identity }).await?;
+        Ok(Default::default())
+    }
+
+    pub async fn respond_activity_task_completed_by_id(
+        &self,
+        r: Request<ws::RespondActivityTaskCompletedByIdRequest>,
+    ) -> Result<ws::RespondActivityTaskCompletedByIdResponse> {
+        let r = r.into_inner();
+        self.checks().payloads(&r.result)?;
+        let target = self.by_id(&r.namespace, &r.workflow_id, &r.run_id, &r.activity_id).await?;
+        self.on_activity(target, ActivityAction::Complete { result: r.result, identity: r.identity }).await?;
+        Ok(Default::default())
+    }
+
+    fn fail_action(
+        &self,
+        failure: Option<temporalio_protos::temporal::api::failure::v1::Failure>,
+        last_heartbeat_details: Option<temporalio_protos::temporal::api::common::v1::Payloads>,
+        identity: String,
+    ) -> Result<ActivityAction> {
+        let failure = failure.ok_or_else(|| Error::invalid("Failure is not set on request."))?;
+        self.checks().blob(prost::Message::encoded_len(&failure))?;
+        Ok(ActivityAction::Fail { failure: Box::new(failure), last_heartbeat_details, identity })
+    }
+
+    pub async fn respond_activity_task_failed(
+        &self,
+        r: Request<ws::RespondActivityTaskFailedRequest>,
+    ) -> Result<ws::RespondActivityTaskFailedResponse> {
+        let r = r.into_inner();
+        let action = self.fail_action(r.failure, r.last_heartbeat_details, r.identity)?;
+        let target = self.by_token(&r.task_token)?;
+        self.on_activity(target, action).await?;
+        Ok(Default::default())
+    }
+
+    pub async fn respond_activity_task_failed_by_id(
+        &self,
+        r: Request<ws::RespondActivityTaskFailedByIdRequest>,
+    ) -> Result<ws::RespondActivityTaskFailedByIdResponse> {
+        let r = r.into_inner();
+        let action = self.fail_action(r.failure, r.last_heartbeat_details, r.identity)?;
+        let target = self.by_id(&r.namespace, &r.workflow_id, &r.run_id, &r.activity_id).await?;
+        self.on_activity(target, action).await?;
+        Ok(Default::default())
+    }
+
+    pub async fn respond_activity_task_canceled(
+        &self,
+        r: Request<ws::RespondActivityTaskCanceledRequest>,
+    ) -> Result<ws::RespondActivityTaskCanceledResponse> {
+        let r = r.into_inner();
+        self.checks().payloads(&r.details)?;
+        let target = self.by_token(&r.task_token)?;
+        self.on_activity(target, ActivityAction::Cancel { details: r.details, identity: r.identity }).await?;
+        Ok(Default::default())
+    }
+
+    pub async fn respond_activity_task_canceled_by_id(
+        &self,
+        r: Request<ws::RespondActivityTaskCanceledByIdRequest>,
+    ) -> Result<ws::RespondActivityTaskCanceledByIdResponse> {
+        let r = r.into_inner();
+        self.checks().payloads(&r.details)?;
+        let target = self.by_id(&r.namespace, &r.workflow_id, &r.run_id, &r.activity_id).await?;
+        self.on_activity(target, ActivityAction::Cancel { details: r.details, identity: r.identity }).await?;
+        Ok(Default::default())
+    }
+
+    pub async fn record_activity_task_heartbeat(
+        &self,
+        r: Request<ws::RecordActivityTaskHeartbeatRequest>,
+    ) -> Result<ws::RecordActivityTaskHeartbeatResponse> {
+        let r = r.into_inner();
+        self.checks().payloads(&r.details)?;
+        let target = self.by_token(&r.task_token)?;
+        let cancel_requested = self.on_activity(target, ActivityAction::Heartbeat { details: r.details }).await?;
+        Ok(ws::RecordActivityTaskHeartbeatResponse { cancel_requested, ..Default::default() })
+    }
+
+    pub async fn record_activity_task_heartbeat_by_id(
+        &self,
+        r: Request<ws::RecordActivityTaskHeartbeatByIdRequest>,
+    ) -> Result<ws::RecordActivityTaskHeartbeatByIdResponse> {
+        let r = r.into_inner();
+        self.checks().payloads(&r.details)?;
+        let target = self.by_id(&r.namespace, &r.workflow_id, &r.run_id, &r.activity_id).await?;
+        let cancel_requested = self.on_activity(target, ActivityAction::Heartbeat { details: r.details }).await?;
+        Ok(ws::RecordActivityTaskHeartbeatByIdResponse { cancel_requested, ..Default::default() })
+    }
+
+    pub async fn shutdown_worker(&self, r: Request<ws::ShutdownWorkerRequest>) -> Result<ws::ShutdownWorkerResponse> {
+        let r = r.into_inner();
+        self.svc.namespaces.get(&r.namespace)?;
+        if !r.sticky_task_queue.is_empty() {
+            self.svc.sticky_queue_gone(&r.namespace, &r.sticky_task_queue);
+        }
+        Ok(ws::ShutdownWorkerResponse::default())
+    }
+
+    /// Nexus is not supported: the poll waits out its expiry and answers empty, since an error
+    /// would make the worker give up.
+    pub async fn poll_nexus_task_queue(
+        &self,
+        r: Request<ws::PollNexusTaskQueueRequest>,
+    ) -> Result<ws::PollNexusTaskQueueResponse> {
+        self.svc.namespaces.get(&r.get_ref().namespace)?;
+        let mut shutdown = self.svc.runtime().shutdown_signal();
+        let _ = tokio::time::timeout(TASK_POLL_TIMEOUT, shutdown.wait_for(|stop| *stop)).await;
+        Ok(ws::PollNexusTaskQueueResponse::default())
+    }
+}

@@ -1,0 +1,248 @@
+//! Responses built from domain values: poll responses, history pages, describe, namespaces.
+
+use temporalio_protos::temporal::api::common::v1::{ActivityType, WorkflowExecution, WorkflowType};
+use temporalio_protos::temporal::api::enums::v1::{NamespaceState, PendingActivityState, PendingWorkflowTaskState};
+use temporalio_protos::temporal::api::history::v1::{history_event::Attributes, History, HistoryEvent};
+use temporalio_protos::temporal::api::namespace::v1::{namespace_info, NamespaceConfig, NamespaceInfo};
+use temporalio_protos::temporal::api::replication::v1::{ClusterReplicationConfig, NamespaceReplicationConfig};
+use temporalio_protos::temporal::api::workflow::v1 as wf;
+use temporalio_protos::temporal::api::workflowservice::v1 as ws;
+
+use super::convert::history_token;
+use crate::clock::proto;
+use crate::engine::is_close_event;
+use crate::engine::request::{ActivityStart, WorkflowTaskStart};
+use crate::engine::state::RunKey;
+use crate::engine::workflow::normal_queue;
+use crate::history::{Execution, QueryTask};
+use crate::store::NamespaceRecord;
+use crate::token::TaskToken;
+
+pub(super) const CLUSTER_NAME: &str = "active";
+
+pub(super) fn execution_of(key: &RunKey) -> WorkflowExecution {
+    WorkflowExecution { workflow_id: key.workflow_id.clone(), run_id: key.run_id.clone() }
+}
+
+pub(super) fn namespace(ns: &NamespaceRecord) -> ws::DescribeNamespaceResponse {
+    ws::DescribeNamespaceResponse {
+        namespace_info: Some(NamespaceInfo {
+            name: ns.name.clone(),
+            state: NamespaceState::Registered as i32,
+            description: ns.description.clone(),
+            owner_email: ns.owner_email.clone(),
+            id: ns.id.clone(),
+            capabilities: Some(namespace_info::Capabilities::default()),
+            limits: Some(namespace_info::Limits::default()),
+            ..Default::default()
+        }),
+        config: Some(NamespaceConfig {
+            workflow_execution_retention_ttl: Some(proto::duration(ns.retention_ms)),
+            ..Default::default()
+        }),
+        replication_config: Some(NamespaceReplicationConfig {
+            active_cluster_name: CLUSTER_NAME.to_string(),
+            clusters: vec![ClusterReplicationConfig { cluster_name: CLUSTER_NAME.to_string(), ..Default::default() }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The response to a workflow task poll.
+pub(super) fn workflow_task(start: WorkflowTaskStart) -> ws::PollWorkflowTaskQueueResponse {
+    let (run, task) = (&start.run, &start.task);
+    ws::PollWorkflowTaskQueueResponse {
+        task_token: TaskToken::new(&run.key, task.scheduled_event_id, task.attempt, false).to_bytes(),
+        workflow_execution: Some(execution_of(&run.key)),
+        workflow_type: Some(WorkflowType { name: run.workflow_type.clone() }),
+        previous_started_event_id: task.previous_started_event_id,
+        started_event_id: task.started_event_id,
+        attempt: task.attempt,
+        history: Some(History { events: start.history }),
+        workflow_execution_task_queue: Some(normal_queue(&run.task_queue)),
+        scheduled_time: Some(proto::timestamp(task.scheduled_time_ms)),
+        started_time: Some(proto::timestamp(task.started_time_ms)),
+        messages: start.messages,
+        ..Default::default()
+    }
+}
+
+/// A query task: the run's full history and the query.
+pub(super) fn query_task(q: QueryTask) -> ws::PollWorkflowTaskQueueResponse {
+    ws::PollWorkflowTaskQueueResponse {
+        task_token: TaskToken::query(&q.run.key, &q.query_id).to_bytes(),
+        workflow_execution: Some(execution_of(&q.run.key)),
+        workflow_type: Some(WorkflowType { name: q.run.workflow_type.clone() }),
+        previous_started_event_id: q.previous_started_event_id,
+        started_event_id: 0,
+        attempt: 1,
+        history: Some(History { events: q.history }),
+        query: Some(q.query),
+        workflow_execution_task_queue: Some(normal_queue(&q.run.task_queue)),
+        ..Default::default()
+    }
+}
+
+pub(super) fn activity_task(start: ActivityStart) -> ws::PollActivityTaskQueueResponse {
+    let (run, a, scheduled) = (start.run, start.activity, start.scheduled);
+    ws::PollActivityTaskQueueResponse {
+        task_token: TaskToken::new(&run.key, a.scheduled_event_id, a.attempt, true).to_bytes(),
+        workflow_namespace: run.key.namespace.clone(),
+        workflow_type: Some(WorkflowType { name: run.workflow_type.clone() }),
+        workflow_execution: Some(execution_of(&run.key)),
+        activity_type: Some(ActivityType { name: a.activity_type.clone() }),
+        activity_id: a.activity_id.clone(),
+        header: scheduled.header,
+        input: scheduled.input,
+        heartbeat_details: a.heartbeat_details.as_ref().map(|d| d.decode()),
+        scheduled_time: Some(proto::timestamp(a.scheduled_time_ms)),
+        current_attempt_scheduled_time: Some(proto::timestamp(a.attempt_scheduled_time_ms)),
+        started_time: Some(proto::timestamp(a.started_time_ms)),
+        attempt: a.attempt,
+        schedule_to_close_timeout: Some(proto::duration(a.schedule_to_close_ms)),
+        start_to_close_timeout: Some(proto::duration(a.start_to_close_ms)),
+        heartbeat_timeout: Some(proto::duration(a.heartbeat_ms)),
+        retry_policy: Some(a.retry.to_proto()),
+        priority: scheduled.priority,
+        ..Default::default()
+    }
+}
+
+/// What a history read asks for.
+#[derive(Clone, Copy)]
+pub(super) struct HistoryRead {
+    pub close_only: bool,
+    pub from_event_id: i64,
+    pub page_size: usize,
+    pub wait: bool,
+}
+
+/// The page to answer with, or `None` if a long poll should wait for more.
+pub(super) fn history_page(exec: &Execution, read: HistoryRead) -> Option<ws::GetWorkflowExecutionHistoryResponse> {
+    let respond = |events: Vec<HistoryEvent>, token: Vec<u8>| ws::GetWorkflowExecutionHistoryResponse {
+        history: Some(History { events }),
+        next_page_token: token,
+        ..Default::default()
+    };
+    let closed = !exec.state.is_open();
+    if read.close_only {
+        if closed {
+            let close: Vec<HistoryEvent> =
+                exec.history.iter().rev().find(|e| is_close_event(e)).cloned().into_iter().collect();
+            return Some(respond(close, Vec::new()));
+        }
+        return (!read.wait).then(|| respond(Vec::new(), Vec::new()));
+    }
+    let total = exec.history.len() as i64;
+    if read.from_event_id > total {
+        if read.wait && !closed {
+            return None;
+        }
+        return Some(respond(Vec::new(), Vec::new()));
+    }
+    let start = (read.from_event_id - 1) as usize;
+    let end = (start + read.page_size).min(exec.history.len());
+    let events = exec.history[start..end].to_vec();
+    let more = (end as i64) < total || (read.wait && !closed);
+    Some(respond(events, if more { history_token(end as i64 + 1) } else { Vec::new() }))
+}
+
+/// An empty page that lets the caller continue polling from the same event.
+pub(super) fn history_poll_expired(from_event_id: i64) -> ws::GetWorkflowExecutionHistoryResponse {
+    ws::GetWorkflowExecutionHistoryResponse {
+        history: Some(History { events: Vec::new() }),
+        next_page_token: history_token(from_event_id),
+        ..Default::default()
+    }
+}
+
+pub(super) fn describe(exec: &Execution) -> ws::DescribeWorkflowExecutionResponse {
+    let s = &exec.state;
+    let started = exec.history.first().and_then(|e| match &e.attributes {
+        Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => Some(a.clone()),
+        _ => None,
+    });
+    let started = started.unwrap_or_default();
+    let pending_activities = s
+        .activities
+        .values()
+        .map(|a| wf::PendingActivityInfo {
+            activity_id: a.activity_id.clone(),
+            activity_type: Some(ActivityType { name: a.activity_type.clone() }),
+            state: if a.cancel_requested {
+                PendingActivityState::CancelRequested as i32
+            } else if a.is_started() {
+                PendingActivityState::Started as i32
+            } else {
+                PendingActivityState::Scheduled as i32
+            },
+            heartbeat_details: a.heartbeat_details.as_ref().map(|d| d.decode()),
+            last_heartbeat_time: (a.last_heartbeat_ms > 0).then(|| proto::timestamp(a.last_heartbeat_ms)),
+            last_started_time: (a.started_time_ms > 0).then(|| proto::timestamp(a.started_time_ms)),
+            attempt: a.attempt,
+            maximum_attempts: a.retry.maximum_attempts,
+            scheduled_time: Some(proto::timestamp(a.attempt_scheduled_time_ms)),
+            expiration_time: a.schedule_to_close_deadline_ms().map(proto::timestamp),
+            last_failure: a.last_failure.as_ref().map(|f| f.decode()),
+            last_worker_identity: a.started_identity.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let pending_workflow_task = s.workflow_task.as_ref().map(|w| wf::PendingWorkflowTaskInfo {
+        state: if w.is_started() {
+            PendingWorkflowTaskState::Started as i32
+        } else {
+            PendingWorkflowTaskState::Scheduled as i32
+        },
+        scheduled_time: Some(proto::timestamp(w.scheduled_time_ms)),
+        original_scheduled_time: Some(proto::timestamp(w.scheduled_time_ms)),
+        started_time: w.is_started().then(|| proto::timestamp(w.started_time_ms)),
+        attempt: w.attempt,
+    });
+    ws::DescribeWorkflowExecutionResponse {
+        execution_config: Some(wf::WorkflowExecutionConfig {
+            task_queue: Some(normal_queue(&s.task_queue)),
+            workflow_execution_timeout: Some(proto::duration(s.execution_timeout_ms)),
+            workflow_run_timeout: Some(proto::duration(s.run_timeout_ms)),
+            default_workflow_task_timeout: Some(proto::duration(s.workflow_task_timeout_ms)),
+            ..Default::default()
+        }),
+        workflow_execution_info: Some(wf::WorkflowExecutionInfo {
+            execution: Some(execution_of(&s.key)),
+            r#type: Some(WorkflowType { name: s.workflow_type.clone() }),
+            start_time: Some(proto::timestamp(s.start_time_ms)),
+            close_time: (s.close_time_ms > 0).then(|| proto::timestamp(s.close_time_ms)),
+            status: s.status,
+            history_length: exec.history.len() as i64,
+            execution_time: Some(proto::timestamp(s.start_time_ms)),
+            memo: s.memo.as_ref().map(|m| m.decode()).or(started.memo),
+            search_attributes: s.search_attributes.as_ref().map(|m| m.decode()).or(started.search_attributes),
+            parent_namespace_id: s.parent.as_ref().map(|p| p.namespace.clone()).unwrap_or_default(),
+            parent_execution: s
+                .parent
+                .as_ref()
+                .map(|p| WorkflowExecution { workflow_id: p.workflow_id.clone(), run_id: p.run_id.clone() }),
+            task_queue: s.task_queue.clone(),
+            state_transition_count: s.transitions as i64,
+            history_size_bytes: s.history_size_bytes,
+            execution_duration: (s.close_time_ms > 0).then(|| proto::duration(s.close_time_ms - s.start_time_ms)),
+            first_run_id: s.first_execution_run_id.clone(),
+            ..Default::default()
+        }),
+        pending_activities,
+        pending_workflow_task,
+        pending_children: s
+            .children
+            .values()
+            .map(|c| wf::PendingChildExecutionInfo {
+                workflow_id: c.workflow_id.clone(),
+                run_id: c.run_id.clone(),
+                workflow_type_name: c.workflow_type.clone(),
+                initiated_id: c.initiated_event_id,
+                parent_close_policy: c.parent_close_policy,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}

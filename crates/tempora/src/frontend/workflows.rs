@@ -1,0 +1,203 @@
+//! Workflow RPCs from clients: start, signal, cancel, terminate, reset, delete, history,
+//! describe.
+
+use temporalio_protos::temporal::api::common::v1::WorkflowExecution;
+use temporalio_protos::temporal::api::enums::v1::{HistoryEventFilterType, WorkflowExecutionStatus};
+use temporalio_protos::temporal::api::workflowservice::v1 as ws;
+use tonic::Request;
+
+use super::convert::{check_id, parse_history_token};
+use super::views::{self, HistoryRead};
+use super::Frontend;
+use crate::engine::external::{CancelRequest, Signal};
+use crate::engine::request::Request as Change;
+use crate::engine::state::RunKey;
+use crate::error::{Error, Result};
+
+/// Temporal's frontend long-poll expiry for history.
+const HISTORY_POLL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+const HISTORY_PAGE_SIZE_DEFAULT: usize = 1000;
+
+impl Frontend {
+    /// The run a request names in `namespace` (the current run if no run id is given).
+    pub(super) async fn run_of(&self, namespace: &str, execution: Option<WorkflowExecution>) -> Result<RunKey> {
+        self.svc.namespaces.get(namespace)?;
+        let execution = execution.unwrap_or_default();
+        self.svc.resolve_run(namespace, &execution.workflow_id, &execution.run_id).await
+    }
+
+    /// NOT_FOUND unless the run belongs to the chain `first_execution_run_id` names (if set).
+    pub(super) async fn check_first_run(&self, key: &RunKey, first_execution_run_id: &str) -> Result<()> {
+        if first_execution_run_id.is_empty() {
+            return Ok(());
+        }
+        let first = self.svc.read(key, |e| e.state.first_execution_run_id.clone()).await?;
+        if first != first_execution_run_id {
+            return Err(Error::not_found("workflow execution not found for the given first execution run id"));
+        }
+        Ok(())
+    }
+
+    pub async fn start_workflow_execution(
+        &self,
+        r: Request<ws::StartWorkflowExecutionRequest>,
+    ) -> Result<ws::StartWorkflowExecutionResponse> {
+        let r = r.into_inner();
+        self.svc.namespaces.get(&r.namespace)?;
+        let (start, policy) = self.checks().start(r)?;
+        let started = self.svc.start_workflow(start, policy).await?;
+        Ok(ws::StartWorkflowExecutionResponse {
+            run_id: started.run_id,
+            started: started.started,
+            status: WorkflowExecutionStatus::Running as i32,
+            ..Default::default()
+        })
+    }
+
+    pub async fn signal_with_start_workflow_execution(
+        &self,
+        r: Request<ws::SignalWithStartWorkflowExecutionRequest>,
+    ) -> Result<ws::SignalWithStartWorkflowExecutionResponse> {
+        let r = r.into_inner();
+        self.svc.namespaces.get(&r.namespace)?;
+        check_id(&r.signal_name, "SignalName")?;
+        self.checks().payloads(&r.signal_input)?;
+        let signal = Signal {
+            name: r.signal_name,
+            input: r.signal_input,
+            identity: r.identity.clone(),
+            header: r.header.clone(),
+            request_id: r.request_id.clone(),
+            external: None,
+        };
+        let (start, policy) = self.checks().start(ws::StartWorkflowExecutionRequest {
+            namespace: r.namespace,
+            workflow_id: r.workflow_id,
+            workflow_type: r.workflow_type,
+            task_queue: r.task_queue,
+            input: r.input,
+            workflow_execution_timeout: r.workflow_execution_timeout,
+            workflow_run_timeout: r.workflow_run_timeout,
+            workflow_task_timeout: r.workflow_task_timeout,
+            identity: r.identity,
+            request_id: r.request_id,
+            workflow_id_reuse_policy: r.workflow_id_reuse_policy,
+            workflow_id_conflict_policy: r.workflow_id_conflict_policy,
+            retry_policy: r.retry_policy,
+            cron_schedule: r.cron_schedule,
+            memo: r.memo,
+            search_attributes: r.search_attributes,
+            header: r.header,
+            priority: r.priority,
+            ..Default::default()
+        })?;
+        let started = self.svc.signal_with_start(start, signal, policy).await?;
+        Ok(ws::SignalWithStartWorkflowExecutionResponse {
+            run_id: started.run_id,
+            started: started.started,
+            ..Default::default()
+        })
+    }
+
+    pub async fn signal_workflow_execution(
+        &self,
+        r: Request<ws::SignalWorkflowExecutionRequest>,
+    ) -> Result<ws::SignalWorkflowExecutionResponse> {
+        let r = r.into_inner();
+        check_id(&r.signal_name, "SignalName")?;
+        self.checks().payloads(&r.input)?;
+        let key = self.run_of(&r.namespace, r.workflow_execution).await?;
+        let signal = Signal {
+            name: r.signal_name,
+            input: r.input,
+            identity: r.identity,
+            header: r.header,
+            request_id: r.request_id,
+            external: None,
+        };
+        self.svc.execute_done(&key, Change::Signal(signal)).await?;
+        Ok(ws::SignalWorkflowExecutionResponse::default())
+    }
+
+    pub async fn request_cancel_workflow_execution(
+        &self,
+        r: Request<ws::RequestCancelWorkflowExecutionRequest>,
+    ) -> Result<ws::RequestCancelWorkflowExecutionResponse> {
+        let r = r.into_inner();
+        let key = self.run_of(&r.namespace, r.workflow_execution).await?;
+        self.check_first_run(&key, &r.first_execution_run_id).await?;
+        let cancel = CancelRequest { reason: r.reason, identity: r.identity, external: None };
+        self.svc.execute_done(&key, Change::RequestCancel(cancel)).await?;
+        Ok(ws::RequestCancelWorkflowExecutionResponse {})
+    }
+
+    pub async fn terminate_workflow_execution(
+        &self,
+        r: Request<ws::TerminateWorkflowExecutionRequest>,
+    ) -> Result<ws::TerminateWorkflowExecutionResponse> {
+        let r = r.into_inner();
+        let key = self.run_of(&r.namespace, r.workflow_execution).await?;
+        let terminate = Change::Terminate { reason: r.reason, details: r.details, identity: r.identity };
+        self.svc.execute_done(&key, terminate).await?;
+        Ok(ws::TerminateWorkflowExecutionResponse {})
+    }
+
+    pub async fn reset_sticky_task_queue(
+        &self,
+        r: Request<ws::ResetStickyTaskQueueRequest>,
+    ) -> Result<ws::ResetStickyTaskQueueResponse> {
+        let r = r.into_inner();
+        let key = self.run_of(&r.namespace, r.execution).await?;
+        self.svc.execute_done(&key, Change::ResetStickyTaskQueue).await?;
+        Ok(ws::ResetStickyTaskQueueResponse {})
+    }
+
+    pub async fn reset_workflow_execution(
+        &self,
+        r: Request<ws::ResetWorkflowExecutionRequest>,
+    ) -> Result<ws::ResetWorkflowExecutionResponse> {
+        let r = r.into_inner();
+        let base = self.run_of(&r.namespace, r.workflow_execution).await?;
+        let run_id = self.svc.reset_workflow(base, r.workflow_task_finish_event_id, r.reason, r.identity).await?;
+        Ok(ws::ResetWorkflowExecutionResponse { run_id })
+    }
+
+    pub async fn delete_workflow_execution(
+        &self,
+        r: Request<ws::DeleteWorkflowExecutionRequest>,
+    ) -> Result<ws::DeleteWorkflowExecutionResponse> {
+        let r = r.into_inner();
+        let key = self.run_of(&r.namespace, r.workflow_execution).await?;
+        self.svc.delete_run(&key).await?;
+        Ok(ws::DeleteWorkflowExecutionResponse {})
+    }
+
+    pub async fn get_workflow_execution_history(
+        &self,
+        r: Request<ws::GetWorkflowExecutionHistoryRequest>,
+    ) -> Result<ws::GetWorkflowExecutionHistoryResponse> {
+        let r = r.into_inner();
+        let key = self.run_of(&r.namespace, r.execution).await?;
+        let read = HistoryRead {
+            close_only: r.history_event_filter_type == HistoryEventFilterType::CloseEvent as i32,
+            from_event_id: parse_history_token(&r.next_page_token)?,
+            page_size: match r.maximum_page_size {
+                n if n <= 0 => HISTORY_PAGE_SIZE_DEFAULT,
+                n => n as usize,
+            },
+            wait: r.wait_new_event,
+        };
+        let deadline = tokio::time::Instant::now() + HISTORY_POLL_TIMEOUT;
+        let page = self.svc.watch_run(&key, deadline, |exec| views::history_page(exec, read)).await?;
+        Ok(page.unwrap_or_else(|| views::history_poll_expired(read.from_event_id)))
+    }
+
+    pub async fn describe_workflow_execution(
+        &self,
+        r: Request<ws::DescribeWorkflowExecutionRequest>,
+    ) -> Result<ws::DescribeWorkflowExecutionResponse> {
+        let r = r.into_inner();
+        let key = self.run_of(&r.namespace, r.execution).await?;
+        self.svc.read(&key, views::describe).await
+    }
+}

@@ -1,0 +1,212 @@
+//! The commit pipeline: a request is applied to a copy of its run's state under the run's
+//! lock, committed through the store, installed in memory, and only then are its effects
+//! performed — the one place where "effects after commit" happens.
+
+use std::sync::Arc;
+
+use super::cache::{Current, Execution};
+use super::relatives;
+use super::Service;
+use crate::engine::request::{self, Reply, Request};
+use crate::engine::state::{RunKey, Sticky};
+use crate::engine::{Effect, Timer};
+use crate::error::{Error, Result};
+use crate::matching::{QueuedTask, TaskKind};
+use crate::store::Write;
+
+/// A sticky queue polled within this long counts as live.
+pub(super) const STICKY_LIVENESS: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What executing a request did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The request was applied and committed.
+    Applied(Reply),
+    /// Nothing to change (a stale task or timer, a repeated signal).
+    Unchanged,
+}
+
+impl Service {
+    /// Applies `request` to the run `key` names and commits it. Runs to completion even if
+    /// the caller goes away (tonic drops a handler's future when its client leaves).
+    pub async fn execute(self: &Arc<Self>, key: &RunKey, request: Request) -> Result<Outcome> {
+        let this = self.clone();
+        let key = key.clone();
+        let task = self.runtime.spawn(async move { this.execute_now(&key, request).await });
+        task.await.map_err(|e| Error::Internal(format!("transition task failed: {e}")))?
+    }
+
+    /// `execute` for callers that only care whether it worked.
+    pub async fn execute_done(self: &Arc<Self>, key: &RunKey, request: Request) -> Result<()> {
+        self.execute(key, request).await.map(|_| ())
+    }
+
+    pub(super) async fn execute_now(&self, key: &RunKey, mut request: Request) -> Result<Outcome> {
+        let slot = self.run_slot(key).await?;
+        let mut guard = slot.lock().await;
+        let exec = guard.as_mut().ok_or_else(|| Error::not_found("workflow execution not found"))?;
+        // Under the run's lock: an update admitted from here on finds this task done and
+        // schedules its own.
+        self.updates.attach(&exec.state.key.run_id, &mut request);
+        tracing::trace!(run_id = %key.run_id, ?request, "applying");
+        let mut state = exec.state.clone();
+        let context = request::Context {
+            now: self.clock.now_ms(),
+            limits: self.limits,
+            history: &exec.history,
+            new_run_id: uuid::Uuid::new_v4().to_string(),
+        };
+        let applied = request::apply(&mut state, request, context)?;
+        if !applied.changed {
+            // Effects derived from unchanged state (a re-armed timer) still apply.
+            drop(guard);
+            self.perform(key, applied.effects);
+            return Ok(Outcome::Unchanged);
+        }
+        state.transitions += 1;
+        let mut writes = vec![Write::execution(&state, &applied.events, Some(exec.state.transitions))];
+        if let Some(next) = &applied.new_run {
+            writes.push(Write::execution(&next.state, &next.events, None));
+            writes.push(Write::Current {
+                namespace: next.state.key.namespace.clone(),
+                workflow_id: next.state.key.workflow_id.clone(),
+                run_id: next.state.key.run_id.clone(),
+            });
+        }
+        if let Err(e) = self.store.commit(writes).await {
+            tracing::warn!(run_id = %key.run_id, error = %e, "transition not committed; run will be reloaded");
+            *guard = None;
+            drop(guard);
+            self.reload_later(key);
+            return Err(e.into());
+        }
+        install(exec, state, applied.events);
+        if !exec.state.is_open() {
+            // Closed runs leave memory; whoever asks later reads them from the store. Holders
+            // of this slot keep a consistent (closed, unchanging) copy.
+            self.forget_run(key);
+            // Updates not yet accepted end with the run; their waiters are told.
+            self.updates.run_closed(&key.run_id);
+        }
+        if let Some(next) = applied.new_run {
+            // The next run becomes current before this run's lock is released, so a start
+            // that read this run closed sees the pointer moved (`start::current_run_status`).
+            let next_key = next.state.key.clone();
+            self.cache_run(next.state, next.events);
+            self.set_current(&next_key.namespace, &next_key.workflow_id, Current::Run(next_key.run_id.clone()));
+            drop(guard);
+            self.perform(key, applied.effects);
+            self.perform(&next_key, next.effects);
+        } else {
+            drop(guard);
+            self.perform(key, applied.effects);
+        }
+        Ok(Outcome::Applied(applied.reply))
+    }
+
+    /// Carries out a committed transition's effects.
+    pub(super) fn perform(&self, run: &RunKey, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::DispatchWorkflowTask { task_queue, sticky } => {
+                    self.dispatch_workflow_task(run, task_queue, sticky)
+                }
+                Effect::DispatchActivityTask { task_queue, scheduled_event_id, attempt } => self.matching.offer(
+                    &run.namespace,
+                    &task_queue,
+                    TaskKind::Activity,
+                    QueuedTask { run: run.clone(), scheduled_event_id, attempt, query_id: None },
+                ),
+                Effect::Timer { at_ms, timer } => self.add_timer(at_ms, run, timer),
+                Effect::StartChild { initiated_event_id } => {
+                    self.later(relatives::start_child(run.clone(), initiated_event_id))
+                }
+                Effect::CheckChild { initiated_event_id } => {
+                    self.later(relatives::check_child(run.clone(), initiated_event_id))
+                }
+                Effect::DeliverExternal { initiated_event_id } => {
+                    self.later(relatives::deliver_external(run.clone(), initiated_event_id))
+                }
+                Effect::ReportToParent { parent, close_event } => {
+                    self.later(relatives::report_to_parent(run.clone(), parent, *close_event))
+                }
+                Effect::ParentClosed { children } => self.later(relatives::parent_closed(run.clone(), children)),
+                Effect::UpdateProgress { update_id, progress } => self.updates.progressed(run, &update_id, progress),
+            }
+        }
+    }
+
+    /// Offers the run's workflow task: on the sticky queue of the worker that caches the run
+    /// if it still polls (with a deadline to move it to the normal queue), else normally.
+    fn dispatch_workflow_task(&self, run: &RunKey, task_queue: String, sticky: Option<Sticky>) {
+        let task = QueuedTask { run: run.clone(), scheduled_event_id: 0, attempt: 0, query_id: None };
+        let live =
+            |s: &Sticky| self.matching.is_live(&run.namespace, &s.task_queue, TaskKind::Workflow, STICKY_LIVENESS);
+        match sticky.filter(live) {
+            Some(sticky) => {
+                self.matching.offer(&run.namespace, &sticky.task_queue, TaskKind::Workflow, task);
+                let at_ms = self.clock.now_ms() + sticky.schedule_to_start_ms;
+                self.add_timer(at_ms, run, Timer::StickyTimeout { force: false });
+            }
+            None => self.matching.offer(&run.namespace, &task_queue, TaskKind::Workflow, task),
+        }
+    }
+
+    /// Runs cross-run work (a `relatives` job) in the background, retrying while the store is
+    /// unavailable, until it is done or the server stops.
+    pub(super) fn later(&self, job: relatives::Job) {
+        let Some(this) = self.me.upgrade() else { return };
+        let job = Arc::new(job);
+        self.runtime.retry(move || {
+            let (this, job) = (this.clone(), job.clone());
+            async move {
+                match job(this).await {
+                    Ok(()) => crate::runtime::Attempt::Done,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cross-run work will be retried");
+                        crate::runtime::Attempt::Again
+                    }
+                }
+            }
+        });
+    }
+
+    fn add_timer(&self, at_ms: crate::clock::Millis, run: &RunKey, timer: Timer) {
+        if let Some(timers) = self.timers.lock().expect("timers lock").as_ref() {
+            timers.add(at_ms, run.clone(), timer);
+        }
+    }
+
+    /// Fires a due timer (called by the timer loop).
+    pub(super) fn fire_timer(self: &Arc<Self>, run: RunKey, timer: Timer) {
+        // Every open run is in memory; a timer of a run that is not has outlived its run, and
+        // must not load the run's whole history from the store just to find that out.
+        if !self.is_cached(&run) {
+            return;
+        }
+        let this = self.clone();
+        self.runtime.spawn(async move {
+            if let Err(e) = this.execute(&run, Request::FireTimer(timer)).await {
+                tracing::warn!(run_id = %run.run_id, error = %e, "timer not applied");
+            }
+        });
+    }
+
+    /// A worker shut down: tasks waiting on its sticky queue go to the normal queue now.
+    pub fn sticky_queue_gone(self: &Arc<Self>, namespace: &str, sticky_queue: &str) {
+        for task in self.matching.remove(namespace, sticky_queue, TaskKind::Workflow) {
+            self.fire_timer(task.run, Timer::StickyTimeout { force: true });
+        }
+    }
+}
+
+/// Installs a committed transition in memory and wakes the run's waiters.
+fn install(
+    exec: &mut Execution,
+    state: crate::engine::state::MutableState,
+    events: Vec<temporalio_protos::temporal::api::history::v1::HistoryEvent>,
+) {
+    exec.state = state;
+    exec.history.extend(events);
+    exec.changed.send_replace(exec.state.next_event_id);
+}

@@ -1,0 +1,130 @@
+//! Long polls: workers taking tasks from matching (each take runs a typed start request on the
+//! task's run; stale tasks are skipped), and callers waiting on a run to change. Every wait
+//! sleeps until a change, its deadline or shutdown — never in a loop that re-reads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use temporalio_protos::temporal::api::history::v1::HistoryEvent;
+use temporalio_protos::temporal::api::query::v1::WorkflowQuery;
+
+use super::cache::Execution;
+use super::commit::Outcome;
+use super::Service;
+use crate::engine::request::{ActivityStart, Reply, Request, RunInfo, WorkflowTaskStart};
+use crate::error::{Error, Result};
+use crate::matching::{QueuedTask, TaskKind};
+
+/// A worker's poll.
+#[derive(Clone, Debug)]
+pub struct Poll {
+    pub namespace: String,
+    pub task_queue: String,
+    pub kind: TaskKind,
+    pub identity: String,
+    /// A sticky poller caches its runs: it gets only the events it has not seen.
+    pub sticky: bool,
+    pub timeout: Duration,
+}
+
+/// What a poll hands to its worker.
+pub enum Polled {
+    WorkflowTask(Box<WorkflowTaskStart>),
+    Query(Box<QueryTask>),
+    Activity(Box<ActivityStart>),
+}
+
+/// A query for the worker to answer from the run's full history; nothing in the run changes.
+pub struct QueryTask {
+    pub run: RunInfo,
+    pub query_id: String,
+    pub query: WorkflowQuery,
+    pub previous_started_event_id: i64,
+    pub history: Vec<HistoryEvent>,
+}
+
+impl Service {
+    /// Takes tasks from a queue until one starts (stale ones are skipped) or the poll expires.
+    pub async fn poll_task(self: &Arc<Self>, poll: &Poll) -> Result<Option<Polled>> {
+        let deadline = tokio::time::Instant::now() + poll.timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(task) = self.matching.poll(&poll.namespace, &poll.task_queue, poll.kind, left).await else {
+                return Ok(None);
+            };
+            let taken = match &task.query_id {
+                Some(query_id) => self.take_query(&task, query_id).await,
+                None => self.take_task(&task, poll).await,
+            };
+            match taken {
+                Ok(Some(polled)) => return Ok(Some(polled)),
+                Ok(None) | Err(Error::NotFound(_)) => continue,
+                Err(e) => {
+                    self.matching.offer(&poll.namespace, &poll.task_queue, poll.kind, task);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Starts a queued workflow task or activity attempt; `None` if it was stale.
+    async fn take_task(self: &Arc<Self>, task: &QueuedTask, poll: &Poll) -> Result<Option<Polled>> {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let identity = poll.identity.clone();
+        let request = match poll.kind {
+            TaskKind::Workflow => {
+                Request::StartWorkflowTask { identity, request_id, sticky_poll: poll.sticky, updates: Vec::new() }
+            }
+            TaskKind::Activity => Request::StartActivityTask {
+                scheduled_event_id: task.scheduled_event_id,
+                attempt: task.attempt,
+                identity,
+                request_id,
+            },
+        };
+        Ok(match self.execute(&task.run, request).await? {
+            Outcome::Applied(Reply::WorkflowTaskStarted(start)) => Some(Polled::WorkflowTask(start)),
+            Outcome::Applied(Reply::ActivityStarted(start)) => Some(Polled::Activity(start)),
+            Outcome::Applied(_) | Outcome::Unchanged => None,
+        })
+    }
+
+    /// A query task for a worker, if its caller still waits.
+    async fn take_query(&self, task: &QueuedTask, query_id: &str) -> Result<Option<Polled>> {
+        let Some(query) = self.queries.query(query_id) else { return Ok(None) };
+        let polled = self
+            .read(&task.run, |exec| QueryTask {
+                run: RunInfo::of(&exec.state),
+                query_id: query_id.to_string(),
+                query,
+                previous_started_event_id: exec.state.last_completed_wft_started_event_id,
+                history: exec.history.clone(),
+            })
+            .await?;
+        Ok(Some(Polled::Query(Box::new(polled))))
+    }
+
+    /// Long-polls a run: `look` until it gives an answer, the deadline passes, the server
+    /// shuts down, or the run can no longer change (then `None`).
+    pub async fn watch_run<T>(
+        &self,
+        key: &crate::engine::state::RunKey,
+        deadline: tokio::time::Instant,
+        mut look: impl FnMut(&Execution) -> Option<T>,
+    ) -> Result<Option<T>> {
+        let mut shutdown = self.runtime.shutdown_signal();
+        loop {
+            let (answer, mut changes) = self.observe(key, &mut look).await?;
+            if answer.is_some() {
+                return Ok(answer);
+            }
+            let changed = tokio::select! {
+                changed = tokio::time::timeout_at(deadline, changes.next()) => changed.unwrap_or(false),
+                _ = shutdown.wait_for(|stop| *stop) => false,
+            };
+            if !changed {
+                return Ok(None);
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Queries: not transitions. A query goes to a worker as a query task (on the sticky queue of
+//! the worker that caches the run, if it polls, else the normal queue) and its caller waits
+//! for `RespondQueryTaskCompleted` within its deadline. Pending queries live only in memory,
+//! as in Temporal.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use temporalio_protos::temporal::api::common::v1::Payloads;
+use temporalio_protos::temporal::api::failure::v1::Failure;
+use temporalio_protos::temporal::api::query::v1::WorkflowQuery;
+use tokio::sync::oneshot;
+
+use super::commit::STICKY_LIVENESS;
+use super::Service;
+use crate::engine::state::{RunKey, Sticky};
+use crate::error::{Error, Result};
+use crate::matching::{QueuedTask, TaskKind};
+
+/// A worker's answer to a query.
+#[derive(Clone, Debug, PartialEq)]
+pub enum QueryAnswer {
+    Answered(Option<Payloads>),
+    Failed { message: String, failure: Option<Box<Failure>> },
+}
+
+struct Pending {
+    query: WorkflowQuery,
+    reply: oneshot::Sender<QueryAnswer>,
+}
+
+/// Queries waiting for a worker's answer, by query id.
+#[derive(Default)]
+pub(super) struct Registry(Mutex<HashMap<String, Pending>>);
+
+impl Registry {
+    /// The query of a pending query id (`None` once its caller stopped waiting).
+    pub(super) fn query(&self, query_id: &str) -> Option<WorkflowQuery> {
+        self.0.lock().expect("queries lock").get(query_id).map(|p| p.query.clone())
+    }
+}
+
+/// Forgets a pending query when its caller stops waiting, however that happens.
+struct Forget<'a> {
+    registry: &'a Registry,
+    id: String,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.registry.0.lock().expect("queries lock").remove(&self.id);
+    }
+}
+
+impl Service {
+    /// Sends a query to a worker and waits up to `timeout` for its answer. While a workflow
+    /// task runs, the worker's view of the run is about to change: the query waits for the
+    /// task to end, as Temporal's does.
+    pub async fn query(&self, run: &RunKey, query: WorkflowQuery, timeout: Duration) -> Result<QueryAnswer> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let timed_out = || Error::DeadlineExceeded("query timed out before a worker answered it".into());
+        let idle = |e: &super::Execution| {
+            let busy = e.state.workflow_task.as_ref().is_some_and(|w| w.is_started()) && e.state.is_open();
+            (!busy).then(|| (e.state.task_queue.clone(), e.state.sticky.clone()))
+        };
+        let (task_queue, sticky) = self.watch_run(run, deadline, idle).await?.ok_or_else(timed_out)?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let (reply, answer) = oneshot::channel();
+        self.queries.0.lock().expect("queries lock").insert(id.clone(), Pending { query, reply });
+        let _forget = Forget { registry: &self.queries, id: id.clone() };
+        let live =
+            |s: &Sticky| self.matching.is_live(&run.namespace, &s.task_queue, TaskKind::Workflow, STICKY_LIVENESS);
+        let queue = sticky.filter(live).map(|s| s.task_queue).unwrap_or(task_queue);
+        let task = QueuedTask { run: run.clone(), scheduled_event_id: 0, attempt: 0, query_id: Some(id) };
+        self.matching.offer(&run.namespace, &queue, TaskKind::Workflow, task);
+        match tokio::time::timeout_at(deadline, answer).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(_)) => Err(Error::Unavailable("the query was dropped; retry".into())),
+            Err(_) => Err(timed_out()),
+        }
+    }
+
+    /// `RespondQueryTaskCompleted`: hands the answer to the waiting caller.
+    pub fn answer_query(&self, query_id: &str, answer: QueryAnswer) -> Result<()> {
+        let pending = self.queries.0.lock().expect("queries lock").remove(query_id);
+        let pending = pending.ok_or_else(|| Error::not_found("query task not found, or its caller stopped waiting"))?;
+        let _ = pending.reply.send(answer);
+        Ok(())
+    }
+}

@@ -1,0 +1,115 @@
+//! The server's background work: every task it spawns is tracked (shutdown waits for them),
+//! and work that must eventually happen is retried with one backoff loop.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+
+/// First wait of a retry loop; each failure doubles it, up to `RETRY_WAIT_MAX`.
+const RETRY_WAIT_FIRST: Duration = Duration::from_millis(50);
+const RETRY_WAIT_MAX: Duration = Duration::from_secs(5);
+
+/// Spawns and tracks the server's background tasks.
+#[derive(Clone)]
+pub(crate) struct Runtime {
+    tasks: TaskTracker,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// What one try of a retried job concluded.
+pub(crate) enum Attempt {
+    Done,
+    /// Not yet (e.g. the store is unavailable): try again after a backoff.
+    Again,
+}
+
+impl Runtime {
+    pub(crate) fn new(shutdown: watch::Receiver<bool>) -> Self {
+        Runtime { tasks: TaskTracker::new(), shutdown }
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+
+    /// Runs `future` in the background; shutdown waits for it.
+    pub(crate) fn spawn<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.tasks.spawn(future)
+    }
+
+    /// Runs `attempt` until it is done or the server shuts down, waiting between tries with an
+    /// exponential backoff.
+    pub(crate) fn retry<F, Fut>(&self, mut attempt: F)
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = Attempt> + Send + 'static,
+    {
+        let mut shutdown = self.shutdown.clone();
+        self.spawn(async move {
+            let mut wait = RETRY_WAIT_FIRST;
+            loop {
+                if let Attempt::Done = attempt().await {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                }
+                wait = (wait * 2).min(RETRY_WAIT_MAX);
+            }
+        });
+    }
+
+    /// Waits for every tracked task to end (call after signalling shutdown).
+    pub(crate) async fn wait(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retried_job_backs_off_until_done_and_shutdown_waits_for_it() {
+        let (stop, shutdown) = watch::channel(false);
+        let runtime = Runtime::new(shutdown);
+        let tries = Arc::new(AtomicU32::new(0));
+        let counted = tries.clone();
+        let started = tokio::time::Instant::now();
+        runtime.retry(move || {
+            let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                match n {
+                    4 => Attempt::Done,
+                    _ => Attempt::Again,
+                }
+            }
+        });
+        runtime.wait().await;
+        assert_eq!(tries.load(Ordering::SeqCst), 4);
+        // 50 + 100 + 200 ms of backoff, on the paused clock.
+        assert_eq!(started.elapsed(), Duration::from_millis(350));
+        drop(stop);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_a_job_that_never_succeeds() {
+        let (stop, shutdown) = watch::channel(false);
+        let runtime = Runtime::new(shutdown);
+        runtime.retry(|| async { Attempt::Again });
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        stop.send_replace(true);
+        runtime.wait().await;
+    }
+}
