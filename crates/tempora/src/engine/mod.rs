@@ -10,6 +10,7 @@ pub mod activity;
 pub mod children;
 pub mod cron;
 pub mod external;
+pub mod replay;
 pub mod request;
 pub mod reset;
 pub mod start;
@@ -18,6 +19,8 @@ pub mod updates;
 pub mod workflow;
 pub mod workflow_task;
 
+#[cfg(test)]
+mod request_tests;
 #[cfg(test)]
 mod tests;
 

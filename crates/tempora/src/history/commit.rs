@@ -81,6 +81,7 @@ impl Service {
             return Err(e.into());
         }
         install(exec, state, applied.events);
+        check_replay(exec);
         if !exec.state.is_open() {
             // Closed runs leave memory; whoever asks later reads them from the store. Holders
             // of this slot keep a consistent (closed, unchanging) copy.
@@ -209,4 +210,20 @@ fn install(
     exec.state = state;
     exec.history.extend(events);
     exec.changed.send_replace(exec.state.next_event_id);
+}
+
+/// Longest history `check_replay` replays (it runs on every transition of debug builds).
+#[cfg(debug_assertions)]
+const REPLAY_CHECK_EVENTS_MAX: usize = 5_000;
+
+/// Debug builds: the state the forward path produced must be the state the run's history
+/// replays to (`engine::replay`). Every integration test exercises this on every transition.
+fn check_replay(exec: &Execution) {
+    #[cfg(debug_assertions)]
+    if exec.state.is_open() && exec.history.len() <= REPLAY_CHECK_EVENTS_MAX {
+        if let Some(diff) = crate::engine::replay::divergence(&exec.state, &exec.history) {
+            panic!("run {} diverges from its replayed history:\n{diff}", exec.state.key.run_id);
+        }
+    }
+    let _ = exec;
 }
