@@ -46,7 +46,7 @@ impl Encoded {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct MutableState {
     pub key: RunKey,
     pub workflow_type: String,

@@ -15,6 +15,9 @@
 //! over a channel. Consecutive commits waiting in the channel go into one transaction, so
 //! concurrent transitions share one fsync (group commit). A commit replies only once durable.
 
+#[cfg(test)]
+mod conformance;
+pub mod memory;
 pub mod postgres;
 pub mod sqlite;
 

@@ -1,0 +1,192 @@
+//! The in-memory backend: the `Store` contract kept in plain maps, durable only for the life of
+//! the value. It exists for tests and as the reference the SQL backends are compared with, so it
+//! mirrors them exactly (the conformance suite in `conformance.rs` checks that): a `commit`
+//! applies all its writes or none, an update must name the row version it read, and the keys
+//! the SQL tables declare unique are refused when repeated.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
+
+use temporalio_protos::temporal::api::enums::v1::WorkflowExecutionStatus;
+
+use super::{decode_execution, Error, ExecutionRecord, NamespaceRecord, Result, Store, Write};
+
+/// One `executions` row. Its namespace and workflow id are not kept: no read uses them.
+struct Row {
+    status: i32,
+    version: u64,
+    state_json: Vec<u8>,
+}
+
+#[derive(Default)]
+pub struct MemoryStore {
+    /// name → (the `id` column, record). As in the SQL tables, a re-registration of a name
+    /// replaces the record but not the id column, which stays unique across names.
+    namespaces: HashMap<String, (String, NamespaceRecord)>,
+    rows: HashMap<String, Row>,
+    /// run id → event id → one encoded `HistoryEvent`; ordered, as the SQL reads are.
+    history: HashMap<String, BTreeMap<i64, Vec<u8>>>,
+    /// (namespace, workflow id) → the current run id.
+    current: HashMap<(String, String), String>,
+}
+
+/// How to take back one applied write when a later write of the same commit fails.
+enum Undo {
+    Namespace(String, Option<(String, NamespaceRecord)>),
+    Row(String, Option<Row>),
+    Event(String, i64),
+    History(String, BTreeMap<i64, Vec<u8>>),
+    Current((String, String), Option<String>),
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn apply(&mut self, write: &Write, undo: &mut Vec<Undo>) -> Result<()> {
+        match write {
+            Write::Execution { run_id, status, version, expected_version, state_json, new_events, .. } => {
+                let row = Row { status: *status, version: *version, state_json: state_json.clone() };
+                self.put_row(run_id, row, *expected_version, undo)?;
+                self.append_events(run_id, new_events, undo)
+            }
+            Write::Current { namespace, workflow_id, run_id } => {
+                let key = (namespace.clone(), workflow_id.clone());
+                let old = self.current.insert(key.clone(), run_id.clone());
+                undo.push(Undo::Current(key, old));
+                Ok(())
+            }
+            Write::Namespace(ns) => self.put_namespace(ns, undo),
+            Write::DeleteExecution { namespace, workflow_id, run_id } => {
+                self.delete(namespace, workflow_id, run_id, undo);
+                Ok(())
+            }
+        }
+    }
+
+    /// Insert (no expected version) or versioned update, with the SQL backends' outcomes: an
+    /// update that matches no row (missing, or another version) is a `Conflict`; an insert of
+    /// an existing run id breaks the primary key, which they report as a backend error.
+    fn put_row(&mut self, run_id: &str, row: Row, expected: Option<u64>, undo: &mut Vec<Undo>) -> Result<()> {
+        match (expected, self.rows.get(run_id)) {
+            (None, None) => {}
+            (None, Some(_)) => return Err(Error::Backend(format!("run {run_id} already exists"))),
+            (Some(expected), Some(stored)) if stored.version == expected => {}
+            (Some(_), _) => return Err(Error::Conflict(run_id.to_string())),
+        }
+        let old = self.rows.insert(run_id.to_string(), row);
+        undo.push(Undo::Row(run_id.to_string(), old));
+        Ok(())
+    }
+
+    /// History is append-only: an event id already stored breaks the (run id, event id) key.
+    fn append_events(&mut self, run_id: &str, events: &[(i64, Vec<u8>)], undo: &mut Vec<Undo>) -> Result<()> {
+        let history = self.history.entry(run_id.to_string()).or_default();
+        for (event_id, data) in events {
+            if history.contains_key(event_id) {
+                return Err(Error::Backend(format!("event {event_id} of run {run_id} already exists")));
+            }
+            history.insert(*event_id, data.clone());
+            undo.push(Undo::Event(run_id.to_string(), *event_id));
+        }
+        Ok(())
+    }
+
+    fn put_namespace(&mut self, ns: &NamespaceRecord, undo: &mut Vec<Undo>) -> Result<()> {
+        let id = match self.namespaces.get(&ns.name) {
+            Some((id, _)) => id.clone(),
+            None if self.namespaces.values().any(|(id, _)| *id == ns.id) => {
+                return Err(Error::Backend(format!("namespace id {} is already taken", ns.id)));
+            }
+            None => ns.id.clone(),
+        };
+        let old = self.namespaces.insert(ns.name.clone(), (id, ns.clone()));
+        undo.push(Undo::Namespace(ns.name.clone(), old));
+        Ok(())
+    }
+
+    fn delete(&mut self, namespace: &str, workflow_id: &str, run_id: &str, undo: &mut Vec<Undo>) {
+        if let Some(row) = self.rows.remove(run_id) {
+            undo.push(Undo::Row(run_id.to_string(), Some(row)));
+        }
+        if let Some(history) = self.history.remove(run_id) {
+            undo.push(Undo::History(run_id.to_string(), history));
+        }
+        // The pointer goes only if it names this run: a later run of the id keeps it.
+        let key = (namespace.to_string(), workflow_id.to_string());
+        if self.current.get(&key).is_some_and(|current| current == run_id) {
+            let old = self.current.remove(&key);
+            undo.push(Undo::Current(key, old));
+        }
+    }
+
+    /// Undoes in reverse order, so each step finds the map as its write left it.
+    fn roll_back(&mut self, undo: Vec<Undo>) {
+        for step in undo.into_iter().rev() {
+            match step {
+                Undo::Namespace(name, old) => restore(&mut self.namespaces, name, old),
+                Undo::Row(run_id, old) => restore(&mut self.rows, run_id, old),
+                Undo::Event(run_id, event_id) => {
+                    if let Some(history) = self.history.get_mut(&run_id) {
+                        history.remove(&event_id);
+                    }
+                }
+                Undo::History(run_id, history) => restore(&mut self.history, run_id, Some(history)),
+                Undo::Current(key, old) => restore(&mut self.current, key, old),
+            }
+        }
+        self.history.retain(|_, events| !events.is_empty());
+    }
+
+    fn record(&self, run_id: &str, row: &Row) -> Result<ExecutionRecord> {
+        let events = self.history.get(run_id).map(|h| h.values().cloned().collect()).unwrap_or_default();
+        decode_execution(&row.state_json, events)
+    }
+}
+
+fn restore<K: Hash + Eq, V>(map: &mut HashMap<K, V>, key: K, old: Option<V>) {
+    match old {
+        Some(value) => map.insert(key, value),
+        None => map.remove(&key),
+    };
+}
+
+impl Store for MemoryStore {
+    fn commit(&mut self, writes: &[Write]) -> Result<()> {
+        let mut undo = Vec::new();
+        for write in writes {
+            if let Err(e) = self.apply(write, &mut undo) {
+                self.roll_back(undo);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn load_namespaces(&mut self) -> Result<Vec<NamespaceRecord>> {
+        let mut out: Vec<NamespaceRecord> = self.namespaces.values().map(|(_, ns)| ns.clone()).collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn load_open_executions(&mut self) -> Result<Vec<ExecutionRecord>> {
+        let running = WorkflowExecutionStatus::Running as i32;
+        let mut open: Vec<(&String, &Row)> = self.rows.iter().filter(|(_, row)| row.status == running).collect();
+        // The SQL backends promise no order; a fixed one keeps runs over this store repeatable.
+        open.sort_by(|a, b| a.0.cmp(b.0));
+        open.into_iter().map(|(run_id, row)| self.record(run_id, row)).collect()
+    }
+
+    fn load_execution(&mut self, run_id: &str) -> Result<Option<ExecutionRecord>> {
+        self.rows.get(run_id).map(|row| self.record(run_id, row)).transpose()
+    }
+
+    fn load_current_runs(&mut self) -> Result<Vec<(String, String, String)>> {
+        Ok(self.current.iter().map(|((ns, wf), run)| (ns.clone(), wf.clone(), run.clone())).collect())
+    }
+
+    fn load_current_run(&mut self, namespace: &str, workflow_id: &str) -> Result<Option<String>> {
+        Ok(self.current.get(&(namespace.to_string(), workflow_id.to_string())).cloned())
+    }
+}
