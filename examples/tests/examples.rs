@@ -1,32 +1,18 @@
 //! Every example, end to end against an in-process tempora; the gateway through real HTTP.
 
-use std::future::Future;
-use std::time::Duration;
+// The integration tests' shared harness (worker, history reads, waiting), not a copy of it.
+#[path = "../../crates/tempora/tests/support/mod.rs"]
+mod support;
 
 use tempora::testing::TestServer;
 use tempora_examples::gateway::{self, Fetched, Started};
 use tempora_examples::{
     connect, worker_options, AnotherWorkflow, Bank, Transfer, TransferMoney, YourActivities, TASK_QUEUE,
 };
-use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowStartOptions};
-use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use temporalio_client::Client;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const TEST_TIMEOUT: Duration = Duration::from_secs(60);
-
-async fn with_worker<T>(client: &Client, options: WorkerOptions, body: impl Future<Output = T>) -> T {
-    let runtime = Runtime::from_current_tokio(Default::default()).unwrap();
-    let mut worker = Worker::new(&runtime, client.clone(), options).unwrap();
-    let stop = worker.shutdown_handle();
-    let body = async {
-        let out = tokio::time::timeout(TEST_TIMEOUT, body).await.expect("test body timed out");
-        stop();
-        out
-    };
-    let (out, run) = tokio::join!(body, worker.run());
-    run.unwrap();
-    out
-}
+use support::{get_result, history, latest_result, start, temp_db, wait_until, with_worker};
 
 fn activities() -> YourActivities {
     YourActivities { message: "Hi".into(), number: 7 }
@@ -85,24 +71,9 @@ async fn custom_names_are_what_the_server_sees() {
     let server = TestServer::start(":memory:").await;
     let client = connect(&server.addr.to_string()).await.unwrap();
     with_worker(&client, worker_options(TASK_QUEUE, activities(), Bank::default()), async {
-        let handle = client
-            .start_workflow(
-                AnotherWorkflow::run,
-                "ping".to_string(),
-                WorkflowStartOptions::new(TASK_QUEUE, "another").build(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(handle.get_result(WorkflowGetResultOptions::default()).await.unwrap(), "Hi: ping");
-        let mut service = client.connection().workflow_service();
-        let history = service
-            .get_workflow_execution_history(tonic_request("another"))
-            .await
-            .unwrap()
-            .into_inner()
-            .history
-            .unwrap()
-            .events;
+        let handle = start(&client, AnotherWorkflow::run, "ping".to_string(), TASK_QUEUE, "another").await;
+        assert_eq!(get_result(&handle).await.unwrap(), "Hi: ping");
+        let history = history(&client, "another", "").await;
         use temporalio_protos::temporal::api::history::v1::history_event::Attributes;
         let names: Vec<String> = history
             .iter()
@@ -116,17 +87,6 @@ async fn custom_names_are_what_the_server_sees() {
     })
     .await;
     server.stop().await;
-}
-
-fn tonic_request(
-    workflow_id: &str,
-) -> tonic::Request<temporalio_protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryRequest> {
-    use temporalio_protos::temporal::api::common::v1::WorkflowExecution;
-    tonic::Request::new(temporalio_protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryRequest {
-        namespace: "default".into(),
-        execution: Some(WorkflowExecution { workflow_id: workflow_id.into(), run_id: String::new() }),
-        ..Default::default()
-    })
 }
 
 const COMPENSATED: [&str; 7] = [
@@ -158,37 +118,25 @@ async fn transfer_through_the_gateway_compensates_in_reverse_order() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn compensation_order_survives_a_worker_and_server_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("tempora.db");
-    let db = db.to_str().unwrap();
+    let (_dir, db) = temp_db();
     let bank = Bank::default();
     let transfer = Transfer { from: "alice".into(), to: "bob".into(), amount: 100, pause_in_compensation_secs: 2 };
 
-    let server = TestServer::start(db).await;
+    let server = TestServer::start(&db).await;
     let client = connect(&server.addr.to_string()).await.unwrap();
     with_worker(&client, worker_options(TASK_QUEUE, activities(), bank.clone()), async {
-        client
-            .start_workflow(TransferMoney::run, transfer, WorkflowStartOptions::new(TASK_QUEUE, "paused").build())
-            .await
-            .unwrap();
+        start(&client, TransferMoney::run, transfer, TASK_QUEUE, "paused").await;
         // Wait until the first compensation ran: the workflow now sleeps inside compensation.
-        while !bank.entries().iter().any(|e| e.starts_with("undo deposit")) {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let compensating = async || bank.entries().iter().any(|e| e.starts_with("undo deposit"));
+        wait_until("the first compensation ran", compensating).await;
     })
     .await;
     server.stop().await;
 
-    let server = TestServer::start(db).await;
+    let server = TestServer::start(&db).await;
     let client = connect(&server.addr.to_string()).await.unwrap();
-    let result = with_worker(&client, worker_options(TASK_QUEUE, activities(), bank.clone()), async {
-        client
-            .get_workflow_handle::<TransferMoney>("paused")
-            .get_result(WorkflowGetResultOptions::default())
-            .await
-            .unwrap()
-    })
-    .await;
+    let worker = worker_options(TASK_QUEUE, activities(), bank.clone());
+    let result = with_worker(&client, worker, latest_result::<TransferMoney>(&client, "paused")).await;
     server.stop().await;
     assert_eq!(result, "transfer of 100 failed; compensated 2 step(s)");
     assert_eq!(bank.entries(), COMPENSATED);

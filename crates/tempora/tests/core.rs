@@ -3,35 +3,23 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tempora::testing::TestServer;
-use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
 use temporalio_common::HasWorkflowDefinition;
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_protos::temporal::api::common::v1::RetryPolicy;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::{ActivityOptions, ApplicationFailure, WorkerOptions, WorkflowContext, WorkflowResult};
 
-use support::{client, history_event_types, reference_server, unique, with_worker};
+use support::{
+    client, history_event_types, on_tempora_and_reference, run_on_fresh_server, run_workflow, start_server, transfer,
+    unique, with_worker, CallLog, Common,
+};
 
-/// Activities that record every call as "name:attempt" in a shared log.
+/// This suite's own activities; they and the [`Common`] ones record every call in one log.
 #[derive(Default, Clone)]
-struct Acts {
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Acts {
-    fn record(&self, ctx: &ActivityContext, name: &str) -> u32 {
-        let attempt = ctx.info().attempt;
-        self.log.lock().unwrap().push(format!("{name}:{attempt}"));
-        attempt
-    }
-    fn calls(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
-    }
-}
+struct Acts(CallLog);
 
 fn retry(max_attempts: i32) -> RetryPolicy {
     RetryPolicy {
@@ -51,56 +39,20 @@ fn opts(max_attempts: i32) -> ActivityOptions {
 impl Acts {
     #[activity]
     async fn greet(self: Arc<Self>, ctx: ActivityContext, name: String) -> Result<String, ActivityError> {
-        self.record(&ctx, "greet");
+        self.0.record(&ctx, "greet");
         Ok(format!("Hello, {name}!"))
     }
 
     #[activity]
-    async fn add_one(self: Arc<Self>, ctx: ActivityContext, n: i64) -> Result<i64, ActivityError> {
-        self.record(&ctx, "add_one");
-        Ok(n + 1)
-    }
-
-    #[activity]
-    async fn double(self: Arc<Self>, ctx: ActivityContext, n: i64) -> Result<i64, ActivityError> {
-        self.record(&ctx, "double");
-        Ok(n * 2)
-    }
-
-    #[activity]
-    async fn withdraw(self: Arc<Self>, ctx: ActivityContext, _amount: i64) -> Result<(), ActivityError> {
-        self.record(&ctx, "withdraw");
-        Ok(())
-    }
-
-    #[activity]
-    async fn deposit(self: Arc<Self>, ctx: ActivityContext, _amount: i64) -> Result<(), ActivityError> {
-        self.record(&ctx, "deposit");
-        Ok(())
-    }
-
-    #[activity]
     async fn step_that_fails(self: Arc<Self>, ctx: ActivityContext, _amount: i64) -> Result<(), ActivityError> {
-        self.record(&ctx, "fail");
+        self.0.record(&ctx, "fail");
         Err(ActivityError::from(anyhow::anyhow!("the third step always fails")))
-    }
-
-    #[activity]
-    async fn undo_deposit(self: Arc<Self>, ctx: ActivityContext, _amount: i64) -> Result<(), ActivityError> {
-        self.record(&ctx, "undo_deposit");
-        Ok(())
-    }
-
-    #[activity]
-    async fn undo_withdraw(self: Arc<Self>, ctx: ActivityContext, _amount: i64) -> Result<(), ActivityError> {
-        self.record(&ctx, "undo_withdraw");
-        Ok(())
     }
 
     /// Fails on attempts 1 and 2, succeeds on 3.
     #[activity]
     async fn flaky(self: Arc<Self>, ctx: ActivityContext, _: ()) -> Result<u32, ActivityError> {
-        let attempt = self.record(&ctx, "flaky");
+        let attempt = self.0.record(&ctx, "flaky");
         if attempt < 3 {
             return Err(anyhow::anyhow!("not yet").into());
         }
@@ -108,14 +60,8 @@ impl Acts {
     }
 
     #[activity]
-    async fn always_fails(self: Arc<Self>, ctx: ActivityContext, _: ()) -> Result<(), ActivityError> {
-        self.record(&ctx, "always_fails");
-        Err(anyhow::anyhow!("nope").into())
-    }
-
-    #[activity]
     async fn fatal(self: Arc<Self>, ctx: ActivityContext, _: ()) -> Result<(), ActivityError> {
-        self.record(&ctx, "fatal");
+        self.0.record(&ctx, "fatal");
         let failure = ApplicationFailure::builder(Box::<dyn std::error::Error + Send + Sync>::from("fatal error"))
             .type_name("Fatal".to_string())
             .build();
@@ -125,7 +71,7 @@ impl Acts {
     /// Attempt 1 outlives its 1 s start-to-close timeout; attempt 2 answers at once.
     #[activity]
     async fn slow_then_fast(self: Arc<Self>, ctx: ActivityContext, _: ()) -> Result<u32, ActivityError> {
-        let attempt = self.record(&ctx, "slow_then_fast");
+        let attempt = self.0.record(&ctx, "slow_then_fast");
         if attempt == 1 {
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
@@ -136,7 +82,7 @@ impl Acts {
     /// returns the progress it inherits.
     #[activity]
     async fn heartbeater(self: Arc<Self>, ctx: ActivityContext, _: ()) -> Result<u32, ActivityError> {
-        let attempt = self.record(&ctx, "heartbeater");
+        let attempt = self.0.record(&ctx, "heartbeater");
         if attempt == 1 {
             ctx.record_heartbeat(5u32).await.expect("heartbeat");
             tokio::time::sleep(Duration::from_secs(4)).await;
@@ -167,9 +113,9 @@ struct Pipeline;
 impl Pipeline {
     #[run]
     async fn run(ctx: &mut WorkflowContext<Self>, n: i64) -> WorkflowResult<i64> {
-        let a = ctx.execute_activity(Acts::add_one, n, opts(0)).await?;
-        let b = ctx.execute_activity(Acts::double, a, opts(0)).await?;
-        Ok(ctx.execute_activity(Acts::add_one, b, opts(0)).await?)
+        let a = ctx.execute_activity(Common::add_one, n, opts(0)).await?;
+        let b = ctx.execute_activity(Common::double, a, opts(0)).await?;
+        Ok(ctx.execute_activity(Common::add_one, b, opts(0)).await?)
     }
 }
 
@@ -182,27 +128,9 @@ struct TransferMoney;
 impl TransferMoney {
     #[run]
     async fn run(ctx: &mut WorkflowContext<Self>, amount: i64) -> WorkflowResult<String> {
-        let mut compensations = Vec::new();
-        let steps = async {
-            ctx.execute_activity(Acts::withdraw, amount, opts(3)).await?;
-            compensations.push("undo_withdraw");
-            ctx.execute_activity(Acts::deposit, amount, opts(3)).await?;
-            compensations.push("undo_deposit");
-            ctx.execute_activity(Acts::step_that_fails, amount, opts(3)).await?;
-            Ok::<_, temporalio_sdk::ActivityExecutionError>(())
-        }
-        .await;
-        match steps {
+        match transfer(ctx, amount, || opts(3), Acts::step_that_fails).await? {
             Ok(()) => Ok("transferred".to_string()),
-            Err(_) => {
-                for undo in compensations.iter().rev() {
-                    match *undo {
-                        "undo_deposit" => ctx.execute_activity(Acts::undo_deposit, amount, opts(3)).await?,
-                        _ => ctx.execute_activity(Acts::undo_withdraw, amount, opts(3)).await?,
-                    }
-                }
-                Ok("compensated".to_string())
-            }
+            Err(_) => Ok("compensated".to_string()),
         }
     }
 }
@@ -220,7 +148,7 @@ impl RunOne {
             |stc: u64| ActivityOptions::with_start_to_close_timeout(Duration::from_secs(stc)).retry_policy(retry(3));
         let out = match which.as_str() {
             "flaky" => ctx.execute_activity(Acts::flaky, (), opts(5)).await.map(|n| n.to_string()),
-            "always_fails" => ctx.execute_activity(Acts::always_fails, (), opts(3)).await.map(|_| String::new()),
+            "always_fails" => ctx.execute_activity(Common::always_fails, (), opts(3)).await.map(|_| String::new()),
             "fatal" => ctx.execute_activity(Acts::fatal, (), opts(5)).await.map(|_| String::new()),
             "slow_then_fast" => {
                 ctx.execute_activity(Acts::slow_then_fast, (), timeouts(1).build()).await.map(|n| n.to_string())
@@ -234,18 +162,12 @@ impl RunOne {
     }
 }
 
-fn worker_options(queue: &str, acts: &Acts) -> WorkerOptions {
-    WorkerOptions::new(queue)
-        .register_activities(acts.clone())
-        .register_workflow::<Hello>()
-        .unwrap()
-        .register_workflow::<Pipeline>()
-        .unwrap()
-        .register_workflow::<TransferMoney>()
-        .unwrap()
-        .register_workflow::<RunOne>()
-        .unwrap()
-        .build()
+fn worker_options(queue: &str, log: &CallLog) -> WorkerOptions {
+    support::worker!(
+        queue,
+        activities: [Acts(log.clone()), Common(log.clone())],
+        workflows: [Hello, Pipeline, TransferMoney, RunOne],
+    )
 }
 
 /// Runs one workflow to its result on a fresh server and worker; returns the result and the
@@ -255,20 +177,7 @@ where
     W: HasWorkflowDefinition,
     W::Input: Send,
 {
-    let server = TestServer::start(":memory:").await;
-    let client = client(&server.url()).await;
-    let acts = Acts::default();
-    let queue = unique("q");
-    let result = with_worker(&client, worker_options(&queue, &acts), async {
-        let handle = client
-            .start_workflow(workflow, input, WorkflowStartOptions::new(&queue, unique("wf")).build())
-            .await
-            .unwrap();
-        handle.get_result(WorkflowGetResultOptions::default()).await.unwrap()
-    })
-    .await;
-    server.stop().await;
-    (result, acts.calls())
+    run_on_fresh_server(worker_options, workflow, input).await
 }
 
 async fn run_one(which: &str) -> (String, Vec<String>) {
@@ -336,48 +245,29 @@ async fn heartbeat_timeout_carries_details_to_next_attempt() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hundred_workflows_at_once() {
-    let server = TestServer::start(":memory:").await;
-    let client = client(&server.url()).await;
-    let acts = Acts::default();
+    let (server, client) = start_server(":memory:").await;
+    let log = CallLog::default();
     let queue = unique("q");
-    let results = with_worker(&client, worker_options(&queue, &acts), async {
-        let runs = (0..100).map(|i| {
-            let client = client.clone();
-            let queue = queue.clone();
-            async move {
-                let handle = client
-                    .start_workflow(Pipeline::run, i, WorkflowStartOptions::new(&queue, format!("many-{i}")).build())
-                    .await
-                    .unwrap();
-                handle.get_result(WorkflowGetResultOptions::default()).await.unwrap()
-            }
-        });
+    let results = with_worker(&client, worker_options(&queue, &log), async {
+        let runs = (0..100).map(|i| run_workflow(&client, Pipeline::run, i, &queue, format!("many-{i}")));
         futures::future::join_all(runs).await
     })
     .await;
     let expected: Vec<i64> = (0..100).map(|i| (i + 1) * 2 + 1).collect();
     assert_eq!(results, expected);
-    assert_eq!(acts.calls().len(), 300);
+    assert_eq!(log.entries().len(), 300);
     server.stop().await;
 }
 
 /// Runs Hello and TransferMoney on the server at `url`; returns their histories' event types.
 async fn hello_and_saga_histories(url: &str) -> (Vec<String>, Vec<String>) {
     let client = client(url).await;
-    let acts = Acts::default();
+    let log = CallLog::default();
     let queue = unique("q");
     let (hello_id, saga_id) = (unique("hello"), unique("transfer"));
-    with_worker(&client, worker_options(&queue, &acts), async {
-        let hello = client
-            .start_workflow(Hello::run, "tempora".to_string(), WorkflowStartOptions::new(&queue, &hello_id).build())
-            .await
-            .unwrap();
-        hello.get_result(WorkflowGetResultOptions::default()).await.unwrap();
-        let saga = client
-            .start_workflow(TransferMoney::run, 100, WorkflowStartOptions::new(&queue, &saga_id).build())
-            .await
-            .unwrap();
-        assert_eq!(saga.get_result(WorkflowGetResultOptions::default()).await.unwrap(), "compensated");
+    with_worker(&client, worker_options(&queue, &log), async {
+        run_workflow(&client, Hello::run, "tempora".to_string(), &queue, &hello_id).await;
+        assert_eq!(run_workflow(&client, TransferMoney::run, 100, &queue, &saga_id).await, "compensated");
     })
     .await;
     (history_event_types(&client, &hello_id).await, history_event_types(&client, &saga_id).await)
@@ -385,11 +275,7 @@ async fn hello_and_saga_histories(url: &str) -> (Vec<String>, Vec<String>) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn histories_match_the_real_temporal_server() {
-    let Some(reference) = reference_server() else { return };
-    let server = TestServer::start(":memory:").await;
-    let ours = hello_and_saga_histories(&server.url()).await;
-    let theirs = hello_and_saga_histories(&reference).await;
-    server.stop().await;
+    let Some((ours, theirs)) = on_tempora_and_reference(hello_and_saga_histories).await else { return };
     assert_eq!(ours.0, theirs.0, "hello world history");
     assert_eq!(ours.1, theirs.1, "saga history");
     eprintln!("hello world: {} events, saga: {} events, identical types on both servers", ours.0.len(), ours.1.len());

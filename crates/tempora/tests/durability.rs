@@ -8,14 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tempora::testing::TestServer;
-use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowStartOptions};
+use temporalio_client::Client;
 use temporalio_macros::{activities, workflow, workflow_methods};
-use temporalio_protos::temporal::api::common::v1::{RetryPolicy, WorkflowExecution};
-use temporalio_protos::temporal::api::workflowservice::v1::DescribeWorkflowExecutionRequest;
+use temporalio_protos::temporal::api::common::v1::RetryPolicy;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::{ActivityOptions, WorkerOptions, WorkflowContext, WorkflowResult};
 
-use support::{client, history_event_types, unique, with_worker};
+use support::{
+    client, describe, latest_result, skip_on_postgres, start, temp_db, wait_for_event, wait_until, with_worker, OnDisk,
+};
 
 /// Counts calls of each step across workers and restarts.
 #[derive(Default, Clone)]
@@ -47,14 +48,17 @@ impl FirstStep {
     }
 }
 
+/// `second` alone, for a worker of its own.
 #[derive(Clone)]
-struct SecondStep(Counts);
+struct SecondStep {
+    counts: Counts,
+}
 
 #[activities]
 impl SecondStep {
     #[activity]
     async fn second(self: Arc<Self>, _ctx: ActivityContext, n: i64) -> Result<i64, ActivityError> {
-        self.0.second.fetch_add(1, Ordering::SeqCst);
+        self.counts.second.fetch_add(1, Ordering::SeqCst);
         Ok(n * 2)
     }
 }
@@ -63,10 +67,10 @@ impl SecondStep {
 /// without `second` leaves the run waiting between the two activities.
 #[workflow]
 #[derive(Default)]
-struct TwoSteps;
+struct TwoQueues;
 
 #[workflow_methods]
-impl TwoSteps {
+impl TwoQueues {
     #[run]
     async fn run(ctx: &mut WorkflowContext<Self>, input: (String, i64)) -> WorkflowResult<i64> {
         let (queue, n) = input;
@@ -114,54 +118,27 @@ impl Nap {
 }
 
 fn workflow_worker(queue: &str, counts: &Counts) -> WorkerOptions {
-    WorkerOptions::new(queue)
-        .register_activities(FirstStep(counts.clone()))
-        .register_workflow::<TwoSteps>()
-        .unwrap()
-        .register_workflow::<RetryAcrossRestart>()
-        .unwrap()
-        .register_workflow::<Nap>()
-        .unwrap()
-        .build()
+    support::worker!(queue, activities: [FirstStep(counts.clone())], workflows: [TwoQueues, RetryAcrossRestart, Nap])
+}
+
+/// A worker for `second` alone, on queue `"{queue}-second"`.
+fn second_worker(queue: &str, counts: &Counts) -> WorkerOptions {
+    support::worker!(format!("{queue}-second"), activities: [SecondStep { counts: counts.clone() }], workflows: [])
 }
 
 async fn pending_activities(client: &Client, workflow_id: &str) -> Vec<String> {
-    let mut service = client.connection().workflow_service();
-    let request = DescribeWorkflowExecutionRequest {
-        namespace: "default".into(),
-        execution: Some(WorkflowExecution { workflow_id: workflow_id.into(), run_id: String::new() }),
-    };
-    let described = service.describe_workflow_execution(tonic::Request::new(request)).await.unwrap().into_inner();
+    let described = describe(client, workflow_id).await;
     described.pending_activities.into_iter().map(|a| a.activity_type.unwrap_or_default().name).collect()
-}
-
-async fn wait_until(mut condition: impl AsyncFnMut() -> bool) {
-    for _ in 0..200 {
-        if condition().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("condition not reached in 10 s");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_between_activities_resumes_the_workflow() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("tempora.db");
-    let db = db.to_str().unwrap();
+    let (disk, server, c) = OnDisk::start("two-steps").await;
     let counts = Counts::default();
-    let queue = unique("q");
-    let workflow_id = unique("two-steps");
-
-    let server = TestServer::start(db).await;
-    let c = client(&server.url()).await;
-    with_worker(&c, workflow_worker(&queue, &counts), async {
-        c.start_workflow(TwoSteps::run, (queue.clone(), 4), WorkflowStartOptions::new(&queue, &workflow_id).build())
-            .await
-            .unwrap();
-        wait_until(async || {
-            let pending = pending_activities(&c, &workflow_id).await;
+    with_worker(&c, workflow_worker(&disk.queue, &counts), async {
+        start(&c, TwoQueues::run, (disk.queue.clone(), 4), &disk.queue, &disk.workflow_id).await;
+        wait_until("the run waits for `second`", async || {
+            let pending = pending_activities(&c, &disk.workflow_id).await;
             pending.len() == 1 && pending[0].ends_with("second")
         })
         .await;
@@ -170,16 +147,9 @@ async fn restart_between_activities_resumes_the_workflow() {
     server.stop().await;
     assert_eq!(counts.first.load(Ordering::SeqCst), 1);
 
-    let server = TestServer::start(db).await;
-    let c = client(&server.url()).await;
-    let second_queue = format!("{queue}-second");
-    let second_worker = WorkerOptions::new(&second_queue).register_activities(SecondStep(counts.clone())).build();
-    let result = with_worker(&c, workflow_worker(&queue, &counts), async {
-        with_worker(&c, second_worker, async {
-            let handle = c.get_workflow_handle::<TwoSteps>(&workflow_id);
-            handle.get_result(WorkflowGetResultOptions::default()).await.unwrap()
-        })
-        .await
+    let (server, c) = disk.serve().await;
+    let result = with_worker(&c, workflow_worker(&disk.queue, &counts), async {
+        with_worker(&c, second_worker(&disk.queue, &counts), latest_result::<TwoQueues>(&c, &disk.workflow_id)).await
     })
     .await;
     server.stop().await;
@@ -190,34 +160,23 @@ async fn restart_between_activities_resumes_the_workflow() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_during_retry_backoff_keeps_the_retry() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("tempora.db");
-    let db = db.to_str().unwrap();
+    let (disk, server, c) = OnDisk::start("retry").await;
     let counts = Counts::default();
-    let queue = unique("q");
-    let workflow_id = unique("retry");
-
-    let server = TestServer::start(db).await;
-    let c = client(&server.url()).await;
-    with_worker(&c, workflow_worker(&queue, &counts), async {
-        c.start_workflow(RetryAcrossRestart::run, 7, WorkflowStartOptions::new(&queue, &workflow_id).build())
-            .await
-            .unwrap();
+    with_worker(&c, workflow_worker(&disk.queue, &counts), async {
+        start(&c, RetryAcrossRestart::run, 7, &disk.queue, &disk.workflow_id).await;
         let flaky = counts.flaky.clone();
-        wait_until(async || flaky.load(Ordering::SeqCst) == 1).await;
+        wait_until("attempt 1 has run", async || flaky.load(Ordering::SeqCst) == 1).await;
     })
     .await;
     // Attempt 1 failed; attempt 2 waits out its 2 s backoff while tempora is down.
     server.stop().await;
 
-    let server = TestServer::start(db).await;
-    let c = client(&server.url()).await;
-    let result = with_worker(&c, workflow_worker(&queue, &counts), async {
-        c.get_workflow_handle::<RetryAcrossRestart>(&workflow_id)
-            .get_result(WorkflowGetResultOptions::default())
-            .await
-            .unwrap()
-    })
+    let (server, c) = disk.serve().await;
+    let result = with_worker(
+        &c,
+        workflow_worker(&disk.queue, &counts),
+        latest_result::<RetryAcrossRestart>(&c, &disk.workflow_id),
+    )
     .await;
     server.stop().await;
     assert_eq!(result, 70);
@@ -226,22 +185,19 @@ async fn restart_during_retry_backoff_keeps_the_retry() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_server_on_the_same_file_is_refused() {
-    if tempora::testing::is_postgres() {
-        eprintln!("notice: the file lock is SQLite's; skipped on PostgreSQL");
+    if skip_on_postgres("the file lock is SQLite's; skipped on PostgreSQL") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("tempora.db");
-    let db = db.to_str().unwrap();
-    let first = TestServer::start(db).await;
-    let second = TestServer::try_start(db).await;
+    let (_dir, db) = temp_db();
+    let first = TestServer::start(&db).await;
+    let second = TestServer::try_start(&db).await;
     match second {
         Err(message) => assert!(message.contains("in use by another tempora server"), "{message}"),
         Ok(_) => panic!("a second server started on a file in use"),
     }
     first.stop().await;
     // Once the first has stopped, the file can be opened again.
-    TestServer::start(db).await.stop().await;
+    TestServer::start(&db).await.stop().await;
 }
 
 /// The `tempora` binary as a child process, so a test can SIGKILL it.
@@ -275,36 +231,22 @@ impl ServerProcess {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_between_activities_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("tempora.db");
-    let db = db.to_str().unwrap();
+    let disk = OnDisk::new("killed");
     let counts = Counts::default();
-    let queue = unique("q");
-    let workflow_id = unique("killed");
 
-    let server = ServerProcess::start(db);
+    let server = ServerProcess::start(&disk.db);
     let c = client(&server.url).await;
-    with_worker(&c, workflow_worker(&queue, &counts), async {
-        c.start_workflow(TwoSteps::run, (queue.clone(), 20), WorkflowStartOptions::new(&queue, &workflow_id).build())
-            .await
-            .unwrap();
-        wait_until(async || pending_activities(&c, &workflow_id).await.len() == 1).await;
+    with_worker(&c, workflow_worker(&disk.queue, &counts), async {
+        start(&c, TwoQueues::run, (disk.queue.clone(), 20), &disk.queue, &disk.workflow_id).await;
+        wait_until("an activity is pending", async || pending_activities(&c, &disk.workflow_id).await.len() == 1).await;
         server.kill();
     })
     .await;
 
-    let server = ServerProcess::start(db);
+    let server = ServerProcess::start(&disk.db);
     let c = client(&server.url).await;
-    let second_worker =
-        WorkerOptions::new(format!("{queue}-second")).register_activities(SecondStep(counts.clone())).build();
-    let result = with_worker(&c, workflow_worker(&queue, &counts), async {
-        with_worker(&c, second_worker, async {
-            c.get_workflow_handle::<TwoSteps>(&workflow_id)
-                .get_result(WorkflowGetResultOptions::default())
-                .await
-                .unwrap()
-        })
-        .await
+    let result = with_worker(&c, workflow_worker(&disk.queue, &counts), async {
+        with_worker(&c, second_worker(&disk.queue, &counts), latest_result::<TwoQueues>(&c, &disk.workflow_id)).await
     })
     .await;
     server.kill();
@@ -315,30 +257,19 @@ async fn sigkill_between_activities_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_timer_survives_a_server_restart_and_fires_on_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("tempora.db");
-    let db = db.to_str().unwrap();
-    let counts = Counts::default();
-    let queue = unique("q");
-    let workflow_id = unique("nap");
     let started = std::time::Instant::now();
-
-    let server = TestServer::start(db).await;
-    let c = client(&server.url()).await;
-    with_worker(&c, workflow_worker(&queue, &counts), async {
-        c.start_workflow(Nap::run, 3000, WorkflowStartOptions::new(&queue, &workflow_id).build()).await.unwrap();
-        wait_until(async || history_event_types(&c, &workflow_id).await.contains(&"EVENT_TYPE_TIMER_STARTED".into()))
-            .await;
+    let (disk, server, c) = OnDisk::start("nap").await;
+    let counts = Counts::default();
+    with_worker(&c, workflow_worker(&disk.queue, &counts), async {
+        start(&c, Nap::run, 3000, &disk.queue, &disk.workflow_id).await;
+        wait_for_event(&c, &disk.workflow_id, "EVENT_TYPE_TIMER_STARTED").await;
     })
     .await;
     server.stop().await;
 
-    let server = TestServer::start(db).await;
-    let c = client(&server.url()).await;
-    let result = with_worker(&c, workflow_worker(&queue, &counts), async {
-        c.get_workflow_handle::<Nap>(&workflow_id).get_result(WorkflowGetResultOptions::default()).await.unwrap()
-    })
-    .await;
+    let (server, c) = disk.serve().await;
+    let result =
+        with_worker(&c, workflow_worker(&disk.queue, &counts), latest_result::<Nap>(&c, &disk.workflow_id)).await;
     let took = started.elapsed();
     server.stop().await;
     assert_eq!(result, "woke");

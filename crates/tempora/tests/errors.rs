@@ -6,9 +6,10 @@ mod support;
 use prost::Message;
 use tempora::testing::TestServer;
 use temporalio_client::errors::WorkflowStartError;
+use temporalio_client::grpc::WorkflowService;
 use temporalio_client::{Client, UntypedWorkflow, WorkflowStartOptions};
 use temporalio_protos::google::rpc::Status as RpcStatus;
-use temporalio_protos::temporal::api::common::v1::{Payload, Payloads, WorkflowExecution, WorkflowType};
+use temporalio_protos::temporal::api::common::v1::{Payload, Payloads, WorkflowType};
 use temporalio_protos::temporal::api::errordetails::v1::{
     NamespaceNotFoundFailure, WorkflowExecutionAlreadyStartedFailure,
 };
@@ -19,7 +20,7 @@ use temporalio_protos::temporal::api::workflowservice::v1::{
 };
 use tonic::{Code, Request};
 
-use support::{client, client_in, unique};
+use support::{client_in, count_events, execution, history_event_types, start_server, unique};
 
 fn start_request(workflow_id: &str) -> StartWorkflowExecutionRequest {
     StartWorkflowExecutionRequest {
@@ -35,6 +36,19 @@ fn start_request(workflow_id: &str) -> StartWorkflowExecutionRequest {
 async fn start_raw(client: &Client, request: StartWorkflowExecutionRequest) -> Result<String, tonic::Status> {
     let mut service = client.connection().workflow_service();
     service.start_workflow_execution(Request::new(request)).await.map(|r| r.into_inner().run_id)
+}
+
+/// Asserts the status's code, and that its message names `text`.
+fn assert_status(status: &tonic::Status, code: Code, text: &str) {
+    assert_eq!(status.code(), code, "{text}: {status:?}");
+    assert!(status.message().contains(text), "{text}: {}", status.message());
+}
+
+/// A fresh in-memory server, a client of it, and the client's raw WorkflowService.
+async fn raw_service() -> (TestServer, Client, Box<dyn WorkflowService>) {
+    let (server, c) = start_server(":memory:").await;
+    let service = c.connection().workflow_service();
+    (server, c, service)
 }
 
 fn detail<M: Message + Default>(status: &tonic::Status) -> (String, M) {
@@ -59,8 +73,7 @@ async fn unknown_namespace_is_not_found_with_its_detail() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reusing_a_running_workflow_id_is_already_started() {
-    let server = TestServer::start(":memory:").await;
-    let c = client(&server.url()).await;
+    let (server, c) = start_server(":memory:").await;
     let workflow_id = unique("dup");
     let options = || WorkflowStartOptions::new("q", &workflow_id).build();
     let first = c
@@ -86,8 +99,7 @@ async fn reusing_a_running_workflow_id_is_already_started() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_retried_start_with_the_same_request_id_returns_the_same_run() {
-    let server = TestServer::start(":memory:").await;
-    let c = client(&server.url()).await;
+    let (server, c) = start_server(":memory:").await;
     let request = start_request(&unique("idem"));
     let first = start_raw(&c, request.clone()).await.unwrap();
     let again = start_raw(&c, request).await.unwrap();
@@ -97,8 +109,7 @@ async fn a_retried_start_with_the_same_request_id_returns_the_same_run() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_fields_are_invalid_arguments_naming_the_field() {
-    let server = TestServer::start(":memory:").await;
-    let c = client(&server.url()).await;
+    let (server, c) = start_server(":memory:").await;
     type Case = (&'static str, fn(&mut StartWorkflowExecutionRequest));
     let cases: Vec<Case> = vec![
         ("WorkflowId", |r| r.workflow_id.clear()),
@@ -109,30 +120,25 @@ async fn missing_fields_are_invalid_arguments_naming_the_field() {
         let mut request = start_request(&unique("bad"));
         break_it(&mut request);
         let status = start_raw(&c, request).await.unwrap_err();
-        assert_eq!(status.code(), Code::InvalidArgument, "{field}");
-        assert!(status.message().contains(field), "{field}: {}", status.message());
+        assert_status(&status, Code::InvalidArgument, field);
     }
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn payloads_over_two_megabytes_are_invalid() {
-    let server = TestServer::start(":memory:").await;
-    let c = client(&server.url()).await;
+    let (server, c) = start_server(":memory:").await;
     let mut request = start_request(&unique("big"));
     request.input =
         Some(Payloads { payloads: vec![Payload { data: vec![7u8; 2 * 1024 * 1024 + 1], ..Default::default() }] });
     let status = start_raw(&c, request).await.unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().contains("size exceeds limit"), "{}", status.message());
+    assert_status(&status, Code::InvalidArgument, "size exceeds limit");
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_and_malformed_task_tokens() {
-    let server = TestServer::start(":memory:").await;
-    let c = client(&server.url()).await;
-    let mut service = c.connection().workflow_service();
+    let (server, _client, mut service) = raw_service().await;
     let malformed = RespondActivityTaskCompletedRequest { task_token: vec![0xff, 0x00, 0x13], ..Default::default() };
     let status = service.respond_activity_task_completed(Request::new(malformed)).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -155,34 +161,29 @@ async fn unknown_and_malformed_task_tokens() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_workflow_history_is_not_found_and_unsupported_rpcs_name_themselves() {
-    let server = TestServer::start(":memory:").await;
-    let c = client(&server.url()).await;
-    let mut service = c.connection().workflow_service();
+    let (server, _client, mut service) = raw_service().await;
     let request = GetWorkflowExecutionHistoryRequest {
         namespace: "default".into(),
-        execution: Some(WorkflowExecution { workflow_id: "never-started".into(), run_id: String::new() }),
+        execution: execution("never-started", ""),
         ..Default::default()
     };
     let status = service.get_workflow_execution_history(Request::new(request)).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     let list = ListWorkflowExecutionsRequest { namespace: "default".into(), ..Default::default() };
     let status = service.list_workflow_executions(Request::new(list)).await.unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
-    assert!(status.message().contains("ListWorkflowExecutions"), "{}", status.message());
+    assert_status(&status, Code::Unimplemented, "ListWorkflowExecutions");
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_signal_is_applied_once_per_request_id_and_needs_a_running_workflow() {
     use temporalio_protos::temporal::api::workflowservice::v1::SignalWorkflowExecutionRequest;
-    let server = TestServer::start(":memory:").await;
-    let c = client(&server.url()).await;
-    let mut service = c.connection().workflow_service();
+    let (server, c, mut service) = raw_service().await;
     let id = unique("signal");
     start_raw(&c, start_request(&id)).await.unwrap();
     let signal = |workflow_id: &str, request_id: &str| SignalWorkflowExecutionRequest {
         namespace: "default".into(),
-        workflow_execution: Some(WorkflowExecution { workflow_id: workflow_id.into(), run_id: String::new() }),
+        workflow_execution: execution(workflow_id, ""),
         signal_name: "go".into(),
         request_id: request_id.into(),
         ..Default::default()
@@ -191,8 +192,8 @@ async fn a_signal_is_applied_once_per_request_id_and_needs_a_running_workflow() 
         service.signal_workflow_execution(Request::new(signal(&id, "same-request"))).await.unwrap();
     }
     service.signal_workflow_execution(Request::new(signal(&id, "another-request"))).await.unwrap();
-    let types = support::history_event_types(&c, &id).await;
-    let signaled = types.iter().filter(|t| *t == "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED").count();
+    let types = history_event_types(&c, &id).await;
+    let signaled = count_events(&types, "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED");
     assert_eq!(signaled, 2, "a retried signal is applied once: {types:?}");
     let missing = service.signal_workflow_execution(Request::new(signal("no-such-workflow", "r"))).await;
     assert_eq!(missing.unwrap_err().code(), Code::NotFound);
@@ -213,9 +214,7 @@ async fn a_terminated_workflows_late_activity_completion_is_not_found() {
         PollActivityTaskQueueRequest, PollWorkflowTaskQueueRequest, RespondWorkflowTaskCompletedRequest,
         TerminateWorkflowExecutionRequest,
     };
-    let server = TestServer::start(":memory:").await;
-    let c = client(&server.url()).await;
-    let mut service = c.connection().workflow_service();
+    let (server, c, mut service) = raw_service().await;
     let id = unique("late");
     start_raw(&c, start_request(&id)).await.unwrap();
     let queue = || Some(TaskQueue { name: "q".into(), ..Default::default() });
@@ -245,7 +244,7 @@ async fn a_terminated_workflows_late_activity_completion_is_not_found() {
     assert!(!activity.task_token.is_empty());
     let terminate = TerminateWorkflowExecutionRequest {
         namespace: "default".into(),
-        workflow_execution: Some(WorkflowExecution { workflow_id: id.clone(), run_id: String::new() }),
+        workflow_execution: execution(&id, ""),
         reason: "stop".into(),
         ..Default::default()
     };

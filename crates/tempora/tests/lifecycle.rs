@@ -7,15 +7,14 @@ use std::time::Duration;
 
 use tempora::testing::TestServer;
 use temporalio_client::errors::WorkflowGetResultError;
-use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowStartOptions, WorkflowTerminateOptions};
+use temporalio_client::{Client, WorkflowStartOptions};
 use temporalio_macros::{workflow, workflow_methods};
-use temporalio_protos::temporal::api::common::v1::{RetryPolicy, WorkflowExecution};
+use temporalio_protos::temporal::api::common::v1::RetryPolicy;
 use temporalio_protos::temporal::api::enums::v1::{ContinueAsNewInitiator, RetryState};
 use temporalio_protos::temporal::api::history::v1::{history_event::Attributes, HistoryEvent};
-use temporalio_protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryRequest;
 use temporalio_sdk::{ApplicationFailure, WorkerOptions, WorkflowContext, WorkflowResult};
 
-use support::{client, unique, with_worker};
+use support::{client, execution, get_result, history, start, start_server, terminate, unique, with_worker};
 
 /// Fails until its `succeed_on` attempt.
 #[workflow]
@@ -80,16 +79,7 @@ impl Big {
 }
 
 fn worker_options(queue: &str) -> WorkerOptions {
-    WorkerOptions::new(queue)
-        .register_workflow::<Flaky>()
-        .unwrap()
-        .register_workflow::<Sleeper>()
-        .unwrap()
-        .register_workflow::<Ticker>()
-        .unwrap()
-        .register_workflow::<Big>()
-        .unwrap()
-        .build()
+    support::worker!(queue, activities: [], workflows: [Flaky, Sleeper, Ticker, Big])
 }
 
 fn terminate_reason(events: &[HistoryEvent]) -> String {
@@ -108,17 +98,6 @@ fn retry(maximum_attempts: i32) -> RetryPolicy {
     }
 }
 
-async fn history(client: &Client, workflow_id: &str, run_id: &str) -> Vec<HistoryEvent> {
-    let mut service = client.connection().workflow_service();
-    let request = GetWorkflowExecutionHistoryRequest {
-        namespace: "default".into(),
-        execution: Some(WorkflowExecution { workflow_id: workflow_id.into(), run_id: run_id.into() }),
-        ..Default::default()
-    };
-    let page = service.get_workflow_execution_history(tonic::Request::new(request)).await.expect("history");
-    page.into_inner().history.unwrap_or_default().events
-}
-
 fn started(
     events: &[HistoryEvent],
 ) -> temporalio_protos::temporal::api::history::v1::WorkflowExecutionStartedEventAttributes {
@@ -128,18 +107,22 @@ fn started(
     }
 }
 
+/// A fresh in-memory server, a client of it, a task queue for this suite's worker and the test's
+/// (first) workflow id, named after `id_prefix`.
+async fn setup(id_prefix: &str) -> (TestServer, Client, String, String) {
+    let (server, client) = start_server(":memory:").await;
+    (server, client, unique("lifecycle"), unique(id_prefix))
+}
+
 #[tokio::test]
 async fn a_failing_workflow_is_retried_by_its_retry_policy() {
-    let server = TestServer::start(":memory:").await;
-    let client = client(&server.url()).await;
-    let queue = unique("lifecycle");
+    let (_server, client, queue, id) = setup("flaky").await;
     with_worker(&client, worker_options(&queue), async {
-        let id = unique("flaky");
         let options = WorkflowStartOptions::new(&queue, &id).retry_policy(retry(5)).build();
         let handle = client.start_workflow(Flaky::run, 3, options).await.unwrap();
         let first_run = handle.info().run_id.clone().unwrap();
         // get_result follows the retry chain to the run that succeeded.
-        assert_eq!(handle.get_result(WorkflowGetResultOptions::default()).await.unwrap(), 3);
+        assert_eq!(get_result(&handle).await.unwrap(), 3);
         let first = history(&client, &id, &first_run).await;
         match first.last().and_then(|e| e.attributes.clone()) {
             Some(Attributes::WorkflowExecutionFailedEventAttributes(a)) => {
@@ -158,7 +141,7 @@ async fn a_failing_workflow_is_retried_by_its_retry_policy() {
         let id = unique("flaky");
         let options = WorkflowStartOptions::new(&queue, &id).retry_policy(retry(2)).build();
         let handle = client.start_workflow(Flaky::run, 10, options).await.unwrap();
-        let result = handle.get_result(WorkflowGetResultOptions::default()).await;
+        let result = get_result(&handle).await;
         assert!(matches!(result, Err(WorkflowGetResultError::Failed(_))), "{result:?}");
         let last = history(&client, &id, "").await;
         match last.last().and_then(|e| e.attributes.clone()) {
@@ -174,14 +157,11 @@ async fn a_failing_workflow_is_retried_by_its_retry_policy() {
 
 #[tokio::test]
 async fn run_and_execution_timeouts_time_the_workflow_out() {
-    let server = TestServer::start(":memory:").await;
-    let client = client(&server.url()).await;
-    let queue = unique("lifecycle");
+    let (_server, client, queue, id) = setup("sleeper").await;
     with_worker(&client, worker_options(&queue), async {
-        let id = unique("sleeper");
         let options = WorkflowStartOptions::new(&queue, &id).run_timeout(Duration::from_secs(1)).build();
         let handle = client.start_workflow(Sleeper::run, 3600, options).await.unwrap();
-        let result = handle.get_result(WorkflowGetResultOptions::default()).await;
+        let result = get_result(&handle).await;
         assert!(matches!(result, Err(WorkflowGetResultError::TimedOut)), "{result:?}");
 
         // The execution timeout spans retries: a retried run still ends when it ends.
@@ -193,7 +173,7 @@ async fn run_and_execution_timeouts_time_the_workflow_out() {
             .build();
         let started_at = std::time::Instant::now();
         let handle = client.start_workflow(Sleeper::run, 3600, options).await.unwrap();
-        let result = handle.get_result(WorkflowGetResultOptions::default()).await;
+        let result = get_result(&handle).await;
         assert!(matches!(result, Err(WorkflowGetResultError::TimedOut)), "{result:?}");
         let took = started_at.elapsed();
         assert!(took >= Duration::from_millis(1400) && took < Duration::from_secs(5), "took {took:?}");
@@ -203,10 +183,7 @@ async fn run_and_execution_timeouts_time_the_workflow_out() {
 
 #[tokio::test]
 async fn a_cron_workflow_runs_on_its_schedule() {
-    let server = TestServer::start(":memory:").await;
-    let client = client(&server.url()).await;
-    let queue = unique("lifecycle");
-    let id = unique("cron");
+    let (_server, client, queue, id) = setup("cron").await;
     with_worker(&client, worker_options(&queue), async {
         let options = WorkflowStartOptions::new(&queue, &id).cron_schedule("@every 1s".to_string()).build();
         let handle = client.start_workflow(Flaky::run, 0, options).await.unwrap();
@@ -222,8 +199,7 @@ async fn a_cron_workflow_runs_on_its_schedule() {
         assert_eq!(second.initiator, ContinueAsNewInitiator::CronSchedule as i32);
         assert_eq!(second.continued_execution_run_id, first_run);
         assert!(second.last_completion_result.is_some(), "the next run gets the last result");
-        let latest = client.get_workflow_handle::<Flaky>(id.clone());
-        latest.terminate(WorkflowTerminateOptions::builder().reason("enough").build()).await.unwrap();
+        terminate(&client.get_workflow_handle::<Flaky>(id.clone()), "enough").await;
     })
     .await;
     // Invalid schedules are refused at start.
@@ -243,14 +219,12 @@ async fn history_limits_suggest_continue_as_new_then_terminate() {
     let client = client(&server.url()).await;
     let queue = unique("lifecycle");
     with_worker(&client, worker_options(&queue), async {
-        let handle =
-            client.start_workflow(Ticker::run, true, WorkflowStartOptions::new(&queue, unique("tick")).build());
-        let ticks = handle.await.unwrap().get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        let handle = start(&client, Ticker::run, true, &queue, unique("tick")).await;
+        let ticks = get_result(&handle).await.unwrap();
         assert!((2..=5).contains(&ticks), "continue-as-new is suggested from event 20 on, after {ticks} ticks");
 
         let id = unique("tick");
-        let handle = client.start_workflow(Ticker::run, false, WorkflowStartOptions::new(&queue, &id).build());
-        let result = handle.await.unwrap().get_result(WorkflowGetResultOptions::default()).await;
+        let result = get_result(&start(&client, Ticker::run, false, &queue, &id).await).await;
         assert!(matches!(result, Err(WorkflowGetResultError::Terminated { .. })), "{result:?}");
         let events = history(&client, &id, "").await;
         assert_eq!(terminate_reason(&events), "Workflow history count exceeds limit.");
@@ -261,13 +235,9 @@ async fn history_limits_suggest_continue_as_new_then_terminate() {
 
 #[tokio::test]
 async fn a_payload_over_two_megabytes_fails_the_task_and_terminates_the_workflow() {
-    let server = TestServer::start(":memory:").await;
-    let client = client(&server.url()).await;
-    let queue = unique("lifecycle");
-    let id = unique("big");
+    let (_server, client, queue, id) = setup("big").await;
     with_worker(&client, worker_options(&queue), async {
-        let handle = client.start_workflow(Big::run, 3 * 1024 * 1024, WorkflowStartOptions::new(&queue, &id).build());
-        let result = handle.await.unwrap().get_result(WorkflowGetResultOptions::default()).await;
+        let result = get_result(&start(&client, Big::run, 3 * 1024 * 1024, &queue, &id).await).await;
         assert!(matches!(result, Err(WorkflowGetResultError::Terminated { .. })), "{result:?}");
     })
     .await;
@@ -282,19 +252,14 @@ async fn a_deleted_workflow_is_gone_and_its_id_can_be_reused() {
     use temporalio_protos::temporal::api::workflowservice::v1::{
         DeleteWorkflowExecutionRequest, DescribeWorkflowExecutionRequest, ResetStickyTaskQueueRequest,
     };
-    let server = TestServer::start(":memory:").await;
-    let client = client(&server.url()).await;
-    let queue = unique("lifecycle");
-    let id = unique("delete");
+    let (_server, client, queue, id) = setup("delete").await;
     let mut service = client.connection().workflow_service();
-    let execution = || Some(WorkflowExecution { workflow_id: id.clone(), run_id: String::new() });
-    let options = WorkflowStartOptions::new(&queue, &id).build();
-    client.start_workflow(Sleeper::run, 3600, options).await.unwrap();
-    let reset = ResetStickyTaskQueueRequest { namespace: "default".into(), execution: execution() };
+    start(&client, Sleeper::run, 3600, &queue, &id).await;
+    let reset = ResetStickyTaskQueueRequest { namespace: "default".into(), execution: execution(&id, "") };
     service.reset_sticky_task_queue(tonic::Request::new(reset)).await.expect("reset sticky");
-    let delete = DeleteWorkflowExecutionRequest { namespace: "default".into(), workflow_execution: execution() };
+    let delete = DeleteWorkflowExecutionRequest { namespace: "default".into(), workflow_execution: execution(&id, "") };
     service.delete_workflow_execution(tonic::Request::new(delete)).await.expect("delete");
-    let describe = DescribeWorkflowExecutionRequest { namespace: "default".into(), execution: execution() };
+    let describe = DescribeWorkflowExecutionRequest { namespace: "default".into(), execution: execution(&id, "") };
     let gone = service.describe_workflow_execution(tonic::Request::new(describe)).await;
     assert_eq!(gone.map(|_| ()).unwrap_err().code(), tonic::Code::NotFound);
     let again = WorkflowStartOptions::new(&queue, &id).build();

@@ -8,12 +8,10 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tempora::testing::TestServer;
 use temporalio_client::errors::WorkflowGetResultError;
-use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
 use temporalio_common::error::IncomingError;
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_protos::temporal::api::common::v1::RetryPolicy;
@@ -23,7 +21,10 @@ use temporalio_sdk::{
     WorkflowResult,
 };
 
-use support::{client, history_event_types, unique, with_worker};
+use support::{
+    get_result, history_event_types, latest_result, run_on_fresh_server, start, start_server, transfer, unique,
+    wait_for_event, wait_until, with_worker, CallLog, Common, OnDisk,
+};
 
 /// A whole test, worker shutdown and restarts included, must finish in this time.
 const HARD_LIMIT: Duration = Duration::from_secs(90);
@@ -32,25 +33,9 @@ async fn within_limit<T>(test: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(HARD_LIMIT, test).await.expect("test exceeded its hard time limit")
 }
 
-/// Activities that record every call as ("name:attempt", when) in a shared log.
+/// This suite's own activities; they and the [`Common`] ones record every call in one log.
 #[derive(Default, Clone)]
-struct Steps {
-    log: Arc<Mutex<Vec<(String, Instant)>>>,
-}
-
-impl Steps {
-    fn record(&self, ctx: &ActivityContext, name: &str) -> u32 {
-        let attempt = ctx.info().attempt;
-        self.log.lock().unwrap().push((format!("{name}:{attempt}"), Instant::now()));
-        attempt
-    }
-    fn calls(&self) -> Vec<String> {
-        self.log.lock().unwrap().iter().map(|(call, _)| call.clone()).collect()
-    }
-    fn times(&self) -> Vec<Instant> {
-        self.log.lock().unwrap().iter().map(|(_, at)| *at).collect()
-    }
-}
+struct Steps(CallLog);
 
 fn millis(ms: u64) -> prost_types::Duration {
     prost_types::Duration { seconds: (ms / 1000) as i64, nanos: ((ms % 1000) * 1_000_000) as i32 }
@@ -81,30 +66,24 @@ fn app_error(message: &str, type_name: &str, non_retryable: bool) -> ActivityErr
 
 #[activities]
 impl Steps {
-    #[activity]
-    async fn always_fails(self: Arc<Self>, ctx: ActivityContext, _: ()) -> Result<(), ActivityError> {
-        self.record(&ctx, "always_fails");
-        Err(anyhow::anyhow!("nope").into())
-    }
-
     /// Fails with the non-retryable flag set on the failure itself.
     #[activity]
     async fn flagged(self: Arc<Self>, ctx: ActivityContext, _: ()) -> Result<(), ActivityError> {
-        self.record(&ctx, "flagged");
+        self.0.record(&ctx, "flagged");
         Err(app_error("flagged as final", "Flagged", true))
     }
 
     /// Fails with a type the retry policy lists as non-retryable; the flag is not set.
     #[activity]
     async fn listed(self: Arc<Self>, ctx: ActivityContext, _: ()) -> Result<(), ActivityError> {
-        self.record(&ctx, "listed");
+        self.0.record(&ctx, "listed");
         Err(app_error("listed as final", "Listed", false))
     }
 
     /// Outlives a 1 s start-to-close timeout.
     #[activity]
     async fn too_slow(self: Arc<Self>, ctx: ActivityContext, _: ()) -> Result<(), ActivityError> {
-        self.record(&ctx, "too_slow");
+        self.0.record(&ctx, "too_slow");
         tokio::time::sleep(Duration::from_secs(3)).await;
         Ok(())
     }
@@ -112,7 +91,7 @@ impl Steps {
     /// Heartbeats progress 7 once, then goes silent past a 1 s heartbeat timeout.
     #[activity]
     async fn stalls(self: Arc<Self>, ctx: ActivityContext, _: ()) -> Result<(), ActivityError> {
-        self.record(&ctx, "stalls");
+        self.0.record(&ctx, "stalls");
         ctx.record_heartbeat(7u32).await.expect("heartbeat");
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(3)) => {}
@@ -121,53 +100,17 @@ impl Steps {
         Ok(())
     }
 
-    #[activity]
-    async fn withdraw(self: Arc<Self>, ctx: ActivityContext, _amount: i64) -> Result<(), ActivityError> {
-        self.record(&ctx, "withdraw");
-        Ok(())
-    }
-
-    #[activity]
-    async fn deposit(self: Arc<Self>, ctx: ActivityContext, _amount: i64) -> Result<(), ActivityError> {
-        self.record(&ctx, "deposit");
-        Ok(())
-    }
-
     /// The transfer's last step; the bank never confirms.
     #[activity]
     async fn confirm(self: Arc<Self>, ctx: ActivityContext, _amount: i64) -> Result<(), ActivityError> {
-        self.record(&ctx, "confirm");
+        self.0.record(&ctx, "confirm");
         Err(anyhow::anyhow!("bank did not confirm").into())
-    }
-
-    #[activity]
-    async fn undo_deposit(self: Arc<Self>, ctx: ActivityContext, _amount: i64) -> Result<(), ActivityError> {
-        self.record(&ctx, "undo_deposit");
-        Ok(())
-    }
-
-    #[activity]
-    async fn undo_withdraw(self: Arc<Self>, ctx: ActivityContext, _amount: i64) -> Result<(), ActivityError> {
-        self.record(&ctx, "undo_withdraw");
-        Ok(())
-    }
-
-    #[activity]
-    async fn add_one(self: Arc<Self>, ctx: ActivityContext, n: i64) -> Result<i64, ActivityError> {
-        self.record(&ctx, "add_one");
-        Ok(n + 1)
-    }
-
-    #[activity]
-    async fn double(self: Arc<Self>, ctx: ActivityContext, n: i64) -> Result<i64, ActivityError> {
-        self.record(&ctx, "double");
-        Ok(n * 2)
     }
 
     /// Fails attempt 1; later attempts return their attempt number.
     #[activity]
     async fn fails_first(self: Arc<Self>, ctx: ActivityContext, _: ()) -> Result<u32, ActivityError> {
-        let attempt = self.record(&ctx, "fails_first");
+        let attempt = self.0.record(&ctx, "fails_first");
         if attempt == 1 {
             return Err(anyhow::anyhow!("first attempt fails").into());
         }
@@ -212,7 +155,7 @@ impl ActivityOutcome {
             ActivityOptions::with_start_to_close_timeout(Duration::from_secs(stc_secs)).retry_policy(retry(1, 100))
         };
         let result = match case.as_str() {
-            "exhausted" => ctx.execute_activity(Steps::always_fails, (), options(3)).await,
+            "exhausted" => ctx.execute_activity(Common::always_fails, (), options(3)).await,
             "flagged" => ctx.execute_activity(Steps::flagged, (), options(5)).await,
             "listed" => ctx.execute_activity(Steps::listed, (), options(5)).await,
             "start_to_close" => ctx.execute_activity(Steps::too_slow, (), once(1).build()).await,
@@ -236,26 +179,10 @@ struct FailingTransfer;
 impl FailingTransfer {
     #[run]
     async fn run(ctx: &mut WorkflowContext<Self>, amount: i64) -> WorkflowResult<String> {
-        let mut done: Vec<&'static str> = Vec::new();
-        let steps = async {
-            ctx.execute_activity(Steps::withdraw, amount, options(3)).await?;
-            done.push("withdraw");
-            ctx.execute_activity(Steps::deposit, amount, options(3)).await?;
-            done.push("deposit");
-            ctx.execute_activity(Steps::confirm, amount, options(3)).await?;
-            Ok::<_, ActivityExecutionError>(())
-        }
-        .await;
-        let error = match steps {
+        let error = match transfer(ctx, amount, || options(3), Steps::confirm).await? {
             Ok(()) => return Ok("transferred".to_string()),
             Err(error) => error,
         };
-        for step in done.iter().rev() {
-            match *step {
-                "deposit" => ctx.execute_activity(Steps::undo_deposit, amount, options(3)).await?,
-                _ => ctx.execute_activity(Steps::undo_withdraw, amount, options(3)).await?,
-            }
-        }
         let failure = ApplicationFailure::builder(Box::<dyn std::error::Error + Send + Sync>::from(
             "transfer failed; compensated".to_string(),
         ))
@@ -278,9 +205,9 @@ struct TimerBetween;
 impl TimerBetween {
     #[run]
     async fn run(ctx: &mut WorkflowContext<Self>, n: i64) -> WorkflowResult<i64> {
-        let a = ctx.execute_activity(Steps::add_one, n, options(3)).await?;
+        let a = ctx.execute_activity(Common::add_one, n, options(3)).await?;
         ctx.timer(Duration::from_secs(5)).await;
-        Ok(ctx.execute_activity(Steps::double, a, options(3)).await?)
+        Ok(ctx.execute_activity(Common::double, a, options(3)).await?)
     }
 }
 
@@ -299,36 +226,16 @@ impl LongBackoff {
     }
 }
 
-fn worker_options(queue: &str, steps: &Steps) -> WorkerOptions {
-    WorkerOptions::new(queue)
-        .register_activities(steps.clone())
-        .register_workflow::<ActivityOutcome>()
-        .unwrap()
-        .register_workflow::<FailingTransfer>()
-        .unwrap()
-        .register_workflow::<TimerBetween>()
-        .unwrap()
-        .register_workflow::<LongBackoff>()
-        .unwrap()
-        .build()
+fn worker_options(queue: &str, log: &CallLog) -> WorkerOptions {
+    support::worker!(
+        queue,
+        activities: [Steps(log.clone()), Common(log.clone())],
+        workflows: [ActivityOutcome, FailingTransfer, TimerBetween, LongBackoff],
+    )
 }
 
 async fn outcome_of(case: &str) -> (String, Vec<String>) {
-    within_limit(async {
-        let server = TestServer::start(":memory:").await;
-        let client = client(&server.url()).await;
-        let steps = Steps::default();
-        let queue = unique("outcome");
-        let result = with_worker(&client, worker_options(&queue, &steps), async {
-            let options = WorkflowStartOptions::new(&queue, unique(case)).build();
-            let handle = client.start_workflow(ActivityOutcome::run, case.to_string(), options).await.unwrap();
-            handle.get_result(WorkflowGetResultOptions::default()).await.unwrap()
-        })
-        .await;
-        server.stop().await;
-        (result, steps.calls())
-    })
-    .await
+    within_limit(run_on_fresh_server(worker_options, ActivityOutcome::run, case.to_string())).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -369,20 +276,18 @@ async fn heartbeat_timeout_on_the_last_attempt_carries_the_last_details() {
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_transfer_compensates_then_fails_the_workflow_with_its_cause() {
     within_limit(async {
-        let server = TestServer::start(":memory:").await;
-        let client = client(&server.url()).await;
-        let steps = Steps::default();
+        let (server, client) = start_server(":memory:").await;
+        let log = CallLog::default();
         let queue = unique("transfer");
-        let error = with_worker(&client, worker_options(&queue, &steps), async {
-            let options = WorkflowStartOptions::new(&queue, unique("transfer")).build();
-            let handle = client.start_workflow(FailingTransfer::run, 100, options).await.unwrap();
-            handle.get_result(WorkflowGetResultOptions::default()).await.expect_err("the transfer fails")
+        let error = with_worker(&client, worker_options(&queue, &log), async {
+            let handle = start(&client, FailingTransfer::run, 100, &queue, unique("transfer")).await;
+            get_result(&handle).await.expect_err("the transfer fails")
         })
         .await;
         server.stop().await;
 
         assert_eq!(
-            steps.calls(),
+            log.entries(),
             vec!["withdraw:1", "deposit:1", "confirm:1", "confirm:2", "confirm:3", "undo_deposit:1", "undo_withdraw:1"]
         );
         let WorkflowGetResultError::Failed(failure) = error else { panic!("expected a workflow failure: {error:?}") };
@@ -403,62 +308,35 @@ async fn failed_transfer_compensates_then_fails_the_workflow_with_its_cause() {
     .await
 }
 
-async fn wait_until(what: &str, mut condition: impl AsyncFnMut() -> bool) {
-    for _ in 0..200 {
-        if condition().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("not reached in 10 s: {what}");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_while_a_timer_is_pending_keeps_its_deadline() {
     within_limit(async {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("tempora.db");
-        let db = db.to_str().unwrap();
-        let steps = Steps::default();
-        let queue = unique("timer");
-        let workflow_id = unique("timer");
-
-        let server = TestServer::start(db).await;
-        let c = client(&server.url()).await;
-        let timer_seen = with_worker(&c, worker_options(&queue, &steps), async {
-            c.start_workflow(TimerBetween::run, 4, WorkflowStartOptions::new(&queue, &workflow_id).build())
-                .await
-                .unwrap();
-            wait_until("the timer is started", async || {
-                history_event_types(&c, &workflow_id).await.iter().any(|t| t == "EVENT_TYPE_TIMER_STARTED")
-            })
-            .await;
+        let (disk, server, c) = OnDisk::start("timer").await;
+        let log = CallLog::default();
+        let timer_seen = with_worker(&c, worker_options(&disk.queue, &log), async {
+            start(&c, TimerBetween::run, 4, &disk.queue, &disk.workflow_id).await;
+            wait_for_event(&c, &disk.workflow_id, "EVENT_TYPE_TIMER_STARTED").await;
             Instant::now()
         })
         .await;
-        let history = history_event_types(&c, &workflow_id).await;
+        let history = history_event_types(&c, &disk.workflow_id).await;
         assert!(
             !history.iter().any(|t| t == "EVENT_TYPE_TIMER_FIRED"),
             "the timer fired before the server stopped, so the restart proves nothing: {history:?}"
         );
         server.stop().await;
-        assert_eq!(steps.calls(), vec!["add_one:1"]);
+        assert_eq!(log.entries(), vec!["add_one:1"]);
 
-        let server = TestServer::start(db).await;
-        let c = client(&server.url()).await;
-        let result = with_worker(&c, worker_options(&queue, &steps), async {
-            c.get_workflow_handle::<TimerBetween>(&workflow_id)
-                .get_result(WorkflowGetResultOptions::default())
-                .await
-                .unwrap()
-        })
-        .await;
-        let history = history_event_types(&c, &workflow_id).await;
+        let (server, c) = disk.serve().await;
+        let result =
+            with_worker(&c, worker_options(&disk.queue, &log), latest_result::<TimerBetween>(&c, &disk.workflow_id))
+                .await;
+        let history = history_event_types(&c, &disk.workflow_id).await;
         server.stop().await;
 
         assert_eq!(result, (4 + 1) * 2);
-        assert_eq!(steps.calls(), vec!["add_one:1", "double:1"]);
-        let waited = steps.times()[1] - timer_seen;
+        assert_eq!(log.entries(), vec!["add_one:1", "double:1"]);
+        let waited = log.times()[1] - timer_seen;
         assert!(waited >= Duration::from_millis(4900), "the 5 s timer fired after {waited:?}");
         let timers: Vec<_> = history.iter().filter(|t| t.starts_with("EVENT_TYPE_TIMER")).collect();
         assert_eq!(timers, vec!["EVENT_TYPE_TIMER_STARTED", "EVENT_TYPE_TIMER_FIRED"]);
@@ -469,41 +347,26 @@ async fn restart_while_a_timer_is_pending_keeps_its_deadline() {
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_during_a_retry_backoff_keeps_its_deadline() {
     within_limit(async {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("tempora.db");
-        let db = db.to_str().unwrap();
-        let steps = Steps::default();
-        let queue = unique("backoff");
-        let workflow_id = unique("backoff");
-
-        let server = TestServer::start(db).await;
-        let c = client(&server.url()).await;
-        with_worker(&c, worker_options(&queue, &steps), async {
-            c.start_workflow(LongBackoff::run, (), WorkflowStartOptions::new(&queue, &workflow_id).build())
-                .await
-                .unwrap();
-            let log = steps.clone();
-            wait_until("attempt 1 has run", async || !log.calls().is_empty()).await;
+        let (disk, server, c) = OnDisk::start("backoff").await;
+        let log = CallLog::default();
+        with_worker(&c, worker_options(&disk.queue, &log), async {
+            start(&c, LongBackoff::run, (), &disk.queue, &disk.workflow_id).await;
+            wait_until("attempt 1 has run", async || !log.entries().is_empty()).await;
         })
         .await;
         server.stop().await;
         let stopped = Instant::now();
-        assert_eq!(steps.calls(), vec!["fails_first:1"], "attempt 2 ran before the server stopped");
+        assert_eq!(log.entries(), vec!["fails_first:1"], "attempt 2 ran before the server stopped");
 
-        let server = TestServer::start(db).await;
-        let c = client(&server.url()).await;
-        let result = with_worker(&c, worker_options(&queue, &steps), async {
-            c.get_workflow_handle::<LongBackoff>(&workflow_id)
-                .get_result(WorkflowGetResultOptions::default())
-                .await
-                .unwrap()
-        })
-        .await;
+        let (server, c) = disk.serve().await;
+        let result =
+            with_worker(&c, worker_options(&disk.queue, &log), latest_result::<LongBackoff>(&c, &disk.workflow_id))
+                .await;
         server.stop().await;
 
         assert_eq!(result, 2);
-        assert_eq!(steps.calls(), vec!["fails_first:1", "fails_first:2"]);
-        let times = steps.times();
+        assert_eq!(log.entries(), vec!["fails_first:1", "fails_first:2"]);
+        let times = log.times();
         assert!(times[1] > stopped, "attempt 2 ran after the restart");
         let backoff = times[1] - times[0];
         assert!(backoff >= Duration::from_millis(3900), "attempt 2 came {backoff:?} after attempt 1, not after 4 s");

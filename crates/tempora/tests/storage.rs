@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tempora::testing::{with_database, TestServer};
-use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::{ActivityOptions, WorkerOptions, WorkflowContext, WorkflowResult};
 
-use support::{client, unique, with_worker};
+use support::{
+    client, history_event_types, run_workflow, skip_on_postgres, start_options, temp_db, unique, with_worker,
+};
 
 #[derive(Clone, Default)]
 struct Counter(Arc<AtomicU32>);
@@ -48,7 +49,7 @@ impl Steps {
 }
 
 fn worker(queue: &str, counter: &Counter) -> WorkerOptions {
-    WorkerOptions::new(queue).register_activities(counter.clone()).register_workflow::<Steps>().unwrap().build()
+    support::worker!(queue, activities: [counter.clone()], workflows: [Steps])
 }
 
 /// Runs `n` Steps workflows to completion on the server at `url`, calling `meanwhile` while
@@ -57,16 +58,7 @@ async fn run_steps(url: &str, n: i64, counter: &Counter, meanwhile: impl std::fu
     let c = client(url).await;
     let queue = unique("q");
     with_worker(&c, worker(&queue, counter), async {
-        let runs = (0..n).map(|i| {
-            let (c, queue) = (c.clone(), queue.clone());
-            async move {
-                let h = c
-                    .start_workflow(Steps::run, i * 10, WorkflowStartOptions::new(&queue, unique("steps")).build())
-                    .await
-                    .unwrap();
-                h.get_result(WorkflowGetResultOptions::default()).await.unwrap()
-            }
-        });
+        let runs = (0..n).map(|i| run_workflow(&c, Steps::run, i * 10, &queue, unique("steps")));
         let (results, ()) = tokio::join!(futures::future::join_all(runs), meanwhile);
         results
     })
@@ -81,23 +73,35 @@ fn postgres_url() -> Option<String> {
     url
 }
 
+/// Runs `work` on a connection to the PostgreSQL database at `url`, off the async runtime.
+async fn on_postgres<T: Send + 'static>(
+    url: &str,
+    work: impl FnOnce(&mut postgres::Client) -> T + Send + 'static,
+) -> T {
+    let url = url.to_string();
+    tokio::task::spawn_blocking(move || work(&mut postgres::Client::connect(&url, postgres::NoTls).unwrap()))
+        .await
+        .unwrap()
+}
+
 async fn fresh_postgres_database(base: &str) -> String {
     let name = format!("tempora_{}", uuid::Uuid::new_v4().simple());
-    let admin_url = base.to_string();
-    let create = name.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls).unwrap();
-        admin.batch_execute(&format!("CREATE DATABASE {create}")).unwrap();
-    })
-    .await
-    .unwrap();
+    let create = format!("CREATE DATABASE {name}");
+    on_postgres(base, move |admin| admin.batch_execute(&create).unwrap()).await;
     with_database(base, &name)
+}
+
+/// A fresh database on the test PostgreSQL: `(base URL, database URL)`; `None` (with a notice)
+/// when no test PostgreSQL is set.
+async fn fresh_postgres() -> Option<(String, String)> {
+    let base = postgres_url()?;
+    let url = fresh_postgres_database(&base).await;
+    Some((base, url))
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_postgres_connections_lose_nothing() {
-    let Some(base) = postgres_url() else { return };
-    let url = fresh_postgres_database(&base).await;
+    let Some((base, url)) = fresh_postgres().await else { return };
     let server = TestServer::try_start(&url).await.unwrap();
     let counter = Counter::default();
     let database = url.rsplit('/').next().unwrap().to_string();
@@ -105,9 +109,8 @@ async fn killed_postgres_connections_lose_nothing() {
     let killer = async {
         for _ in 0..5 {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let (base, database) = (base.clone(), database.clone());
-            let killed = tokio::task::spawn_blocking(move || {
-                let mut admin = postgres::Client::connect(&base, postgres::NoTls).unwrap();
+            let database = database.clone();
+            let killed = on_postgres(&base, move |admin| {
                 admin
                     .query(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
@@ -116,8 +119,7 @@ async fn killed_postgres_connections_lose_nothing() {
                     .unwrap()
                     .len()
             })
-            .await
-            .unwrap();
+            .await;
             killed_total.fetch_add(killed as u32, Ordering::SeqCst);
         }
     };
@@ -130,12 +132,10 @@ async fn killed_postgres_connections_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sqlite_database_of_the_previous_schema_is_upgraded() {
-    if tempora::testing::is_postgres() {
-        eprintln!("notice: a SQLite upgrade test; it runs in the SQLite pass");
+    if skip_on_postgres("a SQLite upgrade test; it runs in the SQLite pass") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("old.db");
+    let (_dir, path) = temp_db();
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(tempora::store::sqlite::MIGRATIONS[0]).unwrap();
@@ -146,7 +146,7 @@ async fn a_sqlite_database_of_the_previous_schema_is_upgraded() {
         )
         .unwrap();
     }
-    let server = TestServer::start(path.to_str().unwrap()).await;
+    let server = TestServer::start(&path).await;
     let counter = Counter::default();
     assert_eq!(run_steps(&server.url(), 2, &counter, async {}).await, vec![3, 13]);
     let c = client(&server.url()).await;
@@ -167,11 +167,8 @@ async fn a_sqlite_database_of_the_previous_schema_is_upgraded() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_postgres_database_of_the_previous_schema_is_upgraded() {
-    let Some(base) = postgres_url() else { return };
-    let url = fresh_postgres_database(&base).await;
-    let setup = url.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut db = postgres::Client::connect(&setup, postgres::NoTls).unwrap();
+    let Some((_, url)) = fresh_postgres().await else { return };
+    on_postgres(&url, |db| {
         db.batch_execute(tempora::store::postgres::MIGRATIONS[0]).unwrap();
         db.batch_execute(
             "CREATE TABLE tempora_schema (version INTEGER NOT NULL); INSERT INTO tempora_schema VALUES (1);",
@@ -183,39 +180,31 @@ async fn a_postgres_database_of_the_previous_schema_is_upgraded() {
         )
         .unwrap();
     })
-    .await
-    .unwrap();
+    .await;
     let server = TestServer::try_start(&url).await.unwrap();
     let counter = Counter::default();
     assert_eq!(run_steps(&server.url(), 2, &counter, async {}).await, vec![3, 13]);
     server.stop().await;
-    let check = url.clone();
-    let (version, legacy) = tokio::task::spawn_blocking(move || {
-        let mut db = postgres::Client::connect(&check, postgres::NoTls).unwrap();
+    let (version, legacy) = on_postgres(&url, |db| {
         let version: i32 = db.query_one("SELECT version FROM tempora_schema", &[]).unwrap().get(0);
         let legacy: i64 = db.query_one("SELECT count(*) FROM namespaces WHERE name = 'legacy'", &[]).unwrap().get(0);
         (version, legacy)
     })
-    .await
-    .unwrap();
+    .await;
     assert_eq!(version as usize, tempora::store::postgres::MIGRATIONS.len());
     assert_eq!(legacy, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_postgres_schema_newer_than_the_binary_is_refused() {
-    let Some(base) = postgres_url() else { return };
-    let url = fresh_postgres_database(&base).await;
-    let setup = url.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut db = postgres::Client::connect(&setup, postgres::NoTls).unwrap();
+    let Some((_, url)) = fresh_postgres().await else { return };
+    on_postgres(&url, |db| {
         db.batch_execute(
             "CREATE TABLE tempora_schema (version INTEGER NOT NULL); INSERT INTO tempora_schema VALUES (99);",
         )
         .unwrap();
     })
-    .await
-    .unwrap();
+    .await;
     let refused = TestServer::try_start(&url).await.err().expect("a newer schema is refused");
     assert!(refused.contains("newer than this tempora supports"), "{refused}");
 }
@@ -254,18 +243,13 @@ async fn a_postgres_restart_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_reads_do_not_wait_behind_a_blocked_writer() {
-    let Some(base) = postgres_url() else { return };
-    let url = fresh_postgres_database(&base).await;
+    let Some((_, url)) = fresh_postgres().await else { return };
     let server = TestServer::try_start(&url).await.unwrap();
     let c = client(&server.url()).await;
     let queue = unique("q");
     let counter = Counter::default();
     let done_id = unique("steps");
-    with_worker(&c, worker(&queue, &counter), async {
-        let h = c.start_workflow(Steps::run, 0, WorkflowStartOptions::new(&queue, &done_id).build()).await.unwrap();
-        h.get_result(WorkflowGetResultOptions::default()).await.unwrap();
-    })
-    .await;
+    with_worker(&c, worker(&queue, &counter), run_workflow(&c, Steps::run, 0, &queue, &done_id)).await;
 
     // Another session holds a lock that blocks every write to `executions` (not reads).
     let (locked_tx, locked) = std::sync::mpsc::channel();
@@ -283,12 +267,12 @@ async fn postgres_reads_do_not_wait_behind_a_blocked_writer() {
     let start = tokio::spawn({
         let c = c.clone();
         let queue = queue.clone();
-        async move { c.start_workflow(Steps::run, 0, WorkflowStartOptions::new(&queue, unique("steps")).build()).await }
+        async move { c.start_workflow(Steps::run, 0, start_options(&queue, unique("steps"))).await }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!start.is_finished(), "the start waits for the lock");
     // The finished run is not in memory: its history is read from PostgreSQL, beside the writer.
-    let read = tokio::time::timeout(Duration::from_secs(5), support::history_event_types(&c, &done_id)).await;
+    let read = tokio::time::timeout(Duration::from_secs(5), history_event_types(&c, &done_id)).await;
     let types = read.expect("a read does not wait behind the blocked writer");
     assert_eq!(types.last().map(String::as_str), Some("EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"));
     assert!(!start.is_finished(), "the start still waits for the lock");

@@ -4,19 +4,19 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tempora::testing::TestServer;
 use temporalio_client::errors::{WorkflowGetResultError, WorkflowUpdateError};
 use temporalio_client::{
-    Client, WorkflowCancelOptions, WorkflowExecuteUpdateOptions, WorkflowGetResultOptions, WorkflowQueryOptions,
-    WorkflowSignalOptions, WorkflowStartOptions, WorkflowTerminateOptions,
+    Client, WorkflowCancelOptions, WorkflowExecuteUpdateOptions, WorkflowHandle, WorkflowQueryOptions,
+    WorkflowSignalOptions,
 };
 use temporalio_common::search_attributes::SearchAttributeKey;
+use temporalio_common::HasWorkflowDefinition;
 use temporalio_macros::{activities, workflow, workflow_methods};
-use temporalio_protos::temporal::api::common::v1::WorkflowExecution;
-use temporalio_protos::temporal::api::workflowservice::v1::DescribeWorkflowExecutionRequest;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::{
     ActivityCancellationType, ActivityExecutionError, ActivityOptions, CancellableFuture,
@@ -25,51 +25,39 @@ use temporalio_sdk::{
     WorkflowResult, WorkflowTermination,
 };
 
-use support::{client, history_event_types, reference_server, unique, with_worker};
+use support::{
+    assert_events_include, client, count_events, describe, execution, get_result, history, history_event_types,
+    history_event_types_of, latest_result, on_tempora_and_reference, poll, run_workflow, start, start_options,
+    start_server, terminate, unique, wait_for_event, with_worker, CallLog,
+};
 
 /// Activities that record what happened to them in a shared log.
 #[derive(Default, Clone)]
-struct Acts {
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Acts {
-    fn push(&self, entry: impl Into<String>) {
-        self.log.lock().unwrap().push(entry.into());
-    }
-    fn entries(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
-    }
-    async fn wait_for(&self, entry: &str) {
-        while !self.entries().iter().any(|e| e == entry) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
+struct Acts(CallLog);
 
 #[activities]
 impl Acts {
     #[activity]
     async fn echo(self: Arc<Self>, _ctx: ActivityContext, text: String) -> Result<String, ActivityError> {
-        self.push(format!("echo:{text}"));
+        self.0.push(format!("echo:{text}"));
         Ok(text)
     }
 
     #[activity]
     async fn sleep_ms(self: Arc<Self>, _ctx: ActivityContext, ms: u64) -> Result<String, ActivityError> {
-        self.push("sleep:started");
+        self.0.push("sleep:started");
         tokio::time::sleep(Duration::from_millis(ms)).await;
-        self.push("sleep:done");
+        self.0.push("sleep:done");
         Ok("activity".to_string())
     }
 
     /// Heartbeats until the server says the activity was cancelled.
     #[activity]
     async fn until_cancelled(self: Arc<Self>, ctx: ActivityContext, _: ()) -> Result<(), ActivityError> {
-        self.push("heartbeater:started");
+        self.0.push("heartbeater:started");
         for i in 0..600u32 {
             if ctx.is_cancelled() {
-                self.push("heartbeater:saw cancel");
+                self.0.push("heartbeater:saw cancel");
                 return Err(ActivityError::cancelled());
             }
             ctx.record_heartbeat(i).await.expect("heartbeat");
@@ -394,90 +382,98 @@ impl FanOut {
     }
 }
 
-fn worker_options(queue: &str, acts: &Acts) -> WorkerOptions {
-    WorkerOptions::new(queue)
-        .register_activities(acts.clone())
-        .register_workflow::<Timers>()
-        .unwrap()
-        .register_workflow::<Counter>()
-        .unwrap()
-        .register_workflow::<Cancellable>()
-        .unwrap()
-        .register_workflow::<Slow>()
-        .unwrap()
-        .register_workflow::<Chain>()
-        .unwrap()
-        .register_workflow::<Child>()
-        .unwrap()
-        .register_workflow::<Parent>()
-        .unwrap()
-        .register_workflow::<Misc>()
-        .unwrap()
-        .register_workflow::<FanOut>()
-        .unwrap()
-        .register_workflow::<TwoSteps>()
-        .unwrap()
-        .register_workflow::<Waiter>()
-        .unwrap()
-        .register_workflow::<Abandoner>()
-        .unwrap()
-        .register_workflow::<Supervisor>()
-        .unwrap()
-        .build()
+fn worker_options(queue: &str, log: &CallLog) -> WorkerOptions {
+    support::worker!(
+        queue,
+        activities: [Acts(log.clone())],
+        workflows: [
+            Timers, Counter, Cancellable, Slow, Chain, Child, Parent, Misc, FanOut, TwoSteps, Waiter, Abandoner,
+            Supervisor,
+        ],
+    )
 }
 
+/// A fresh in-memory server, a client of it, a task queue, the activities' log and the test's
+/// (main) workflow id.
 struct Setup {
     _server: TestServer,
     client: Client,
     queue: String,
-    acts: Acts,
+    log: CallLog,
+    id: String,
 }
 
-async fn setup() -> Setup {
-    let server = TestServer::start(":memory:").await;
-    let client = client(&server.url()).await;
-    Setup { _server: server, client, queue: unique("surface"), acts: Acts::default() }
+/// A fresh [`Setup`], its workflow id named after `id_prefix`.
+async fn setup(id_prefix: &str) -> Setup {
+    let (server, client) = start_server(":memory:").await;
+    Setup { _server: server, client, queue: unique("surface"), log: CallLog::default(), id: unique(id_prefix) }
 }
 
-fn start_options(queue: &str, id: &str) -> WorkflowStartOptions {
-    WorkflowStartOptions::new(queue, id).build()
+impl Setup {
+    /// Runs `body` while a worker with every workflow of this suite polls the queue.
+    async fn worker<T>(&self, body: impl Future<Output = T>) -> T {
+        with_worker(&self.client, worker_options(&self.queue, &self.log), body).await
+    }
+
+    /// Starts `workflow` on the queue as `id`.
+    async fn start<W>(&self, workflow: W, input: W::Input, id: &str) -> WorkflowHandle<Client, W>
+    where
+        W: HasWorkflowDefinition,
+        W::Input: Send,
+    {
+        start(&self.client, workflow, input, &self.queue, id).await
+    }
+
+    /// Starts `workflow` as the test's workflow id while a worker polls, and runs `body` with
+    /// its handle.
+    async fn run<W, T>(
+        &self,
+        workflow: W,
+        input: W::Input,
+        body: impl AsyncFnOnce(&WorkflowHandle<Client, W>) -> T,
+    ) -> T
+    where
+        W: HasWorkflowDefinition,
+        W::Input: Send,
+    {
+        self.worker(async { body(&self.start(workflow, input, &self.id).await).await }).await
+    }
 }
 
 #[tokio::test]
 async fn timers_cancel_and_race_an_activity() {
-    let s = setup().await;
-    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
-        let fast = s.client.start_workflow(Timers::run, 50, start_options(&s.queue, &unique("timers"))).await.unwrap();
-        let fast = fast.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+    let s = setup("timers").await;
+    s.worker(async {
+        let fast = s.start(Timers::run, 50, &unique("timers")).await;
+        let fast = get_result(&fast).await.unwrap();
         assert_eq!(fast, "cancelled=true winner=activity");
-        let id = unique("timers");
-        let slow = s.client.start_workflow(Timers::run, 5000, start_options(&s.queue, &id)).await.unwrap();
-        let slow = slow.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        let slow = s.start(Timers::run, 5000, &s.id).await;
+        let slow = get_result(&slow).await.unwrap();
         assert_eq!(slow, "cancelled=true winner=timer");
-        let types = history_event_types(&s.client, &id).await;
-        for expected in ["EVENT_TYPE_TIMER_CANCELED", "EVENT_TYPE_TIMER_FIRED", "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"] {
-            assert!(types.iter().any(|t| t == expected), "{expected} missing from {types:?}");
-        }
+        let types = history_event_types(&s.client, &s.id).await;
+        assert_events_include(
+            &types,
+            &["EVENT_TYPE_TIMER_CANCELED", "EVENT_TYPE_TIMER_FIRED", "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"],
+        );
     })
     .await;
 }
 
 #[tokio::test]
 async fn signals_sent_before_any_worker_runs_and_while_it_runs() {
-    let s = setup().await;
-    let id = unique("counter");
-    let handle = s.client.start_workflow(Counter::run, 6, start_options(&s.queue, &id)).await.unwrap();
+    let s = setup("counter").await;
+    let handle = s.start(Counter::run, 6, &s.id).await;
     // No worker yet: the signal waits in history.
     handle.signal(Counter::add, 1, WorkflowSignalOptions::default()).await.unwrap();
-    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
+    s.worker(async {
         handle.signal(Counter::add, 2, WorkflowSignalOptions::default()).await.unwrap();
         handle.signal(Counter::add, 3, WorkflowSignalOptions::default()).await.unwrap();
-        let result = handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        let result = get_result(&handle).await.unwrap();
         assert_eq!(result, "6 1,2,3");
     })
     .await;
-    let types = history_event_types(&s.client, &id).await;
-    assert_eq!(types.iter().filter(|t| *t == "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED").count(), 3);
+    let types = history_event_types(&s.client, &s.id).await;
+    assert_eq!(count_events(&types, "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED"), 3);
     // A closed workflow takes no more signals.
     let late = handle.signal(Counter::add, 4, WorkflowSignalOptions::default()).await;
     assert!(late.is_err(), "a signal to a completed workflow must fail");
@@ -485,23 +481,15 @@ async fn signals_sent_before_any_worker_runs_and_while_it_runs() {
 
 #[tokio::test]
 async fn queries_mid_run_and_after_completion() {
-    let s = setup().await;
-    let id = unique("query");
-    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
-        let handle = s.client.start_workflow(Counter::run, 10, start_options(&s.queue, &id)).await.unwrap();
+    let s = setup("query").await;
+    s.run(Counter::run, 10, async |handle| {
         handle.signal(Counter::add, 4, WorkflowSignalOptions::default()).await.unwrap();
         // The signal's workflow task may still be running; the query then sees 0 or 4.
-        let mut total = -1;
-        for _ in 0..50 {
-            total = handle.query(Counter::total, (), WorkflowQueryOptions::default()).await.unwrap();
-            if total == 4 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let query = async || handle.query(Counter::total, (), WorkflowQueryOptions::default()).await.unwrap();
+        let total = poll(50, Duration::from_millis(50), query, |total| *total == 4).await;
         assert_eq!(total, 4);
         handle.signal(Counter::add, 6, WorkflowSignalOptions::default()).await.unwrap();
-        assert_eq!(handle.get_result(WorkflowGetResultOptions::default()).await.unwrap(), "10 4,6");
+        assert_eq!(get_result(handle).await.unwrap(), "10 4,6");
         // A closed workflow is still queried: the worker replays its history.
         let total = handle.query(Counter::total, (), WorkflowQueryOptions::default()).await.unwrap();
         assert_eq!(total, 10);
@@ -511,10 +499,8 @@ async fn queries_mid_run_and_after_completion() {
 
 #[tokio::test]
 async fn an_update_returns_a_value_and_a_validator_rejects_one() {
-    let s = setup().await;
-    let id = unique("update");
-    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
-        let handle = s.client.start_workflow(Counter::run, 100, start_options(&s.queue, &id)).await.unwrap();
+    let s = setup("update").await;
+    s.run(Counter::run, 100, async |handle| {
         let old = handle.execute_update(Counter::set, 7, WorkflowExecuteUpdateOptions::default()).await.unwrap();
         assert_eq!(old, 0);
         let rejected = handle.execute_update(Counter::set, -1, WorkflowExecuteUpdateOptions::default()).await;
@@ -526,23 +512,21 @@ async fn an_update_returns_a_value_and_a_validator_rejects_one() {
         }
         assert_eq!(handle.query(Counter::total, (), WorkflowQueryOptions::default()).await.unwrap(), 7);
         handle.signal(Counter::add, 93, WorkflowSignalOptions::default()).await.unwrap();
-        assert_eq!(handle.get_result(WorkflowGetResultOptions::default()).await.unwrap(), "100 93");
+        assert_eq!(get_result(handle).await.unwrap(), "100 93");
     })
     .await;
-    let types = history_event_types(&s.client, &id).await;
-    let count = |t: &str| types.iter().filter(|x| *x == t).count();
-    assert_eq!(count("EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED"), 1, "{types:?}");
-    assert_eq!(count("EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED"), 1, "{types:?}");
+    let types = history_event_types(&s.client, &s.id).await;
+    assert_eq!(count_events(&types, "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED"), 1, "{types:?}");
+    assert_eq!(count_events(&types, "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED"), 1, "{types:?}");
 }
 
 #[tokio::test]
 async fn update_with_start_starts_or_uses_the_running_workflow() {
     use temporalio_client::errors::{WorkflowStartError, WorkflowUpdateWithStartError};
     use temporalio_client::{WorkflowIdConflictPolicy, WorkflowUpdateWithStartOptions};
-    let s = setup().await;
-    let id = unique("uws");
-    let options = |policy| WorkflowUpdateWithStartOptions::new(&s.queue, &id, policy).build();
-    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
+    let s = setup("uws").await;
+    let options = |policy| WorkflowUpdateWithStartOptions::new(&s.queue, &s.id, policy).build();
+    s.worker(async {
         let use_existing = WorkflowIdConflictPolicy::UseExisting;
         let old =
             s.client.execute_update_with_start_workflow(Counter::run, 100, Counter::set, 4, options(use_existing));
@@ -556,30 +540,29 @@ async fn update_with_start_starts_or_uses_the_running_workflow() {
             Err(WorkflowUpdateWithStartError::Start(WorkflowStartError::AlreadyStarted { .. })) => {}
             other => panic!("a running workflow with the Fail policy refuses the start: {other:?}"),
         }
-        let handle = s.client.get_workflow_handle::<Counter>(id.clone());
+        let handle = s.client.get_workflow_handle::<Counter>(s.id.clone());
         assert_eq!(handle.query(Counter::total, (), WorkflowQueryOptions::default()).await.unwrap(), 9);
-        handle.terminate(WorkflowTerminateOptions::builder().reason("done").build()).await.unwrap();
+        terminate(&handle, "done").await;
     })
     .await;
-    let types = history_event_types(&s.client, &id).await;
-    let accepted = types.iter().filter(|t| *t == "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED").count();
+    let types = history_event_types(&s.client, &s.id).await;
+    let accepted = count_events(&types, "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED");
     assert_eq!(accepted, 2, "{types:?}");
 }
 
 #[tokio::test]
 async fn signal_with_start_starts_then_signals_the_running_workflow() {
-    let s = setup().await;
-    let id = unique("sws");
-    let options = || start_options(&s.queue, &id);
+    let s = setup("sws").await;
+    let options = || start_options(&s.queue, &s.id);
     let first = s.client.signal_with_start_workflow(Counter::run, 5, Counter::add, 2, options()).await.unwrap();
     let second = s.client.signal_with_start_workflow(Counter::run, 5, Counter::add, 3, options()).await.unwrap();
     assert_eq!(first.info().run_id, second.info().run_id, "the second call signals the same run");
-    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
-        let result = first.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+    s.worker(async {
+        let result = get_result(&first).await.unwrap();
         assert_eq!(result, "5 2,3");
     })
     .await;
-    let types = history_event_types(&s.client, &id).await;
+    let types = history_event_types(&s.client, &s.id).await;
     assert_eq!(
         &types[..3],
         [
@@ -592,66 +575,60 @@ async fn signal_with_start_starts_then_signals_the_running_workflow() {
 
 #[tokio::test]
 async fn cancelling_a_workflow_reaches_its_heartbeating_activity() {
-    let s = setup().await;
-    let id = unique("cancel");
-    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
-        let handle = s.client.start_workflow(Cancellable::run, (), start_options(&s.queue, &id)).await.unwrap();
-        s.acts.wait_for("heartbeater:started").await;
+    let s = setup("cancel").await;
+    s.run(Cancellable::run, (), async |handle| {
+        s.log.wait_for("heartbeater:started").await;
         handle.cancel(WorkflowCancelOptions::builder().reason("enough").build()).await.unwrap();
-        let result = handle.get_result(WorkflowGetResultOptions::default()).await;
+        let result = get_result(handle).await;
         assert!(matches!(result, Err(WorkflowGetResultError::Cancelled { .. })), "{result:?}");
     })
     .await;
-    assert!(s.acts.entries().contains(&"heartbeater:saw cancel".to_string()), "{:?}", s.acts.entries());
-    let types = history_event_types(&s.client, &id).await;
-    for expected in [
-        "EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED",
-        "EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED",
-        "EVENT_TYPE_ACTIVITY_TASK_CANCELED",
-    ] {
-        assert!(types.contains(&expected.to_string()), "{expected} missing from {types:?}");
-    }
+    assert!(s.log.entries().contains(&"heartbeater:saw cancel".to_string()), "{:?}", s.log.entries());
+    let types = history_event_types(&s.client, &s.id).await;
+    assert_events_include(
+        &types,
+        &[
+            "EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED",
+            "EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED",
+            "EVENT_TYPE_ACTIVITY_TASK_CANCELED",
+        ],
+    );
     assert_eq!(types.last().map(String::as_str), Some("EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED"));
 }
 
 #[tokio::test]
 async fn terminating_while_an_activity_runs_drops_its_late_completion() {
-    let s = setup().await;
-    let id = unique("terminate");
-    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
-        let handle = s.client.start_workflow(Slow::run, 1500, start_options(&s.queue, &id)).await.unwrap();
-        s.acts.wait_for("sleep:started").await;
-        handle.terminate(WorkflowTerminateOptions::builder().reason("stop").build()).await.unwrap();
-        let result = handle.get_result(WorkflowGetResultOptions::default()).await;
+    let s = setup("terminate").await;
+    s.run(Slow::run, 1500, async |handle| {
+        s.log.wait_for("sleep:started").await;
+        terminate(handle, "stop").await;
+        let result = get_result(handle).await;
         assert!(matches!(result, Err(WorkflowGetResultError::Terminated { .. })), "{result:?}");
         // The activity finishes after the termination; its completion is refused (NotFound)
         // and changes nothing.
-        s.acts.wait_for("sleep:done").await;
+        s.log.wait_for("sleep:done").await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     })
     .await;
-    let types = history_event_types(&s.client, &id).await;
+    let types = history_event_types(&s.client, &s.id).await;
     assert_eq!(types.last().map(String::as_str), Some("EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED"));
     assert!(!types.contains(&"EVENT_TYPE_ACTIVITY_TASK_COMPLETED".to_string()), "{types:?}");
 }
 
 #[tokio::test]
 async fn continue_as_new_three_times_carries_state_to_the_last_run() {
-    let s = setup().await;
-    let id = unique("chain");
-    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
-        let handle =
-            s.client.start_workflow(Chain::run, (1, 4, String::new()), start_options(&s.queue, &id)).await.unwrap();
+    let s = setup("chain").await;
+    s.run(Chain::run, (1, 4, String::new()), async |handle| {
         let first_run = handle.info().run_id.clone().unwrap();
         // get_result on the first run follows the chain to the last run's result.
-        let result = handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        let result = get_result(handle).await.unwrap();
         assert_eq!(result, "1;2;3;4;");
-        let first_types = history_event_types_of(&s.client, &id, &first_run).await;
+        let first_types = history_event_types_of(&s.client, &s.id, &first_run).await;
         assert_eq!(first_types.last().map(String::as_str), Some("EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW"));
     })
     .await;
     // The workflow id's current run is the fourth, completed.
-    let described = describe(&s.client, &id).await;
+    let described = describe(&s.client, &s.id).await;
     let info = described.workflow_execution_info.unwrap();
     assert_eq!(info.status, 2, "completed");
     assert_ne!(info.execution.unwrap().run_id, info.first_run_id);
@@ -659,26 +636,26 @@ async fn continue_as_new_three_times_carries_state_to_the_last_run() {
 
 #[tokio::test]
 async fn a_child_workflow_result_and_failure_reach_the_parent() {
-    let s = setup().await;
-    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
-        let id = unique("parent");
-        let ok = s.client.start_workflow(Parent::run, "ann".to_string(), start_options(&s.queue, &id)).await.unwrap();
-        assert_eq!(ok.get_result(WorkflowGetResultOptions::default()).await.unwrap(), "child said: child ann");
-        let types = history_event_types(&s.client, &id).await;
-        for expected in [
-            "EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED",
-            "EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED",
-            "EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED",
-        ] {
-            assert!(types.contains(&expected.to_string()), "{expected} missing from {types:?}");
-        }
-        let child = describe(&s.client, &format!("{id}-child")).await;
+    let s = setup("parent").await;
+    s.worker(async {
+        let ok = s.start(Parent::run, "ann".to_string(), &s.id).await;
+        assert_eq!(get_result(&ok).await.unwrap(), "child said: child ann");
+        let types = history_event_types(&s.client, &s.id).await;
+        assert_events_include(
+            &types,
+            &[
+                "EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED",
+                "EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED",
+                "EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED",
+            ],
+        );
+        let child = describe(&s.client, &format!("{}-child", s.id)).await;
         let parent = child.workflow_execution_info.unwrap().parent_execution.unwrap();
-        assert_eq!(parent.workflow_id, id);
+        assert_eq!(parent.workflow_id, s.id);
 
         let id = unique("parent");
-        let bad = s.client.start_workflow(Parent::run, "fail".to_string(), start_options(&s.queue, &id)).await.unwrap();
-        let result = bad.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        let bad = s.start(Parent::run, "fail".to_string(), &id).await;
+        let result = get_result(&bad).await.unwrap();
         assert!(result.starts_with("child failed"), "{result}");
         let types = history_event_types(&s.client, &id).await;
         assert!(types.contains(&"EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED".to_string()), "{types:?}");
@@ -688,19 +665,14 @@ async fn a_child_workflow_result_and_failure_reach_the_parent() {
 
 #[tokio::test]
 async fn patching_local_activities_search_attributes_and_memo() {
-    let s = setup().await;
-    let id = unique("misc");
-    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
-        let handle = s.client.start_workflow(Misc::run, (), start_options(&s.queue, &id)).await.unwrap();
-        assert_eq!(handle.get_result(WorkflowGetResultOptions::default()).await.unwrap(), "v2 local");
-    })
-    .await;
-    assert!(s.acts.entries().contains(&"echo:local".to_string()));
-    let types = history_event_types(&s.client, &id).await;
+    let s = setup("misc").await;
+    assert_eq!(s.worker(run_workflow(&s.client, Misc::run, (), &s.queue, &s.id)).await, "v2 local");
+    assert!(s.log.entries().contains(&"echo:local".to_string()));
+    let types = history_event_types(&s.client, &s.id).await;
     assert!(types.contains(&"EVENT_TYPE_MARKER_RECORDED".to_string()), "{types:?}");
     assert!(types.contains(&"EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES".to_string()), "{types:?}");
     assert!(types.contains(&"EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED".to_string()), "{types:?}");
-    let info = describe(&s.client, &id).await.workflow_execution_info.unwrap();
+    let info = describe(&s.client, &s.id).await.workflow_execution_info.unwrap();
     let memo = info.memo.unwrap_or_default();
     assert!(memo.fields.contains_key("note"), "{memo:?}");
     let attributes = info.search_attributes.unwrap_or_default();
@@ -709,61 +681,42 @@ async fn patching_local_activities_search_attributes_and_memo() {
 
 #[tokio::test]
 async fn patched_code_keeps_old_runs_on_the_old_path_across_a_worker_restart() {
-    let s = setup().await;
-    let old_id = unique("versioned");
-    let v1 = WorkerOptions::new(&s.queue)
-        .register_activities(s.acts.clone())
-        .register_workflow::<VersionedV1>()
-        .unwrap()
-        .build();
+    let s = setup("versioned").await;
+    let old_id = &s.id;
+    let v1 = support::worker!(&s.queue, activities: [Acts(s.log.clone())], workflows: [VersionedV1]);
     with_worker(&s.client, v1, async {
-        s.client.start_workflow(VersionedV1::run, 1500, start_options(&s.queue, &old_id)).await.unwrap();
-        while !history_event_types(&s.client, &old_id).await.contains(&"EVENT_TYPE_TIMER_STARTED".to_string()) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        s.start(VersionedV1::run, 1500, old_id).await;
+        wait_for_event(&s.client, old_id, "EVENT_TYPE_TIMER_STARTED").await;
     })
     .await;
     // A new worker with version 2 replays the old run from its history.
-    let v2 = WorkerOptions::new(&s.queue)
-        .register_activities(s.acts.clone())
-        .register_workflow::<VersionedV2>()
-        .unwrap()
-        .build();
+    let v2 = support::worker!(&s.queue, activities: [Acts(s.log.clone())], workflows: [VersionedV2]);
     with_worker(&s.client, v2, async {
-        let old = s.client.get_workflow_handle::<VersionedV2>(old_id.clone());
-        assert_eq!(old.get_result(WorkflowGetResultOptions::default()).await.unwrap(), "v1");
+        assert_eq!(latest_result::<VersionedV2>(&s.client, old_id).await, "v1");
         let new_id = unique("versioned");
-        let new = s.client.start_workflow(VersionedV2::run, 10, start_options(&s.queue, &new_id)).await.unwrap();
-        assert_eq!(new.get_result(WorkflowGetResultOptions::default()).await.unwrap(), "v2");
+        let new = s.start(VersionedV2::run, 10, &new_id).await;
+        assert_eq!(get_result(&new).await.unwrap(), "v2");
         let types = history_event_types(&s.client, &new_id).await;
         assert!(types.contains(&"EVENT_TYPE_MARKER_RECORDED".to_string()), "the patch is recorded: {types:?}");
     })
     .await;
-    let old_types = history_event_types(&s.client, &old_id).await;
+    let old_types = history_event_types(&s.client, old_id).await;
     assert!(!old_types.contains(&"EVENT_TYPE_WORKFLOW_TASK_FAILED".to_string()), "no nondeterminism: {old_types:?}");
-    assert_eq!(s.acts.entries().iter().filter(|e| *e == "echo:v1").count(), 1, "{:?}", s.acts.entries());
+    assert_eq!(s.log.entries().iter().filter(|e| *e == "echo:v1").count(), 1, "{:?}", s.log.entries());
 }
 
 #[tokio::test]
 async fn parent_close_policies_terminate_cancel_or_abandon_the_children() {
-    let s = setup().await;
-    let id = unique("abandoner");
-    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
-        let handle = s.client.start_workflow(Abandoner::run, (), start_options(&s.queue, &id)).await.unwrap();
-        handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+    let s = setup("abandoner").await;
+    s.run(Abandoner::run, (), async |handle| {
+        get_result(handle).await.unwrap();
         let status = |suffix: &str| {
             let client = s.client.clone();
-            let child = format!("{id}-{suffix}");
+            let child = format!("{}-{suffix}", s.id);
             async move { describe(&client, &child).await.workflow_execution_info.unwrap().status }
         };
-        let mut statuses = (0, 0, 0);
-        for _ in 0..100 {
-            statuses = (status("terminate").await, status("cancel").await, status("abandon").await);
-            if statuses == (5, 4, 1) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let statuses = async || (status("terminate").await, status("cancel").await, status("abandon").await);
+        let statuses = poll(100, Duration::from_millis(50), statuses, |statuses| *statuses == (5, 4, 1)).await;
         assert_eq!(statuses, (5, 4, 1), "terminated, canceled, still running");
     })
     .await;
@@ -774,16 +727,14 @@ async fn reset_to_the_first_workflow_task_replays_and_runs_again() {
     use temporalio_protos::temporal::api::enums::v1::WorkflowTaskFailedCause;
     use temporalio_protos::temporal::api::history::v1::history_event::Attributes;
     use temporalio_protos::temporal::api::workflowservice::v1::ResetWorkflowExecutionRequest;
-    let s = setup().await;
-    let id = unique("reset");
-    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
-        let handle = s.client.start_workflow(TwoSteps::run, (), start_options(&s.queue, &id)).await.unwrap();
-        assert_eq!(handle.get_result(WorkflowGetResultOptions::default()).await.unwrap(), "one two");
+    let s = setup("reset").await;
+    s.run(TwoSteps::run, (), async |handle| {
+        assert_eq!(get_result(handle).await.unwrap(), "one two");
         let base_run = handle.info().run_id.clone().unwrap();
         let mut service = s.client.connection().workflow_service();
         let request = |finish: i64| ResetWorkflowExecutionRequest {
             namespace: "default".into(),
-            workflow_execution: Some(WorkflowExecution { workflow_id: id.clone(), run_id: base_run.clone() }),
+            workflow_execution: execution(&s.id, &base_run),
             reason: "try again".into(),
             workflow_task_finish_event_id: finish,
             request_id: uuid::Uuid::new_v4().to_string(),
@@ -796,9 +747,8 @@ async fn reset_to_the_first_workflow_task_replays_and_runs_again() {
         let new_run =
             service.reset_workflow_execution(tonic::Request::new(request(4))).await.unwrap().into_inner().run_id;
         assert_ne!(new_run, base_run);
-        let latest = s.client.get_workflow_handle::<TwoSteps>(id.clone());
-        assert_eq!(latest.get_result(WorkflowGetResultOptions::default()).await.unwrap(), "one two");
-        let events = history_of(&s.client, &id, &new_run).await;
+        assert_eq!(latest_result::<TwoSteps>(&s.client, &s.id).await, "one two");
+        let events = history(&s.client, &s.id, &new_run).await;
         match &events[3].attributes {
             Some(Attributes::WorkflowTaskFailedEventAttributes(a)) => {
                 assert_eq!(a.cause, WorkflowTaskFailedCause::ResetWorkflow as i32);
@@ -808,51 +758,41 @@ async fn reset_to_the_first_workflow_task_replays_and_runs_again() {
         }
     })
     .await;
-    let echoes = s.acts.entries().iter().filter(|e| e.starts_with("echo:")).count();
-    assert_eq!(echoes, 4, "both activities ran again in the reset run: {:?}", s.acts.entries());
+    let echoes = s.log.entries().iter().filter(|e| e.starts_with("echo:")).count();
+    assert_eq!(echoes, 4, "both activities ran again in the reset run: {:?}", s.log.entries());
 }
 
 #[tokio::test]
 async fn scheduling_past_the_pending_activities_limit_fails_the_workflow_task() {
-    let s = setup().await;
-    let id = unique("fanout");
-    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
-        let handle = s.client.start_workflow(FanOut::run, 2001, start_options(&s.queue, &id)).await.unwrap();
+    let s = setup("fanout").await;
+    s.run(FanOut::run, 2001, async |handle| {
         // The task with 2,001 activities is refused; the worker's retries are transient.
-        let mut types = Vec::new();
-        for _ in 0..100 {
-            types = history_event_types(&s.client, &id).await;
-            if types.contains(&"EVENT_TYPE_WORKFLOW_TASK_FAILED".to_string()) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let types = wait_for_event(&s.client, &s.id, "EVENT_TYPE_WORKFLOW_TASK_FAILED").await;
         assert!(types.contains(&"EVENT_TYPE_WORKFLOW_TASK_FAILED".to_string()), "{types:?}");
         assert!(!types.contains(&"EVENT_TYPE_ACTIVITY_TASK_SCHEDULED".to_string()), "{types:?}");
-        handle.terminate(WorkflowTerminateOptions::builder().reason("done").build()).await.unwrap();
+        terminate(handle, "done").await;
     })
     .await;
 }
 
 #[tokio::test]
 async fn a_child_timeout_and_a_child_cancellation_reach_the_parent() {
-    let s = setup().await;
-    let id = unique("supervisor");
-    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
-        let handle = s.client.start_workflow(Supervisor::run, (), start_options(&s.queue, &id)).await.unwrap();
-        let result = handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+    let s = setup("supervisor").await;
+    s.run(Supervisor::run, (), async |handle| {
+        let result = get_result(handle).await.unwrap();
         assert!(!result.contains("unexpected"), "{result}");
     })
     .await;
-    let types = history_event_types(&s.client, &id).await;
-    for expected in [
-        "EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT",
-        "EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED",
-        "EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_CANCEL_REQUESTED",
-        "EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED",
-    ] {
-        assert!(types.contains(&expected.to_string()), "{expected} missing from {types:?}");
-    }
+    let types = history_event_types(&s.client, &s.id).await;
+    assert_events_include(
+        &types,
+        &[
+            "EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT",
+            "EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED",
+            "EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_CANCEL_REQUESTED",
+            "EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED",
+        ],
+    );
 }
 
 #[tokio::test]
@@ -860,10 +800,8 @@ async fn a_repeated_update_id_is_applied_once_and_can_be_polled() {
     use temporalio_protos::temporal::api::enums::v1::UpdateWorkflowExecutionLifecycleStage;
     use temporalio_protos::temporal::api::update::v1::{outcome, UpdateRef, WaitPolicy};
     use temporalio_protos::temporal::api::workflowservice::v1::PollWorkflowExecutionUpdateRequest;
-    let s = setup().await;
-    let id = unique("update-id");
-    with_worker(&s.client, worker_options(&s.queue, &s.acts), async {
-        let handle = s.client.start_workflow(Counter::run, 100, start_options(&s.queue, &id)).await.unwrap();
+    let s = setup("update-id").await;
+    s.run(Counter::run, 100, async |handle| {
         let options = || WorkflowExecuteUpdateOptions::builder().update_id("set-once".to_string()).build();
         assert_eq!(handle.execute_update(Counter::set, 7, options()).await.unwrap(), 0);
         // The same update id again: the first outcome, not a second update.
@@ -872,10 +810,7 @@ async fn a_repeated_update_id_is_applied_once_and_can_be_polled() {
         let mut service = s.client.connection().workflow_service();
         let poll = PollWorkflowExecutionUpdateRequest {
             namespace: "default".into(),
-            update_ref: Some(UpdateRef {
-                workflow_execution: Some(WorkflowExecution { workflow_id: id.clone(), run_id: String::new() }),
-                update_id: "set-once".into(),
-            }),
+            update_ref: Some(UpdateRef { workflow_execution: execution(&s.id, ""), update_id: "set-once".into() }),
             wait_policy: Some(WaitPolicy { lifecycle_stage: UpdateWorkflowExecutionLifecycleStage::Completed as i32 }),
             ..Default::default()
         };
@@ -884,58 +819,17 @@ async fn a_repeated_update_id_is_applied_once_and_can_be_polled() {
         assert_eq!(polled.stage, UpdateWorkflowExecutionLifecycleStage::Completed as i32);
         assert!(matches!(polled.outcome.and_then(|o| o.value), Some(outcome::Value::Success(_))));
         let unknown = PollWorkflowExecutionUpdateRequest {
-            update_ref: Some(UpdateRef {
-                workflow_execution: Some(WorkflowExecution { workflow_id: id.clone(), run_id: String::new() }),
-                update_id: "never-sent".into(),
-            }),
+            update_ref: Some(UpdateRef { workflow_execution: execution(&s.id, ""), update_id: "never-sent".into() }),
             ..poll
         };
         let missing = service.poll_workflow_execution_update(tonic::Request::new(unknown)).await;
         assert_eq!(missing.map(|_| ()).unwrap_err().code(), tonic::Code::NotFound);
-        handle.terminate(WorkflowTerminateOptions::builder().reason("done").build()).await.unwrap();
+        terminate(handle, "done").await;
     })
     .await;
-    let types = history_event_types(&s.client, &id).await;
-    let accepted = types.iter().filter(|t| *t == "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED").count();
+    let types = history_event_types(&s.client, &s.id).await;
+    let accepted = count_events(&types, "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED");
     assert_eq!(accepted, 1, "{types:?}");
-}
-
-async fn describe(
-    client: &Client,
-    workflow_id: &str,
-) -> temporalio_protos::temporal::api::workflowservice::v1::DescribeWorkflowExecutionResponse {
-    let mut service = client.connection().workflow_service();
-    let request = DescribeWorkflowExecutionRequest {
-        namespace: "default".into(),
-        execution: Some(WorkflowExecution { workflow_id: workflow_id.into(), run_id: String::new() }),
-    };
-    service.describe_workflow_execution(tonic::Request::new(request)).await.expect("describe").into_inner()
-}
-
-async fn history_of(
-    client: &Client,
-    workflow_id: &str,
-    run_id: &str,
-) -> Vec<temporalio_protos::temporal::api::history::v1::HistoryEvent> {
-    use temporalio_protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryRequest;
-    let mut service = client.connection().workflow_service();
-    let request = GetWorkflowExecutionHistoryRequest {
-        namespace: "default".into(),
-        execution: Some(WorkflowExecution { workflow_id: workflow_id.into(), run_id: run_id.into() }),
-        ..Default::default()
-    };
-    let page =
-        service.get_workflow_execution_history(tonic::Request::new(request)).await.expect("history").into_inner();
-    page.history.unwrap_or_default().events
-}
-
-async fn history_event_types_of(client: &Client, workflow_id: &str, run_id: &str) -> Vec<String> {
-    use temporalio_protos::temporal::api::enums::v1::EventType;
-    let events = history_of(client, workflow_id, run_id).await;
-    events
-        .iter()
-        .map(|e| EventType::try_from(e.event_type).map(|t| t.as_str_name().to_string()).unwrap_or_default())
-        .collect()
 }
 
 /// Runs the timer, signal, child and continue-as-new scenarios against a server; returns each
@@ -943,12 +837,11 @@ async fn history_event_types_of(client: &Client, workflow_id: &str, run_id: &str
 async fn scenario_histories(url: &str) -> Vec<(&'static str, Vec<String>)> {
     let client = client(url).await;
     let queue = unique("differential");
-    let acts = Acts::default();
-    with_worker(&client, worker_options(&queue, &acts), async {
+    let log = CallLog::default();
+    with_worker(&client, worker_options(&queue, &log), async {
         let mut out = Vec::new();
         let id = unique("timers");
-        let handle = client.start_workflow(Timers::run, 50, start_options(&queue, &id)).await.unwrap();
-        handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        run_workflow(&client, Timers::run, 50, &queue, &id).await;
         out.push(("timers", history_event_types(&client, &id).await));
 
         let id = unique("signals");
@@ -956,26 +849,23 @@ async fn scenario_histories(url: &str) -> Vec<(&'static str, Vec<String>)> {
             .signal_with_start_workflow(Counter::run, 3, Counter::add, 3, start_options(&queue, &id))
             .await
             .unwrap();
-        handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        get_result(&handle).await.unwrap();
         out.push(("signal-with-start", history_event_types(&client, &id).await));
 
         let id = unique("parent");
-        let handle = client.start_workflow(Parent::run, "ann".to_string(), start_options(&queue, &id)).await.unwrap();
-        handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        run_workflow(&client, Parent::run, "ann".to_string(), &queue, &id).await;
         out.push(("parent", history_event_types(&client, &id).await));
         out.push(("child", history_event_types(&client, &format!("{id}-child")).await));
 
         let id = unique("supervisor");
-        let handle = client.start_workflow(Supervisor::run, (), start_options(&queue, &id)).await.unwrap();
-        handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        run_workflow(&client, Supervisor::run, (), &queue, &id).await;
         out.push(("child timed out, child cancelled", history_event_types(&client, &id).await));
 
         let id = unique("reset");
-        let handle = client.start_workflow(TwoSteps::run, (), start_options(&queue, &id)).await.unwrap();
-        handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        run_workflow(&client, TwoSteps::run, (), &queue, &id).await;
         let request = temporalio_protos::temporal::api::workflowservice::v1::ResetWorkflowExecutionRequest {
             namespace: "default".into(),
-            workflow_execution: Some(WorkflowExecution { workflow_id: id.clone(), run_id: String::new() }),
+            workflow_execution: execution(&id, ""),
             reason: "again".into(),
             workflow_task_finish_event_id: 4,
             request_id: uuid::Uuid::new_v4().to_string(),
@@ -983,31 +873,24 @@ async fn scenario_histories(url: &str) -> Vec<(&'static str, Vec<String>)> {
         };
         let mut service = client.connection().workflow_service();
         service.reset_workflow_execution(tonic::Request::new(request)).await.unwrap();
-        client
-            .get_workflow_handle::<TwoSteps>(id.clone())
-            .get_result(WorkflowGetResultOptions::default())
-            .await
-            .unwrap();
+        latest_result::<TwoSteps>(&client, &id).await;
         out.push(("reset to the first workflow task", history_event_types(&client, &id).await));
 
         let id = unique("update");
-        let handle = client.start_workflow(Counter::run, 5, start_options(&queue, &id)).await.unwrap();
+        let handle = start(&client, Counter::run, 5, &queue, &id).await;
         // Once the first task is done on both servers, each update gets a task of its own.
-        while !history_event_types(&client, &id).await.contains(&"EVENT_TYPE_WORKFLOW_TASK_COMPLETED".to_string()) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for_event(&client, &id, "EVENT_TYPE_WORKFLOW_TASK_COMPLETED").await;
         handle.execute_update(Counter::set, 2, WorkflowExecuteUpdateOptions::default()).await.unwrap();
         let rejected = handle.execute_update(Counter::set, -2, WorkflowExecuteUpdateOptions::default()).await;
         assert!(rejected.is_err());
         handle.signal(Counter::add, 3, WorkflowSignalOptions::default()).await.unwrap();
-        handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        get_result(&handle).await.unwrap();
         out.push(("update accepted, update rejected, signal", history_event_types(&client, &id).await));
 
         let id = unique("chain");
-        let handle =
-            client.start_workflow(Chain::run, (1, 2, String::new()), start_options(&queue, &id)).await.unwrap();
+        let handle = start(&client, Chain::run, (1, 2, String::new()), &queue, &id).await;
         let first_run = handle.info().run_id.clone().unwrap();
-        handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+        get_result(&handle).await.unwrap();
         out.push(("continue-as-new, first run", history_event_types_of(&client, &id, &first_run).await));
         out.push(("continue-as-new, last run", history_event_types(&client, &id).await));
         out
@@ -1017,10 +900,7 @@ async fn scenario_histories(url: &str) -> Vec<(&'static str, Vec<String>)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn timer_signal_child_and_continue_as_new_histories_match_the_real_temporal_server() {
-    let Some(reference) = reference_server() else { return };
-    let server = TestServer::start(":memory:").await;
-    let ours = scenario_histories(&server.url()).await;
-    let theirs = scenario_histories(&reference).await;
+    let Some((ours, theirs)) = on_tempora_and_reference(scenario_histories).await else { return };
     for ((name, ours), (_, theirs)) in ours.iter().zip(theirs.iter()) {
         assert_eq!(ours, theirs, "{name}: tempora vs Temporal");
         eprintln!("{name}: {} events, identical types on both servers", ours.len());

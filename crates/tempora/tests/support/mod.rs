@@ -1,10 +1,37 @@
-//! Shared test harness: an official-SDK client and worker against an in-process tempora.
+//! Shared test harness: an official-SDK client and worker against an in-process tempora (here:
+//! clients, servers in memory or on a file kept across restarts, workers, unique names, the
+//! reference server), and what the suites share beyond that, re-exported here:
+//! - [`run`]: starting workflows and waiting for their results through the SDK client;
+//! - [`history`]: raw WorkflowService reads (histories, event types, describe);
+//! - [`wait`]: polling until something is reached;
+//! - [`activities`]: the activity call log and the activities and saga several suites run.
+//!
+//! `examples/tests/examples.rs` uses it too (by `#[path]`), so it needs nothing beyond the
+//! dependencies both crates have.
 #![allow(dead_code)]
+
+pub mod activities;
+pub mod history;
+pub mod run;
+pub mod wait;
+
+#[allow(unused_imports)]
+pub use activities::{transfer, CallLog, Common};
+#[allow(unused_imports)]
+pub use history::{
+    assert_events_include, count_events, describe, event_types, execution, history, history_event_types,
+    history_event_types_of, wait_for_event,
+};
+#[allow(unused_imports)]
+pub use run::{get_result, latest_result, run_on_fresh_server, run_workflow, start, start_options, terminate};
+#[allow(unused_imports)]
+pub use wait::{poll, wait_until};
 
 use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
+use tempora::testing::TestServer;
 use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
@@ -21,6 +48,50 @@ pub async fn client_in(url: &str, namespace: &str) -> Client {
     Client::new(connection, ClientOptions::new(namespace).build()).expect("client")
 }
 
+/// An in-process server on `db` (a SQLite path or `:memory:`) and a client of it.
+pub async fn start_server(db: &str) -> (TestServer, Client) {
+    let server = TestServer::start(db).await;
+    let client = client(&server.url()).await;
+    (server, client)
+}
+
+/// A database file in a fresh temporary directory, for tests that restart a server on it; the
+/// directory (and the file) go when the returned `TempDir` is dropped.
+pub fn temp_db() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let db = dir.path().join("tempora.db").to_str().expect("utf-8 path").to_string();
+    (dir, db)
+}
+
+/// A test that restarts tempora on one database file: the file (in a temporary directory that
+/// goes with this), the test's task queue and its workflow id.
+pub struct OnDisk {
+    _dir: tempfile::TempDir,
+    pub db: String,
+    pub queue: String,
+    pub workflow_id: String,
+}
+
+impl OnDisk {
+    /// A fresh file; the workflow id is named after `id_prefix`.
+    pub fn new(id_prefix: &str) -> OnDisk {
+        let (dir, db) = temp_db();
+        OnDisk { _dir: dir, db, queue: unique("q"), workflow_id: unique(id_prefix) }
+    }
+
+    /// A fresh file with a server started on it, and a client of that server.
+    pub async fn start(id_prefix: &str) -> (OnDisk, TestServer, Client) {
+        let disk = OnDisk::new(id_prefix);
+        let (server, client) = disk.serve().await;
+        (disk, server, client)
+    }
+
+    /// A server on the file (the previous one stopped), and a client of it.
+    pub async fn serve(&self) -> (TestServer, Client) {
+        start_server(&self.db).await
+    }
+}
+
 /// Runs `body` while a worker built from `options` polls; stops the worker when `body` ends.
 /// The worker future is not `Send`, so both run in this task.
 pub async fn with_worker<T>(client: &Client, options: WorkerOptions, body: impl Future<Output = T>) -> T {
@@ -35,6 +106,30 @@ pub async fn with_worker<T>(client: &Client, options: WorkerOptions, body: impl 
     let (out, run) = tokio::join!(body, worker.run());
     run.expect("worker ran cleanly");
     out
+}
+
+/// Worker options for a task queue with activity implementers and workflow types registered:
+/// `worker!(queue, activities: [Acts(log.clone())], workflows: [Hello, Pipeline])`.
+#[allow(unused_macros)]
+macro_rules! worker {
+    ($queue:expr, activities: [$($activities:expr),* $(,)?], workflows: [$($workflow:ty),* $(,)?] $(,)?) => {{
+        let options = temporalio_sdk::WorkerOptions::new($queue);
+        $(let options = options.register_activities($activities);)*
+        $(let options = options.register_workflow::<$workflow>().expect("register the workflow");)*
+        options.build()
+    }};
+}
+#[allow(unused_imports)]
+pub(crate) use worker;
+
+/// True, after printing `notice`, when the tests run on PostgreSQL: for SQLite-only tests to
+/// return early.
+pub fn skip_on_postgres(notice: &str) -> bool {
+    let skip = tempora::testing::is_postgres();
+    if skip {
+        eprintln!("notice: {notice}");
+    }
+    skip
 }
 
 /// A unique name for queues and workflow ids.
@@ -56,29 +151,13 @@ pub fn reference_server() -> Option<String> {
     Some(format!("http://{addr}"))
 }
 
-/// The event types of a workflow's history, by name.
-pub async fn history_event_types(client: &Client, workflow_id: &str) -> Vec<String> {
-    use temporalio_protos::temporal::api::common::v1::WorkflowExecution;
-    use temporalio_protos::temporal::api::enums::v1::EventType;
-    use temporalio_protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryRequest;
-    let mut service = client.connection().workflow_service();
-    let mut types = Vec::new();
-    let mut token = Vec::new();
-    loop {
-        let request = GetWorkflowExecutionHistoryRequest {
-            namespace: "default".into(),
-            execution: Some(WorkflowExecution { workflow_id: workflow_id.into(), run_id: String::new() }),
-            next_page_token: token,
-            ..Default::default()
-        };
-        let page =
-            service.get_workflow_execution_history(tonic::Request::new(request)).await.expect("history").into_inner();
-        for event in page.history.unwrap_or_default().events {
-            types.push(EventType::try_from(event.event_type).map(|t| t.as_str_name().to_string()).unwrap_or_default());
-        }
-        if page.next_page_token.is_empty() {
-            return types;
-        }
-        token = page.next_page_token;
-    }
+/// Runs `scenario` against an in-process tempora, then against the real Temporal server (see
+/// [`reference_server`]); returns (tempora's, Temporal's) outcome, or `None` without a reference.
+pub async fn on_tempora_and_reference<T>(scenario: impl AsyncFn(&str) -> T) -> Option<(T, T)> {
+    let reference = reference_server()?;
+    let server = TestServer::start(":memory:").await;
+    let ours = scenario(&server.url()).await;
+    let theirs = scenario(&reference).await;
+    server.stop().await;
+    Some((ours, theirs))
 }
