@@ -19,9 +19,6 @@ use crate::clock::{proto, Millis};
 use crate::error::{Error, Result};
 use temporalio_protos::temporal::api::history::v1::history_event::Attributes;
 
-/// Temporal's default limit on pending activities per workflow.
-pub const PENDING_ACTIVITIES_MAX: usize = 2000;
-
 /// Temporal's defaults for an activity retry policy field left unset.
 const DEFAULT_INITIAL_INTERVAL_MS: Millis = 1000;
 const DEFAULT_BACKOFF_COEFFICIENT: f64 = 2.0;

@@ -16,8 +16,6 @@ use super::workflow::{normal_queue, StartWorkflow};
 use super::{ClosingChild, Effect, Tx, LINK_STARTED};
 use crate::clock::proto;
 
-/// Temporal's per-run limit on pending children.
-pub const PENDING_CHILDREN_MAX: usize = 2000;
 const CHILD_TASK_TIMEOUT_DEFAULT_MS: i64 = 10_000;
 
 impl Tx<'_> {

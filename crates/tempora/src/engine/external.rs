@@ -13,10 +13,6 @@ use super::state::{Encoded, ExternalRequest, ExternalSignal};
 use super::{Effect, Tx};
 use crate::error::{Error, Result};
 
-/// Temporal's per-run limits on pending outgoing signals and cancel requests.
-pub const PENDING_SIGNALS_MAX: usize = 2000;
-pub const PENDING_CANCELS_MAX: usize = 2000;
-
 /// A signal for this run.
 #[derive(Clone, Debug, Default)]
 pub struct Signal {

@@ -47,6 +47,11 @@ pub struct Limits {
     pub history_size_bytes_suggest_continue_as_new: i64,
     /// A payload a command carries may be at most this big; a bigger one terminates the run.
     pub blob_bytes_max: usize,
+    /// Pending work one run may have at once; a command past a limit fails its workflow task.
+    pub pending_activities_max: usize,
+    pub pending_children_max: usize,
+    pub pending_signals_max: usize,
+    pub pending_cancels_max: usize,
 }
 
 impl Default for Limits {
@@ -57,6 +62,10 @@ impl Default for Limits {
             history_count_suggest_continue_as_new: 4_096,
             history_size_bytes_suggest_continue_as_new: 4 * 1024 * 1024,
             blob_bytes_max: 2 * 1024 * 1024,
+            pending_activities_max: 2_000,
+            pending_children_max: 2_000,
+            pending_signals_max: 2_000,
+            pending_cancels_max: 2_000,
         }
     }
 }

@@ -16,7 +16,7 @@ use temporalio_protos::temporal::api::common::v1::{Memo, SearchAttributes};
 use super::state::{Encoded, Sticky, UserTimer, WorkflowTask};
 use super::updates::Messages;
 use super::workflow::{normal_queue, Closing};
-use super::{activity, children, external, Effect, Timer, Tx};
+use super::{Effect, Timer, Tx};
 use crate::clock::proto;
 use crate::error::{Error, Result};
 
@@ -341,7 +341,7 @@ impl Tx<'_> {
         match attributes {
             C::ScheduleActivityTaskCommandAttributes(a) => {
                 let pending = self.state.activities.len();
-                if pending >= activity::PENDING_ACTIVITIES_MAX {
+                if pending >= self.limits.pending_activities_max {
                     return bad(
                         WorkflowTaskFailedCause::PendingActivitiesLimitExceeded,
                         "PendingActivitiesLimitExceeded: the number of pending activities, 2000, has reached the per-workflow limit",
@@ -468,7 +468,7 @@ impl Tx<'_> {
                 Ok(false)
             }
             C::StartChildWorkflowExecutionCommandAttributes(a) => {
-                if self.state.children.len() >= children::PENDING_CHILDREN_MAX {
+                if self.state.children.len() >= self.limits.pending_children_max {
                     return bad(
                         WorkflowTaskFailedCause::PendingChildWorkflowsLimitExceeded,
                         "PendingChildWorkflowsLimitExceeded: the number of pending child workflow executions, 2000, has reached the per-workflow limit",
@@ -479,7 +479,7 @@ impl Tx<'_> {
                 Ok(false)
             }
             C::SignalExternalWorkflowExecutionCommandAttributes(a) => {
-                if self.pending_external(true) >= external::PENDING_SIGNALS_MAX {
+                if self.pending_external(true) >= self.limits.pending_signals_max {
                     return bad(
                         WorkflowTaskFailedCause::PendingSignalsLimitExceeded,
                         "PendingSignalsLimitExceeded: the number of pending signals to external workflows, 2000, has reached the per-workflow limit",
@@ -490,7 +490,7 @@ impl Tx<'_> {
                 Ok(false)
             }
             C::RequestCancelExternalWorkflowExecutionCommandAttributes(a) => {
-                if self.pending_external(false) >= external::PENDING_CANCELS_MAX {
+                if self.pending_external(false) >= self.limits.pending_cancels_max {
                     return bad(
                         WorkflowTaskFailedCause::PendingRequestCancelLimitExceeded,
                         "PendingRequestCancelLimitExceeded: the number of pending requests to cancel external workflows, 2000, has reached the per-workflow limit",
