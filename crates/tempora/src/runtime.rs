@@ -43,6 +43,17 @@ impl Runtime {
         self.tasks.spawn(future)
     }
 
+    /// Runs `future` to completion in a tracked task and returns its result: a caller that
+    /// goes away (tonic drops a handler's future when its client leaves) cannot cut it in half.
+    pub(crate) async fn complete<T, F>(&self, what: &str, future: F) -> crate::error::Result<T>
+    where
+        F: Future<Output = crate::error::Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let task = self.spawn(future);
+        task.await.map_err(|e| crate::error::Error::Internal(format!("{what} task failed: {e}")))?
+    }
+
     /// Runs `attempt` until it is done or the server shuts down, waiting between tries with an
     /// exponential backoff.
     pub(crate) fn retry<F, Fut>(&self, mut attempt: F)

@@ -63,6 +63,42 @@ pub fn retry_policy(p: Option<&common::RetryPolicy>) -> std::result::Result<Retr
     })
 }
 
+impl Activity {
+    /// The pending activity an `ActivityTaskScheduled` event stands for, at its first attempt
+    /// (scheduling it, and replaying its history, both build it here).
+    pub(crate) fn scheduled(
+        scheduled_event_id: i64,
+        a: &history::ActivityTaskScheduledEventAttributes,
+        at_ms: Millis,
+    ) -> Activity {
+        let ms = |d: &Option<prost_types::Duration>| proto::duration_ms(d.as_ref());
+        Activity {
+            scheduled_event_id,
+            activity_id: a.activity_id.clone(),
+            activity_type: a.activity_type.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
+            task_queue: a.task_queue.as_ref().map(|q| q.name.clone()).unwrap_or_default(),
+            scheduled_time_ms: at_ms,
+            attempt: 1,
+            attempt_scheduled_time_ms: at_ms,
+            started_time_ms: 0,
+            started_identity: String::new(),
+            started_request_id: String::new(),
+            schedule_to_start_ms: ms(&a.schedule_to_start_timeout),
+            start_to_close_ms: ms(&a.start_to_close_timeout),
+            schedule_to_close_ms: ms(&a.schedule_to_close_timeout),
+            heartbeat_ms: ms(&a.heartbeat_timeout),
+            // Written by `schedule_activity` from a checked policy, so it is valid.
+            retry: retry_policy(a.retry_policy.as_ref()).unwrap_or_default(),
+            last_heartbeat_ms: 0,
+            heartbeat_details: None,
+            last_failure: None,
+            cancel_requested: false,
+            cancel_requested_event_id: 0,
+            backoff_until_ms: 0,
+        }
+    }
+}
+
 /// Temporal's timeout normalisation for a scheduled activity.
 /// Returns (schedule_to_close, schedule_to_start, start_to_close, heartbeat).
 fn normalize_timeouts(
@@ -174,7 +210,7 @@ impl Tx<'_> {
             .unwrap_or_else(|| self.state.task_queue.clone());
         let (s2c, s2s, stc, hb) = normalize_timeouts(a, self.state.run_timeout_ms).map_err(|m| bad(&m))?;
         let retry = retry_policy(a.retry_policy.as_ref()).map_err(|m| bad(&m))?;
-        let scheduled_event_id = self.append(history::ActivityTaskScheduledEventAttributes {
+        let scheduled = history::ActivityTaskScheduledEventAttributes {
             activity_id: a.activity_id.clone(),
             activity_type: a.activity_type.clone(),
             task_queue: Some(super::workflow::normal_queue(&task_queue)),
@@ -188,30 +224,9 @@ impl Tx<'_> {
             retry_policy: Some(retry.to_proto()),
             use_workflow_build_id: a.use_workflow_build_id,
             priority: a.priority.clone(),
-        });
-        let activity = Activity {
-            scheduled_event_id,
-            activity_id: a.activity_id.clone(),
-            activity_type,
-            task_queue,
-            scheduled_time_ms: self.now,
-            attempt: 1,
-            attempt_scheduled_time_ms: self.now,
-            started_time_ms: 0,
-            started_identity: String::new(),
-            started_request_id: String::new(),
-            schedule_to_start_ms: s2s,
-            start_to_close_ms: stc,
-            schedule_to_close_ms: s2c,
-            heartbeat_ms: hb,
-            retry,
-            last_heartbeat_ms: 0,
-            heartbeat_details: None,
-            last_failure: None,
-            cancel_requested: false,
-            cancel_requested_event_id: 0,
-            backoff_until_ms: 0,
         };
+        let scheduled_event_id = self.append(scheduled.clone());
+        let activity = Activity::scheduled(scheduled_event_id, &scheduled, self.now);
         self.effects.extend(attempt_effects(&activity));
         self.state.activities.insert(scheduled_event_id, activity);
         Ok(())

@@ -42,7 +42,7 @@ impl Tx<'_> {
         if proto::duration_ms(a.workflow_task_timeout.as_ref()) <= 0 {
             a.workflow_task_timeout = Some(proto::duration(CHILD_TASK_TIMEOUT_DEFAULT_MS));
         }
-        let initiated_event_id = self.append(history::StartChildWorkflowExecutionInitiatedEventAttributes {
+        let initiated = history::StartChildWorkflowExecutionInitiatedEventAttributes {
             namespace: a.namespace.clone(),
             workflow_id: a.workflow_id.clone(),
             workflow_type: a.workflow_type.clone(),
@@ -62,19 +62,9 @@ impl Tx<'_> {
             search_attributes: a.search_attributes.clone(),
             priority: a.priority.clone(),
             ..Default::default()
-        });
-        self.state.children.insert(
-            initiated_event_id,
-            Child {
-                initiated_event_id,
-                workflow_id: a.workflow_id.clone(),
-                workflow_type,
-                run_id: String::new(),
-                started_event_id: 0,
-                parent_close_policy: a.parent_close_policy,
-                command: Encoded::of(&a),
-            },
-        );
+        };
+        let initiated_event_id = self.append(initiated.clone());
+        self.state.children.insert(initiated_event_id, Child::initiated(initiated_event_id, &initiated));
         self.effects.push(Effect::StartChild { initiated_event_id });
         Ok(())
     }
@@ -267,6 +257,46 @@ fn closed_event(
     };
     debug_assert!(close_event.event_type != EventType::WorkflowExecutionContinuedAsNew as i32);
     Some(event)
+}
+
+impl Child {
+    /// The pending child a `StartChildWorkflowExecutionInitiated` event stands for (starting
+    /// it, and replaying its history, both build it here). The command to (re)try its start
+    /// is made from the event, which carries every field the start uses.
+    pub(crate) fn initiated(
+        initiated_event_id: i64,
+        a: &history::StartChildWorkflowExecutionInitiatedEventAttributes,
+    ) -> Child {
+        let command = StartChildWorkflowExecutionCommandAttributes {
+            namespace: a.namespace.clone(),
+            workflow_id: a.workflow_id.clone(),
+            workflow_type: a.workflow_type.clone(),
+            task_queue: a.task_queue.clone(),
+            input: a.input.clone(),
+            workflow_execution_timeout: a.workflow_execution_timeout,
+            workflow_run_timeout: a.workflow_run_timeout,
+            workflow_task_timeout: a.workflow_task_timeout,
+            parent_close_policy: a.parent_close_policy,
+            control: a.control.clone(),
+            workflow_id_reuse_policy: a.workflow_id_reuse_policy,
+            retry_policy: a.retry_policy.clone(),
+            cron_schedule: a.cron_schedule.clone(),
+            header: a.header.clone(),
+            memo: a.memo.clone(),
+            search_attributes: a.search_attributes.clone(),
+            priority: a.priority.clone(),
+            ..Default::default()
+        };
+        Child {
+            initiated_event_id,
+            workflow_id: a.workflow_id.clone(),
+            workflow_type: a.workflow_type.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
+            run_id: String::new(),
+            started_event_id: 0,
+            parent_close_policy: a.parent_close_policy,
+            command: Encoded::of(&command),
+        }
+    }
 }
 
 /// The start request for a child, from its parent's record of it. The request id is derived

@@ -4,7 +4,6 @@
 //! and this one (state folded from events) cannot drift apart unnoticed.
 
 use prost::Message;
-use temporalio_protos::temporal::api::command::v1::StartChildWorkflowExecutionCommandAttributes;
 use temporalio_protos::temporal::api::common::v1::{Memo, SearchAttributes};
 use temporalio_protos::temporal::api::history::v1::{history_event::Attributes, HistoryEvent};
 
@@ -90,34 +89,7 @@ fn apply(state: &mut MutableState, event: &HistoryEvent) {
             state.workflow_task = None;
         }
         A::ActivityTaskScheduledEventAttributes(a) => {
-            let ms = |d: &Option<prost_types::Duration>| proto::duration_ms(d.as_ref());
-            let retry = super::activity::retry_policy(a.retry_policy.as_ref()).unwrap_or_default();
-            state.activities.insert(
-                id,
-                Activity {
-                    scheduled_event_id: id,
-                    activity_id: a.activity_id.clone(),
-                    activity_type: a.activity_type.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
-                    task_queue: a.task_queue.as_ref().map(|q| q.name.clone()).unwrap_or_default(),
-                    scheduled_time_ms: at,
-                    attempt: 1,
-                    attempt_scheduled_time_ms: at,
-                    started_time_ms: 0,
-                    started_identity: String::new(),
-                    started_request_id: String::new(),
-                    schedule_to_start_ms: ms(&a.schedule_to_start_timeout),
-                    start_to_close_ms: ms(&a.start_to_close_timeout),
-                    schedule_to_close_ms: ms(&a.schedule_to_close_timeout),
-                    heartbeat_ms: ms(&a.heartbeat_timeout),
-                    retry,
-                    last_heartbeat_ms: 0,
-                    heartbeat_details: None,
-                    last_failure: None,
-                    cancel_requested: false,
-                    cancel_requested_event_id: 0,
-                    backoff_until_ms: 0,
-                },
-            );
+            state.activities.insert(id, Activity::scheduled(id, a, at));
         }
         A::ActivityTaskCancelRequestedEventAttributes(a) => {
             if let Some(activity) = state.activities.get_mut(&a.scheduled_event_id) {
@@ -163,37 +135,7 @@ fn apply(state: &mut MutableState, event: &HistoryEvent) {
             state.memo = Some(Encoded::of(&current));
         }
         A::StartChildWorkflowExecutionInitiatedEventAttributes(a) => {
-            let command = StartChildWorkflowExecutionCommandAttributes {
-                namespace: a.namespace.clone(),
-                workflow_id: a.workflow_id.clone(),
-                workflow_type: a.workflow_type.clone(),
-                task_queue: a.task_queue.clone(),
-                input: a.input.clone(),
-                workflow_execution_timeout: a.workflow_execution_timeout,
-                workflow_run_timeout: a.workflow_run_timeout,
-                workflow_task_timeout: a.workflow_task_timeout,
-                parent_close_policy: a.parent_close_policy,
-                control: a.control.clone(),
-                workflow_id_reuse_policy: a.workflow_id_reuse_policy,
-                retry_policy: a.retry_policy.clone(),
-                cron_schedule: a.cron_schedule.clone(),
-                header: a.header.clone(),
-                memo: a.memo.clone(),
-                search_attributes: a.search_attributes.clone(),
-                ..Default::default()
-            };
-            state.children.insert(
-                id,
-                Child {
-                    initiated_event_id: id,
-                    workflow_id: a.workflow_id.clone(),
-                    workflow_type: a.workflow_type.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
-                    run_id: String::new(),
-                    started_event_id: 0,
-                    parent_close_policy: a.parent_close_policy,
-                    command: Encoded::of(&command),
-                },
-            );
+            state.children.insert(id, Child::initiated(id, a));
         }
         A::ChildWorkflowExecutionStartedEventAttributes(a) => {
             if let Some(child) = state.children.get_mut(&a.initiated_event_id) {

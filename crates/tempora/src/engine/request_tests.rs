@@ -14,7 +14,7 @@ use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
 
 use super::external::{CancelRequest, Signal};
 use super::request::{apply, ActivityAction, ActivityRef, Applied, Context, Reply, Request};
-use super::state::{MutableState, ParentInfo, RunKey};
+use super::state::{MutableState, ParentInfo};
 use super::workflow::{start, StartWorkflow};
 use super::workflow_task::CompleteWorkflowTask;
 use super::{replay, ActivityTimeoutKind, Limits, Timer};
@@ -29,15 +29,7 @@ struct Run {
 
 impl Run {
     fn new(parent: Option<ParentInfo>) -> Run {
-        let req = StartWorkflow {
-            key: RunKey { namespace: "default".into(), workflow_id: "wf".into(), run_id: "run".into() },
-            workflow_type: "Wf".into(),
-            task_queue: "tq".into(),
-            task_timeout_ms: 10_000,
-            request_id: "req".into(),
-            parent,
-            ..Default::default()
-        };
+        let req = StartWorkflow { parent, ..super::tests::start_request() };
         let (state, history, _) = start(req, 1_000);
         Run { state, history, now: 1_000 }
     }
@@ -170,8 +162,25 @@ fn types(applied: &Applied) -> Vec<E> {
     applied.events.iter().map(|e| E::try_from(e.event_type).unwrap()).collect()
 }
 
-fn events(expected: &'static [E]) -> impl Fn(&Result<Applied, Error>) -> bool {
-    move |r| r.as_ref().is_ok_and(|a| a.changed && types(a) == expected)
+/// What a case expects of applying its request.
+type Check = Box<dyn Fn(&Result<Applied, Error>) -> bool>;
+
+/// Applied, and satisfying `f`.
+fn applied(f: impl Fn(&Applied) -> bool + 'static) -> Check {
+    Box::new(move |r| r.as_ref().is_ok_and(&f))
+}
+
+/// Applied, changing the run by appending exactly these events.
+fn events(expected: &'static [E]) -> Check {
+    applied(move |a| a.changed && types(a) == expected)
+}
+
+fn unchanged() -> Check {
+    applied(|a| !a.changed)
+}
+
+fn not_found() -> Check {
+    Box::new(|r| matches!(r, Err(Error::NotFound(_))))
 }
 
 #[test]
@@ -223,53 +232,36 @@ fn every_request_type() {
     let complete = || ActivityAction::Complete { result: None, identity: "w".into() };
     let failure = Box::new(Failure { message: "boom".into(), ..Default::default() });
 
-    let cases: Vec<(&str, Setup, Request, Box<dyn Fn(&Result<Applied, Error>) -> bool>)> = vec![
-        ("signal", fresh, signal(), Box::new(events(&[E::WorkflowExecutionSignaled]))),
-        (
-            "signal a closed run",
-            closed,
-            signal(),
-            Box::new(|r: &Result<Applied, Error>| matches!(r, Err(Error::NotFound(_)))),
-        ),
+    let cases: Vec<(&str, Setup, Request, Check)> = vec![
+        ("signal", fresh, signal(), events(&[E::WorkflowExecutionSignaled])),
+        ("signal a closed run", closed, signal(), not_found()),
         (
             "cancel",
             fresh,
             Request::RequestCancel(CancelRequest::default()),
-            Box::new(events(&[E::WorkflowExecutionCancelRequested])),
+            events(&[E::WorkflowExecutionCancelRequested]),
         ),
         (
             "terminate",
             fresh,
             Request::Terminate { reason: "r".into(), details: None, identity: "i".into() },
-            Box::new(events(&[E::WorkflowExecutionTerminated])),
+            events(&[E::WorkflowExecutionTerminated]),
         ),
         (
             "terminate a closed run",
             closed,
             Request::Terminate { reason: "r".into(), details: None, identity: "i".into() },
-            Box::new(|r: &Result<Applied, Error>| matches!(r, Err(Error::NotFound(_)))),
+            not_found(),
         ),
-        (
-            "reset sticky",
-            sticky,
-            Request::ResetStickyTaskQueue,
-            Box::new(|r: &Result<Applied, Error>| r.as_ref().is_ok_and(|a| a.changed && a.events.is_empty())),
-        ),
-        (
-            "reset sticky, none",
-            fresh,
-            Request::ResetStickyTaskQueue,
-            Box::new(|r: &Result<Applied, Error>| r.as_ref().is_ok_and(|a| !a.changed)),
-        ),
+        ("reset sticky", sticky, Request::ResetStickyTaskQueue, applied(|a| a.changed && a.events.is_empty())),
+        ("reset sticky, none", fresh, Request::ResetStickyTaskQueue, unchanged()),
         (
             "start a workflow task",
             fresh,
             start_wft(),
-            Box::new(|r: &Result<Applied, Error>| {
-                r.as_ref().is_ok_and(|a| {
-                    types(a) == [E::WorkflowTaskStarted]
-                        && matches!(&a.reply, Reply::WorkflowTaskStarted(s) if s.history.len() == 3 && s.run.workflow_type == "Wf")
-                })
+            applied(|a| {
+                types(a) == [E::WorkflowTaskStarted]
+                    && matches!(&a.reply, Reply::WorkflowTaskStarted(s) if s.history.len() == 3 && s.run.workflow_type == "Wf")
             }),
         ),
         (
@@ -286,7 +278,7 @@ fn every_request_type() {
                 failure: None,
                 identity: "w".into(),
             },
-            Box::new(events(&[E::WorkflowTaskFailed])),
+            events(&[E::WorkflowTaskFailed]),
         ),
         (
             "start an activity",
@@ -301,11 +293,8 @@ fn every_request_type() {
                 identity: "w".into(),
                 request_id: "r".into(),
             },
-            Box::new(|r: &Result<Applied, Error>| {
-                r.as_ref().is_ok_and(|a| {
-                    a.events.is_empty()
-                        && matches!(&a.reply, Reply::ActivityStarted(s) if s.scheduled.activity_id == "a1")
-                })
+            applied(|a| {
+                a.events.is_empty() && matches!(&a.reply, Reply::ActivityStarted(s) if s.scheduled.activity_id == "a1")
             }),
         ),
         (
@@ -317,34 +306,34 @@ fn every_request_type() {
                 identity: "w".into(),
                 request_id: "r".into(),
             },
-            Box::new(|r: &Result<Applied, Error>| r.as_ref().is_ok_and(|a| !a.changed)),
+            unchanged(),
         ),
         (
             "complete an activity by token",
             with_started_activity,
             activity_done(complete(), by_token(1)),
-            Box::new(events(&[E::ActivityTaskStarted, E::ActivityTaskCompleted, E::WorkflowTaskScheduled])),
+            events(&[E::ActivityTaskStarted, E::ActivityTaskCompleted, E::WorkflowTaskScheduled]),
         ),
         (
             "complete an activity by id",
             with_started_activity,
             activity_done(complete(), ActivityRef::ById("a1".into())),
-            Box::new(events(&[E::ActivityTaskStarted, E::ActivityTaskCompleted, E::WorkflowTaskScheduled])),
+            events(&[E::ActivityTaskStarted, E::ActivityTaskCompleted, E::WorkflowTaskScheduled]),
         ),
         (
             "complete an activity with a stale token",
             with_started_activity,
             activity_done(complete(), by_token(2)),
-            Box::new(|r: &Result<Applied, Error>| matches!(r, Err(Error::NotFound(_)))),
+            not_found(),
         ),
         (
-            "fail an activity (no retries left by default? it retries: no events)",
+            "fail an activity: it will be retried, and writes nothing yet",
             with_started_activity,
             activity_done(
                 ActivityAction::Fail { failure: failure.clone(), last_heartbeat_details: None, identity: "w".into() },
                 by_token(1),
             ),
-            Box::new(|r: &Result<Applied, Error>| r.as_ref().is_ok_and(|a| a.changed && a.events.is_empty())),
+            applied(|a| a.changed && a.events.is_empty()),
         ),
         (
             "cancel an activity",
@@ -353,15 +342,13 @@ fn every_request_type() {
                 ActivityAction::Cancel { details: None, identity: "w".into() },
                 ActivityRef::ById("a1".into()),
             ),
-            Box::new(events(&[E::ActivityTaskStarted, E::ActivityTaskCanceled, E::WorkflowTaskScheduled])),
+            events(&[E::ActivityTaskStarted, E::ActivityTaskCanceled, E::WorkflowTaskScheduled]),
         ),
         (
             "heartbeat",
             with_started_activity,
             activity_done(ActivityAction::Heartbeat { details: None }, by_token(1)),
-            Box::new(|r: &Result<Applied, Error>| {
-                r.as_ref().is_ok_and(|a| matches!(a.reply, Reply::Heartbeat { cancel_requested: false }))
-            }),
+            applied(|a| matches!(a.reply, Reply::Heartbeat { cancel_requested: false })),
         ),
         (
             "an activity's start-to-close timeout",
@@ -375,19 +362,19 @@ fn every_request_type() {
                 attempt: 1,
                 kind: ActivityTimeoutKind::StartToClose,
             }),
-            Box::new(|r: &Result<Applied, Error>| r.as_ref().is_ok_and(|a| a.changed)),
+            applied(|a| a.changed),
         ),
         (
             "a user timer fires",
             with_timer,
             Request::FireTimer(Timer::UserTimer { timer_id: "t1".into(), started_event_id: 5 }),
-            Box::new(events(&[E::TimerFired, E::WorkflowTaskScheduled])),
+            events(&[E::TimerFired, E::WorkflowTaskScheduled]),
         ),
         (
             "a stale timer",
             fresh,
             Request::FireTimer(Timer::UserTimer { timer_id: "t1".into(), started_event_id: 5 }),
-            Box::new(|r: &Result<Applied, Error>| r.as_ref().is_ok_and(|a| !a.changed)),
+            unchanged(),
         ),
         (
             "deliver updates: a speculative task",
@@ -397,13 +384,13 @@ fn every_request_type() {
                 run
             },
             Request::DeliverUpdates,
-            Box::new(|r: &Result<Applied, Error>| r.as_ref().is_ok_and(|a| a.changed && a.events.is_empty())),
+            applied(|a| a.changed && a.events.is_empty()),
         ),
         (
             "a child started",
             with_child,
             Request::ChildStarted { initiated_event_id: 5, run_id: "child-run".into() },
-            Box::new(events(&[E::ChildWorkflowExecutionStarted, E::WorkflowTaskScheduled])),
+            events(&[E::ChildWorkflowExecutionStarted, E::WorkflowTaskScheduled]),
         ),
         (
             "a child could not start",
@@ -412,7 +399,7 @@ fn every_request_type() {
                 initiated_event_id: 5,
                 cause: StartChildWorkflowExecutionFailedCause::WorkflowAlreadyExists,
             },
-            Box::new(events(&[E::StartChildWorkflowExecutionFailed, E::WorkflowTaskScheduled])),
+            events(&[E::StartChildWorkflowExecutionFailed, E::WorkflowTaskScheduled]),
         ),
         (
             "a child closed",
@@ -422,13 +409,13 @@ fn every_request_type() {
                 child_run_id: "child-run".into(),
                 close_event: close_event(),
             },
-            Box::new(events(&[E::ChildWorkflowExecutionTerminated])),
+            events(&[E::ChildWorkflowExecutionTerminated]),
         ),
         (
             "a signal to another run was delivered",
             with_signal_out,
             Request::ExternalDelivered { initiated_event_id: 5, found: true },
-            Box::new(events(&[E::ExternalWorkflowExecutionSignaled, E::WorkflowTaskScheduled])),
+            events(&[E::ExternalWorkflowExecutionSignaled, E::WorkflowTaskScheduled]),
         ),
         (
             "a signal from another run",
@@ -451,19 +438,19 @@ fn every_request_type() {
                     reason: String::new(),
                 }),
             },
-            Box::new(events(&[E::WorkflowExecutionSignaled])),
+            events(&[E::WorkflowExecutionSignaled]),
         ),
         (
             "the parent closed: terminate",
             child_of_parent,
             Request::ParentClosed { parent_run_id: "parent-run".into(), policy: ParentClosePolicy::Terminate },
-            Box::new(events(&[E::WorkflowExecutionTerminated])),
+            events(&[E::WorkflowExecutionTerminated]),
         ),
         (
             "a close policy from another parent",
             child_of_parent,
             Request::ParentClosed { parent_run_id: "someone-else".into(), policy: ParentClosePolicy::Terminate },
-            Box::new(|r: &Result<Applied, Error>| r.as_ref().is_ok_and(|a| !a.changed)),
+            unchanged(),
         ),
     ];
     for (name, setup, request, check) in cases {

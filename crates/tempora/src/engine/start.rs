@@ -147,7 +147,8 @@ mod tests {
     fn every_policy_against_every_kind_of_current_run() {
         use StartDecision as D;
         // (current status or none, reuse, conflict, with signal, expected)
-        let cases: &[(Option<S>, R, C, bool, fn(&D) -> bool)] = &[
+        type Case = (Option<S>, R, C, bool, fn(&D) -> bool);
+        let cases: &[Case] = &[
             (None, R::RejectDuplicate, C::Fail, false, |d| *d == D::Start),
             (Some(S::Running), R::AllowDuplicate, C::Fail, false, refused),
             (Some(S::Running), R::AllowDuplicate, C::UseExisting, false, |d| *d == D::Existing { started: false }),

@@ -22,17 +22,21 @@ struct Run {
     now: i64,
 }
 
+/// The start of every engine test's run: workflow "wf", run "run", queue "tq".
+pub(super) fn start_request() -> StartWorkflow {
+    StartWorkflow {
+        key: RunKey { namespace: "default".into(), workflow_id: "wf".into(), run_id: "run".into() },
+        workflow_type: "Wf".into(),
+        task_queue: "tq".into(),
+        task_timeout_ms: 10_000,
+        request_id: "req".into(),
+        ..Default::default()
+    }
+}
+
 impl Run {
     fn new() -> Run {
-        let req = StartWorkflow {
-            key: RunKey { namespace: "default".into(), workflow_id: "wf".into(), run_id: "run".into() },
-            workflow_type: "Wf".into(),
-            task_queue: "tq".into(),
-            task_timeout_ms: 10_000,
-            request_id: "req".into(),
-            ..Default::default()
-        };
-        let (state, history, _) = start(req, 1_000);
+        let (state, history, _) = start(start_request(), 1_000);
         Run { state, history, now: 1_000 }
     }
 

@@ -30,10 +30,8 @@ impl Service {
     /// Applies `request` to the run `key` names and commits it. Runs to completion even if
     /// the caller goes away (tonic drops a handler's future when its client leaves).
     pub async fn execute(self: &Arc<Self>, key: &RunKey, request: Request) -> Result<Outcome> {
-        let this = self.clone();
-        let key = key.clone();
-        let task = self.runtime.spawn(async move { this.execute_now(&key, request).await });
-        task.await.map_err(|e| Error::Internal(format!("transition task failed: {e}")))?
+        let (this, key) = (self.clone(), key.clone());
+        self.runtime.complete("transition", async move { this.execute_now(&key, request).await }).await
     }
 
     /// `execute` for callers that only care whether it worked.

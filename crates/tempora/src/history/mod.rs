@@ -22,8 +22,6 @@ pub use cache::Execution;
 pub use commit::Outcome;
 pub use polls::{Poll, Polled, QueryTask};
 pub use queries::QueryAnswer;
-#[allow(unused_imports)] // Part of the service's API (what a start returns).
-pub use start::Started;
 pub use updates::UpdateStatus;
 
 use crate::clock::Clock;

@@ -39,6 +39,18 @@ impl Registry {
     pub(super) fn query(&self, query_id: &str) -> Option<WorkflowQuery> {
         self.0.lock().expect("queries lock").get(query_id).map(|p| p.query.clone())
     }
+
+    /// Registers a waiting query; it is forgotten when the returned guard drops.
+    fn wait(&self, query: WorkflowQuery) -> (Forget<'_>, oneshot::Receiver<QueryAnswer>) {
+        let id = uuid::Uuid::new_v4().to_string();
+        let (reply, answer) = oneshot::channel();
+        self.0.lock().expect("queries lock").insert(id.clone(), Pending { query, reply });
+        (Forget { registry: self, id }, answer)
+    }
+
+    fn take(&self, query_id: &str) -> Option<Pending> {
+        self.0.lock().expect("queries lock").remove(query_id)
+    }
 }
 
 /// Forgets a pending query when its caller stops waiting, however that happens.
@@ -49,7 +61,7 @@ struct Forget<'a> {
 
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
-        self.registry.0.lock().expect("queries lock").remove(&self.id);
+        self.registry.take(&self.id);
     }
 }
 
@@ -65,14 +77,12 @@ impl Service {
             (!busy).then(|| (e.state.task_queue.clone(), e.state.sticky.clone()))
         };
         let (task_queue, sticky) = self.watch_run(run, deadline, idle).await?.ok_or_else(timed_out)?;
-        let id = uuid::Uuid::new_v4().to_string();
-        let (reply, answer) = oneshot::channel();
-        self.queries.0.lock().expect("queries lock").insert(id.clone(), Pending { query, reply });
-        let _forget = Forget { registry: &self.queries, id: id.clone() };
+        let (waiting, answer) = self.queries.wait(query);
         let live =
             |s: &Sticky| self.matching.is_live(&run.namespace, &s.task_queue, TaskKind::Workflow, STICKY_LIVENESS);
         let queue = sticky.filter(live).map(|s| s.task_queue).unwrap_or(task_queue);
-        let task = QueuedTask { run: run.clone(), scheduled_event_id: 0, attempt: 0, query_id: Some(id) };
+        let task =
+            QueuedTask { run: run.clone(), scheduled_event_id: 0, attempt: 0, query_id: Some(waiting.id.clone()) };
         self.matching.offer(&run.namespace, &queue, TaskKind::Workflow, task);
         match tokio::time::timeout_at(deadline, answer).await {
             Ok(Ok(answer)) => Ok(answer),
@@ -83,7 +93,7 @@ impl Service {
 
     /// `RespondQueryTaskCompleted`: hands the answer to the waiting caller.
     pub fn answer_query(&self, query_id: &str, answer: QueryAnswer) -> Result<()> {
-        let pending = self.queries.0.lock().expect("queries lock").remove(query_id);
+        let pending = self.queries.take(query_id);
         let pending = pending.ok_or_else(|| Error::not_found("query task not found, or its caller stopped waiting"))?;
         let _ = pending.reply.send(answer);
         Ok(())

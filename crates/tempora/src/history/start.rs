@@ -30,8 +30,7 @@ impl Service {
     /// Starts a run, honouring request-id idempotency and the id reuse/conflict policies.
     pub async fn start_workflow(self: &Arc<Self>, req: StartWorkflow, policy: StartPolicy) -> Result<Started> {
         let this = self.clone();
-        let task = self.runtime.spawn(async move { this.start_now(req, policy, None).await });
-        task.await.map_err(|e| Error::Internal(format!("start task failed: {e}")))?
+        self.runtime.complete("start", async move { this.start_now(req, policy, None).await }).await
     }
 
     /// `SignalWithStartWorkflowExecution`: signals the running run, or starts a new run (as the
@@ -43,8 +42,7 @@ impl Service {
         policy: StartPolicy,
     ) -> Result<Started> {
         let this = self.clone();
-        let task = self.runtime.spawn(async move { this.start_now(req, policy, Some(signal)).await });
-        task.await.map_err(|e| Error::Internal(format!("start task failed: {e}")))?
+        self.runtime.complete("start", async move { this.start_now(req, policy, Some(signal)).await }).await
     }
 
     /// The current run with its status and create request id. A run that closes while it is
@@ -154,8 +152,8 @@ impl Service {
         identity: String,
     ) -> Result<String> {
         let this = self.clone();
-        let task = self.runtime.spawn(async move { this.reset_now(base, finish_event_id, reason, identity).await });
-        task.await.map_err(|e| Error::Internal(format!("reset task failed: {e}")))?
+        let reset = async move { this.reset_now(base, finish_event_id, reason, identity).await };
+        self.runtime.complete("reset", reset).await
     }
 
     async fn reset_now(&self, base: RunKey, finish_event_id: i64, reason: String, identity: String) -> Result<String> {

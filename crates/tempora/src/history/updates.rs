@@ -143,7 +143,7 @@ impl Service {
                 (None, None) if open => return Err(Error::not_found(format!("update {update_id} not found"))),
                 (None, None) => return Err(Error::not_found("workflow execution already completed")),
             };
-            if status.0 as i32 >= wanted as i32 || tokio::time::Instant::now() >= deadline || !open {
+            if status.0 as i32 >= wanted as i32 || tokio::time::Instant::now() >= deadline {
                 return Ok(status);
             }
             let progressed = async {
