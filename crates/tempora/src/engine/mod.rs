@@ -8,6 +8,7 @@
 
 pub mod activity;
 pub mod children;
+mod commands;
 pub mod cron;
 pub mod external;
 pub mod replay;
@@ -52,6 +53,8 @@ pub struct Limits {
     pub pending_children_max: usize,
     pub pending_signals_max: usize,
     pub pending_cancels_max: usize,
+    /// Updates one run may accept in its life (`history.maxTotalUpdates`).
+    pub updates_max: usize,
 }
 
 impl Default for Limits {
@@ -66,6 +69,7 @@ impl Default for Limits {
             pending_children_max: 2_000,
             pending_signals_max: 2_000,
             pending_cancels_max: 2_000,
+            updates_max: 2_000,
         }
     }
 }

@@ -17,9 +17,6 @@ use temporalio_protos::temporal::api::update::v1::{outcome, Acceptance, Outcome,
 use super::state::{Encoded, UpdateRecord};
 use super::{Effect, Tx};
 
-/// Temporal's per-run limit on updates (`history.maxTotalUpdates`).
-pub const UPDATES_MAX: usize = 2000;
-
 const REQUEST_TYPE: &str = "temporal.api.update.v1.Request";
 const ACCEPTANCE_TYPE: &str = "temporal.api.update.v1.Acceptance";
 const REJECTION_TYPE: &str = "temporal.api.update.v1.Rejection";
@@ -129,8 +126,8 @@ impl Tx<'_> {
                 if self.state.updates.contains_key(&update_id) {
                     return Err(format!("update {update_id} was already accepted"));
                 }
-                if self.state.updates.len() >= UPDATES_MAX {
-                    return Err(format!("the run has reached its limit of {UPDATES_MAX} updates"));
+                if self.state.updates.len() >= self.limits.updates_max {
+                    return Err(format!("the run has reached its limit of {} updates", self.limits.updates_max));
                 }
                 let request = a.accepted_request.clone().or_else(|| requests.get(&update_id).cloned());
                 let accepted_event_id = self.append(history::WorkflowExecutionUpdateAcceptedEventAttributes {

@@ -2,20 +2,16 @@
 
 use std::collections::HashMap;
 
-use prost::Message;
-use temporalio_protos::temporal::api::command::v1::{command, Command};
-use temporalio_protos::temporal::api::enums::v1::{
-    CommandType, TimeoutType, WorkflowExecutionStatus, WorkflowTaskFailedCause,
-};
+use temporalio_protos::temporal::api::command::v1::Command;
+use temporalio_protos::temporal::api::enums::v1::{TimeoutType, WorkflowTaskFailedCause};
 use temporalio_protos::temporal::api::failure::v1::Failure;
 use temporalio_protos::temporal::api::history::v1::{self as history, HistoryEvent};
 use temporalio_protos::temporal::api::sdk::v1::WorkflowTaskCompletedMetadata;
 
-use temporalio_protos::temporal::api::common::v1::{Memo, SearchAttributes};
-
-use super::state::{Encoded, Sticky, UserTimer, WorkflowTask};
+use super::commands::is_closing_command;
+use super::state::{Sticky, WorkflowTask};
 use super::updates::Messages;
-use super::workflow::{normal_queue, Closing};
+use super::workflow::normal_queue;
 use super::{Effect, Timer, Tx};
 use crate::clock::proto;
 use crate::error::{Error, Result};
@@ -64,7 +60,7 @@ pub struct Completed {
 }
 
 /// Why a completion was not accepted as it stands.
-enum Rejection {
+pub(super) enum Rejection {
     /// Fail the task with this cause and message; answer the worker InvalidArgument.
     Bad(WorkflowTaskFailedCause, String),
     /// As `Bad`, then terminate the run (a payload over the limit, as in Temporal).
@@ -315,216 +311,6 @@ impl Tx<'_> {
         Ok(Completed::default())
     }
 
-    /// Applies one command; true if it requires a new workflow task right away.
-    fn apply_command(
-        &mut self,
-        command: &Command,
-        completed_id: i64,
-        messages: &mut Messages,
-    ) -> Result<bool, Rejection> {
-        use command::Attributes as C;
-        let bad = |cause: WorkflowTaskFailedCause, msg: &str| Err(Rejection::Bad(cause, msg.to_string()));
-        let Some(attributes) = &command.attributes else {
-            return bad(WorkflowTaskFailedCause::UnhandledCommand, "command attributes are not set");
-        };
-        let payload_bytes = command_payload_bytes(command);
-        if payload_bytes > self.limits.blob_bytes_max {
-            let name = CommandType::try_from(command.command_type).map(|t| t.as_str_name()).unwrap_or("command");
-            return Err(Rejection::Terminate(
-                bad_attributes_cause(command),
-                format!(
-                    "{name} carries a payload of {payload_bytes} bytes, over the limit of {} bytes.",
-                    self.limits.blob_bytes_max
-                ),
-            ));
-        }
-        match attributes {
-            C::ScheduleActivityTaskCommandAttributes(a) => {
-                let pending = self.state.activities.len();
-                if pending >= self.limits.pending_activities_max {
-                    return bad(
-                        WorkflowTaskFailedCause::PendingActivitiesLimitExceeded,
-                        "PendingActivitiesLimitExceeded: the number of pending activities, 2000, has reached the per-workflow limit",
-                    );
-                }
-                self.schedule_activity(a, completed_id).map_err(|(cause, m)| Rejection::Bad(cause, m))?;
-                Ok(false)
-            }
-            C::RequestCancelActivityTaskCommandAttributes(a) => self
-                .request_cancel_activity(a.scheduled_event_id, completed_id)
-                .map_err(|m| Rejection::Bad(WorkflowTaskFailedCause::BadRequestCancelActivityAttributes, m)),
-            C::StartTimerCommandAttributes(a) => {
-                if a.timer_id.is_empty() {
-                    return bad(
-                        WorkflowTaskFailedCause::BadStartTimerAttributes,
-                        "TimerId is not set on StartTimerCommand.",
-                    );
-                }
-                if self.state.timers.contains_key(&a.timer_id) {
-                    return bad(
-                        WorkflowTaskFailedCause::StartTimerDuplicateId,
-                        "StartTimerCommand has a duplicate TimerId.",
-                    );
-                }
-                let fire_in = proto::duration_ms(a.start_to_fire_timeout.as_ref());
-                if fire_in <= 0 {
-                    return bad(
-                        WorkflowTaskFailedCause::BadStartTimerAttributes,
-                        "A valid StartToFireTimeout is not set on StartTimerCommand.",
-                    );
-                }
-                let started_event_id = self.append(history::TimerStartedEventAttributes {
-                    timer_id: a.timer_id.clone(),
-                    start_to_fire_timeout: a.start_to_fire_timeout,
-                    workflow_task_completed_event_id: completed_id,
-                });
-                let fire_time_ms = self.now + fire_in;
-                self.state.timers.insert(
-                    a.timer_id.clone(),
-                    UserTimer { timer_id: a.timer_id.clone(), started_event_id, fire_time_ms },
-                );
-                self.schedule_timer(fire_time_ms, Timer::UserTimer { timer_id: a.timer_id.clone(), started_event_id });
-                Ok(false)
-            }
-            C::CancelTimerCommandAttributes(a) => {
-                let Some(timer) = self.state.timers.remove(&a.timer_id) else {
-                    return bad(
-                        WorkflowTaskFailedCause::BadCancelTimerAttributes,
-                        "CancelTimerCommand names an unknown TimerId.",
-                    );
-                };
-                self.append(history::TimerCanceledEventAttributes {
-                    timer_id: a.timer_id.clone(),
-                    started_event_id: timer.started_event_id,
-                    workflow_task_completed_event_id: completed_id,
-                    identity: String::new(),
-                });
-                Ok(false)
-            }
-            C::RecordMarkerCommandAttributes(a) => {
-                if a.marker_name.is_empty() {
-                    return bad(
-                        WorkflowTaskFailedCause::BadRecordMarkerAttributes,
-                        "MarkerName is not set on RecordMarkerCommand.",
-                    );
-                }
-                self.append(history::MarkerRecordedEventAttributes {
-                    marker_name: a.marker_name.clone(),
-                    details: a.details.clone(),
-                    workflow_task_completed_event_id: completed_id,
-                    header: a.header.clone(),
-                    failure: a.failure.clone(),
-                });
-                Ok(false)
-            }
-            C::CompleteWorkflowExecutionCommandAttributes(a) => {
-                let (new_execution_run_id, _) = self.next_run(Closing::Completed(a.result.as_ref()));
-                self.append(history::WorkflowExecutionCompletedEventAttributes {
-                    result: a.result.clone(),
-                    workflow_task_completed_event_id: completed_id,
-                    new_execution_run_id,
-                });
-                self.close(WorkflowExecutionStatus::Completed);
-                Ok(false)
-            }
-            C::ProtocolMessageCommandAttributes(a) => {
-                self.protocol_message_command(&a.message_id, messages, completed_id)
-                    .map_err(|m| Rejection::Bad(WorkflowTaskFailedCause::BadUpdateWorkflowExecutionMessage, m))?;
-                Ok(false)
-            }
-            C::CancelWorkflowExecutionCommandAttributes(a) => {
-                self.append(history::WorkflowExecutionCanceledEventAttributes {
-                    workflow_task_completed_event_id: completed_id,
-                    details: a.details.clone(),
-                });
-                self.close(WorkflowExecutionStatus::Canceled);
-                Ok(false)
-            }
-            C::ContinueAsNewWorkflowExecutionCommandAttributes(a) => {
-                self.continue_as_new(a, completed_id);
-                Ok(false)
-            }
-            C::UpsertWorkflowSearchAttributesCommandAttributes(a) => {
-                let upserted = a.search_attributes.clone().unwrap_or_default();
-                let mut current: SearchAttributes =
-                    self.state.search_attributes.as_ref().map(|e| e.decode()).unwrap_or_default();
-                current.indexed_fields.extend(upserted.indexed_fields.clone());
-                self.state.search_attributes = Some(Encoded::of(&current));
-                self.append(history::UpsertWorkflowSearchAttributesEventAttributes {
-                    workflow_task_completed_event_id: completed_id,
-                    search_attributes: Some(upserted),
-                });
-                Ok(false)
-            }
-            C::ModifyWorkflowPropertiesCommandAttributes(a) => {
-                let upserted = a.upserted_memo.clone().unwrap_or_default();
-                let mut current: Memo = self.state.memo.as_ref().map(|e| e.decode()).unwrap_or_default();
-                current.fields.extend(upserted.fields.clone());
-                self.state.memo = Some(Encoded::of(&current));
-                self.append(history::WorkflowPropertiesModifiedEventAttributes {
-                    workflow_task_completed_event_id: completed_id,
-                    upserted_memo: Some(upserted),
-                });
-                Ok(false)
-            }
-            C::StartChildWorkflowExecutionCommandAttributes(a) => {
-                if self.state.children.len() >= self.limits.pending_children_max {
-                    return bad(
-                        WorkflowTaskFailedCause::PendingChildWorkflowsLimitExceeded,
-                        "PendingChildWorkflowsLimitExceeded: the number of pending child workflow executions, 2000, has reached the per-workflow limit",
-                    );
-                }
-                self.start_child(a, completed_id)
-                    .map_err(|m| Rejection::Bad(WorkflowTaskFailedCause::BadStartChildExecutionAttributes, m))?;
-                Ok(false)
-            }
-            C::SignalExternalWorkflowExecutionCommandAttributes(a) => {
-                if self.pending_external(true) >= self.limits.pending_signals_max {
-                    return bad(
-                        WorkflowTaskFailedCause::PendingSignalsLimitExceeded,
-                        "PendingSignalsLimitExceeded: the number of pending signals to external workflows, 2000, has reached the per-workflow limit",
-                    );
-                }
-                self.signal_external(a, completed_id)
-                    .map_err(|m| Rejection::Bad(WorkflowTaskFailedCause::BadSignalWorkflowExecutionAttributes, m))?;
-                Ok(false)
-            }
-            C::RequestCancelExternalWorkflowExecutionCommandAttributes(a) => {
-                if self.pending_external(false) >= self.limits.pending_cancels_max {
-                    return bad(
-                        WorkflowTaskFailedCause::PendingRequestCancelLimitExceeded,
-                        "PendingRequestCancelLimitExceeded: the number of pending requests to cancel external workflows, 2000, has reached the per-workflow limit",
-                    );
-                }
-                self.request_cancel_external(a, completed_id).map_err(|m| {
-                    Rejection::Bad(WorkflowTaskFailedCause::BadRequestCancelExternalWorkflowExecutionAttributes, m)
-                })?;
-                Ok(false)
-            }
-            C::FailWorkflowExecutionCommandAttributes(a) => {
-                let failure = a.failure.clone().unwrap_or_default();
-                let (new_execution_run_id, retry_state) = self.next_run(Closing::Failed(&failure));
-                self.append(history::WorkflowExecutionFailedEventAttributes {
-                    failure: a.failure.clone(),
-                    retry_state: retry_state as i32,
-                    workflow_task_completed_event_id: completed_id,
-                    new_execution_run_id,
-                });
-                self.close(WorkflowExecutionStatus::Failed);
-                Ok(false)
-            }
-            _ => {
-                let name = CommandType::try_from(command.command_type)
-                    .map(|t| t.as_str_name().to_string())
-                    .unwrap_or_else(|_| format!("command type {}", command.command_type));
-                Err(Rejection::Bad(
-                    WorkflowTaskFailedCause::UnhandledCommand,
-                    format!("{name} is not supported by this server yet"),
-                ))
-            }
-        }
-    }
-
     /// `RespondWorkflowTaskFailed` from the worker.
     pub fn fail_workflow_task(
         &mut self,
@@ -603,51 +389,5 @@ impl Tx<'_> {
         }
         self.after_failed_attempt(wft.attempt + 1);
         true
-    }
-}
-
-/// The failure cause Temporal reports for a command whose attributes are invalid.
-fn bad_attributes_cause(command: &Command) -> WorkflowTaskFailedCause {
-    use command::Attributes as C;
-    use WorkflowTaskFailedCause as W;
-    match command.attributes {
-        Some(C::ScheduleActivityTaskCommandAttributes(_)) => W::BadScheduleActivityAttributes,
-        Some(C::CompleteWorkflowExecutionCommandAttributes(_)) => W::BadCompleteWorkflowExecutionAttributes,
-        Some(C::FailWorkflowExecutionCommandAttributes(_)) => W::BadFailWorkflowExecutionAttributes,
-        Some(C::CancelWorkflowExecutionCommandAttributes(_)) => W::BadCancelWorkflowExecutionAttributes,
-        Some(C::RecordMarkerCommandAttributes(_)) => W::BadRecordMarkerAttributes,
-        Some(C::ContinueAsNewWorkflowExecutionCommandAttributes(_)) => W::BadContinueAsNewAttributes,
-        Some(C::StartChildWorkflowExecutionCommandAttributes(_)) => W::BadStartChildExecutionAttributes,
-        Some(C::SignalExternalWorkflowExecutionCommandAttributes(_)) => W::BadSignalWorkflowExecutionAttributes,
-        _ => W::UnhandledCommand,
-    }
-}
-
-fn is_closing_command(command: &Command) -> bool {
-    use command::Attributes as C;
-    matches!(
-        command.attributes,
-        Some(
-            C::CompleteWorkflowExecutionCommandAttributes(_)
-                | C::FailWorkflowExecutionCommandAttributes(_)
-                | C::CancelWorkflowExecutionCommandAttributes(_)
-                | C::ContinueAsNewWorkflowExecutionCommandAttributes(_)
-        )
-    )
-}
-
-/// Sizes of the payloads a command carries, for the per-payload limit.
-pub fn command_payload_bytes(command: &Command) -> usize {
-    use command::Attributes as C;
-    match &command.attributes {
-        Some(C::ScheduleActivityTaskCommandAttributes(a)) => a.input.as_ref().map_or(0, |p| p.encoded_len()),
-        Some(C::CompleteWorkflowExecutionCommandAttributes(a)) => a.result.as_ref().map_or(0, |p| p.encoded_len()),
-        Some(C::FailWorkflowExecutionCommandAttributes(a)) => a.failure.as_ref().map_or(0, |p| p.encoded_len()),
-        Some(C::RecordMarkerCommandAttributes(a)) => a.details.values().map(|p| p.encoded_len()).sum(),
-        Some(C::ContinueAsNewWorkflowExecutionCommandAttributes(a)) => a.input.as_ref().map_or(0, |p| p.encoded_len()),
-        Some(C::StartChildWorkflowExecutionCommandAttributes(a)) => a.input.as_ref().map_or(0, |p| p.encoded_len()),
-        Some(C::SignalExternalWorkflowExecutionCommandAttributes(a)) => a.input.as_ref().map_or(0, |p| p.encoded_len()),
-        Some(C::CancelWorkflowExecutionCommandAttributes(a)) => a.details.as_ref().map_or(0, |p| p.encoded_len()),
-        _ => 0,
     }
 }
