@@ -225,10 +225,10 @@ impl Tx<'_> {
             use_workflow_build_id: a.use_workflow_build_id,
             priority: a.priority.clone(),
         };
-        let scheduled_event_id = self.append(scheduled.clone());
-        let activity = Activity::scheduled(scheduled_event_id, &scheduled, self.now);
-        self.effects.extend(attempt_effects(&activity));
-        self.state.activities.insert(scheduled_event_id, activity);
+        // Appending the event puts the activity in state (`replay::apply_event`).
+        let scheduled_event_id = self.append(scheduled);
+        let effects = self.state.activities.get(&scheduled_event_id).map(attempt_effects).unwrap_or_default();
+        self.effects.extend(effects);
         Ok(())
     }
 
@@ -249,10 +249,7 @@ impl Tx<'_> {
             workflow_task_completed_event_id: completed_id,
         });
         if activity.is_started() {
-            let a = self.state.activities.get_mut(&scheduled_event_id).expect("checked above");
-            a.cancel_requested = true;
-            a.cancel_requested_event_id = requested_id;
-            return Ok(false);
+            return Ok(false); // The event marked it; the worker learns it from its heartbeat.
         }
         self.state.activities.remove(&scheduled_event_id);
         self.append(history::ActivityTaskCanceledEventAttributes {

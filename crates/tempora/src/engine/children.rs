@@ -63,8 +63,8 @@ impl Tx<'_> {
             priority: a.priority.clone(),
             ..Default::default()
         };
-        let initiated_event_id = self.append(initiated.clone());
-        self.state.children.insert(initiated_event_id, Child::initiated(initiated_event_id, &initiated));
+        // Appending the event puts the child in state (`replay::apply_event`).
+        let initiated_event_id = self.append(initiated);
         self.effects.push(Effect::StartChild { initiated_event_id });
         Ok(())
     }

@@ -3,11 +3,9 @@
 
 use prost::Message;
 use temporalio_protos::temporal::api::command::v1::{command, Command};
-use temporalio_protos::temporal::api::common::v1::{Memo, SearchAttributes};
 use temporalio_protos::temporal::api::enums::v1::{CommandType, WorkflowExecutionStatus, WorkflowTaskFailedCause};
 use temporalio_protos::temporal::api::history::v1 as history;
 
-use super::state::{Encoded, UserTimer};
 use super::updates::Messages;
 use super::workflow::Closing;
 use super::workflow_task::Rejection;
@@ -74,15 +72,11 @@ impl Tx<'_> {
                     workflow_task_completed_event_id: completed_id,
                 });
                 let fire_time_ms = self.now + fire_in;
-                self.state.timers.insert(
-                    a.timer_id.clone(),
-                    UserTimer { timer_id: a.timer_id.clone(), started_event_id, fire_time_ms },
-                );
                 self.schedule_timer(fire_time_ms, Timer::UserTimer { timer_id: a.timer_id.clone(), started_event_id });
                 Ok(false)
             }
             C::CancelTimerCommandAttributes(a) => {
-                let Some(timer) = self.state.timers.remove(&a.timer_id) else {
+                let Some(timer) = self.state.timers.get(&a.timer_id).cloned() else {
                     return bad(
                         WorkflowTaskFailedCause::BadCancelTimerAttributes,
                         "CancelTimerCommand names an unknown TimerId.",
@@ -140,25 +134,16 @@ impl Tx<'_> {
                 Ok(false)
             }
             C::UpsertWorkflowSearchAttributesCommandAttributes(a) => {
-                let upserted = a.search_attributes.clone().unwrap_or_default();
-                let mut current: SearchAttributes =
-                    self.state.search_attributes.as_ref().map(|e| e.decode()).unwrap_or_default();
-                current.indexed_fields.extend(upserted.indexed_fields.clone());
-                self.state.search_attributes = Some(Encoded::of(&current));
                 self.append(history::UpsertWorkflowSearchAttributesEventAttributes {
                     workflow_task_completed_event_id: completed_id,
-                    search_attributes: Some(upserted),
+                    search_attributes: Some(a.search_attributes.clone().unwrap_or_default()),
                 });
                 Ok(false)
             }
             C::ModifyWorkflowPropertiesCommandAttributes(a) => {
-                let upserted = a.upserted_memo.clone().unwrap_or_default();
-                let mut current: Memo = self.state.memo.as_ref().map(|e| e.decode()).unwrap_or_default();
-                current.fields.extend(upserted.fields.clone());
-                self.state.memo = Some(Encoded::of(&current));
                 self.append(history::WorkflowPropertiesModifiedEventAttributes {
                     workflow_task_completed_event_id: completed_id,
-                    upserted_memo: Some(upserted),
+                    upserted_memo: Some(a.upserted_memo.clone().unwrap_or_default()),
                 });
                 Ok(false)
             }

@@ -180,8 +180,9 @@ impl Tx<'_> {
             header: a.header.clone(),
             ..Default::default()
         };
-        let initiated_event_id = self.append(initiated.clone());
-        self.track_external(ExternalRequest::signal(initiated_event_id, &initiated));
+        // Appending the event tracks the request in state (`replay::apply_event`).
+        let initiated_event_id = self.append(initiated);
+        self.effects.push(Effect::DeliverExternal { initiated_event_id });
         Ok(())
     }
 
@@ -206,8 +207,9 @@ impl Tx<'_> {
             reason: a.reason.clone(),
             ..Default::default()
         };
-        let initiated_event_id = self.append(initiated.clone());
-        self.track_external(ExternalRequest::cancel(initiated_event_id, &initiated));
+        // Appending the event tracks the request in state (`replay::apply_event`).
+        let initiated_event_id = self.append(initiated);
+        self.effects.push(Effect::DeliverExternal { initiated_event_id });
         Ok(())
     }
 
@@ -221,12 +223,6 @@ impl Tx<'_> {
         } else {
             namespace.to_string()
         }
-    }
-
-    fn track_external(&mut self, request: ExternalRequest) {
-        let initiated_event_id = request.initiated_event_id;
-        self.state.external.insert(initiated_event_id, request);
-        self.effects.push(Effect::DeliverExternal { initiated_event_id });
     }
 
     /// The target of an external signal or cancel request got it (`found`) or does not exist.

@@ -14,7 +14,7 @@ use temporalio_protos::temporal::api::history::v1 as history;
 use temporalio_protos::temporal::api::protocol::v1::Message;
 use temporalio_protos::temporal::api::update::v1::{outcome, Acceptance, Outcome, Rejection, Request, Response};
 
-use super::state::{Encoded, UpdateRecord};
+use super::state::Encoded;
 use super::{Effect, Tx};
 
 const REQUEST_TYPE: &str = "temporal.api.update.v1.Request";
@@ -136,7 +136,11 @@ impl Tx<'_> {
                     accepted_request_sequencing_event_id: a.accepted_request_sequencing_event_id,
                     accepted_request: request,
                 });
-                self.state.updates.insert(update_id.clone(), UpdateRecord { accepted_event_id, outcome: None });
+                debug_assert!(self
+                    .state
+                    .updates
+                    .get(&update_id)
+                    .is_some_and(|u| u.accepted_event_id == accepted_event_id));
                 self.effects.push(Effect::UpdateProgress { update_id, progress: UpdateProgress::Accepted });
             }
             Body::Response(r) => {
