@@ -3,9 +3,10 @@
 
 use prost::Message;
 use temporalio_protos::temporal::api::command::v1::{command, Command};
-use temporalio_protos::temporal::api::enums::v1::{CommandType, WorkflowExecutionStatus, WorkflowTaskFailedCause};
+use temporalio_protos::temporal::api::enums::v1::{CommandType, WorkflowTaskFailedCause};
 use temporalio_protos::temporal::api::history::v1 as history;
 
+use super::state::RunStatus;
 use super::updates::Messages;
 use super::workflow::Closing;
 use super::workflow_task::Rejection;
@@ -113,7 +114,7 @@ impl Tx<'_> {
                     workflow_task_completed_event_id: completed_id,
                     new_execution_run_id,
                 });
-                self.close(WorkflowExecutionStatus::Completed);
+                self.close(RunStatus::Completed);
                 Ok(false)
             }
             C::ProtocolMessageCommandAttributes(a) => {
@@ -126,7 +127,7 @@ impl Tx<'_> {
                     workflow_task_completed_event_id: completed_id,
                     details: a.details.clone(),
                 });
-                self.close(WorkflowExecutionStatus::Canceled);
+                self.close(RunStatus::Canceled);
                 Ok(false)
             }
             C::ContinueAsNewWorkflowExecutionCommandAttributes(a) => {
@@ -181,7 +182,7 @@ impl Tx<'_> {
                     workflow_task_completed_event_id: completed_id,
                     new_execution_run_id,
                 });
-                self.close(WorkflowExecutionStatus::Failed);
+                self.close(RunStatus::Failed);
                 Ok(false)
             }
             _ => {

@@ -2,9 +2,9 @@
 //! idempotency, and Temporal's workflow id reuse and conflict policies. A pure decision; the
 //! history service carries it out under the workflow id's start lock.
 
-use temporalio_protos::temporal::api::enums::v1::{
-    WorkflowExecutionStatus, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
-};
+use temporalio_protos::temporal::api::enums::v1::{WorkflowIdConflictPolicy, WorkflowIdReusePolicy};
+
+use super::state::RunStatus;
 
 use crate::error::Error;
 
@@ -59,7 +59,7 @@ pub struct StartPolicy {
 #[derive(Clone, Debug, PartialEq)]
 pub struct CurrentRun {
     pub run_id: String,
-    pub status: WorkflowExecutionStatus,
+    pub status: RunStatus,
     /// The request id of the start that created it.
     pub request_id: String,
 }
@@ -89,7 +89,7 @@ pub fn decide(
     with_signal: bool,
 ) -> StartDecision {
     let Some(current) = current else { return StartDecision::Start };
-    let running = current.status == WorkflowExecutionStatus::Running;
+    let running = current.status == RunStatus::Running;
     if with_signal && running {
         return StartDecision::SignalExisting;
     }
@@ -120,7 +120,7 @@ pub fn decide(
         IdReusePolicy::RejectDuplicate => refuse(format!(
             "Workflow execution already finished and its WorkflowIdReusePolicy is reject duplicate. WorkflowId: {workflow_id}, RunId: {run_id}."
         )),
-        IdReusePolicy::AllowDuplicateFailedOnly if current.status == WorkflowExecutionStatus::Completed => refuse(format!(
+        IdReusePolicy::AllowDuplicateFailedOnly if current.status == RunStatus::Completed => refuse(format!(
             "Workflow execution already finished successfully. WorkflowId: {workflow_id}, RunId: {run_id}. Workflow Id reuse policy: allow duplicate workflow Id if last run failed."
         )),
         _ => StartDecision::Start,
@@ -132,7 +132,7 @@ mod tests {
     use super::*;
     use IdConflictPolicy as C;
     use IdReusePolicy as R;
-    use WorkflowExecutionStatus as S;
+    use RunStatus as S;
 
     fn current(status: S) -> CurrentRun {
         CurrentRun { run_id: "run-1".into(), status, request_id: "req-1".into() }

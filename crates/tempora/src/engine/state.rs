@@ -25,6 +25,63 @@ pub struct RunKey {
     pub run_id: String,
 }
 
+/// A run's status. Stored (in state JSON and the `executions.status` column) as the number
+/// of its `WorkflowExecutionStatus`, so stored runs read the same as before this type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "i32", try_from = "i32")]
+pub enum RunStatus {
+    #[default]
+    Running,
+    Completed,
+    Failed,
+    Canceled,
+    Terminated,
+    ContinuedAsNew,
+    TimedOut,
+}
+
+impl RunStatus {
+    pub fn to_proto(self) -> WorkflowExecutionStatus {
+        match self {
+            RunStatus::Running => WorkflowExecutionStatus::Running,
+            RunStatus::Completed => WorkflowExecutionStatus::Completed,
+            RunStatus::Failed => WorkflowExecutionStatus::Failed,
+            RunStatus::Canceled => WorkflowExecutionStatus::Canceled,
+            RunStatus::Terminated => WorkflowExecutionStatus::Terminated,
+            RunStatus::ContinuedAsNew => WorkflowExecutionStatus::ContinuedAsNew,
+            RunStatus::TimedOut => WorkflowExecutionStatus::TimedOut,
+        }
+    }
+
+    /// The stored number (`WorkflowExecutionStatus`).
+    pub fn number(self) -> i32 {
+        self.to_proto() as i32
+    }
+}
+
+impl From<RunStatus> for i32 {
+    fn from(status: RunStatus) -> i32 {
+        status.number()
+    }
+}
+
+impl TryFrom<i32> for RunStatus {
+    type Error = String;
+    fn try_from(n: i32) -> Result<Self, String> {
+        use WorkflowExecutionStatus as W;
+        Ok(match W::try_from(n).map_err(|_| format!("unknown run status {n}"))? {
+            W::Running => RunStatus::Running,
+            W::Completed => RunStatus::Completed,
+            W::Failed => RunStatus::Failed,
+            W::Canceled => RunStatus::Canceled,
+            W::Terminated => RunStatus::Terminated,
+            W::ContinuedAsNew => RunStatus::ContinuedAsNew,
+            W::TimedOut => RunStatus::TimedOut,
+            W::Unspecified | W::Paused => return Err(format!("run status {n} is not a run's status")),
+        })
+    }
+}
+
 /// A protobuf message kept as its encoded bytes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -51,8 +108,7 @@ pub struct MutableState {
     pub key: RunKey,
     pub workflow_type: String,
     pub task_queue: String,
-    /// `WorkflowExecutionStatus` as its protobuf number.
-    pub status: i32,
+    pub status: RunStatus,
     pub start_time_ms: Millis,
     /// 0 while the run is open.
     pub close_time_ms: Millis,
@@ -189,7 +245,7 @@ pub struct Sticky {
 
 impl MutableState {
     pub fn is_open(&self) -> bool {
-        self.status == WorkflowExecutionStatus::Running as i32
+        self.status == RunStatus::Running
     }
 
     /// When the first run of this execution chain started (the execution timeout counts from it).
@@ -324,4 +380,21 @@ pub struct UserTimer {
     pub timer_id: String,
     pub started_event_id: i64,
     pub fire_time_ms: Millis,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_status_is_stored_as_its_protobuf_number_as_before() {
+        for status in [RunStatus::Running, RunStatus::Completed, RunStatus::TimedOut, RunStatus::ContinuedAsNew] {
+            let json = serde_json::to_string(&status).unwrap();
+            assert_eq!(json, (status.to_proto() as i32).to_string());
+            assert_eq!(serde_json::from_str::<RunStatus>(&json).unwrap(), status);
+        }
+        // State written before this type existed: `"status": 1` is a running run.
+        assert_eq!(serde_json::from_str::<RunStatus>("1").unwrap(), RunStatus::Running);
+        assert!(serde_json::from_str::<RunStatus>("0").is_err(), "UNSPECIFIED is no run's status");
+    }
 }

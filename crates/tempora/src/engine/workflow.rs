@@ -4,13 +4,11 @@ use std::collections::BTreeMap;
 
 use temporalio_protos::temporal::api::command::v1 as command;
 use temporalio_protos::temporal::api::common::v1 as common;
-use temporalio_protos::temporal::api::enums::v1::{
-    ContinueAsNewInitiator, RetryState, TaskQueueKind, WorkflowExecutionStatus,
-};
+use temporalio_protos::temporal::api::enums::v1::{ContinueAsNewInitiator, RetryState, TaskQueueKind};
 use temporalio_protos::temporal::api::history::v1 as history;
 use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
 
-use super::state::{Encoded, MutableState, ParentInfo, RunKey, WorkflowTask};
+use super::state::{Encoded, MutableState, ParentInfo, RunKey, RunStatus, WorkflowTask};
 use super::{cron, Effect, Timer, Tx};
 use crate::clock::{proto, Millis};
 
@@ -84,7 +82,7 @@ pub fn start(mut req: StartWorkflow, now: Millis) -> (MutableState, Vec<history:
         key: req.key.clone(),
         workflow_type: req.workflow_type.clone(),
         task_queue: req.task_queue.clone(),
-        status: WorkflowExecutionStatus::Running as i32,
+        status: RunStatus::Running,
         start_time_ms: now,
         close_time_ms: 0,
         next_event_id: 1,
@@ -172,8 +170,8 @@ pub fn normal_queue(name: &str) -> TaskQueue {
 
 impl Tx<'_> {
     /// Marks the run closed. Pending work is dropped; late completions for it get NotFound.
-    pub(crate) fn close(&mut self, status: WorkflowExecutionStatus) {
-        self.state.status = status as i32;
+    pub(crate) fn close(&mut self, status: RunStatus) {
+        self.state.status = status;
         self.state.close_time_ms = self.now;
         self.close_relatives();
         self.state.children.clear();
@@ -192,7 +190,7 @@ impl Tx<'_> {
             details,
             identity: identity.to_string(),
         });
-        self.close(WorkflowExecutionStatus::Terminated);
+        self.close(RunStatus::Terminated);
     }
 
     /// The `ContinueAsNewWorkflowExecution` command: closes this run and creates the next one,
@@ -260,7 +258,7 @@ impl Tx<'_> {
         });
         // Set before the close: a continued run does not report to its parent.
         self.state.new_execution_run_id = new_run_id;
-        self.close(WorkflowExecutionStatus::ContinuedAsNew);
+        self.close(RunStatus::ContinuedAsNew);
         self.begin_next_run(req);
     }
 
@@ -294,7 +292,7 @@ impl Tx<'_> {
             retry_state: retry_state as i32,
             new_execution_run_id,
         });
-        self.close(WorkflowExecutionStatus::TimedOut);
+        self.close(RunStatus::TimedOut);
         true
     }
 

@@ -9,7 +9,7 @@ use tonic::Request;
 use super::convert::{check_id, wait_budget, wanted_stage};
 use super::views::execution_of;
 use super::Frontend;
-use crate::engine::state::RunKey;
+use crate::engine::state::{RunKey, RunStatus};
 use crate::error::{Error, Result};
 use crate::history::QueryAnswer;
 use crate::token::TaskToken;
@@ -37,17 +37,15 @@ impl Frontend {
         self.checks().payloads(&query.query_args)?;
         let key = self.run_of(&r.namespace, r.execution).await?;
         let status = self.svc.read(&key, |e| e.state.status).await?;
-        let running = status == WorkflowExecutionStatus::Running as i32;
+        let running = status == RunStatus::Running;
         let rejected = match QueryRejectCondition::try_from(r.query_reject_condition) {
             Ok(QueryRejectCondition::NotOpen) => !running,
-            Ok(QueryRejectCondition::NotCompletedCleanly) => {
-                !running && status != WorkflowExecutionStatus::Completed as i32
-            }
+            Ok(QueryRejectCondition::NotCompletedCleanly) => !running && status != RunStatus::Completed,
             _ => false,
         };
         if rejected {
             return Ok(ws::QueryWorkflowResponse {
-                query_rejected: Some(QueryRejected { status }),
+                query_rejected: Some(QueryRejected { status: status.number() }),
                 ..Default::default()
             });
         }

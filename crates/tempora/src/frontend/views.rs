@@ -213,7 +213,7 @@ pub(super) fn describe(exec: &Execution) -> ws::DescribeWorkflowExecutionRespons
             r#type: Some(WorkflowType { name: s.workflow_type.clone() }),
             start_time: Some(proto::timestamp(s.start_time_ms)),
             close_time: (s.close_time_ms > 0).then(|| proto::timestamp(s.close_time_ms)),
-            status: s.status,
+            status: s.status.number(),
             history_length: exec.history.len() as i64,
             execution_time: Some(proto::timestamp(s.start_time_ms)),
             memo: s.memo.as_ref().map(|m| m.decode()).or(started.memo),

@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use temporalio_protos::temporal::api::enums::v1::WorkflowExecutionStatus;
-
 use super::cache::{Current, CurrentSlot};
 use super::Service;
 use crate::engine::external::Signal;
@@ -58,7 +56,6 @@ impl Service {
             let key = RunKey { namespace: namespace.into(), workflow_id: workflow_id.into(), run_id: run_id.clone() };
             let (status, request_id) = self.read(&key, |e| (e.state.status, e.state.create_request_id.clone())).await?;
             if slot.get() == Current::Run(run_id.clone()) {
-                let status = WorkflowExecutionStatus::try_from(status).unwrap_or(WorkflowExecutionStatus::Unspecified);
                 return Ok(Some(CurrentRun { run_id, status, request_id }));
             }
         }

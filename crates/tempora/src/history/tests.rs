@@ -113,9 +113,7 @@ fn service() -> (Arc<Service>, crate::store::Handle, watch::Sender<bool>) {
 
 #[tokio::test]
 async fn waits_on_a_closed_run_end_at_once_and_waits_on_an_open_run_sleep() {
-    use temporalio_protos::temporal::api::enums::v1::{
-        UpdateWorkflowExecutionLifecycleStage as Stage, WorkflowExecutionStatus,
-    };
+    use temporalio_protos::temporal::api::enums::v1::UpdateWorkflowExecutionLifecycleStage as Stage;
     let (service, handle, _stop) = service();
     // A closed run whose update was accepted but never completed: it can reach no later stage.
     let (mut state, events, _) = crate::engine::workflow::start(
@@ -129,7 +127,7 @@ async fn waits_on_a_closed_run_end_at_once_and_waits_on_an_open_run_sleep() {
         },
         1_000,
     );
-    state.status = WorkflowExecutionStatus::Completed as i32;
+    state.status = crate::engine::state::RunStatus::Completed;
     state.updates.insert("u1".into(), crate::engine::state::UpdateRecord { accepted_event_id: 2, outcome: None });
     handle.commit(vec![Write::execution(&state, &events, None)]).await.unwrap();
     let closed = state.key.clone();

@@ -7,14 +7,14 @@
 //! case also checks that what it committed survives; for the in-memory backends it is a no-op.
 
 use prost::Message;
-use temporalio_protos::temporal::api::enums::v1::{EventType, WorkflowExecutionStatus};
+use temporalio_protos::temporal::api::enums::v1::EventType;
 use temporalio_protos::temporal::api::history::v1::HistoryEvent;
 
 use super::memory::MemoryStore;
 use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::{Error, NamespaceRecord, Store, Write};
-use crate::engine::state::{MutableState, RunKey};
+use crate::engine::state::{MutableState, RunKey, RunStatus};
 
 /// A store under test, and how to open it again on the same data.
 pub struct Fixture {
@@ -86,11 +86,11 @@ impl Drop for DropDatabase {
 
 // ---- values to store ----
 
-const RUNNING: i32 = WorkflowExecutionStatus::Running as i32;
-const COMPLETED: i32 = WorkflowExecutionStatus::Completed as i32;
-const CONTINUED_AS_NEW: i32 = WorkflowExecutionStatus::ContinuedAsNew as i32;
+const RUNNING: RunStatus = RunStatus::Running;
+const COMPLETED: RunStatus = RunStatus::Completed;
+const CONTINUED_AS_NEW: RunStatus = RunStatus::ContinuedAsNew;
 
-fn state(namespace: &str, workflow_id: &str, run_id: &str, status: i32, transitions: u64) -> MutableState {
+fn state(namespace: &str, workflow_id: &str, run_id: &str, status: RunStatus, transitions: u64) -> MutableState {
     let key = RunKey { namespace: namespace.into(), workflow_id: workflow_id.into(), run_id: run_id.into() };
     MutableState { key, workflow_type: "conformance".into(), status, transitions, ..Default::default() }
 }
@@ -121,7 +121,13 @@ fn new_run(workflow_id: &str, run_id: &str, last_event: i64) -> Vec<Write> {
 }
 
 /// The run's next transition: version `transitions`, read at `transitions - 1`.
-fn transition(workflow_id: &str, run_id: &str, status: i32, transitions: u64, new_events: &[HistoryEvent]) -> Write {
+fn transition(
+    workflow_id: &str,
+    run_id: &str,
+    status: RunStatus,
+    transitions: u64,
+    new_events: &[HistoryEvent],
+) -> Write {
     Write::execution(&state("default", workflow_id, run_id, status, transitions), new_events, Some(transitions - 1))
 }
 
@@ -136,7 +142,7 @@ fn delete(workflow_id: &str, run_id: &str) -> Write {
 // ---- reading back ----
 
 /// (transitions, status, event ids) of a stored run, `None` if it is not stored.
-fn stored(store: &mut dyn Store, run_id: &str) -> Option<(u64, i32, Vec<i64>)> {
+fn stored(store: &mut dyn Store, run_id: &str) -> Option<(u64, RunStatus, Vec<i64>)> {
     let record = store.load_execution(run_id).expect("load execution")?;
     Some((record.state.transitions, record.state.status, record.history.iter().map(|e| e.event_id).collect()))
 }

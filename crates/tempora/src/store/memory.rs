@@ -7,8 +7,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
-use temporalio_protos::temporal::api::enums::v1::WorkflowExecutionStatus;
-
 use super::{decode_execution, Error, ExecutionRecord, NamespaceRecord, Result, Store, Write};
 
 /// One `executions` row. Its namespace and workflow id are not kept: no read uses them.
@@ -171,7 +169,7 @@ impl Store for MemoryStore {
     }
 
     fn load_open_executions(&mut self) -> Result<Vec<ExecutionRecord>> {
-        let running = WorkflowExecutionStatus::Running as i32;
+        let running = crate::engine::state::RunStatus::Running.number();
         let mut open: Vec<(&String, &Row)> = self.rows.iter().filter(|(_, row)| row.status == running).collect();
         // The SQL backends promise no order; a fixed one keeps runs over this store repeatable.
         open.sort_by(|a, b| a.0.cmp(b.0));

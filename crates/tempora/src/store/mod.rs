@@ -114,7 +114,7 @@ impl Write {
             run_id: state.key.run_id.clone(),
             namespace: state.key.namespace.clone(),
             workflow_id: state.key.workflow_id.clone(),
-            status: state.status,
+            status: state.status.number(),
             version: state.transitions,
             expected_version,
             state_json: serde_json::to_vec(state).expect("mutable state serialises"),

@@ -284,7 +284,7 @@ impl Store for PostgresStore {
     }
 
     fn load_open_executions(&mut self) -> Result<Vec<ExecutionRecord>> {
-        let running = temporalio_protos::temporal::api::enums::v1::WorkflowExecutionStatus::Running as i32;
+        let running = crate::engine::state::RunStatus::Running.number();
         self.with_client(|client, _| {
             let rows =
                 client.query("SELECT run_id, state FROM executions WHERE status = $1", &[&running]).map_err(backend)?;

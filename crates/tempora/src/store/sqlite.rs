@@ -163,7 +163,7 @@ impl Store for SqliteStore {
     }
 
     fn load_open_executions(&mut self) -> Result<Vec<ExecutionRecord>> {
-        let running = temporalio_protos::temporal::api::enums::v1::WorkflowExecutionStatus::Running as i32;
+        let running = crate::engine::state::RunStatus::Running.number();
         let rows: Vec<(String, Vec<u8>)> = {
             let mut stmt =
                 self.conn.prepare("SELECT run_id, state FROM executions WHERE status = ?1").map_err(backend)?;
