@@ -14,7 +14,7 @@ use super::{Effect, Tx};
 use crate::error::{Error, Result};
 
 /// A signal for this run.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Signal {
     pub name: String,
     pub input: Option<Payloads>,
@@ -40,7 +40,7 @@ impl Signal {
 }
 
 /// A cancel request for this run.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct CancelRequest {
     pub reason: String,
     pub identity: String,

@@ -78,7 +78,7 @@ impl Default for Limits {
 pub const LINK_STARTED: i64 = -1;
 
 /// Something the caller must do once the transition is durable.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Effect {
     /// Offer the run's scheduled workflow task: on the sticky queue of the worker that has
     /// the run cached if that worker is still polling, else on the normal task queue.
@@ -102,7 +102,7 @@ pub enum Effect {
 }
 
 /// A child of a closing parent and what its parent close policy says to do with it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ClosingChild {
     pub namespace: String,
     pub workflow_id: String,
@@ -112,7 +112,7 @@ pub struct ClosingChild {
 }
 
 /// A run created in the same transaction as the one that closed (continue-as-new).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct NewRun {
     pub state: MutableState,
     pub events: Vec<HistoryEvent>,
@@ -120,7 +120,7 @@ pub struct NewRun {
 }
 
 /// A durable deadline of a run. Firing one re-checks the state, so stale timers are no-ops.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Timer {
     WorkflowTaskTimeout {
         scheduled_event_id: i64,
@@ -150,7 +150,7 @@ pub enum Timer {
     WorkflowBackoff,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ActivityTimeoutKind {
     ScheduleToStart,
     StartToClose,

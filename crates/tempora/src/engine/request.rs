@@ -23,14 +23,14 @@ use crate::clock::Millis;
 use crate::error::{Error, Result};
 
 /// Names the activity an activity RPC is about: by task token, or by activity id (`…ById`).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ActivityRef {
     Token { scheduled_event_id: i64, attempt: i32 },
     ById(String),
 }
 
 /// What a worker reports about a started activity attempt.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum ActivityAction {
     Complete { result: Option<Payloads>, identity: String },
     Fail { failure: Box<Failure>, last_heartbeat_details: Option<Payloads>, identity: String },
@@ -38,8 +38,9 @@ pub enum ActivityAction {
     Heartbeat { details: Option<Payloads> },
 }
 
-/// One state change of one run.
-#[derive(Clone, Debug)]
+/// One state change of one run. Serialisable (serde), so it can be logged, stored or sent to
+/// the node that owns the run's shard.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Request {
     Signal(Signal),
     RequestCancel(CancelRequest),

@@ -1,10 +1,11 @@
 //! Every request type through the one entry point, `request::apply`: a table of cases, each a
 //! run driven to some point by requests, then the request under test, and the events and
-//! reply it must produce. No I/O, no clock. Every step also checks that the state the forward
-//! path produced is the state the history replays to (`replay::divergence`).
+//! reply it must produce. No I/O, no clock. Every step also checks that the request survives
+//! serialisation and that the state the forward path produced is the state the history
+//! replays to (`replay::divergence`).
 
 use temporalio_protos::temporal::api::command::v1::{self as command, command::Attributes as C, Command};
-use temporalio_protos::temporal::api::common::v1::{ActivityType, WorkflowExecution, WorkflowType};
+use temporalio_protos::temporal::api::common::v1::{ActivityType, Payload, Payloads, WorkflowExecution, WorkflowType};
 use temporalio_protos::temporal::api::enums::v1::{
     CommandType, EventType as E, ParentClosePolicy, StartChildWorkflowExecutionFailedCause, WorkflowTaskFailedCause,
 };
@@ -35,6 +36,10 @@ impl Run {
     }
 
     fn apply(&mut self, request: Request) -> Result<Applied, Error> {
+        // Every request survives serialisation (as it will on its way to another node).
+        let json = serde_json::to_string(&request).expect("a request serialises");
+        let request: Request = serde_json::from_str(&json).expect("a request deserialises");
+        assert_eq!(serde_json::to_string(&request).unwrap(), json, "a request round-trips unchanged");
         self.now += 10;
         let mut state = self.state.clone();
         let cx =
@@ -132,7 +137,13 @@ fn start_wft() -> Request {
 }
 
 fn signal() -> Request {
-    Request::Signal(Signal { name: "s".into(), request_id: "sig-1".into(), ..Default::default() })
+    let payload = Payload {
+        metadata: [("encoding".into(), b"json/plain".to_vec())].into(),
+        data: b"\"hi\"".to_vec(),
+        ..Default::default()
+    };
+    let input = Some(Payloads { payloads: vec![payload] });
+    Request::Signal(Signal { name: "s".into(), input, request_id: "sig-1".into(), ..Default::default() })
 }
 
 fn by_token(attempt: i32) -> ActivityRef {

@@ -23,7 +23,7 @@ const REJECTION_TYPE: &str = "temporal.api.update.v1.Rejection";
 const RESPONSE_TYPE: &str = "temporal.api.update.v1.Response";
 
 /// How far an update has come, as the service reports it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum UpdateProgress {
     Accepted,
     /// Completed, or rejected (then the outcome is its failure).

@@ -17,7 +17,7 @@ use crate::clock::proto;
 use crate::error::{Error, Result};
 
 /// The part of a `RespondWorkflowTaskCompleted` the engine needs, validated.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct CompleteWorkflowTask {
     pub scheduled_event_id: i64,
     pub attempt: i32,
