@@ -225,7 +225,7 @@ impl Tx<'_> {
             use_workflow_build_id: a.use_workflow_build_id,
             priority: a.priority.clone(),
         };
-        // Appending the event puts the activity in state (`replay::apply_event`).
+        // Appending the event puts the activity in state (`replay::apply`).
         let scheduled_event_id = self.append(scheduled);
         let effects = self.state.activities.get(&scheduled_event_id).map(attempt_effects).unwrap_or_default();
         self.effects.extend(effects);

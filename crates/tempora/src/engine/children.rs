@@ -63,7 +63,7 @@ impl Tx<'_> {
             priority: a.priority.clone(),
             ..Default::default()
         };
-        // Appending the event puts the child in state (`replay::apply_event`).
+        // Appending the event puts the child in state (`replay::apply`).
         let initiated_event_id = self.append(initiated);
         self.effects.push(Effect::StartChild { initiated_event_id });
         Ok(())

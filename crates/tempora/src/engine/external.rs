@@ -180,7 +180,7 @@ impl Tx<'_> {
             header: a.header.clone(),
             ..Default::default()
         };
-        // Appending the event tracks the request in state (`replay::apply_event`).
+        // Appending the event tracks the request in state (`replay::apply`).
         let initiated_event_id = self.append(initiated);
         self.effects.push(Effect::DeliverExternal { initiated_event_id });
         Ok(())
@@ -207,7 +207,7 @@ impl Tx<'_> {
             reason: a.reason.clone(),
             ..Default::default()
         };
-        // Appending the event tracks the request in state (`replay::apply_event`).
+        // Appending the event tracks the request in state (`replay::apply`).
         let initiated_event_id = self.append(initiated);
         self.effects.push(Effect::DeliverExternal { initiated_event_id });
         Ok(())

@@ -234,7 +234,7 @@ impl<'a> Tx<'a> {
         self.state.next_event_id += 1;
         let event = self.event(id, attributes.into());
         self.state.history_size_bytes += event.encoded_len() as i64;
-        replay::apply_event(self.state, &event);
+        replay::apply(self.state, &event);
         self.events.push(event);
         id
     }

@@ -1,9 +1,9 @@
-//! Mutable state derived from history. `apply_event` is the one place an event's meaning for
-//! a run's pending work is derived: `Tx::append` calls it for every event the forward path
-//! writes, and `rebuild` folds a whole history through it (reset builds its new run so).
-//! Only the workflow-task pointer is kept by the forward path itself, since attempts after
-//! the first and speculative tasks exist in state without events; in debug builds every
-//! committed transition of an open run is checked against a full replay (`divergence`).
+//! Mutable state derived from history. `apply` is the one place an event's meaning for a
+//! run's state is derived: `Tx::append` calls it for every event the forward path writes,
+//! and `rebuild` folds a whole history through it (reset builds its new run so). What has no
+//! event — attempts after the first and speculative workflow tasks, events buffered while a
+//! task runs — the forward path sets itself. In debug builds every committed transition of
+//! an open run is checked against a full replay (`divergence`).
 
 use prost::Message;
 use temporalio_protos::temporal::api::common::v1::{Memo, SearchAttributes};
@@ -58,14 +58,15 @@ fn time_of(event: &HistoryEvent) -> Millis {
     event.event_time.as_ref().map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000).unwrap_or(0)
 }
 
-/// Folds one event of a history being replayed into the state.
-fn apply(state: &mut MutableState, event: &HistoryEvent) {
+/// Folds one event into a run's state: the one derivation of state from an event, used when
+/// the forward path writes an event (`Tx::append`) and when a history is replayed.
+pub(crate) fn apply(state: &mut MutableState, event: &HistoryEvent) {
     apply_workflow_task(state, event);
     apply_event(state, event);
 }
 
-/// The workflow-task pointer, from its written events. The forward path keeps this pointer
-/// itself: attempts after the first and speculative tasks live in state without events.
+/// The workflow-task pointer, from its written events. Attempts after the first and
+/// speculative tasks exist in state without events; the forward path sets those itself.
 fn apply_workflow_task(state: &mut MutableState, event: &HistoryEvent) {
     use Attributes as A;
     let id = event.event_id;
@@ -103,9 +104,8 @@ fn apply_workflow_task(state: &mut MutableState, event: &HistoryEvent) {
 }
 
 /// What an event means for a run's pending work (activities, timers, children, requests to
-/// other runs, updates) and its cancel flag, memo and search attributes: the one place this
-/// is derived, both when an event is appended (`Tx::append`) and when history is replayed.
-pub(crate) fn apply_event(state: &mut MutableState, event: &HistoryEvent) {
+/// other runs, updates) and its cancel flag, memo and search attributes.
+fn apply_event(state: &mut MutableState, event: &HistoryEvent) {
     use Attributes as A;
     let id = event.event_id;
     let at = time_of(event);

@@ -61,7 +61,7 @@ pub fn reset(
         new_run_id: new_run_id.to_string(),
         ..Default::default()
     });
-    tx.state.workflow_task = None;
+    // Appending the failure cleared the task.
     // Signals the base run received after the reset point are delivered again.
     for event in &base_history[started_index + 1..] {
         if let Some(Attributes::WorkflowExecutionSignaledEventAttributes(a)) = &event.attributes {

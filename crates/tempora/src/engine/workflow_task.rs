@@ -288,8 +288,7 @@ impl Tx<'_> {
             metering_metadata: req.metering_metadata,
             ..Default::default()
         });
-        self.state.workflow_task = None;
-        self.state.last_completed_wft_started_event_id = wft.started_event_id;
+        // Appending the completion cleared the task and moved `last_completed_…`.
         self.state.sticky = req.sticky.clone();
         let mut needs_new_task = req.force_create_new_workflow_task || req.updates_waiting;
         let mut messages = Messages::new(req.messages.clone(), req.update_requests.clone());
