@@ -7,11 +7,11 @@
 use temporalio_protos::temporal::api::command::v1::StartChildWorkflowExecutionCommandAttributes;
 use temporalio_protos::temporal::api::common::v1::{WorkflowExecution, WorkflowType};
 use temporalio_protos::temporal::api::enums::v1::{
-    EventType, ParentClosePolicy, StartChildWorkflowExecutionFailedCause, WorkflowIdReusePolicy,
+    EventType, StartChildWorkflowExecutionFailedCause, WorkflowIdReusePolicy,
 };
 use temporalio_protos::temporal::api::history::v1::{self as history, history_event::Attributes, HistoryEvent};
 
-use super::state::{Child, Encoded, ParentInfo, RunKey};
+use super::state::{Child, ClosePolicy, Encoded, ParentInfo, RunKey};
 use super::workflow::{normal_queue, StartWorkflow};
 use super::{ClosingChild, Effect, Tx, LINK_STARTED};
 use crate::clock::proto;
@@ -155,7 +155,7 @@ impl Tx<'_> {
             .state
             .children
             .values()
-            .filter(|c| !c.run_id.is_empty() && c.parent_close_policy != ParentClosePolicy::Abandon as i32)
+            .filter(|c| !c.run_id.is_empty() && c.parent_close_policy != ClosePolicy::Abandon)
             .map(|c| {
                 let command: StartChildWorkflowExecutionCommandAttributes = c.command.decode();
                 ClosingChild {
@@ -293,7 +293,7 @@ impl Child {
             workflow_type: a.workflow_type.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
             run_id: String::new(),
             started_event_id: 0,
-            parent_close_policy: a.parent_close_policy,
+            parent_close_policy: a.parent_close_policy.into(),
             command: Encoded::of(&command),
         }
     }

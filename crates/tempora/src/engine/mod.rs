@@ -107,8 +107,7 @@ pub struct ClosingChild {
     pub namespace: String,
     pub workflow_id: String,
     pub run_id: String,
-    /// `ParentClosePolicy` as its protobuf number.
-    pub policy: i32,
+    pub policy: state::ClosePolicy,
 }
 
 /// A run created in the same transaction as the one that closed (continue-as-new).

@@ -6,9 +6,7 @@
 //! logged, counted, table-tested and (later) routed to the node that owns the run's shard.
 
 use temporalio_protos::temporal::api::common::v1::{Payloads, WorkflowExecution};
-use temporalio_protos::temporal::api::enums::v1::{
-    ParentClosePolicy, StartChildWorkflowExecutionFailedCause, WorkflowTaskFailedCause,
-};
+use temporalio_protos::temporal::api::enums::v1::{StartChildWorkflowExecutionFailedCause, WorkflowTaskFailedCause};
 use temporalio_protos::temporal::api::failure::v1::Failure;
 use temporalio_protos::temporal::api::history::v1::{
     history_event::Attributes, ActivityTaskScheduledEventAttributes, HistoryEvent,
@@ -16,7 +14,7 @@ use temporalio_protos::temporal::api::history::v1::{
 use temporalio_protos::temporal::api::update::v1::Request as UpdateRequest;
 
 use super::external::{CancelRequest, Signal};
-use super::state::{Activity, ExternalRequest, MutableState};
+use super::state::{Activity, ClosePolicy, ExternalRequest, MutableState};
 use super::workflow_task::{CompleteWorkflowTask, Completed, StartedWorkflowTask};
 use super::{updates, Effect, Limits, NewRun, Timer, Tx};
 use crate::clock::Millis;
@@ -110,7 +108,7 @@ pub enum Request {
     /// This run's parent closed: apply its close policy if this run is still its open child.
     ParentClosed {
         parent_run_id: String,
-        policy: ParentClosePolicy,
+        policy: ClosePolicy,
     },
     /// Reset: this run (the workflow id's current one) is terminated if open, and `run`
     /// becomes the current run, in the same transaction.
@@ -333,18 +331,18 @@ impl Tx<'_> {
     }
 
     /// Applies a closing parent's policy to this run, if it is still that parent's open child.
-    fn parent_closed(&mut self, parent_run_id: &str, policy: ParentClosePolicy) -> Result<bool> {
+    fn parent_closed(&mut self, parent_run_id: &str, policy: ClosePolicy) -> Result<bool> {
         let ours = self.state.parent.as_ref().is_some_and(|p| p.run_id == parent_run_id);
         if !ours || !self.state.is_open() {
             return Ok(false);
         }
         let reason = "by parent close policy";
         match policy {
-            ParentClosePolicy::Abandon => Ok(false),
-            ParentClosePolicy::RequestCancel => {
+            ClosePolicy::Abandon => Ok(false),
+            ClosePolicy::RequestCancel => {
                 self.request_cancel(&CancelRequest { reason: reason.into(), ..Default::default() })
             }
-            ParentClosePolicy::Terminate | ParentClosePolicy::Unspecified => {
+            ClosePolicy::Terminate | ClosePolicy::Unspecified => {
                 self.terminate(reason, None, "");
                 Ok(true)
             }

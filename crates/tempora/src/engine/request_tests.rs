@@ -7,7 +7,7 @@
 use temporalio_protos::temporal::api::command::v1::{self as command, command::Attributes as C, Command};
 use temporalio_protos::temporal::api::common::v1::{ActivityType, Payload, Payloads, WorkflowExecution, WorkflowType};
 use temporalio_protos::temporal::api::enums::v1::{
-    CommandType, EventType as E, ParentClosePolicy, StartChildWorkflowExecutionFailedCause, WorkflowTaskFailedCause,
+    CommandType, EventType as E, StartChildWorkflowExecutionFailedCause, WorkflowTaskFailedCause,
 };
 use temporalio_protos::temporal::api::failure::v1::Failure;
 use temporalio_protos::temporal::api::history::v1::HistoryEvent;
@@ -15,7 +15,7 @@ use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
 
 use super::external::{CancelRequest, Signal};
 use super::request::{apply, ActivityAction, ActivityRef, Applied, Context, Reply, Request};
-use super::state::{MutableState, ParentInfo};
+use super::state::{ClosePolicy, MutableState, ParentInfo};
 use super::workflow::{start, StartWorkflow};
 use super::workflow_task::CompleteWorkflowTask;
 use super::{replay, ActivityTimeoutKind, Limits, Timer};
@@ -219,7 +219,7 @@ fn every_request_type() {
             workflow_id: "parent".into(),
             run_id: "parent-run".into(),
             initiated_event_id: 5,
-            close_policy: ParentClosePolicy::Terminate as i32,
+            close_policy: ClosePolicy::Terminate,
         };
         Run::new(Some(parent))
     };
@@ -454,13 +454,13 @@ fn every_request_type() {
         (
             "the parent closed: terminate",
             child_of_parent,
-            Request::ParentClosed { parent_run_id: "parent-run".into(), policy: ParentClosePolicy::Terminate },
+            Request::ParentClosed { parent_run_id: "parent-run".into(), policy: ClosePolicy::Terminate },
             events(&[E::WorkflowExecutionTerminated]),
         ),
         (
             "a close policy from another parent",
             child_of_parent,
-            Request::ParentClosed { parent_run_id: "someone-else".into(), policy: ParentClosePolicy::Terminate },
+            Request::ParentClosed { parent_run_id: "someone-else".into(), policy: ClosePolicy::Terminate },
             unchanged(),
         ),
     ];

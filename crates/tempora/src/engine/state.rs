@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use temporalio_protos::temporal::api::common::v1 as common;
-use temporalio_protos::temporal::api::enums::v1::WorkflowExecutionStatus;
+use temporalio_protos::temporal::api::enums::v1::{ParentClosePolicy, WorkflowExecutionStatus};
 
 use crate::clock::Millis;
 
@@ -79,6 +79,53 @@ impl TryFrom<i32> for RunStatus {
             W::TimedOut => RunStatus::TimedOut,
             W::Unspecified | W::Paused => return Err(format!("run status {n} is not a run's status")),
         })
+    }
+}
+
+/// What happens to a child when its parent closes (`ParentClosePolicy`). Unspecified is kept
+/// as the workflow sent it (and shown so) but acts as Terminate, Temporal's default. Stored as
+/// the protobuf number.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "i32", from = "i32")]
+pub enum ClosePolicy {
+    #[default]
+    Unspecified,
+    Terminate,
+    RequestCancel,
+    Abandon,
+}
+
+impl ClosePolicy {
+    pub fn to_proto(self) -> ParentClosePolicy {
+        match self {
+            ClosePolicy::Unspecified => ParentClosePolicy::Unspecified,
+            ClosePolicy::Terminate => ParentClosePolicy::Terminate,
+            ClosePolicy::RequestCancel => ParentClosePolicy::RequestCancel,
+            ClosePolicy::Abandon => ParentClosePolicy::Abandon,
+        }
+    }
+
+    /// The policy as a number, as the API and storage carry it.
+    pub fn number(self) -> i32 {
+        self.to_proto() as i32
+    }
+}
+
+impl From<i32> for ClosePolicy {
+    /// From a workflow's command or from storage; an unknown number is unspecified.
+    fn from(n: i32) -> Self {
+        match ParentClosePolicy::try_from(n).unwrap_or_default() {
+            ParentClosePolicy::Unspecified => ClosePolicy::Unspecified,
+            ParentClosePolicy::Terminate => ClosePolicy::Terminate,
+            ParentClosePolicy::RequestCancel => ClosePolicy::RequestCancel,
+            ParentClosePolicy::Abandon => ClosePolicy::Abandon,
+        }
+    }
+}
+
+impl From<ClosePolicy> for i32 {
+    fn from(policy: ClosePolicy) -> i32 {
+        policy.number()
     }
 }
 
@@ -188,10 +235,9 @@ pub struct ParentInfo {
     pub workflow_id: String,
     pub run_id: String,
     pub initiated_event_id: i64,
-    /// `ParentClosePolicy` as its protobuf number, so the child can apply it itself if the
-    /// parent closed while the server was down.
+    /// So the child can apply it itself if the parent closed while the server was down.
     #[serde(default)]
-    pub close_policy: i32,
+    pub close_policy: ClosePolicy,
 }
 
 impl ParentInfo {
@@ -209,8 +255,7 @@ pub struct Child {
     /// Empty until `ChildWorkflowExecutionStarted`.
     pub run_id: String,
     pub started_event_id: i64,
-    /// `ParentClosePolicy` as its protobuf number.
-    pub parent_close_policy: i32,
+    pub parent_close_policy: ClosePolicy,
     /// The `StartChildWorkflowExecutionCommandAttributes`, to (re)try the start.
     pub command: Encoded,
 }
@@ -396,5 +441,22 @@ mod tests {
         // State written before this type existed: `"status": 1` is a running run.
         assert_eq!(serde_json::from_str::<RunStatus>("1").unwrap(), RunStatus::Running);
         assert!(serde_json::from_str::<RunStatus>("0").is_err(), "UNSPECIFIED is no run's status");
+    }
+
+    #[test]
+    fn a_close_policy_is_stored_as_its_protobuf_number_as_before() {
+        for (policy, number) in [
+            (ClosePolicy::Unspecified, 0),
+            (ClosePolicy::Terminate, 1),
+            (ClosePolicy::Abandon, 2),
+            (ClosePolicy::RequestCancel, 3),
+        ] {
+            assert_eq!(serde_json::to_string(&policy).unwrap(), number.to_string());
+            assert_eq!(serde_json::from_str::<ClosePolicy>(&number.to_string()).unwrap(), policy);
+        }
+        // Parent info written before the field existed reads as unspecified (acts as terminate).
+        let parent: ParentInfo =
+            serde_json::from_str(r#"{"namespace":"n","workflow_id":"w","run_id":"r","initiated_event_id":5}"#).unwrap();
+        assert_eq!(parent.close_policy, ClosePolicy::Unspecified);
     }
 }

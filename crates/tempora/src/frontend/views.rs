@@ -240,7 +240,7 @@ pub(super) fn describe(exec: &Execution) -> ws::DescribeWorkflowExecutionRespons
                 run_id: c.run_id.clone(),
                 workflow_type_name: c.workflow_type.clone(),
                 initiated_id: c.initiated_event_id,
-                parent_close_policy: c.parent_close_policy,
+                parent_close_policy: c.parent_close_policy.number(),
             })
             .collect(),
         ..Default::default()

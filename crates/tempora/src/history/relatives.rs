@@ -11,14 +11,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use temporalio_protos::temporal::api::common::v1::WorkflowExecution;
-use temporalio_protos::temporal::api::enums::v1::{ParentClosePolicy, StartChildWorkflowExecutionFailedCause};
+use temporalio_protos::temporal::api::enums::v1::StartChildWorkflowExecutionFailedCause;
 use temporalio_protos::temporal::api::history::v1::HistoryEvent;
 
 use super::Service;
 use crate::engine::children::child_start_request;
 use crate::engine::request::Request;
 use crate::engine::start::StartPolicy;
-use crate::engine::state::{ParentInfo, RunKey};
+use crate::engine::state::{ClosePolicy, ParentInfo, RunKey};
 use crate::engine::ClosingChild;
 use crate::error::{Error, Result};
 
@@ -162,7 +162,7 @@ pub(super) fn parent_closed(parent: RunKey, children: Vec<ClosingChild>) -> Job 
                     Err(Error::NotFound(_)) | Err(Error::NamespaceNotFound(_)) => continue,
                     Err(e) => return Err(e),
                 };
-                let policy = ParentClosePolicy::try_from(child.policy).unwrap_or(ParentClosePolicy::Terminate);
+                let policy = child.policy;
                 tell(&svc, &target, Request::ParentClosed { parent_run_id: parent.run_id.clone(), policy }).await?;
             }
             Ok(())
@@ -181,8 +181,8 @@ pub(super) fn check_parent(child: RunKey, parent: ParentInfo) -> Job {
                 Err(Error::NotFound(_)) => return Ok(()),
                 Err(e) => return Err(e),
             };
-            let policy = ParentClosePolicy::try_from(parent.close_policy).unwrap_or(ParentClosePolicy::Terminate);
-            if parent_open || policy == ParentClosePolicy::Abandon {
+            let policy = parent.close_policy;
+            if parent_open || policy == ClosePolicy::Abandon {
                 return Ok(());
             }
             tell(&svc, &child, Request::ParentClosed { parent_run_id: parent.run_id.clone(), policy }).await
