@@ -30,7 +30,10 @@ struct Run {
 
 impl Run {
     fn new(parent: Option<ParentInfo>) -> Run {
-        let req = StartWorkflow { parent, ..super::tests::start_request() };
+        Run::with(StartWorkflow { parent, ..super::tests::start_request() })
+    }
+
+    fn with(req: StartWorkflow) -> Run {
         let (state, history, _) = start(req, 1_000);
         Run { state, history, now: 1_000 }
     }
@@ -82,6 +85,8 @@ fn cmd(attributes: C) -> Command {
         C::StartChildWorkflowExecutionCommandAttributes(_) => CommandType::StartChildWorkflowExecution,
         C::SignalExternalWorkflowExecutionCommandAttributes(_) => CommandType::SignalExternalWorkflowExecution,
         C::ContinueAsNewWorkflowExecutionCommandAttributes(_) => CommandType::ContinueAsNewWorkflowExecution,
+        C::FailWorkflowExecutionCommandAttributes(_) => CommandType::FailWorkflowExecution,
+        C::CompleteWorkflowExecutionCommandAttributes(_) => CommandType::CompleteWorkflowExecution,
         _ => CommandType::Unspecified,
     };
     Command { command_type: command_type as i32, attributes: Some(attributes), ..Default::default() }
@@ -121,6 +126,16 @@ fn signal_other() -> Command {
             ..Default::default()
         },
     ))
+}
+
+fn fail_workflow() -> Command {
+    cmd(C::FailWorkflowExecutionCommandAttributes(command::FailWorkflowExecutionCommandAttributes {
+        failure: Some(Failure { message: "boom".into(), ..Default::default() }),
+    }))
+}
+
+fn complete_workflow() -> Command {
+    cmd(C::CompleteWorkflowExecutionCommandAttributes(Default::default()))
 }
 
 fn continue_as_new() -> Command {
@@ -489,4 +504,49 @@ fn continue_as_new_and_reset_create_the_next_run_in_the_same_transaction() {
     let reset_run = applied.new_run.expect("the reset run");
     let reset_types: Vec<E> = reset_run.events.iter().map(|e| E::try_from(e.event_type).unwrap()).collect();
     assert_eq!(reset_types[3..], [E::WorkflowTaskFailed, E::WorkflowTaskScheduled]);
+}
+
+/// The first event of a run created in the same transaction, and its initiator.
+fn started_by(next: &super::NewRun) -> (i32, i32, Option<prost_types::Duration>) {
+    use temporalio_protos::temporal::api::history::v1::history_event::Attributes as A;
+    match next.events.first().and_then(|e| e.attributes.as_ref()) {
+        Some(A::WorkflowExecutionStartedEventAttributes(a)) => (a.attempt, a.initiator, a.first_workflow_task_backoff),
+        other => panic!("the next run does not start with WorkflowExecutionStarted: {other:?}"),
+    }
+}
+
+#[test]
+fn a_failed_run_with_attempts_left_is_retried_after_its_backoff() {
+    use temporalio_protos::temporal::api::enums::v1::ContinueAsNewInitiator;
+    let retry_policy = temporalio_protos::temporal::api::common::v1::RetryPolicy {
+        initial_interval: Some(proto::duration(2_000)),
+        maximum_attempts: 3,
+        ..Default::default()
+    };
+    let mut run = Run::with(StartWorkflow { retry_policy: Some(retry_policy), ..super::tests::start_request() });
+    let applied = run.decide(vec![fail_workflow()]);
+    assert_eq!(types(&applied), [E::WorkflowTaskCompleted, E::WorkflowExecutionFailed]);
+    let next = applied.new_run.expect("a retry run");
+    let (attempt, initiator, backoff) = started_by(&next);
+    assert_eq!((attempt, initiator), (2, ContinueAsNewInitiator::Retry as i32));
+    assert_eq!(backoff, Some(proto::duration(2_000)));
+    assert!(next.effects.iter().any(|e| matches!(e, super::Effect::Timer { timer: Timer::WorkflowBackoff, .. })));
+}
+
+#[test]
+fn a_cron_run_waits_for_its_time_then_begins_the_next_cron_run_when_it_completes() {
+    use temporalio_protos::temporal::api::enums::v1::ContinueAsNewInitiator;
+    let mut run = Run::with(StartWorkflow { cron_schedule: "@every 10s".into(), ..super::tests::start_request() });
+    assert!(run.state.workflow_task.is_none(), "the first task waits for the schedule");
+    let early = run.apply(Request::FireTimer(Timer::WorkflowBackoff)).unwrap();
+    assert!(!early.changed, "not yet due");
+    run.now += 10_000;
+    let due = run.apply(Request::FireTimer(Timer::WorkflowBackoff)).unwrap();
+    assert_eq!(types(&due), [E::WorkflowTaskScheduled]);
+    let applied = run.decide(vec![complete_workflow()]);
+    assert_eq!(types(&applied), [E::WorkflowTaskCompleted, E::WorkflowExecutionCompleted]);
+    let next = applied.new_run.expect("the next cron run");
+    let (_, initiator, backoff) = started_by(&next);
+    assert_eq!(initiator, ContinueAsNewInitiator::CronSchedule as i32);
+    assert!(backoff.is_some_and(|b| b.seconds <= 10), "{backoff:?}");
 }
