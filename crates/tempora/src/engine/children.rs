@@ -42,27 +42,7 @@ impl Tx<'_> {
         if proto::duration_ms(a.workflow_task_timeout.as_ref()) <= 0 {
             a.workflow_task_timeout = Some(proto::duration(CHILD_TASK_TIMEOUT_DEFAULT_MS));
         }
-        let initiated = history::StartChildWorkflowExecutionInitiatedEventAttributes {
-            namespace: a.namespace.clone(),
-            workflow_id: a.workflow_id.clone(),
-            workflow_type: a.workflow_type.clone(),
-            task_queue: a.task_queue.clone(),
-            input: a.input.clone(),
-            workflow_execution_timeout: a.workflow_execution_timeout,
-            workflow_run_timeout: a.workflow_run_timeout,
-            workflow_task_timeout: a.workflow_task_timeout,
-            parent_close_policy: a.parent_close_policy,
-            control: a.control.clone(),
-            workflow_task_completed_event_id: completed_id,
-            workflow_id_reuse_policy: a.workflow_id_reuse_policy,
-            retry_policy: a.retry_policy.clone(),
-            cron_schedule: a.cron_schedule.clone(),
-            header: a.header.clone(),
-            memo: a.memo.clone(),
-            search_attributes: a.search_attributes.clone(),
-            priority: a.priority.clone(),
-            ..Default::default()
-        };
+        let initiated = initiated_event(&a, completed_id);
         // Appending the event puts the child in state (`replay::apply`).
         let initiated_event_id = self.append(initiated);
         self.effects.push(Effect::StartChild { initiated_event_id });
@@ -94,13 +74,13 @@ impl Tx<'_> {
             return false;
         }
         let Some(child) = self.state.children.remove(&initiated_event_id) else { return false };
-        let command: StartChildWorkflowExecutionCommandAttributes = child.command.decode();
+        let initiated = child.initiated_event();
         self.add_external(history::StartChildWorkflowExecutionFailedEventAttributes {
-            namespace: command.namespace,
+            namespace: initiated.namespace,
             workflow_id: child.workflow_id,
             workflow_type: Some(WorkflowType { name: child.workflow_type }),
             cause: cause as i32,
-            control: command.control,
+            control: initiated.control,
             initiated_event_id,
             ..Default::default()
         });
@@ -156,14 +136,11 @@ impl Tx<'_> {
             .children
             .values()
             .filter(|c| !c.run_id.is_empty() && c.parent_close_policy != ClosePolicy::Abandon)
-            .map(|c| {
-                let command: StartChildWorkflowExecutionCommandAttributes = c.command.decode();
-                ClosingChild {
-                    namespace: command.namespace,
-                    workflow_id: c.workflow_id.clone(),
-                    run_id: c.run_id.clone(),
-                    policy: c.parent_close_policy,
-                }
+            .map(|c| ClosingChild {
+                namespace: c.initiated_event().namespace,
+                workflow_id: c.workflow_id.clone(),
+                run_id: c.run_id.clone(),
+                policy: c.parent_close_policy,
             })
             .collect();
         if !children.is_empty() {
@@ -173,16 +150,16 @@ impl Tx<'_> {
 }
 
 fn started_event(child: &Child, namespace: String) -> history::ChildWorkflowExecutionStartedEventAttributes {
-    let command: StartChildWorkflowExecutionCommandAttributes = child.command.decode();
+    let initiated = child.initiated_event();
     history::ChildWorkflowExecutionStartedEventAttributes {
-        namespace: if command.namespace.is_empty() { namespace } else { command.namespace },
+        namespace: if initiated.namespace.is_empty() { namespace } else { initiated.namespace },
         initiated_event_id: child.initiated_event_id,
         workflow_execution: Some(WorkflowExecution {
             workflow_id: child.workflow_id.clone(),
             run_id: child.run_id.clone(),
         }),
         workflow_type: Some(WorkflowType { name: child.workflow_type.clone() }),
-        header: command.header,
+        header: initiated.header,
         ..Default::default()
     }
 }
@@ -261,32 +238,11 @@ fn closed_event(
 
 impl Child {
     /// The pending child a `StartChildWorkflowExecutionInitiated` event stands for (starting
-    /// it, and replaying its history, both build it here). The command to (re)try its start
-    /// is made from the event, which carries every field the start uses.
+    /// it, and replaying its history, both build it here).
     pub(crate) fn initiated(
         initiated_event_id: i64,
         a: &history::StartChildWorkflowExecutionInitiatedEventAttributes,
     ) -> Child {
-        let command = StartChildWorkflowExecutionCommandAttributes {
-            namespace: a.namespace.clone(),
-            workflow_id: a.workflow_id.clone(),
-            workflow_type: a.workflow_type.clone(),
-            task_queue: a.task_queue.clone(),
-            input: a.input.clone(),
-            workflow_execution_timeout: a.workflow_execution_timeout,
-            workflow_run_timeout: a.workflow_run_timeout,
-            workflow_task_timeout: a.workflow_task_timeout,
-            parent_close_policy: a.parent_close_policy,
-            control: a.control.clone(),
-            workflow_id_reuse_policy: a.workflow_id_reuse_policy,
-            retry_policy: a.retry_policy.clone(),
-            cron_schedule: a.cron_schedule.clone(),
-            header: a.header.clone(),
-            memo: a.memo.clone(),
-            search_attributes: a.search_attributes.clone(),
-            priority: a.priority.clone(),
-            ..Default::default()
-        };
         Child {
             initiated_event_id,
             workflow_id: a.workflow_id.clone(),
@@ -294,15 +250,54 @@ impl Child {
             run_id: String::new(),
             started_event_id: 0,
             parent_close_policy: a.parent_close_policy.into(),
-            command: Encoded::of(&command),
+            initiated: Some(Encoded::of(a)),
+            command: None,
         }
+    }
+
+    /// Its initiated event's attributes (for state written before they were kept, rebuilt
+    /// from the command the way the command first became the event).
+    pub fn initiated_event(&self) -> history::StartChildWorkflowExecutionInitiatedEventAttributes {
+        match (&self.initiated, &self.command) {
+            (Some(event), _) => event.decode(),
+            (None, Some(command)) => initiated_event(&command.decode(), 0),
+            (None, None) => Default::default(),
+        }
+    }
+}
+
+/// The initiated event a `StartChildWorkflowExecution` command (defaults filled in) becomes.
+fn initiated_event(
+    a: &StartChildWorkflowExecutionCommandAttributes,
+    completed_id: i64,
+) -> history::StartChildWorkflowExecutionInitiatedEventAttributes {
+    history::StartChildWorkflowExecutionInitiatedEventAttributes {
+        namespace: a.namespace.clone(),
+        workflow_id: a.workflow_id.clone(),
+        workflow_type: a.workflow_type.clone(),
+        task_queue: a.task_queue.clone(),
+        input: a.input.clone(),
+        workflow_execution_timeout: a.workflow_execution_timeout,
+        workflow_run_timeout: a.workflow_run_timeout,
+        workflow_task_timeout: a.workflow_task_timeout,
+        parent_close_policy: a.parent_close_policy,
+        control: a.control.clone(),
+        workflow_task_completed_event_id: completed_id,
+        workflow_id_reuse_policy: a.workflow_id_reuse_policy,
+        retry_policy: a.retry_policy.clone(),
+        cron_schedule: a.cron_schedule.clone(),
+        header: a.header.clone(),
+        memo: a.memo.clone(),
+        search_attributes: a.search_attributes.clone(),
+        priority: a.priority.clone(),
+        ..Default::default()
     }
 }
 
 /// The start request for a child, from its parent's record of it. The request id is derived
 /// from the parent's run and event, so starting it again (after a restart) finds the same run.
 pub fn child_start_request(parent: &RunKey, child: &Child) -> (StartWorkflow, super::start::IdReusePolicy) {
-    let a: StartChildWorkflowExecutionCommandAttributes = child.command.decode();
+    let a = child.initiated_event();
     let execution_timeout_ms = proto::duration_ms(a.workflow_execution_timeout.as_ref());
     let mut run_timeout_ms = proto::duration_ms(a.workflow_run_timeout.as_ref());
     if execution_timeout_ms > 0 && (run_timeout_ms == 0 || run_timeout_ms > execution_timeout_ms) {
@@ -335,4 +330,46 @@ pub fn child_start_request(parent: &RunKey, child: &Child) -> (StartWorkflow, su
     };
     let reuse = WorkflowIdReusePolicy::try_from(a.workflow_id_reuse_policy).unwrap_or_default();
     (start, reuse.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_kept_by_an_older_version_as_its_command_still_starts_the_same_way() {
+        let command = StartChildWorkflowExecutionCommandAttributes {
+            namespace: "other".into(),
+            workflow_id: "child".into(),
+            workflow_type: Some(WorkflowType { name: "Child".into() }),
+            task_queue: Some(normal_queue("tq")),
+            workflow_task_timeout: Some(proto::duration(10_000)),
+            cron_schedule: "@every 1m".into(),
+            ..Default::default()
+        };
+        // The JSON an older version wrote: the command's bytes, no initiated event.
+        let legacy = serde_json::json!({
+            "initiated_event_id": 5,
+            "workflow_id": "child",
+            "workflow_type": "Child",
+            "run_id": "",
+            "started_event_id": 0,
+            "parent_close_policy": 1,
+            "command": Encoded::of(&command),
+        });
+        let legacy: Child = serde_json::from_value(legacy).unwrap();
+        let current = Child::initiated(5, &initiated_event(&command, 4));
+        let parent = RunKey { namespace: "default".into(), workflow_id: "parent".into(), run_id: "p".into() };
+        let (from_legacy, _) = child_start_request(&parent, &legacy);
+        let (from_current, _) = child_start_request(&parent, &current);
+        assert_eq!(from_legacy.key, from_current.key);
+        assert_eq!(from_legacy.key.namespace, "other");
+        assert_eq!(
+            (from_legacy.task_queue, from_legacy.cron_schedule, from_legacy.request_id),
+            (from_current.task_queue, from_current.cron_schedule, from_current.request_id)
+        );
+        // New state keeps the event and no command.
+        let json = serde_json::to_value(&current).unwrap();
+        assert!(json.get("command").is_none() && json.get("initiated").is_some());
+    }
 }

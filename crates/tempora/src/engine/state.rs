@@ -256,8 +256,13 @@ pub struct Child {
     pub run_id: String,
     pub started_event_id: i64,
     pub parent_close_policy: ClosePolicy,
-    /// The `StartChildWorkflowExecutionCommandAttributes`, to (re)try the start.
-    pub command: Encoded,
+    /// Its `StartChildWorkflowExecutionInitiated` event, to (re)try the start.
+    #[serde(default)]
+    pub initiated: Option<Encoded>,
+    /// State written before `initiated` existed kept the command instead; read only
+    /// (`Child::initiated_event` turns it into the event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Encoded>,
 }
 
 /// A signal or cancel request to another run, as its sender tracks it.
