@@ -27,9 +27,9 @@ pub struct TaskToken {
 impl TaskToken {
     pub fn new(run: &RunKey, scheduled_event_id: i64, attempt: i32, activity: bool) -> Self {
         TaskToken {
-            namespace: run.namespace.clone(),
-            workflow_id: run.workflow_id.clone(),
-            run_id: run.run_id.clone(),
+            namespace: run.namespace.to_string(),
+            workflow_id: run.workflow_id.to_string(),
+            run_id: run.run_id.to_string(),
             scheduled_event_id,
             attempt,
             activity,
@@ -42,7 +42,7 @@ impl TaskToken {
     }
 
     pub fn run(&self) -> RunKey {
-        RunKey { namespace: self.namespace.clone(), workflow_id: self.workflow_id.clone(), run_id: self.run_id.clone() }
+        RunKey::new(self.namespace.clone(), self.workflow_id.clone(), self.run_id.clone())
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {

@@ -147,7 +147,7 @@ async fn unknown_and_malformed_task_tokens() {
         &tempora::engine::state::RunKey {
             namespace: "default".into(),
             workflow_id: "gone".into(),
-            run_id: uuid::Uuid::new_v4().to_string(),
+            run_id: uuid::Uuid::new_v4().to_string().into(),
         },
         5,
         1,

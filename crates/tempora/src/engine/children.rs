@@ -34,7 +34,7 @@ impl Tx<'_> {
         }
         let mut a = a.clone();
         if a.namespace.is_empty() {
-            a.namespace = self.state.key.namespace.clone();
+            a.namespace = self.state.key.namespace.to_string();
         }
         if a.task_queue.as_ref().is_none_or(|q| q.name.is_empty()) {
             a.task_queue = Some(normal_queue(&self.state.task_queue));
@@ -59,7 +59,7 @@ impl Tx<'_> {
             return false;
         }
         child.run_id = run_id.to_string();
-        let event = started_event(child, self.state.key.namespace.clone());
+        let event = started_event(child, self.state.key.namespace.to_string());
         self.add_external(event);
         true
     }
@@ -93,7 +93,7 @@ impl Tx<'_> {
             return false;
         }
         let Some(child) = self.state.children.get(&initiated_event_id).cloned() else { return false };
-        let namespace = self.state.key.namespace.clone();
+        let namespace = self.state.key.namespace.to_string();
         let mut events: Vec<Attributes> = Vec::new();
         let mut started_event_id = child.started_event_id;
         if child.run_id.is_empty() {
@@ -304,7 +304,7 @@ pub fn child_start_request(parent: &RunKey, child: &Child) -> (StartWorkflow, su
         run_timeout_ms = execution_timeout_ms;
     }
     let start = StartWorkflow {
-        key: RunKey { namespace: a.namespace.clone(), workflow_id: a.workflow_id.clone(), run_id: String::new() },
+        key: RunKey::new(a.namespace.clone(), a.workflow_id.clone(), String::new()),
         workflow_type: child.workflow_type.clone(),
         task_queue: a.task_queue.map(|q| q.name).unwrap_or_default(),
         input: a.input,
@@ -320,9 +320,9 @@ pub fn child_start_request(parent: &RunKey, child: &Child) -> (StartWorkflow, su
         priority: a.priority,
         cron_schedule: a.cron_schedule,
         parent: Some(ParentInfo {
-            namespace: parent.namespace.clone(),
-            workflow_id: parent.workflow_id.clone(),
-            run_id: parent.run_id.clone(),
+            namespace: parent.namespace.to_string(),
+            workflow_id: parent.workflow_id.to_string(),
+            run_id: parent.run_id.to_string(),
             initiated_event_id: child.initiated_event_id,
             close_policy: child.parent_close_policy,
         }),

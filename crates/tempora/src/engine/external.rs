@@ -219,7 +219,7 @@ impl Tx<'_> {
 
     fn target_namespace(&self, namespace: &str) -> String {
         if namespace.is_empty() {
-            self.state.key.namespace.clone()
+            self.state.key.namespace.to_string()
         } else {
             namespace.to_string()
         }

@@ -47,7 +47,7 @@ pub fn reset(
         ));
     }
     let copied = &base_history[..=started_index];
-    let key = RunKey { run_id: new_run_id.to_string(), ..base.key.clone() };
+    let key = RunKey { run_id: new_run_id.into(), ..base.key.clone() };
     let mut state = super::replay::rebuild(key, copied, base)?;
     let wft = state.workflow_task.clone().ok_or("the reset point has no workflow task")?;
     let mut tx = Tx::new(&mut state, now);
@@ -57,7 +57,7 @@ pub fn reset(
         cause: WorkflowTaskFailedCause::ResetWorkflow as i32,
         failure: Some(Failure { message: reason.to_string(), ..Default::default() }),
         identity: identity.to_string(),
-        base_run_id: base.key.run_id.clone(),
+        base_run_id: base.key.run_id.to_string(),
         new_run_id: new_run_id.to_string(),
         ..Default::default()
     });

@@ -4,7 +4,7 @@
 
 use temporalio_protos::temporal::api::enums::v1::{WorkflowIdConflictPolicy, WorkflowIdReusePolicy};
 
-use super::state::RunStatus;
+use super::state::{RunId, RunStatus};
 
 use crate::error::Error;
 
@@ -58,7 +58,7 @@ pub struct StartPolicy {
 /// The workflow id's current run, as the decision needs it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CurrentRun {
-    pub run_id: String,
+    pub run_id: RunId,
     pub status: RunStatus,
     /// The request id of the start that created it.
     pub request_id: String,
@@ -100,7 +100,7 @@ pub fn decide(
         StartDecision::Refuse(Error::AlreadyStarted {
             message,
             start_request_id: current.request_id.clone(),
-            run_id: current.run_id.clone(),
+            run_id: current.run_id.to_string(),
         })
     };
     let run_id = &current.run_id;

@@ -17,12 +17,91 @@ use temporalio_protos::temporal::api::enums::v1::{ParentClosePolicy, WorkflowExe
 
 use crate::clock::Millis;
 
+/// A string id with a type of its own, so a workflow id cannot be passed where a run id is
+/// meant. Serialised as the plain string; reads as `&str` where one is wanted.
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                $name(s)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                $name(s.to_string())
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl PartialEq<String> for $name {
+            fn eq(&self, other: &String) -> bool {
+                &self.0 == other
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A namespace's name.
+    Namespace
+);
+string_id!(
+    /// A workflow id: names every run of one workflow in its namespace.
+    WorkflowId
+);
+string_id!(
+    /// One run of a workflow (a UUID).
+    RunId
+);
+
 /// Identifies one run of a workflow.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RunKey {
-    pub namespace: String,
-    pub workflow_id: String,
-    pub run_id: String,
+    pub namespace: Namespace,
+    pub workflow_id: WorkflowId,
+    pub run_id: RunId,
+}
+
+impl RunKey {
+    pub fn new(namespace: impl Into<Namespace>, workflow_id: impl Into<WorkflowId>, run_id: impl Into<RunId>) -> Self {
+        RunKey { namespace: namespace.into(), workflow_id: workflow_id.into(), run_id: run_id.into() }
+    }
 }
 
 /// A run's status. Stored (in state JSON and the `executions.status` column) as the number
@@ -242,7 +321,7 @@ pub struct ParentInfo {
 
 impl ParentInfo {
     pub fn key(&self) -> RunKey {
-        RunKey { namespace: self.namespace.clone(), workflow_id: self.workflow_id.clone(), run_id: self.run_id.clone() }
+        RunKey::new(self.namespace.clone(), self.workflow_id.clone(), self.run_id.clone())
     }
 }
 

@@ -73,7 +73,7 @@ pub fn start(mut req: StartWorkflow, now: Millis) -> (MutableState, Vec<history:
     }
     let continued = req.continued.clone().unwrap_or_default();
     let first_execution_run_id = if continued.first_execution_run_id.is_empty() {
-        req.key.run_id.clone()
+        req.key.run_id.to_string()
     } else {
         continued.first_execution_run_id
     };
@@ -123,7 +123,7 @@ pub fn start(mut req: StartWorkflow, now: Millis) -> (MutableState, Vec<history:
         workflow_execution_timeout: Some(proto::duration(req.execution_timeout_ms)),
         workflow_run_timeout: Some(proto::duration(req.run_timeout_ms)),
         workflow_task_timeout: Some(proto::duration(req.task_timeout_ms)),
-        original_execution_run_id: req.key.run_id.clone(),
+        original_execution_run_id: req.key.run_id.to_string(),
         identity: req.identity,
         first_execution_run_id,
         continued_execution_run_id: continued.run_id,
@@ -146,7 +146,7 @@ pub fn start(mut req: StartWorkflow, now: Millis) -> (MutableState, Vec<history:
         memo: req.memo,
         search_attributes: req.search_attributes,
         header: req.header,
-        workflow_id: req.key.workflow_id.clone(),
+        workflow_id: req.key.workflow_id.to_string(),
         priority: req.priority,
         ..Default::default()
     });
@@ -207,7 +207,7 @@ impl Tx<'_> {
         let workflow_type = a.workflow_type.as_ref().map(|t| t.name.clone()).filter(|n| !n.is_empty());
         let task_queue = a.task_queue.as_ref().map(|q| q.name.clone()).filter(|n| !n.is_empty());
         let req = StartWorkflow {
-            key: RunKey { run_id: new_run_id.clone(), ..state.key.clone() },
+            key: RunKey { run_id: new_run_id.clone().into(), ..state.key.clone() },
             workflow_type: workflow_type.unwrap_or_else(|| state.workflow_type.clone()),
             task_queue: task_queue.unwrap_or_else(|| state.task_queue.clone()),
             input: a.input.clone(),
@@ -226,7 +226,7 @@ impl Tx<'_> {
             priority: None,
             parent: state.parent.clone(),
             continued: Some(Continued {
-                run_id: state.key.run_id.clone(),
+                run_id: state.key.run_id.to_string(),
                 first_execution_run_id: state.first_execution_run_id.clone(),
                 initiator: a.initiator,
                 failure: a.failure.clone(),
@@ -264,7 +264,7 @@ impl Tx<'_> {
 
     /// Creates the run that continues this one (in this transaction) and links them.
     fn begin_next_run(&mut self, req: StartWorkflow) {
-        self.state.new_execution_run_id = req.key.run_id.clone();
+        self.state.new_execution_run_id = req.key.run_id.to_string();
         let (state, events, effects) = start(req, self.now);
         self.new_run = Some(super::NewRun { state, events, effects });
     }
@@ -330,7 +330,7 @@ impl Tx<'_> {
         };
         let attempt = if initiator == ContinueAsNewInitiator::Retry { started.attempt.max(1) + 1 } else { 1 };
         let req = StartWorkflow {
-            key: RunKey { run_id: new_run_id.clone(), ..state.key.clone() },
+            key: RunKey { run_id: new_run_id.clone().into(), ..state.key.clone() },
             workflow_type: state.workflow_type.clone(),
             task_queue: state.task_queue.clone(),
             input: started.input.clone(),
@@ -346,7 +346,7 @@ impl Tx<'_> {
             priority: started.priority.clone(),
             parent: state.parent.clone(),
             continued: Some(Continued {
-                run_id: state.key.run_id.clone(),
+                run_id: state.key.run_id.to_string(),
                 first_execution_run_id: state.first_execution_run_id.clone(),
                 initiator: initiator as i32,
                 failure,

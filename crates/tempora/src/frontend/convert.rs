@@ -73,7 +73,7 @@ impl Checks<'_> {
         }
         let request_id = if r.request_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { r.request_id };
         let start = StartWorkflow {
-            key: RunKey { namespace: r.namespace, workflow_id: r.workflow_id, run_id: String::new() },
+            key: RunKey::new(r.namespace, r.workflow_id, String::new()),
             workflow_type,
             task_queue,
             input: r.input,

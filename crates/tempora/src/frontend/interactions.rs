@@ -132,11 +132,12 @@ impl Frontend {
         let (start, policy) = self.checks().start(start).map_err(failed(0))?;
         let (request, update_id) = self.checks().update(update.request).map_err(failed(1))?;
         let started = self.svc.start_workflow(start, policy).await.map_err(failed(0))?;
-        let key = RunKey { namespace: r.namespace.clone(), workflow_id: execution.workflow_id, run_id: started.run_id };
+        let key =
+            RunKey { run_id: started.run_id, ..RunKey::new(r.namespace.clone(), execution.workflow_id, String::new()) };
         let wanted = wanted_stage(update.wait_policy.as_ref());
         let status = self.svc.update(&key, request, wanted, deadline).await.map_err(failed(1))?;
         let start = ws::StartWorkflowExecutionResponse {
-            run_id: key.run_id.clone(),
+            run_id: key.run_id.to_string(),
             started: started.started,
             status: WorkflowExecutionStatus::Running as i32,
             ..Default::default()

@@ -21,7 +21,7 @@ use crate::token::TaskToken;
 pub(super) const CLUSTER_NAME: &str = "active";
 
 pub(super) fn execution_of(key: &RunKey) -> WorkflowExecution {
-    WorkflowExecution { workflow_id: key.workflow_id.clone(), run_id: key.run_id.clone() }
+    WorkflowExecution { workflow_id: key.workflow_id.to_string(), run_id: key.run_id.to_string() }
 }
 
 pub(super) fn namespace(ns: &NamespaceRecord) -> ws::DescribeNamespaceResponse {
@@ -88,7 +88,7 @@ pub(super) fn activity_task(start: ActivityStart) -> ws::PollActivityTaskQueueRe
     let (run, a, scheduled) = (start.run, start.activity, start.scheduled);
     ws::PollActivityTaskQueueResponse {
         task_token: TaskToken::new(&run.key, a.scheduled_event_id, a.attempt, true).to_bytes(),
-        workflow_namespace: run.key.namespace.clone(),
+        workflow_namespace: run.key.namespace.to_string(),
         workflow_type: Some(WorkflowType { name: run.workflow_type.clone() }),
         workflow_execution: Some(execution_of(&run.key)),
         activity_type: Some(ActivityType { name: a.activity_type.clone() }),

@@ -47,7 +47,7 @@ impl Frontend {
         let (start, policy) = self.checks().start(r)?;
         let started = self.svc.start_workflow(start, policy).await?;
         Ok(ws::StartWorkflowExecutionResponse {
-            run_id: started.run_id,
+            run_id: started.run_id.to_string(),
             started: started.started,
             status: WorkflowExecutionStatus::Running as i32,
             ..Default::default()
@@ -93,7 +93,7 @@ impl Frontend {
         })?;
         let started = self.svc.signal_with_start(start, signal, policy).await?;
         Ok(ws::SignalWithStartWorkflowExecutionResponse {
-            run_id: started.run_id,
+            run_id: started.run_id.to_string(),
             started: started.started,
             ..Default::default()
         })

@@ -8,7 +8,7 @@ use temporalio_protos::temporal::api::history::v1::HistoryEvent;
 use tokio::sync::{watch, Mutex};
 
 use super::Service;
-use crate::engine::state::{MutableState, RunKey};
+use crate::engine::state::{MutableState, RunId, RunKey};
 use crate::engine::workflow;
 use crate::error::{Error, Result};
 use crate::runtime::Attempt;
@@ -65,7 +65,7 @@ impl CurrentSlot {
 pub(super) enum Current {
     #[default]
     None,
-    Run(String),
+    Run(RunId),
     /// A start's commit outcome is unknown and the store could not be asked either: the store
     /// is asked on next use, so a retried start can never create a second run.
     Unknown,
@@ -74,7 +74,7 @@ pub(super) enum Current {
 /// The runs and current pointers of one shard.
 #[derive(Default)]
 pub(super) struct Shard {
-    runs: StdMutex<HashMap<String, RunSlot>>,
+    runs: StdMutex<HashMap<RunId, RunSlot>>,
     current: StdMutex<HashMap<(String, String), Arc<CurrentSlot>>>,
 }
 
@@ -203,11 +203,11 @@ impl Service {
         slot: &CurrentSlot,
         namespace: &str,
         workflow_id: &str,
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<RunId>> {
         let mut current = slot.get();
         if current == Current::Unknown {
             current = match self.store.load_current_run(namespace, workflow_id).await? {
-                Some(run_id) => Current::Run(run_id),
+                Some(run_id) => Current::Run(run_id.into()),
                 None => Current::None,
             };
             let mut known = slot.run.lock().expect("current lock");
@@ -233,7 +233,7 @@ impl Service {
                 match this.current_run(&slot, &namespace, &workflow_id).await {
                     Ok(None) => Attempt::Done,
                     Ok(Some(run_id)) => {
-                        let key = RunKey { namespace, workflow_id, run_id };
+                        let key = RunKey::new(namespace, workflow_id, run_id);
                         match this.run_slot(&key).await {
                             Ok(_) | Err(Error::NotFound(_)) => Attempt::Done,
                             Err(_) => Attempt::Again,
@@ -258,9 +258,9 @@ impl Service {
             if uuid::Uuid::parse_str(run_id).is_err() {
                 return Err(Error::invalid("Invalid RunId."));
             }
-            run_id.to_string()
+            run_id.into()
         };
-        let key = RunKey { namespace: namespace.to_string(), workflow_id: workflow_id.to_string(), run_id };
+        let key = RunKey::new(namespace, workflow_id, run_id);
         self.read(&key, |_| ()).await?;
         Ok(key)
     }
@@ -281,7 +281,7 @@ impl Service {
     /// At start: the current run of every workflow id, as the store has them.
     pub(super) fn recover_current(&self, current: Vec<(String, String, String)>) {
         for (namespace, workflow_id, run_id) in current {
-            self.set_current(&namespace, &workflow_id, Current::Run(run_id));
+            self.set_current(&namespace, &workflow_id, Current::Run(run_id.into()));
         }
     }
 }

@@ -65,11 +65,7 @@ impl Service {
         let mut writes = vec![Write::execution(&state, &applied.events, Some(exec.state.transitions))];
         if let Some(next) = &applied.new_run {
             writes.push(Write::execution(&next.state, &next.events, None));
-            writes.push(Write::Current {
-                namespace: next.state.key.namespace.clone(),
-                workflow_id: next.state.key.workflow_id.clone(),
-                run_id: next.state.key.run_id.clone(),
-            });
+            writes.push(Write::current(&next.state.key));
         }
         if let Err(e) = self.store.commit(writes).await {
             tracing::warn!(run_id = %key.run_id, error = %e, "transition not committed; run will be reloaded");

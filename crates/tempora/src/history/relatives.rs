@@ -41,7 +41,7 @@ async fn tell(svc: &Arc<Service>, run: &RunKey, request: Request) -> Result<()> 
 }
 
 fn execution_of(key: &RunKey) -> WorkflowExecution {
-    WorkflowExecution { workflow_id: key.workflow_id.clone(), run_id: key.run_id.clone() }
+    WorkflowExecution { workflow_id: key.workflow_id.to_string(), run_id: key.run_id.to_string() }
 }
 
 pub(super) fn start_child(parent: RunKey, initiated_event_id: i64) -> Job {
@@ -60,7 +60,7 @@ pub(super) fn start_child(parent: RunKey, initiated_event_id: i64) -> Job {
             };
             let failed = |cause| Request::ChildStartFailed { initiated_event_id, cause };
             let request = match started {
-                Ok(started) => Request::ChildStarted { initiated_event_id, run_id: started.run_id },
+                Ok(started) => Request::ChildStarted { initiated_event_id, run_id: started.run_id.into() },
                 Err(Error::AlreadyStarted { .. }) => {
                     failed(StartChildWorkflowExecutionFailedCause::WorkflowAlreadyExists)
                 }
@@ -81,7 +81,7 @@ pub(super) fn check_child(parent: RunKey, initiated_event_id: i64) -> Job {
             let mut child = match svc.read(&parent, |e| e.state.children.get(&initiated_event_id).cloned()).await {
                 Ok(Some(child)) if !child.run_id.is_empty() => {
                     let (start, _) = child_start_request(&parent, &child);
-                    RunKey { run_id: child.run_id, ..start.key }
+                    RunKey { run_id: child.run_id.into(), ..start.key }
                 }
                 Ok(_) | Err(Error::NotFound(_)) => return Ok(()),
                 Err(e) => return Err(e),
@@ -99,12 +99,13 @@ pub(super) fn check_child(parent: RunKey, initiated_event_id: i64) -> Job {
                     return Ok(()); // It reports when it closes.
                 }
                 if !next.is_empty() {
-                    child.run_id = next;
+                    child.run_id = next.into();
                     continue;
                 }
                 let Some(close_event) = last else { return Ok(()) };
                 let close_event = Box::new(close_event);
-                let report = Request::ChildClosed { initiated_event_id, child_run_id: child.run_id, close_event };
+                let report =
+                    Request::ChildClosed { initiated_event_id, child_run_id: child.run_id.into(), close_event };
                 return tell(&svc, &parent, report).await;
             }
         }
@@ -117,7 +118,7 @@ pub(super) fn report_to_parent(child: RunKey, parent: ParentInfo, close_event: H
         async move {
             let report = Request::ChildClosed {
                 initiated_event_id: parent.initiated_event_id,
-                child_run_id: child.run_id,
+                child_run_id: child.run_id.into(),
                 close_event: Box::new(close_event),
             };
             tell(&svc, &parent.key(), report).await
@@ -163,7 +164,7 @@ pub(super) fn parent_closed(parent: RunKey, children: Vec<ClosingChild>) -> Job 
                     Err(e) => return Err(e),
                 };
                 let policy = child.policy;
-                tell(&svc, &target, Request::ParentClosed { parent_run_id: parent.run_id.clone(), policy }).await?;
+                tell(&svc, &target, Request::ParentClosed { parent_run_id: parent.run_id.to_string(), policy }).await?;
             }
             Ok(())
         }

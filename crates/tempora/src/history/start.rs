@@ -9,7 +9,7 @@ use super::Service;
 use crate::engine::external::Signal;
 use crate::engine::request::Request;
 use crate::engine::start::{self, CurrentRun, StartDecision, StartPolicy};
-use crate::engine::state::RunKey;
+use crate::engine::state::{RunId, RunKey};
 use crate::engine::workflow::{self, StartWorkflow};
 use crate::engine::NewRun;
 use crate::error::{Error, Result};
@@ -18,7 +18,7 @@ use crate::store::Write;
 /// Outcome of a start request.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Started {
-    pub run_id: String,
+    pub run_id: RunId,
     /// False when the request joined a run it did not create (signal-with-start on a running
     /// run, `UseExisting`).
     pub started: bool,
@@ -53,7 +53,7 @@ impl Service {
     ) -> Result<Option<CurrentRun>> {
         loop {
             let Some(run_id) = self.current_run(slot, namespace, workflow_id).await? else { return Ok(None) };
-            let key = RunKey { namespace: namespace.into(), workflow_id: workflow_id.into(), run_id: run_id.clone() };
+            let key = RunKey::new(namespace, workflow_id, run_id.clone());
             let (status, request_id) = self.read(&key, |e| (e.state.status, e.state.create_request_id.clone())).await?;
             if slot.get() == Current::Run(run_id.clone()) {
                 return Ok(Some(CurrentRun { run_id, status, request_id }));
@@ -90,21 +90,14 @@ impl Service {
                 return Err(Error::Internal(format!("start decided {decision:?} without a current run")))
             }
         }
-        req.key.run_id = uuid::Uuid::new_v4().to_string();
+        req.key.run_id = uuid::Uuid::new_v4().to_string().into();
         if let Some(signal) = signal {
             req.signal = Some(signal.event());
             req.signal_request_id = signal.request_id;
         }
         let key = req.key.clone();
         let (state, events, effects) = workflow::start(req, self.clock.now_ms());
-        let writes = vec![
-            Write::execution(&state, &events, None),
-            Write::Current {
-                namespace: key.namespace.clone(),
-                workflow_id: key.workflow_id.clone(),
-                run_id: key.run_id.clone(),
-            },
-        ];
+        let writes = vec![Write::execution(&state, &events, None), Write::current(&key)];
         let (state, events, effects) = match self.store.commit(writes).await {
             Ok(()) => (state, events, effects),
             Err(e) => {
@@ -187,13 +180,7 @@ impl Service {
         }
         let slot = self.current_slot(&run.namespace, &run.workflow_id);
         let _starting = slot.starts.lock().await;
-        self.store
-            .commit(vec![Write::DeleteExecution {
-                namespace: run.namespace.clone(),
-                workflow_id: run.workflow_id.clone(),
-                run_id: run.run_id.clone(),
-            }])
-            .await?;
+        self.store.commit(vec![Write::delete(run)]).await?;
         self.forget_run(run);
         if slot.get() == Current::Run(run.run_id.clone()) {
             slot.set(Current::None);

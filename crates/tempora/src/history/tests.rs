@@ -57,7 +57,7 @@ impl Store for LostReply {
 
 fn start_request(request_id: &str) -> StartWorkflow {
     StartWorkflow {
-        key: RunKey { namespace: "default".into(), workflow_id: "wf".into(), run_id: String::new() },
+        key: RunKey::new("default", "wf", ""),
         workflow_type: "T".into(),
         task_queue: "q".into(),
         task_timeout_ms: 10_000,
@@ -83,10 +83,10 @@ async fn a_start_whose_outcome_is_unknown_is_never_applied_twice() {
     // The client retries with the same request id: it gets the run that did land.
     let retried = service.start_workflow(start_request("r1"), StartPolicy::default()).await.unwrap();
     let stored = handle.load_current_run("default", "wf").await.unwrap();
-    assert_eq!(stored.as_deref(), Some(retried.run_id.as_str()));
+    assert_eq!(stored.as_deref(), Some(&*retried.run_id));
     // A different start is refused: that run is running.
     let other = service.start_workflow(start_request("r2"), StartPolicy::default()).await;
-    assert!(matches!(other, Err(Error::AlreadyStarted { ref run_id, .. }) if *run_id == retried.run_id));
+    assert!(matches!(other, Err(Error::AlreadyStarted { ref run_id, .. }) if retried.run_id == *run_id));
     // And its first workflow task is offered.
     let task = service.matching.poll("default", "q", TaskKind::Workflow, Duration::from_secs(5)).await;
     assert_eq!(task.map(|t| t.run.run_id), Some(retried.run_id));
@@ -121,7 +121,7 @@ async fn waits_on_a_closed_run_end_at_once_and_waits_on_an_open_run_sleep() {
             key: RunKey {
                 namespace: "default".into(),
                 workflow_id: "closed".into(),
-                run_id: uuid::Uuid::new_v4().to_string(),
+                run_id: uuid::Uuid::new_v4().to_string().into(),
             },
             ..start_request("r")
         },

@@ -74,7 +74,7 @@ impl Registry {
 
     pub(super) fn progressed(&self, run: &RunKey, update_id: &str, progress: UpdateProgress) {
         let mut all = self.0.lock().expect("updates lock");
-        let Some(of_run) = all.get_mut(&run.run_id) else { return };
+        let Some(of_run) = all.get_mut(&*run.run_id) else { return };
         let done = matches!(progress, UpdateProgress::Completed(_));
         match of_run.get(update_id) {
             Some(u) => u.progress.send_replace(Some(progress)),

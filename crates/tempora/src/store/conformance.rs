@@ -314,7 +314,7 @@ pub fn only_running_runs_are_open(fx: &mut Fixture) {
         .load_open_executions()
         .unwrap()
         .into_iter()
-        .map(|r| (r.state.key.run_id, r.history.iter().map(|e| e.event_id).collect()))
+        .map(|r| (r.state.key.run_id.to_string(), r.history.iter().map(|e| e.event_id).collect()))
         .collect();
     open.sort();
     assert_eq!(open, vec![("a-1".into(), vec![1, 2, 3]), ("d-1".into(), vec![1, 2, 3, 4])]);

@@ -108,12 +108,30 @@ pub enum Write {
 }
 
 impl Write {
+    /// Makes `run` its workflow id's current run.
+    pub fn current(run: &crate::engine::state::RunKey) -> Write {
+        Write::Current {
+            namespace: run.namespace.to_string(),
+            workflow_id: run.workflow_id.to_string(),
+            run_id: run.run_id.to_string(),
+        }
+    }
+
+    /// Removes `run`: its row, its history, and its workflow id's pointer if it names it.
+    pub fn delete(run: &crate::engine::state::RunKey) -> Write {
+        Write::DeleteExecution {
+            namespace: run.namespace.to_string(),
+            workflow_id: run.workflow_id.to_string(),
+            run_id: run.run_id.to_string(),
+        }
+    }
+
     /// A run's new state and events; `expected_version` is the version read (`None`: new run).
     pub fn execution(state: &MutableState, new_events: &[HistoryEvent], expected_version: Option<u64>) -> Write {
         Write::Execution {
-            run_id: state.key.run_id.clone(),
-            namespace: state.key.namespace.clone(),
-            workflow_id: state.key.workflow_id.clone(),
+            run_id: state.key.run_id.to_string(),
+            namespace: state.key.namespace.to_string(),
+            workflow_id: state.key.workflow_id.to_string(),
             status: state.status.number(),
             version: state.transitions,
             expected_version,
