@@ -19,6 +19,9 @@ pub enum Error {
     UnhandledCommand,
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The run has no workflow task to answer with yet (a query during a start delay).
+    #[error("{0}")]
+    WorkflowNotReady(String),
     #[error("{0}")]
     ResourceExhausted(String),
     /// Storage is unreachable or failed; nothing was changed. Clients retry.

@@ -7,12 +7,17 @@
 //!
 //! A task offered while a poller waits goes straight to it (sync match); otherwise it waits in
 //! the backlog. A poll whose caller vanished (or timed out) hands a task it was given back.
+//!
+//! A worker that names itself in its polls (a worker instance key) and announces its shutdown
+//! (`ShutdownWorker`) gets its outstanding polls answered empty at once, and polls that arrive
+//! after the announcement too, so it can stop without waiting out a long poll.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, Millis};
 use crate::engine::state::RunKey;
@@ -46,15 +51,49 @@ struct Queue {
     last_poll_ms: Option<Millis>,
 }
 
+/// Workers known by their instance key: whether they announced their shutdown.
+struct Worker {
+    stopped: CancellationToken,
+    last_seen_ms: Millis,
+}
+
+/// Workers are forgotten this long after they last polled or shut down.
+const WORKER_MEMORY_MS: Millis = 10 * 60 * 1000;
+/// Above this many known workers, forgotten ones are pruned at the next new one.
+const WORKERS_PRUNE_AT: usize = 256;
+
 pub struct Matching {
     queues: Mutex<HashMap<QueueKey, Queue>>,
+    /// By worker instance key. Bounded: entries not seen for `WORKER_MEMORY_MS` are pruned.
+    workers: Mutex<HashMap<String, Worker>>,
     clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
 }
 
 impl Matching {
     pub fn new(clock: Arc<dyn Clock>, shutdown: watch::Receiver<bool>) -> Self {
-        Matching { queues: Mutex::new(HashMap::new()), clock, shutdown }
+        Matching { queues: Mutex::new(HashMap::new()), workers: Mutex::new(HashMap::new()), clock, shutdown }
+    }
+
+    /// The worker's stop signal, cancelled once it announced its shutdown.
+    pub fn worker(&self, instance_key: &str) -> CancellationToken {
+        let now_ms = self.clock.now_ms();
+        let mut workers = self.workers.lock().expect("matching lock");
+        if !workers.contains_key(instance_key) && workers.len() >= WORKERS_PRUNE_AT {
+            workers.retain(|_, w| now_ms - w.last_seen_ms < WORKER_MEMORY_MS);
+        }
+        let worker = workers
+            .entry(instance_key.to_string())
+            .or_insert_with(|| Worker { stopped: CancellationToken::new(), last_seen_ms: now_ms });
+        worker.last_seen_ms = now_ms;
+        worker.stopped.clone()
+    }
+
+    /// `ShutdownWorker`: the worker's waiting polls answer empty now, and later ones at once.
+    pub fn worker_shut_down(&self, instance_key: &str) {
+        if !instance_key.is_empty() {
+            self.worker(instance_key).cancel();
+        }
     }
 
     /// Hands the task to a waiting poller, or queues it.
@@ -70,15 +109,21 @@ impl Matching {
         queue.backlog.push_back(task);
     }
 
-    /// Waits up to `timeout` for a task. `None` on expiry or server shutdown.
+    /// Waits up to `timeout` for a task. `None` on expiry, server shutdown, or the shutdown of
+    /// the polling worker (`worker`: its instance key, empty if it gave none).
     pub async fn poll(
         &self,
         namespace: &str,
         task_queue: &str,
         kind: TaskKind,
+        worker: &str,
         timeout: Duration,
     ) -> Option<QueuedTask> {
         let key: QueueKey = (namespace.to_string(), task_queue.to_string(), kind);
+        let stopped = if worker.is_empty() { CancellationToken::new() } else { self.worker(worker) };
+        if stopped.is_cancelled() {
+            return None;
+        }
         let rx = {
             let mut queues = self.queues.lock().expect("matching lock");
             let queue = queues.entry(key.clone()).or_default();
@@ -101,6 +146,7 @@ impl Matching {
             }
             _ = tokio::time::sleep(timeout) => waiting.take(),
             _ = shutdown.wait_for(|stop| *stop) => waiting.take(),
+            _ = stopped.cancelled() => waiting.take(),
         }
     }
 
@@ -180,9 +226,9 @@ mod tests {
     async fn backlog_then_sync_match() {
         let (m, _stop) = matching();
         m.offer("ns", "q", TaskKind::Activity, task(1));
-        assert_eq!(m.poll("ns", "q", TaskKind::Activity, Duration::from_millis(10)).await, Some(task(1)));
+        assert_eq!(m.poll("ns", "q", TaskKind::Activity, "", Duration::from_millis(10)).await, Some(task(1)));
         let m2 = m.clone();
-        let poller = tokio::spawn(async move { m2.poll("ns", "q", TaskKind::Activity, Duration::from_secs(5)).await });
+        let poller = tokio::spawn(async move { m2.poll("ns", "q", TaskKind::Activity, "", Duration::from_secs(5)).await });
         tokio::task::yield_now().await;
         m.offer("ns", "q", TaskKind::Activity, task(2));
         assert_eq!(poller.await.unwrap(), Some(task(2)));
@@ -193,10 +239,10 @@ mod tests {
     async fn expired_poll_is_empty_and_cancelled_poll_loses_nothing() {
         let (m, _stop) = matching();
         let started = tokio::time::Instant::now();
-        assert_eq!(m.poll("ns", "q", TaskKind::Workflow, Duration::from_secs(60)).await, None);
+        assert_eq!(m.poll("ns", "q", TaskKind::Workflow, "", Duration::from_secs(60)).await, None);
         assert_eq!(started.elapsed(), Duration::from_secs(60));
         let m2 = m.clone();
-        let poller = tokio::spawn(async move { m2.poll("ns", "q", TaskKind::Workflow, Duration::from_secs(5)).await });
+        let poller = tokio::spawn(async move { m2.poll("ns", "q", TaskKind::Workflow, "", Duration::from_secs(5)).await });
         tokio::task::yield_now().await;
         poller.abort();
         let _ = poller.await;
@@ -209,17 +255,36 @@ mod tests {
         let (m, _stop) = matching();
         let recent = Duration::from_secs(5);
         assert!(!m.is_live("ns", "sticky", TaskKind::Workflow, recent));
-        assert_eq!(m.poll("ns", "sticky", TaskKind::Workflow, Duration::from_secs(1)).await, None);
+        assert_eq!(m.poll("ns", "sticky", TaskKind::Workflow, "", Duration::from_secs(1)).await, None);
         assert!(m.is_live("ns", "sticky", TaskKind::Workflow, recent));
         tokio::time::advance(Duration::from_secs(5)).await;
         assert!(!m.is_live("ns", "sticky", TaskKind::Workflow, recent));
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_worker_shutdown_answers_its_polls_now_and_later_and_no_one_elses() {
+        let (m, _stop) = matching();
+        let poll = |worker: &'static str| {
+            let m = m.clone();
+            tokio::spawn(async move { m.poll("ns", "q", TaskKind::Activity, worker, Duration::from_secs(60)).await })
+        };
+        let (mine, theirs) = (poll("w1"), poll("w2"));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let started = tokio::time::Instant::now();
+        m.worker_shut_down("w1");
+        assert_eq!(mine.await.unwrap(), None);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(poll("w1").await.unwrap(), None, "a poll after the shutdown answers at once");
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        m.offer("ns", "q", TaskKind::Activity, task(1));
+        assert_eq!(theirs.await.unwrap(), Some(task(1)));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn shutdown_answers_waiting_polls() {
         let (m, stop) = matching();
         let m2 = m.clone();
-        let poller = tokio::spawn(async move { m2.poll("ns", "q", TaskKind::Activity, Duration::from_secs(60)).await });
+        let poller = tokio::spawn(async move { m2.poll("ns", "q", TaskKind::Activity, "", Duration::from_secs(60)).await });
         tokio::task::yield_now().await;
         stop.send_replace(true);
         assert_eq!(poller.await.unwrap(), None);

@@ -124,6 +124,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             // The CLI compresses its health checks too.
             .add_service(health_service.accept_compressed(tonic::codec::CompressionEncoding::Gzip))
             .add_service(WorkflowServiceServer::new(frontend))
+            .add_service(crate::frontend::OperatorServiceServer)
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = stop.wait_for(|s| *s).await;
             })

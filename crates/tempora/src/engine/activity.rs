@@ -425,14 +425,16 @@ impl Tx<'_> {
 
     /// Retry or close after a failed or timed-out attempt.
     fn end_attempt(&mut self, a: &Activity, outcome: AttemptOutcome) {
-        let (failure, retryable) = match &outcome {
-            AttemptOutcome::Failed(f) => (f.clone(), !is_non_retryable(f, &a.retry)),
+        // Schedule-to-start and schedule-to-close timeouts end the activity; Temporal reports
+        // them with retry state TIMEOUT.
+        let (failure, retryable, final_state) = match &outcome {
+            AttemptOutcome::Failed(f) => (f.clone(), !is_non_retryable(f, &a.retry), RetryState::NonRetryableFailure),
             AttemptOutcome::TimedOut(t, f) => {
-                (f.clone(), matches!(t, TimeoutType::StartToClose | TimeoutType::Heartbeat))
+                (f.clone(), matches!(t, TimeoutType::StartToClose | TimeoutType::Heartbeat), RetryState::Timeout)
             }
         };
         let retry_state = if !retryable {
-            RetryState::NonRetryableFailure
+            final_state
         } else if a.retry.maximum_attempts > 0 && a.attempt >= a.retry.maximum_attempts {
             RetryState::MaximumAttemptsReached
         } else {
@@ -501,53 +503,47 @@ impl Tx<'_> {
         true
     }
 
-    /// An activity timer fired; true if it changed anything.
+    /// An activity timer fired; true if it changed anything. The timeout applied is the one
+    /// due first (`due_timeout`), whichever of the activity's timers fired: timers due at the
+    /// same instant fire in no particular order, and the outcome must not depend on it.
     pub fn activity_timed_out(&mut self, scheduled_event_id: i64, attempt: i32, kind: ActivityTimeoutKind) -> bool {
         if !self.state.is_open() {
             return false;
         }
         let Some(a) = self.state.activities.get(&scheduled_event_id).cloned() else { return false };
-        let now = self.now;
-        let timeout_type = match kind {
-            ActivityTimeoutKind::ScheduleToClose => {
-                match a.schedule_to_close_deadline_ms() {
-                    Some(deadline) if now >= deadline => {}
-                    _ => return false,
-                }
-                TimeoutType::ScheduleToClose
-            }
-            _ if a.attempt != attempt => return false,
-            ActivityTimeoutKind::ScheduleToStart => {
-                if a.is_started()
-                    || a.backoff_until_ms > 0
-                    || now < a.attempt_scheduled_time_ms + a.schedule_to_start_ms
-                {
-                    return false;
-                }
-                TimeoutType::ScheduleToStart
-            }
-            ActivityTimeoutKind::StartToClose => {
-                if !a.is_started() || now < a.started_time_ms + a.start_to_close_ms {
-                    return false;
-                }
-                TimeoutType::StartToClose
-            }
-            ActivityTimeoutKind::Heartbeat => {
-                if !a.is_started() {
-                    return false;
-                }
+        // Only the schedule-to-close deadline spans attempts; other timers of an earlier attempt are stale.
+        if kind != ActivityTimeoutKind::ScheduleToClose && a.attempt != attempt {
+            return false;
+        }
+        let Some(timeout_type) = due_timeout(&a, self.now) else {
+            if kind == ActivityTimeoutKind::Heartbeat && a.is_started() && a.heartbeat_ms > 0 {
+                // A heartbeat came since this timer was set: wait for the next deadline.
                 let due = a.last_heartbeat_ms.max(a.started_time_ms) + a.heartbeat_ms;
-                if now < due {
-                    self.schedule_timer(due, Timer::ActivityTimeout { scheduled_event_id, attempt, kind });
-                    return false;
-                }
-                TimeoutType::Heartbeat
+                self.schedule_timer(due, Timer::ActivityTimeout { scheduled_event_id, attempt, kind });
             }
+            return false;
         };
         let failure = timeout_failure(timeout_type, &a);
         self.end_attempt(&a, AttemptOutcome::TimedOut(timeout_type, failure));
         true
     }
+}
+
+/// Of an activity's timeouts that are due at `now`, the one Temporal applies: the earliest
+/// deadline and, on equal deadlines, the lowest `TimeoutType` (start-to-close, then
+/// schedule-to-start, schedule-to-close, heartbeat).
+fn due_timeout(a: &Activity, now: Millis) -> Option<TimeoutType> {
+    let waiting = !a.is_started() && a.backoff_until_ms == 0;
+    let candidates = [
+        (a.is_started() && a.start_to_close_ms > 0)
+            .then(|| (a.started_time_ms + a.start_to_close_ms, TimeoutType::StartToClose)),
+        (waiting && a.schedule_to_start_ms > 0)
+            .then(|| (a.attempt_scheduled_time_ms + a.schedule_to_start_ms, TimeoutType::ScheduleToStart)),
+        a.schedule_to_close_deadline_ms().map(|at| (at, TimeoutType::ScheduleToClose)),
+        (a.is_started() && a.heartbeat_ms > 0)
+            .then(|| (a.last_heartbeat_ms.max(a.started_time_ms) + a.heartbeat_ms, TimeoutType::Heartbeat)),
+    ];
+    candidates.into_iter().flatten().filter(|(at, _)| *at <= now).min_by_key(|(at, t)| (*at, *t as i32)).map(|(_, t)| t)
 }
 
 fn timeout_failure(timeout_type: TimeoutType, a: &Activity) -> Failure {

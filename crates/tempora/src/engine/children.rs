@@ -294,9 +294,14 @@ fn initiated_event(
     }
 }
 
-/// The start request for a child, from its parent's record of it. The request id is derived
-/// from the parent's run and event, so starting it again (after a restart) finds the same run.
-pub fn child_start_request(parent: &RunKey, child: &Child) -> (StartWorkflow, super::start::IdReusePolicy) {
+/// The start request for a child, from its parent's record of it and the parent's root
+/// (`MutableState::root_execution`). The request id is derived from the parent's run and
+/// event, so starting it again (after a restart) finds the same run.
+pub fn child_start_request(
+    parent: &RunKey,
+    root: (String, String),
+    child: &Child,
+) -> (StartWorkflow, super::start::IdReusePolicy) {
     let a = child.initiated_event();
     let execution_timeout_ms = proto::duration_ms(a.workflow_execution_timeout.as_ref());
     let mut run_timeout_ms = proto::duration_ms(a.workflow_run_timeout.as_ref());
@@ -325,6 +330,8 @@ pub fn child_start_request(parent: &RunKey, child: &Child) -> (StartWorkflow, su
             run_id: parent.run_id.to_string(),
             initiated_event_id: child.initiated_event_id,
             close_policy: child.parent_close_policy,
+            root_workflow_id: root.0,
+            root_run_id: root.1,
         }),
         ..Default::default()
     };
@@ -360,8 +367,8 @@ mod tests {
         let legacy: Child = serde_json::from_value(legacy).unwrap();
         let current = Child::initiated(5, &initiated_event(&command, 4));
         let parent = RunKey { namespace: "default".into(), workflow_id: "parent".into(), run_id: "p".into() };
-        let (from_legacy, _) = child_start_request(&parent, &legacy);
-        let (from_current, _) = child_start_request(&parent, &current);
+        let (from_legacy, _) = child_start_request(&parent, Default::default(), &legacy);
+        let (from_current, _) = child_start_request(&parent, Default::default(), &current);
         assert_eq!(from_legacy.key, from_current.key);
         assert_eq!(from_legacy.key.namespace, "other");
         assert_eq!(

@@ -133,13 +133,10 @@ impl Tx<'_> {
         }
     }
 
-    /// `RequestCancelWorkflowExecution`. False if a cancel was already requested (Temporal
-    /// treats a repeat as success).
+    /// `RequestCancelWorkflowExecution`. False if a cancel was already requested or the run
+    /// has closed: Temporal treats both as success (also for another run's cancel request).
     pub fn request_cancel(&mut self, req: &CancelRequest) -> Result<bool> {
-        if !self.state.is_open() {
-            return Err(Error::not_found("workflow execution already completed"));
-        }
-        if self.state.cancel_requested {
+        if !self.state.is_open() || self.state.cancel_requested {
             return Ok(false);
         }
         self.state.cancel_requested = true;

@@ -7,6 +7,7 @@
 
 use prost::Message;
 use temporalio_protos::temporal::api::common::v1::{Memo, SearchAttributes};
+use temporalio_protos::temporal::api::enums::v1::EventType;
 use temporalio_protos::temporal::api::history::v1::{history_event::Attributes, HistoryEvent};
 
 use super::state::{
@@ -254,8 +255,15 @@ fn project(s: &MutableState, include_task: bool) -> Projection {
             .collect(),
         external: s.external.keys().copied().collect(),
         updates: s.updates.iter().map(|(id, u)| (id.clone(), u.accepted_event_id, u.outcome.is_some())).collect(),
-        cancel_requested: s.cancel_requested,
+        // A cancel request that arrived during a workflow task waits in the buffer, not yet
+        // in history, while the state already knows of it.
+        cancel_requested: s.cancel_requested && !s.buffered_events.iter().any(is_cancel_request),
     }
+}
+
+fn is_cancel_request(encoded: &crate::engine::state::Encoded) -> bool {
+    let event: HistoryEvent = encoded.decode();
+    event.event_type == EventType::WorkflowExecutionCancelRequested as i32
 }
 
 /// Where the state of an open run differs from the state its history replays to; `None` if

@@ -212,6 +212,11 @@ fn not_found() -> Check {
 #[test]
 fn every_request_type() {
     let fresh: Setup = || Run::new(None);
+    let task_running: Setup = || {
+        let mut run = Run::new(None);
+        run.apply(start_wft()).unwrap();
+        run
+    };
     let closed: Setup = || {
         let mut run = Run::new(None);
         let end = Request::Terminate { reason: "r".into(), details: None, identity: "i".into() };
@@ -235,6 +240,8 @@ fn every_request_type() {
             run_id: "parent-run".into(),
             initiated_event_id: 5,
             close_policy: ClosePolicy::Terminate,
+            root_workflow_id: "root".into(),
+            root_run_id: "root-run".into(),
         };
         Run::new(Some(parent))
     };
@@ -266,6 +273,13 @@ fn every_request_type() {
             fresh,
             Request::RequestCancel(CancelRequest::default()),
             events(&[E::WorkflowExecutionCancelRequested]),
+        ),
+        ("cancel a closed run", closed, Request::RequestCancel(CancelRequest::default()), unchanged()),
+        (
+            "cancel while a workflow task runs: buffered, and the replay check agrees",
+            task_running,
+            Request::RequestCancel(CancelRequest::default()),
+            applied(|a| a.changed && a.events.is_empty()),
         ),
         (
             "terminate",

@@ -317,6 +317,12 @@ pub struct ParentInfo {
     /// So the child can apply it itself if the parent closed while the server was down.
     #[serde(default)]
     pub close_policy: ClosePolicy,
+    /// The top of the parent's chain of parents (a run no workflow started). Empty in state
+    /// written before it was kept; the parent stands in for it then.
+    #[serde(default)]
+    pub root_workflow_id: String,
+    #[serde(default)]
+    pub root_run_id: String,
 }
 
 impl ParentInfo {
@@ -375,6 +381,15 @@ pub struct Sticky {
 impl MutableState {
     pub fn is_open(&self) -> bool {
         self.status == RunStatus::Running
+    }
+
+    /// The run at the top of this run's chain of parents: itself when no workflow started it.
+    pub fn root_execution(&self) -> (String, String) {
+        match &self.parent {
+            Some(p) if !p.root_workflow_id.is_empty() => (p.root_workflow_id.clone(), p.root_run_id.clone()),
+            Some(p) => (p.workflow_id.clone(), p.run_id.clone()),
+            None => (self.key.workflow_id.to_string(), self.key.run_id.to_string()),
+        }
     }
 
     /// When the first run of this execution chain started (the execution timeout counts from it).

@@ -4,8 +4,8 @@ use temporalio_protos::temporal::api::command::v1::{
     command, Command, CompleteWorkflowExecutionCommandAttributes, ScheduleActivityTaskCommandAttributes,
 };
 use temporalio_protos::temporal::api::common::v1::{ActivityType, Payloads, RetryPolicy};
-use temporalio_protos::temporal::api::enums::v1::{CommandType, EventType, RetryState, WorkflowTaskFailedCause};
-use temporalio_protos::temporal::api::failure::v1::{failure, ApplicationFailureInfo, Failure};
+use temporalio_protos::temporal::api::enums::v1::{CommandType, EventType, RetryState, TimeoutType, WorkflowTaskFailedCause};
+use temporalio_protos::temporal::api::failure::v1::{failure, failure::FailureInfo, ApplicationFailureInfo, Failure};
 use temporalio_protos::temporal::api::history::v1::{history_event::Attributes, HistoryEvent};
 
 use super::state::{MutableState, RunKey};
@@ -226,6 +226,37 @@ fn start_to_close_timeout_retries() {
     assert!(changed);
     assert!(types.is_empty());
     assert_eq!(run.state.activities[&5].attempt, 2);
+}
+
+#[test]
+fn equal_schedule_to_start_and_schedule_to_close_deadlines_time_out_as_schedule_to_start() {
+    // Both timers are due at the same instant and may fire in either order (TypeScript SDK
+    // users saw either answer); Temporal applies schedule-to-start.
+    for fired in [ActivityTimeoutKind::ScheduleToClose, ActivityTimeoutKind::ScheduleToStart] {
+        let mut run = Run::new();
+        let mut command = schedule_activity("a1", 0);
+        if let Some(command::Attributes::ScheduleActivityTaskCommandAttributes(a)) = &mut command.attributes {
+            a.schedule_to_start_timeout = Some(proto::duration(3_000));
+            a.schedule_to_close_timeout = Some(proto::duration(3_000));
+        }
+        run.complete_wft(vec![command]).0.unwrap();
+        let scheduled = &run.state.activities[&5];
+        run.now = scheduled.scheduled_time_ms + 3_000 - 10;
+        let (changed, types, _) = run.step(|tx| tx.activity_timed_out(5, 1, fired));
+        assert!(changed, "{fired:?}");
+        assert_eq!(types, vec![E::ActivityTaskTimedOut, E::WorkflowTaskScheduled]);
+        match &run.history[5].attributes {
+            Some(Attributes::ActivityTaskTimedOutEventAttributes(t)) => {
+                let timeout = t.failure.as_ref().and_then(|f| f.failure_info.as_ref());
+                assert!(
+                    matches!(timeout, Some(FailureInfo::TimeoutFailureInfo(i)) if i.timeout_type == TimeoutType::ScheduleToStart as i32),
+                    "{fired:?} gave {timeout:?}"
+                );
+                assert_eq!(t.retry_state, RetryState::Timeout as i32);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }
 
 #[test]

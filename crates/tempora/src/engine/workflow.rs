@@ -115,6 +115,8 @@ pub fn start(mut req: StartWorkflow, now: Millis) -> (MutableState, Vec<history:
     if !req.signal_request_id.is_empty() {
         state.signal_request_ids.insert(req.signal_request_id.clone());
     }
+    let (workflow_id, run_id) = state.root_execution();
+    let root_workflow_execution = common::WorkflowExecution { workflow_id, run_id };
     let mut tx = Tx::new(&mut state, now);
     tx.append(history::WorkflowExecutionStartedEventAttributes {
         workflow_type: Some(common::WorkflowType { name: req.workflow_type }),
@@ -136,6 +138,7 @@ pub fn start(mut req: StartWorkflow, now: Millis) -> (MutableState, Vec<history:
             .as_ref()
             .map(|p| common::WorkflowExecution { workflow_id: p.workflow_id.clone(), run_id: p.run_id.clone() }),
         parent_initiated_event_id: req.parent.as_ref().map_or(0, |p| p.initiated_event_id),
+        root_workflow_execution: Some(root_workflow_execution),
         workflow_execution_expiration_time: (req.execution_timeout_ms > 0)
             .then(|| proto::timestamp(execution_start_ms + req.execution_timeout_ms)),
         retry_policy: req.retry_policy,
@@ -202,6 +205,11 @@ impl Tx<'_> {
     ) {
         let new_run_id = self.new_run_id.clone();
         debug_assert!(!new_run_id.is_empty(), "the caller chooses the new run's id");
+        // SDKs leave it unset; the workflow itself asked (Temporal records it so).
+        let initiator = match a.initiator {
+            0 => ContinueAsNewInitiator::Workflow as i32,
+            given => given,
+        };
         let state = &*self.state;
         let or = |ms: Millis, fallback: Millis| if ms > 0 { ms } else { fallback };
         let workflow_type = a.workflow_type.as_ref().map(|t| t.name.clone()).filter(|n| !n.is_empty());
@@ -228,7 +236,7 @@ impl Tx<'_> {
             continued: Some(Continued {
                 run_id: state.key.run_id.to_string(),
                 first_execution_run_id: state.first_execution_run_id.clone(),
-                initiator: a.initiator,
+                initiator,
                 failure: a.failure.clone(),
                 last_completion_result: a.last_completion_result.clone(),
                 execution_start_ms: state.execution_start(),
@@ -248,7 +256,7 @@ impl Tx<'_> {
             workflow_task_timeout: Some(proto::duration(req.task_timeout_ms)),
             workflow_task_completed_event_id: completed_id,
             backoff_start_interval: a.backoff_start_interval,
-            initiator: a.initiator,
+            initiator,
             failure: a.failure.clone(),
             last_completion_result: a.last_completion_result.clone(),
             header: req.header.clone(),

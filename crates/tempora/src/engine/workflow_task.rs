@@ -224,8 +224,9 @@ impl Tx<'_> {
     pub fn complete_workflow_task(&mut self, req: CompleteWorkflowTask) -> Result<Result<Completed>> {
         let wft = self.running_workflow_task(req.scheduled_event_id, req.attempt)?;
         let closes = req.commands.iter().any(is_closing_command);
-        // New events, or updates the worker has not seen, must reach it before the run closes.
-        if closes && (!self.state.buffered_events.is_empty() || req.updates_waiting) {
+        // New events must reach the worker before the run closes. Updates it has not seen do
+        // not hold the run open (as in Temporal): they end with it, or move to the next run.
+        if closes && !self.state.buffered_events.is_empty() {
             self.fail_running_workflow_task(
                 &wft,
                 WorkflowTaskFailedCause::UnhandledCommand,

@@ -68,6 +68,10 @@ impl Checks<'_> {
         if !r.cron_schedule.is_empty() {
             crate::engine::cron::parse(&r.cron_schedule).map_err(Error::InvalidArgument)?;
         }
+        let start_delay_ms = non_negative(&r.workflow_start_delay, "WorkflowStartDelay")?;
+        if start_delay_ms > 0 && !r.cron_schedule.is_empty() {
+            return Err(Error::invalid("CronSchedule and WorkflowStartDelay may not be used together."));
+        }
         if let Some(p) = &r.retry_policy {
             crate::engine::activity::retry_policy(Some(p)).map_err(Error::InvalidArgument)?;
         }
@@ -88,6 +92,7 @@ impl Checks<'_> {
             header: r.header,
             priority: r.priority,
             cron_schedule: r.cron_schedule,
+            first_task_backoff_ms: start_delay_ms,
             ..Default::default()
         };
         Ok((start, policy))

@@ -184,3 +184,29 @@ where
         )
     }
 }
+
+/// Temporal's `OperatorService`, which tempora does not serve yet (search attribute
+/// registration comes with visibility): each method answers UNIMPLEMENTED naming itself,
+/// rather than the anonymous answer of an unknown service.
+#[derive(Clone, Default)]
+pub struct OperatorServiceServer;
+
+impl NamedService for OperatorServiceServer {
+    const NAME: &'static str = "temporal.api.operatorservice.v1.OperatorService";
+}
+
+impl<B: Send + 'static> Service<http::Request<B>> for OperatorServiceServer {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let method = req.uri().path().rsplit('/').next().unwrap_or_default().to_string();
+        let status = tonic::Status::unimplemented(format!("method {method} is not implemented by tempora"));
+        Box::pin(async move { Ok(status.into_http()) })
+    }
+}

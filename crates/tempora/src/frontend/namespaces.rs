@@ -19,14 +19,14 @@ impl Frontend {
         Ok(ws::GetSystemInfoResponse {
             server_version: SERVER_VERSION.to_string(),
             capabilities: Some(get_system_info_response::Capabilities {
-                signal_and_query_header: false,
+                signal_and_query_header: true,
                 internal_error_differentiation: false,
                 activity_failure_include_heartbeat: true,
                 supports_schedules: false,
                 encoded_failure_attributes: true,
                 build_id_based_versioning: false,
                 upsert_memo: false,
-                eager_workflow_start: false,
+                eager_workflow_start: true,
                 sdk_metadata: true,
                 count_group_by_execution_status: false,
                 nexus: false,

@@ -52,6 +52,11 @@ impl From<Error> for Status {
             ),
             Error::InvalidArgument(_) | Error::UnhandledCommand => with_detail(Code::InvalidArgument, message, None),
             Error::FailedPrecondition(_) => with_detail(Code::FailedPrecondition, message, None),
+            Error::WorkflowNotReady(_) => with_detail(
+                Code::FailedPrecondition,
+                message,
+                Some(any("WorkflowNotReadyFailure", &details::WorkflowNotReadyFailure {})),
+            ),
             Error::ResourceExhausted(_) => with_detail(
                 Code::ResourceExhausted,
                 message,

@@ -1,6 +1,7 @@
 //! Worker RPCs: polling task queues, and answering workflow tasks and activity tasks (by task
 //! token, or by workflow and activity id — one path for both, `ActivityRef`).
 
+use temporalio_protos::temporal::api::command::v1::command::Attributes;
 use temporalio_protos::temporal::api::enums::v1::{TaskQueueKind, WorkflowTaskFailedCause};
 use temporalio_protos::temporal::api::workflowservice::v1 as ws;
 use tonic::Request;
@@ -31,12 +32,13 @@ impl Frontend {
         task_queue: Option<temporalio_protos::temporal::api::taskqueue::v1::TaskQueue>,
         kind: TaskKind,
         identity: String,
+        worker: String,
     ) -> Result<Poll> {
         self.svc.namespaces.get(&namespace)?;
         let task_queue = task_queue.unwrap_or_default();
         check_id(&task_queue.name, "TaskQueue")?;
         let sticky = task_queue.kind == TaskQueueKind::Sticky as i32;
-        Ok(Poll { namespace, task_queue: task_queue.name, kind, identity, sticky, timeout: TASK_POLL_TIMEOUT })
+        Ok(Poll { namespace, task_queue: task_queue.name, kind, identity, sticky, worker, timeout: TASK_POLL_TIMEOUT })
     }
 
     pub async fn poll_workflow_task_queue(
@@ -44,7 +46,7 @@ impl Frontend {
         r: Request<ws::PollWorkflowTaskQueueRequest>,
     ) -> Result<ws::PollWorkflowTaskQueueResponse> {
         let r = r.into_inner();
-        let poll = self.poll_of(r.namespace, r.task_queue, TaskKind::Workflow, r.identity)?;
+        let poll = self.poll_of(r.namespace, r.task_queue, TaskKind::Workflow, r.identity, r.worker_instance_key)?;
         Ok(match self.svc.poll_task(&poll).await? {
             Some(Polled::WorkflowTask(start)) => views::workflow_task(*start),
             Some(Polled::Query(query)) => views::query_task(*query),
@@ -58,7 +60,7 @@ impl Frontend {
         r: Request<ws::PollActivityTaskQueueRequest>,
     ) -> Result<ws::PollActivityTaskQueueResponse> {
         let r = r.into_inner();
-        let poll = self.poll_of(r.namespace, r.task_queue, TaskKind::Activity, r.identity)?;
+        let poll = self.poll_of(r.namespace, r.task_queue, TaskKind::Activity, r.identity, r.worker_instance_key)?;
         Ok(match self.svc.poll_task(&poll).await? {
             Some(Polled::Activity(start)) => views::activity_task(*start),
             Some(_) => return Err(Error::Internal("a workflow task on an activity task queue".into())),
@@ -73,6 +75,17 @@ impl Frontend {
         let r = r.into_inner();
         let token = TaskToken::parse(&r.task_token, false)?;
         self.svc.namespaces.get(&token.namespace)?;
+        let eager_activities: Vec<String> = r
+            .commands
+            .iter()
+            .filter_map(|c| match &c.attributes {
+                Some(Attributes::ScheduleActivityTaskCommandAttributes(a)) if a.request_eager_execution => {
+                    Some(a.activity_id.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        let identity = r.identity.clone();
         let sticky = r.sticky_attributes.and_then(|a| {
             let task_queue = a.worker_task_queue.map(|q| q.name).filter(|n| !n.is_empty())?;
             let ms = proto::duration_ms(a.schedule_to_start_timeout.as_ref());
@@ -93,14 +106,49 @@ impl Frontend {
             update_requests: Default::default(),
             updates_waiting: false,
         };
-        let outcome = self.svc.execute(&token.run(), Change::CompleteWorkflowTask(Box::new(complete))).await?;
+        let run = token.run();
+        let outcome = self.svc.execute(&run, Change::CompleteWorkflowTask(Box::new(complete))).await?;
         match outcome {
             Outcome::Applied(Reply::WorkflowTaskCompleted(completed)) => Ok(ws::RespondWorkflowTaskCompletedResponse {
                 reset_history_event_id: completed?.reset_history_event_id,
+                activity_tasks: self.start_eager_activities(&run, &eager_activities, identity).await?,
                 ..Default::default()
             }),
             _ => Ok(ws::RespondWorkflowTaskCompletedResponse::default()),
         }
+    }
+
+    /// Eager activity dispatch: activities the worker asked to run itself, on the workflow's
+    /// own task queue, start now and go back in the completion's answer.
+    async fn start_eager_activities(
+        &self,
+        run: &RunKey,
+        activity_ids: &[String],
+        identity: String,
+    ) -> Result<Vec<ws::PollActivityTaskQueueResponse>> {
+        if activity_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let attempts = self
+            .svc
+            .read(run, |e| {
+                let of_queue = |a: &&crate::engine::state::Activity| a.task_queue == e.state.task_queue;
+                activity_ids
+                    .iter()
+                    .filter_map(|id| e.state.pending_activity_by_id(id).filter(of_queue))
+                    .map(|a| (a.scheduled_event_id, a.attempt))
+                    .collect::<Vec<_>>()
+            })
+            .await?;
+        let mut tasks = Vec::new();
+        for (scheduled_event_id, attempt) in attempts {
+            let started =
+                self.svc.start_eagerly(run, TaskKind::Activity, scheduled_event_id, attempt, identity.clone()).await?;
+            if let Some(Polled::Activity(start)) = started {
+                tasks.push(views::activity_task(*start));
+            }
+        }
+        Ok(tasks)
     }
 
     pub async fn respond_workflow_task_failed(
@@ -256,6 +304,7 @@ impl Frontend {
     pub async fn shutdown_worker(&self, r: Request<ws::ShutdownWorkerRequest>) -> Result<ws::ShutdownWorkerResponse> {
         let r = r.into_inner();
         self.svc.namespaces.get(&r.namespace)?;
+        self.svc.worker_shut_down(&r.worker_instance_key);
         if !r.sticky_task_queue.is_empty() {
             self.svc.sticky_queue_gone(&r.namespace, &r.sticky_task_queue);
         }
@@ -268,9 +317,15 @@ impl Frontend {
         &self,
         r: Request<ws::PollNexusTaskQueueRequest>,
     ) -> Result<ws::PollNexusTaskQueueResponse> {
-        self.svc.namespaces.get(&r.get_ref().namespace)?;
+        let r = r.into_inner();
+        self.svc.namespaces.get(&r.namespace)?;
         let mut shutdown = self.svc.runtime().shutdown_signal();
-        let _ = tokio::time::timeout(TASK_POLL_TIMEOUT, shutdown.wait_for(|stop| *stop)).await;
+        let stopped = self.svc.worker_stopped(&r.worker_instance_key);
+        tokio::select! {
+            _ = tokio::time::sleep(TASK_POLL_TIMEOUT) => {}
+            _ = shutdown.wait_for(|stop| *stop) => {}
+            _ = stopped => {}
+        }
         Ok(ws::PollNexusTaskQueueResponse::default())
     }
 }

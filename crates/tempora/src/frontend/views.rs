@@ -32,7 +32,16 @@ pub(super) fn namespace(ns: &NamespaceRecord) -> ws::DescribeNamespaceResponse {
             description: ns.description.clone(),
             owner_email: ns.owner_email.clone(),
             id: ns.id.clone(),
-            capabilities: Some(namespace_info::Capabilities::default()),
+            // What tempora really does; SDKs choose their behaviour by these. Polls do end on
+            // ShutdownWorker (`matching`), but that is not advertised: with it, SDK workers
+            // leave their polls to the server at shutdown, and a worker whose server is down
+            // then never stops (seen with the Rust SDK). Temporal's dev server does not either.
+            capabilities: Some(namespace_info::Capabilities {
+                eager_workflow_start: true,
+                sync_update: true,
+                async_update: true,
+                ..Default::default()
+            }),
             limits: Some(namespace_info::Limits::default()),
             ..Default::default()
         }),
@@ -215,7 +224,7 @@ pub(super) fn describe(exec: &Execution) -> ws::DescribeWorkflowExecutionRespons
             close_time: (s.close_time_ms > 0).then(|| proto::timestamp(s.close_time_ms)),
             status: s.status.number(),
             history_length: exec.history.len() as i64,
-            execution_time: Some(proto::timestamp(s.start_time_ms)),
+            execution_time: Some(proto::timestamp(if s.execution_time_ms > 0 { s.execution_time_ms } else { s.start_time_ms })),
             memo: s.memo.as_ref().map(|m| m.decode()).or(started.memo),
             search_attributes: s.search_attributes.as_ref().map(|m| m.decode()).or(started.search_attributes),
             parent_namespace_id: s.parent.as_ref().map(|p| p.namespace.clone()).unwrap_or_default(),
@@ -228,6 +237,10 @@ pub(super) fn describe(exec: &Execution) -> ws::DescribeWorkflowExecutionRespons
             history_size_bytes: s.history_size_bytes,
             execution_duration: (s.close_time_ms > 0).then(|| proto::duration(s.close_time_ms - s.start_time_ms)),
             first_run_id: s.first_execution_run_id.clone(),
+            root_execution: Some({
+                let (workflow_id, run_id) = s.root_execution();
+                WorkflowExecution { workflow_id, run_id }
+            }),
             ..Default::default()
         }),
         pending_activities,

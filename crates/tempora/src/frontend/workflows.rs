@@ -13,6 +13,8 @@ use crate::engine::external::{CancelRequest, Signal};
 use crate::engine::request::Request as Change;
 use crate::engine::state::RunKey;
 use crate::error::{Error, Result};
+use crate::history::Polled;
+use crate::matching::TaskKind;
 
 /// Temporal's frontend long-poll expiry for history.
 const HISTORY_POLL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
@@ -38,18 +40,38 @@ impl Frontend {
         Ok(())
     }
 
+    /// The first run of the chain `run` belongs to (empty if the run is gone already).
+    async fn first_run_of(&self, run: &RunKey) -> String {
+        self.svc.read(run, |e| e.state.first_execution_run_id.clone()).await.unwrap_or_default()
+    }
+
     pub async fn start_workflow_execution(
         &self,
         r: Request<ws::StartWorkflowExecutionRequest>,
     ) -> Result<ws::StartWorkflowExecutionResponse> {
         let r = r.into_inner();
         self.svc.namespaces.get(&r.namespace)?;
+        let (eager, identity) = (r.request_eager_execution, r.identity.clone());
         let (start, policy) = self.checks().start(r)?;
+        let key = start.key.clone();
         let started = self.svc.start_workflow(start, policy).await?;
+        // Eager start: the caller's worker gets the first workflow task in the answer.
+        let mut eager_workflow_task = None;
+        let run = RunKey { run_id: started.run_id.clone(), ..key };
+        let first_execution_run_id = self.first_run_of(&run).await;
+        if eager && started.started {
+            if let Some(Polled::WorkflowTask(task)) =
+                self.svc.start_eagerly(&run, TaskKind::Workflow, 0, 0, identity).await?
+            {
+                eager_workflow_task = Some(views::workflow_task(*task));
+            }
+        }
         Ok(ws::StartWorkflowExecutionResponse {
             run_id: started.run_id.to_string(),
+            first_execution_run_id,
             started: started.started,
             status: WorkflowExecutionStatus::Running as i32,
+            eager_workflow_task,
             ..Default::default()
         })
     }
@@ -89,10 +111,17 @@ impl Frontend {
             search_attributes: r.search_attributes,
             header: r.header,
             priority: r.priority,
+            workflow_start_delay: r.workflow_start_delay,
+            user_metadata: r.user_metadata,
+            links: r.links,
+            versioning_override: r.versioning_override,
             ..Default::default()
         })?;
+        let key = RunKey { run_id: String::new().into(), ..start.key.clone() };
         let started = self.svc.signal_with_start(start, signal, policy).await?;
+        let first_execution_run_id = self.first_run_of(&RunKey { run_id: started.run_id.clone(), ..key }).await;
         Ok(ws::SignalWithStartWorkflowExecutionResponse {
+            first_execution_run_id,
             run_id: started.run_id.to_string(),
             started: started.started,
             ..Default::default()

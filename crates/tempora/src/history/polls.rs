@@ -24,6 +24,8 @@ pub struct Poll {
     pub identity: String,
     /// A sticky poller caches its runs: it gets only the events it has not seen.
     pub sticky: bool,
+    /// The worker's instance key (empty if it gave none), for `ShutdownWorker`.
+    pub worker: String,
     pub timeout: Duration,
 }
 
@@ -44,12 +46,25 @@ pub struct QueryTask {
 }
 
 impl Service {
+    /// `ShutdownWorker` from a worker that named itself: its polls answer empty from now on.
+    pub fn worker_shut_down(&self, instance_key: &str) {
+        self.matching.worker_shut_down(instance_key);
+    }
+
+    /// Resolves once the worker announced its shutdown (never for a worker without a key).
+    pub async fn worker_stopped(&self, instance_key: &str) {
+        match instance_key.is_empty() {
+            true => std::future::pending().await,
+            false => self.matching.worker(instance_key).cancelled_owned().await,
+        }
+    }
+
     /// Takes tasks from a queue until one starts (stale ones are skipped) or the poll expires.
     pub async fn poll_task(self: &Arc<Self>, poll: &Poll) -> Result<Option<Polled>> {
         let deadline = tokio::time::Instant::now() + poll.timeout;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let Some(task) = self.matching.poll(&poll.namespace, &poll.task_queue, poll.kind, left).await else {
+            let Some(task) = self.matching.poll(&poll.namespace, &poll.task_queue, poll.kind, &poll.worker, left).await else {
                 return Ok(None);
             };
             let taken = match &task.query_id {
@@ -64,6 +79,33 @@ impl Service {
                     return Err(e);
                 }
             }
+        }
+    }
+
+    /// Eager dispatch: starts a run's workflow task (`scheduled_event_id` 0) or an activity
+    /// attempt for the worker that asked, without a poll. `None` if it is not there to start
+    /// (a poller took it first, or a start delay holds the first workflow task back).
+    pub async fn start_eagerly(
+        self: &Arc<Self>,
+        run: &crate::engine::state::RunKey,
+        kind: TaskKind,
+        scheduled_event_id: i64,
+        attempt: i32,
+        identity: String,
+    ) -> Result<Option<Polled>> {
+        let task = QueuedTask { run: run.clone(), scheduled_event_id, attempt, query_id: None };
+        let poll = Poll {
+            namespace: run.namespace.to_string(),
+            task_queue: String::new(),
+            kind,
+            identity,
+            sticky: false,
+            worker: String::new(),
+            timeout: Duration::ZERO,
+        };
+        match self.take_task(&task, &poll).await {
+            Err(Error::NotFound(_)) => Ok(None),
+            taken => taken,
         }
     }
 

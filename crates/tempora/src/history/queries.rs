@@ -67,14 +67,24 @@ impl Drop for Forget<'_> {
 
 impl Service {
     /// Sends a query to a worker and waits up to `timeout` for its answer. While a workflow
-    /// task runs, the worker's view of the run is about to change: the query waits for the
-    /// task to end, as Temporal's does.
+    /// task runs, or before the first one completed, the worker's view of the run is about to
+    /// change (or there is none): the query waits for the task to end, as Temporal's does.
     pub async fn query(&self, run: &RunKey, query: WorkflowQuery, timeout: Duration) -> Result<QueryAnswer> {
         let deadline = tokio::time::Instant::now() + timeout;
         let timed_out = || Error::DeadlineExceeded("query timed out before a worker answered it".into());
+        let not_ready = self
+            .read(run, |e| {
+                e.state.is_open() && e.state.last_completed_wft_started_event_id <= 0 && e.state.workflow_task.is_none()
+            })
+            .await?;
+        if not_ready {
+            // A start delay or cron backoff: nothing will run before its time.
+            return Err(Error::WorkflowNotReady("Workflow task is not scheduled yet.".into()));
+        }
         let idle = |e: &super::Execution| {
-            let busy = e.state.workflow_task.as_ref().is_some_and(|w| w.is_started()) && e.state.is_open();
-            (!busy).then(|| (e.state.task_queue.clone(), e.state.sticky.clone()))
+            let busy = e.state.workflow_task.as_ref().is_some_and(|w| w.is_started())
+                || e.state.last_completed_wft_started_event_id <= 0;
+            (!busy || !e.state.is_open()).then(|| (e.state.task_queue.clone(), e.state.sticky.clone()))
         };
         let (task_queue, sticky) = self.watch_run(run, deadline, idle).await?.ok_or_else(timed_out)?;
         let (waiting, answer) = self.queries.wait(query);

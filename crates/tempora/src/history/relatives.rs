@@ -48,12 +48,13 @@ pub(super) fn start_child(parent: RunKey, initiated_event_id: i64) -> Job {
     job(move |svc| {
         let parent = parent.clone();
         async move {
-            let child = match svc.read(&parent, |e| e.state.children.get(&initiated_event_id).cloned()).await {
-                Ok(Some(child)) if child.run_id.is_empty() => child,
+            let look = |e: &super::Execution| (e.state.children.get(&initiated_event_id).cloned(), e.state.root_execution());
+            let (child, root) = match svc.read(&parent, look).await {
+                Ok((Some(child), root)) if child.run_id.is_empty() => (child, root),
                 Ok(_) | Err(Error::NotFound(_)) => return Ok(()),
                 Err(e) => return Err(e),
             };
-            let (req, reuse) = child_start_request(&parent, &child);
+            let (req, reuse) = child_start_request(&parent, root, &child);
             let started = match svc.namespaces.get(&req.key.namespace) {
                 Ok(_) => svc.start_workflow(req, StartPolicy { reuse, ..Default::default() }).await,
                 Err(e) => Err(e),
@@ -80,7 +81,7 @@ pub(super) fn check_child(parent: RunKey, initiated_event_id: i64) -> Job {
         async move {
             let mut child = match svc.read(&parent, |e| e.state.children.get(&initiated_event_id).cloned()).await {
                 Ok(Some(child)) if !child.run_id.is_empty() => {
-                    let (start, _) = child_start_request(&parent, &child);
+                    let (start, _) = child_start_request(&parent, Default::default(), &child);
                     RunKey { run_id: child.run_id.into(), ..start.key }
                 }
                 Ok(_) | Err(Error::NotFound(_)) => return Ok(()),

@@ -88,7 +88,7 @@ async fn a_start_whose_outcome_is_unknown_is_never_applied_twice() {
     let other = service.start_workflow(start_request("r2"), StartPolicy::default()).await;
     assert!(matches!(other, Err(Error::AlreadyStarted { ref run_id, .. }) if retried.run_id == *run_id));
     // And its first workflow task is offered.
-    let task = service.matching.poll("default", "q", TaskKind::Workflow, Duration::from_secs(5)).await;
+    let task = service.matching.poll("default", "q", TaskKind::Workflow, "", Duration::from_secs(5)).await;
     assert_eq!(task.map(|t| t.run.run_id), Some(retried.run_id));
 }
 
@@ -115,7 +115,8 @@ fn service() -> (Arc<Service>, crate::store::Handle, watch::Sender<bool>) {
 async fn waits_on_a_closed_run_end_at_once_and_waits_on_an_open_run_sleep() {
     use temporalio_protos::temporal::api::enums::v1::UpdateWorkflowExecutionLifecycleStage as Stage;
     let (service, handle, _stop) = service();
-    // A closed run whose update was accepted but never completed: it can reach no later stage.
+    // A closed run whose update was accepted but never completed: its outcome is Temporal's
+    // "the workflow completed before the update completed" failure, at once.
     let (mut state, events, _) = crate::engine::workflow::start(
         StartWorkflow {
             key: RunKey {
@@ -136,7 +137,9 @@ async fn waits_on_a_closed_run_end_at_once_and_waits_on_an_open_run_sleep() {
     let started = tokio::time::Instant::now();
     let deadline = started + Duration::from_secs(5);
     let status = service.wait_update(&closed, "u1", Stage::Completed, deadline).await.unwrap();
-    assert_eq!(status, (Stage::Accepted, None));
+    assert_eq!(status.0, Stage::Completed);
+    let failure = format!("{:?}", status.1);
+    assert!(failure.contains("AcceptedUpdateCompletedWorkflow"), "{failure}");
     let watched = service.watch_run(&closed, deadline, |_| None::<()>).await.unwrap();
     assert_eq!(watched, None);
     assert!(started.elapsed() < Duration::from_secs(1), "waits on a closed run took {:?}", started.elapsed());

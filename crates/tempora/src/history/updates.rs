@@ -86,6 +86,24 @@ impl Registry {
     }
 }
 
+/// The outcome of an update accepted by a run that closed before completing it (Temporal's
+/// words and failure type, which SDKs show to the caller).
+fn accepted_update_completed_workflow() -> Outcome {
+    use temporalio_protos::temporal::api::failure::v1::{failure::FailureInfo, ApplicationFailureInfo, Failure};
+    use temporalio_protos::temporal::api::update::v1::outcome::Value;
+    let failure = Failure {
+        message: "Workflow Update failed because the Workflow completed before the Update completed.".into(),
+        source: "Server".into(),
+        failure_info: Some(FailureInfo::ApplicationFailureInfo(ApplicationFailureInfo {
+            r#type: "AcceptedUpdateCompletedWorkflow".into(),
+            non_retryable: true,
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    Outcome { value: Some(Value::Failure(failure)) }
+}
+
 impl Service {
     /// `UpdateWorkflowExecution`: admits the update (once per update id), makes sure a workflow
     /// task will carry it to a worker, and waits until it reaches `wanted` or `deadline`.
@@ -97,16 +115,31 @@ impl Service {
         deadline: tokio::time::Instant,
     ) -> Result<UpdateStatus> {
         let update_id = request.meta.as_ref().map(|m| m.update_id.clone()).unwrap_or_default();
-        let (known, open) = self.read(run, |e| (e.state.updates.contains_key(&update_id), e.state.is_open())).await?;
-        if !known {
-            if !open {
-                return Err(Error::not_found("workflow execution already completed"));
+        let mut run = run.clone();
+        loop {
+            let (known, open) =
+                self.read(&run, |e| (e.state.updates.contains_key(&update_id), e.state.is_open())).await?;
+            if !known {
+                if !open {
+                    return Err(Error::not_found("workflow execution already completed"));
+                }
+                if self.updates.admit(&run.run_id, &update_id, request.clone()) {
+                    self.execute(&run, Request::DeliverUpdates).await?;
+                }
             }
-            if self.updates.admit(&run.run_id, &update_id, request) {
-                self.execute(run, Request::DeliverUpdates).await?;
+            match self.wait_update(&run, &update_id, wanted, deadline).await {
+                Err(Error::NotFound(message)) => {
+                    // A run that continued as new before any worker saw the update hands it on,
+                    // as Temporal does: the caller never notices the new run.
+                    let next = self.read(&run, |e| e.state.new_execution_run_id.clone()).await?;
+                    if known || next.is_empty() {
+                        return Err(Error::NotFound(message));
+                    }
+                    run = RunKey { run_id: next.into(), ..run };
+                }
+                answer => return answer,
             }
         }
-        self.wait_update(run, &update_id, wanted, deadline).await
     }
 
     /// Waits until an update reaches `wanted` (or `deadline`), returning where it is. A run
@@ -137,6 +170,8 @@ impl Service {
                 (Some(record), _) if record.outcome.is_some() => {
                     (Stage::Completed, record.outcome.as_ref().map(|o| o.decode()))
                 }
+                // Accepted, then the run closed first: the caller was promised an outcome.
+                (Some(_), _) if !open => (Stage::Completed, Some(accepted_update_completed_workflow())),
                 (_, Some(Some(UpdateProgress::Completed(outcome)))) => (Stage::Completed, Some(*outcome)),
                 (Some(_), _) | (_, Some(Some(UpdateProgress::Accepted))) => (Stage::Accepted, None),
                 (None, Some(None)) => (Stage::Admitted, None),

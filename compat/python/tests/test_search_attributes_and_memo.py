@@ -1,0 +1,122 @@
+"""Search attributes and memo given at start: what describe shows and what the workflow sees.
+
+Temporal has no custom search attributes until an operator registers them (its dev server only
+has system ones such as WorkflowType, which a client may not set) and rejects a start that sets
+an unregistered one, so the tests register theirs through the operator service, as a Python SDK
+user's setup does. Registration has a test of its own; the others go on when a server does not
+implement it (UNIMPLEMENTED), so that what they check is still reported."""
+
+import os
+
+import pytest
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError, RPCStatusCode
+
+from suite.support import NAMESPACE, wait_until
+from suite.workflows import CUSTOMER_ID, ORDER_COUNT, Memoized, ReadsItsAttributes
+
+# Visibility (ListWorkflowExecutions) and the OperatorService come to tempora with issue 12
+# (see the README's compatibility section). Strict: once tempora has them, these must pass
+# and the marks go. Against another server (TEMPORA_ADDRESS) they are ordinary tests.
+needs_visibility = pytest.mark.xfail(
+    condition=not os.environ.get("TEMPORA_ADDRESS"),
+    reason="tempora has no visibility or OperatorService yet (issue 12)",
+    raises=RPCError,
+    strict=True,
+)
+
+WANTED = {
+    CUSTOMER_ID.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    ORDER_COUNT.name: IndexedValueType.INDEXED_VALUE_TYPE_INT,
+}
+
+
+async def register_search_attributes(client):
+    """Register the suite's custom search attributes unless they exist (idempotent)."""
+    listed = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=NAMESPACE)
+    )
+    missing = {k: v for k, v in WANTED.items() if k not in listed.custom_attributes}
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=NAMESPACE, search_attributes=missing)
+        )
+    listed = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=NAMESPACE)
+    )
+    assert {k: listed.custom_attributes.get(k) for k in WANTED} == WANTED
+
+
+async def try_register_search_attributes(client):
+    try:
+        await register_search_attributes(client)
+    except RPCError as err:
+        if err.status != RPCStatusCode.UNIMPLEMENTED:
+            raise
+
+
+@needs_visibility
+async def test_custom_search_attributes_are_registered_through_the_operator_service(env):
+    client = await env.client()
+    await register_search_attributes(client)
+    await register_search_attributes(client)  # a second time finds them and adds nothing
+
+
+async def test_typed_search_attributes_given_at_start_show_in_describe(env):
+    client = await env.client()
+    await try_register_search_attributes(client)
+    attributes = TypedSearchAttributes(
+        [SearchAttributePair(CUSTOMER_ID, "cust-42"), SearchAttributePair(ORDER_COUNT, 7)]
+    )
+    async with env.worker(client):
+        handle = await client.start_workflow(
+            ReadsItsAttributes.run, id=env.workflow_id(), task_queue=env.task_queue,
+            search_attributes=attributes, memo={"owner": "ada"},
+        )
+        description = await handle.describe()
+        assert description.typed_search_attributes.get(CUSTOMER_ID) == "cust-42"
+        assert description.typed_search_attributes.get(ORDER_COUNT) == 7
+        await handle.signal(ReadsItsAttributes.finish_now)
+        seen = await handle.result()
+    assert seen == {"memo_owner": "ada", "customer": "cust-42", "orders": 7}
+
+
+@needs_visibility
+async def test_list_workflows_finds_a_workflow_by_its_search_attribute(env):
+    client = await env.client()
+    await try_register_search_attributes(client)
+    customer = env.workflow_id("customer")
+    async with env.worker(client):
+        handle = await client.start_workflow(
+            ReadsItsAttributes.run, id=env.workflow_id(), task_queue=env.task_queue,
+            search_attributes=TypedSearchAttributes([SearchAttributePair(CUSTOMER_ID, customer)]),
+        )
+
+        async def listed():
+            return [w async for w in client.list_workflows(f"{CUSTOMER_ID.name} = '{customer}'")]
+
+        found = await wait_until(listed, timeout=10, what="workflow visible by its attribute")
+        assert [(w.id, w.run_id) for w in found] == [(handle.id, handle.result_run_id)]
+        assert found[0].typed_search_attributes.get(CUSTOMER_ID) == customer
+        await handle.signal(ReadsItsAttributes.finish_now)
+        await handle.result()
+
+
+async def test_memo_given_at_start_shows_in_describe_and_in_the_workflow(env):
+    client = await env.client()
+    memo = {"owner": "ada", "priority": 3, "tags": ["a", "b"]}
+    async with env.worker(client):
+        handle = await client.start_workflow(
+            Memoized.run, id=env.workflow_id(), task_queue=env.task_queue, memo=memo
+        )
+        seen = await handle.result()
+    assert seen == {"owner": "ada", "all": memo}
+    description = await handle.describe()
+    assert await description.memo() == memo
+    assert await description.memo_value("priority") == 3
