@@ -183,3 +183,19 @@ class Restartable:
                 activity.heartbeat()
                 await asyncio.sleep(0.1)
         return f"finished on attempt {attempt}"
+
+
+# --- operator actions on activities ----------------------------------------------------------
+
+# Per key: how many attempts ran, and whether the next attempt may succeed.
+operated_calls: dict[str, int] = {}
+operated_released: set[str] = set()
+
+
+@activity.defn
+async def fails_until_released(key: str) -> int:
+    """Fails every attempt until the test releases `key`; then returns the attempt number."""
+    operated_calls[key] = operated_calls.get(key, 0) + 1
+    if key in operated_released:
+        return activity.info().attempt
+    raise ApplicationError(f"not released yet (attempt {activity.info().attempt})")

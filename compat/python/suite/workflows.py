@@ -468,3 +468,30 @@ class SurvivesWorkerRestart:
     @workflow.signal
     def go_now(self) -> None:
         self.go = True
+
+
+# --- operator actions on activities (pause, unpause, reset, update options) ------------------
+
+
+@registered
+@workflow.defn
+class OperatedActivity:
+    """Runs `activities.fails_until_released` under id "operated" and reports how it ended."""
+
+    @workflow.run
+    async def run(self, key: str, initial_interval_ms: int, maximum_attempts: int) -> dict:
+        try:
+            attempt = await workflow.execute_activity(
+                activities.fails_until_released,
+                key,
+                activity_id="operated",
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(milliseconds=initial_interval_ms),
+                    backoff_coefficient=1.0,
+                    maximum_attempts=maximum_attempts,
+                ),
+            )
+            return {"attempt": attempt}
+        except ActivityError as err:
+            return describe_failure(err)

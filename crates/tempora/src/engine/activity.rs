@@ -95,6 +95,8 @@ impl Activity {
             cancel_requested: false,
             cancel_requested_event_id: 0,
             backoff_until_ms: 0,
+            paused: None,
+            reset_requested: false,
         }
     }
 }
@@ -174,6 +176,16 @@ pub fn attempt_effects(a: &Activity) -> Vec<Effect> {
         }
     }
     effects
+}
+
+/// What a heartbeat's answer tells the worker.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct HeartbeatAnswer {
+    pub cancel_requested: bool,
+    /// An operator paused the activity (`PauseActivity`).
+    pub paused: bool,
+    /// An operator reset the activity (`ResetActivity`): its next attempt is the first.
+    pub reset: bool,
 }
 
 /// How an attempt ended, for the retry decision.
@@ -276,7 +288,7 @@ impl Tx<'_> {
         }
         let now = self.now;
         let a = self.state.activities.get_mut(&scheduled_event_id)?;
-        if a.attempt != attempt || a.is_started() || a.backoff_until_ms > 0 {
+        if a.attempt != attempt || a.is_started() || a.backoff_until_ms > 0 || a.paused.is_some() {
             return None;
         }
         a.started_time_ms = now;
@@ -412,7 +424,7 @@ impl Tx<'_> {
         scheduled_event_id: i64,
         attempt: Option<i32>,
         details: Option<Payloads>,
-    ) -> Result<bool> {
+    ) -> Result<HeartbeatAnswer> {
         let a = self.started_activity(scheduled_event_id, attempt)?;
         let now = self.now;
         let pending = self.state.activities.get_mut(&scheduled_event_id).expect("checked above");
@@ -420,7 +432,11 @@ impl Tx<'_> {
         if let Some(details) = details {
             pending.heartbeat_details = Some(Encoded::of(&details));
         }
-        Ok(a.cancel_requested)
+        Ok(HeartbeatAnswer {
+            cancel_requested: a.cancel_requested,
+            paused: a.paused.is_some(),
+            reset: a.reset_requested,
+        })
     }
 
     /// Retry or close after a failed or timed-out attempt.
@@ -475,11 +491,16 @@ impl Tx<'_> {
 
     fn retry_later(&mut self, a: &Activity, failure: Failure, at: Millis) {
         let pending = self.state.activities.get_mut(&a.scheduled_event_id).expect("pending activity");
-        pending.attempt += 1;
+        pending.attempt = if std::mem::take(&mut pending.reset_requested) { 1 } else { pending.attempt + 1 };
         pending.started_time_ms = 0;
         pending.last_failure = Some(Encoded::of(&failure));
-        pending.backoff_until_ms = at;
         pending.attempt_scheduled_time_ms = at;
+        if pending.paused.is_some() {
+            // Paused: the next attempt waits for `UnpauseActivity`, not for a timer.
+            pending.backoff_until_ms = 0;
+            return;
+        }
+        pending.backoff_until_ms = at;
         let pending = pending.clone();
         self.schedule_timer(
             at,
@@ -494,6 +515,9 @@ impl Tx<'_> {
             return false;
         }
         a.backoff_until_ms = 0;
+        if a.paused.is_some() {
+            return true; // Offered again by `UnpauseActivity`.
+        }
         let a = a.clone();
         self.effects.push(Effect::DispatchActivityTask {
             task_queue: a.task_queue.clone(),
@@ -533,7 +557,7 @@ impl Tx<'_> {
 /// deadline and, on equal deadlines, the lowest `TimeoutType` (start-to-close, then
 /// schedule-to-start, schedule-to-close, heartbeat).
 fn due_timeout(a: &Activity, now: Millis) -> Option<TimeoutType> {
-    let waiting = !a.is_started() && a.backoff_until_ms == 0;
+    let waiting = !a.is_started() && a.backoff_until_ms == 0 && a.paused.is_none();
     let candidates = [
         (a.is_started() && a.start_to_close_ms > 0)
             .then(|| (a.started_time_ms + a.start_to_close_ms, TimeoutType::StartToClose)),

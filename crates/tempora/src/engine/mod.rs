@@ -7,6 +7,7 @@
 //! (`service`) loads state, calls in here on a copy, commits, then performs the effects.
 
 pub mod activity;
+pub mod activity_ops;
 pub mod children;
 mod commands;
 pub mod cron;

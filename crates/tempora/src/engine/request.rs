@@ -50,6 +50,11 @@ pub enum Request {
     },
     /// The worker that cached the run is forgotten; the next task carries full history.
     ResetStickyTaskQueue,
+    /// An operator's action on pending activities (`engine::activity_ops`).
+    OperateActivities {
+        selector: super::activity_ops::ActivitySelector,
+        operation: super::activity_ops::ActivityOperation,
+    },
     /// A poller took the run's scheduled workflow task. `updates`: admitted updates to hand
     /// out with it (filled in by the service from its in-memory registry).
     StartWorkflowTask {
@@ -127,9 +132,9 @@ pub enum Reply {
     ActivityStarted(Box<ActivityStart>),
     /// `Err`: the completion was refused and the task failed (that failure is committed).
     WorkflowTaskCompleted(Result<Completed>),
-    Heartbeat {
-        cancel_requested: bool,
-    },
+    Heartbeat(super::activity::HeartbeatAnswer),
+    /// The options of the activity an operator action changed last.
+    ActivityOptions(Box<temporalio_protos::temporal::api::activity::v1::ActivityOptions>),
 }
 
 /// What a worker is told about the run a task belongs to.
@@ -219,6 +224,10 @@ impl Tx<'_> {
                 done(true)
             }
             Request::ResetStickyTaskQueue => done(self.state.sticky.take().is_some()),
+            Request::OperateActivities { selector, operation } => {
+                let options = self.operate_activities(&selector, &operation)?;
+                Ok((true, Reply::ActivityOptions(Box::new(options))))
+            }
             Request::StartWorkflowTask { identity, request_id, sticky_poll, updates } => {
                 let Some(task) = self.start_workflow_task(&identity, &request_id) else { return done(false) };
                 let from = if sticky_poll { task.previous_started_event_id.max(0) as usize } else { 0 };
@@ -305,7 +314,7 @@ impl Tx<'_> {
                 Reply::Done
             }
             ActivityAction::Heartbeat { details } => {
-                Reply::Heartbeat { cancel_requested: self.heartbeat(scheduled_event_id, attempt, details)? }
+                Reply::Heartbeat(self.heartbeat(scheduled_event_id, attempt, details)?)
             }
         };
         Ok((true, reply))

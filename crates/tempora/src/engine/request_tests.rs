@@ -388,7 +388,7 @@ fn every_request_type() {
             "heartbeat",
             with_started_activity,
             activity_done(ActivityAction::Heartbeat { details: None }, by_token(1)),
-            applied(|a| matches!(a.reply, Reply::Heartbeat { cancel_requested: false })),
+            applied(|a| matches!(a.reply, Reply::Heartbeat(answer) if !answer.cancel_requested)),
         ),
         (
             "an activity's start-to-close timeout",

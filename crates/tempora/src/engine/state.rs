@@ -507,6 +507,19 @@ pub struct Activity {
     pub cancel_requested_event_id: i64,
     /// While > 0 the activity waits for a retry at this time.
     pub backoff_until_ms: Millis,
+    /// Set by `PauseActivity` (`engine::activity_ops`): no new attempt starts until unpaused.
+    #[serde(default)]
+    pub paused: Option<ActivityPause>,
+    /// Set by `ResetActivity` while an attempt runs: the next attempt is the first again.
+    #[serde(default)]
+    pub reset_requested: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ActivityPause {
+    pub time_ms: Millis,
+    pub identity: String,
+    pub reason: String,
 }
 
 impl Activity {

@@ -393,3 +393,79 @@ fn a_signal_makes_a_waiting_speculative_task_a_normal_one() {
     let (_, types, _) = run.step(|tx| tx.start_workflow_task("worker", "r").unwrap());
     assert_eq!(types, vec![E::WorkflowTaskStarted]);
 }
+
+mod activity_operations {
+    use super::*;
+    use crate::engine::activity_ops::{ActivityOperation as Op, ActivitySelector};
+
+    fn a1() -> ActivitySelector {
+        ActivitySelector::Id("a1".into())
+    }
+    fn pause() -> Op {
+        Op::Pause { identity: "ops".into(), reason: "look".into() }
+    }
+    fn dispatched(effects: &[Effect], attempt: i32) -> bool {
+        effects.iter().any(|e| matches!(e, Effect::DispatchActivityTask { attempt: a, .. } if *a == attempt))
+    }
+
+    #[test]
+    fn a_paused_activity_starts_no_attempt_and_waits_for_unpause_instead_of_its_retry() {
+        let mut run = Run::new();
+        run.complete_wft(vec![schedule_activity("a1", 0)]).0.unwrap();
+        let (_, types, _) = run.step(|tx| tx.operate_activities(&a1(), &pause()).unwrap());
+        assert!(types.is_empty(), "operator actions write no history");
+        let (started, _, _) = run.step(|tx| tx.start_activity(5, 1, "w", "r"));
+        assert!(started.is_none(), "a queued attempt of a paused activity is not handed out");
+
+        let unpause = Op::Unpause { reset_attempts: false, reset_heartbeat: false, jitter_ms: 0 };
+        let (_, _, effects) = run.step(|tx| tx.operate_activities(&a1(), &unpause).unwrap());
+        assert!(dispatched(&effects, 1));
+        run.step(|tx| tx.start_activity(5, 1, "w", "r")).0.expect("started once unpaused");
+
+        // Paused while running: the attempt goes on and hears of it; its failure is not retried.
+        run.step(|tx| tx.operate_activities(&a1(), &pause()).unwrap());
+        let (answer, _, _) = run.step(|tx| tx.heartbeat(5, Some(1), None).unwrap());
+        assert!(answer.paused && !answer.cancel_requested);
+        let (_, types, effects) = run.step(|tx| tx.fail_activity(5, Some(1), app_failure(false), None, "w").unwrap());
+        assert!(types.is_empty());
+        assert!(effects.is_empty(), "no retry timer and no dispatch while paused: {effects:?}");
+        assert_eq!((run.state.activities[&5].attempt, run.state.activities[&5].backoff_until_ms), (2, 0));
+
+        let unpause = Op::Unpause { reset_attempts: true, reset_heartbeat: true, jitter_ms: 0 };
+        let (_, _, effects) = run.step(|tx| tx.operate_activities(&a1(), &unpause).unwrap());
+        assert!(dispatched(&effects, 1), "reset_attempts starts again from attempt 1: {effects:?}");
+    }
+
+    #[test]
+    fn a_reset_of_a_running_activity_makes_its_next_attempt_the_first() {
+        let mut run = Run::new();
+        run.complete_wft(vec![schedule_activity("a1", 0)]).0.unwrap();
+        run.step(|tx| tx.start_activity(5, 1, "w", "r")).0.unwrap();
+        run.step(|tx| tx.fail_activity(5, Some(1), app_failure(false), None, "w").unwrap());
+        run.now += 1_000;
+        run.step(|tx| tx.activity_retry_due(5, 2));
+        run.step(|tx| tx.start_activity(5, 2, "w", "r")).0.unwrap();
+        let reset = Op::Reset { reset_heartbeat: false, keep_paused: false, jitter_ms: 0 };
+        run.step(|tx| tx.operate_activities(&a1(), &reset).unwrap());
+        let (answer, _, _) = run.step(|tx| tx.heartbeat(5, Some(2), None).unwrap());
+        assert!(answer.reset);
+        run.step(|tx| tx.fail_activity(5, Some(2), app_failure(false), None, "w").unwrap());
+        assert_eq!(run.state.activities[&5].attempt, 1);
+        assert!(!run.state.activities[&5].reset_requested);
+    }
+
+    #[test]
+    fn operator_actions_name_a_pending_activity_of_an_open_run() {
+        let mut run = Run::new();
+        run.complete_wft(vec![schedule_activity("a1", 0)]).0.unwrap();
+        let other = ActivitySelector::Id("nope".into());
+        let (missing, _, _) = run.step(|tx| tx.operate_activities(&other, &pause()));
+        assert!(matches!(missing, Err(Error::NotFound(_))));
+        let bad = Op::UpdateOptions {
+            options: Box::default(),
+            paths: vec!["no_such_field".into()],
+        };
+        let (refused, _, _) = run.step(|tx| tx.operate_activities(&a1(), &bad));
+        assert!(matches!(refused, Err(Error::InvalidArgument(_))));
+    }
+}

@@ -9,6 +9,7 @@
 //! The router is written by hand over `tonic::server::Grpc` with the message types from
 //! `temporalio-protos`, which ships no server traits.
 
+mod activities;
 mod convert;
 mod interactions;
 mod namespaces;
@@ -181,6 +182,10 @@ where
             "ShutdownWorker" => shutdown_worker,
             "PollNexusTaskQueue" => poll_nexus_task_queue,
             "TerminateWorkflowExecution" => terminate_workflow_execution,
+            "PauseActivity" => pause_activity,
+            "UnpauseActivity" => unpause_activity,
+            "ResetActivity" => reset_activity,
+            "UpdateActivityOptions" => update_activity_options,
         )
     }
 }

@@ -9,6 +9,7 @@ use tonic::Request;
 use super::convert::{check_id, TASK_POLL_TIMEOUT};
 use super::{views, Frontend};
 use crate::clock::{proto, Millis};
+use crate::engine::activity::HeartbeatAnswer;
 use crate::engine::request::{ActivityAction, ActivityRef, Reply, Request as Change};
 use crate::engine::state::{RunKey, Sticky};
 use crate::engine::workflow_task::CompleteWorkflowTask;
@@ -193,11 +194,11 @@ impl Frontend {
 
     /// Applies what a worker reports about an activity; returns whether its cancellation was
     /// requested (for heartbeats).
-    async fn on_activity(&self, target: ActivityTarget, action: ActivityAction) -> Result<bool> {
+    async fn on_activity(&self, target: ActivityTarget, action: ActivityAction) -> Result<HeartbeatAnswer> {
         let change = Change::Activity { activity: target.activity, action };
         match self.svc.execute(&target.run, change).await? {
-            Outcome::Applied(Reply::Heartbeat { cancel_requested }) => Ok(cancel_requested),
-            Outcome::Applied(_) => Ok(false),
+            Outcome::Applied(Reply::Heartbeat(answer)) => Ok(answer),
+            Outcome::Applied(_) => Ok(HeartbeatAnswer::default()),
             Outcome::Unchanged => Err(Error::not_found("activity task not found")),
         }
     }
@@ -286,8 +287,12 @@ impl Frontend {
         let r = r.into_inner();
         self.checks().payloads(&r.details)?;
         let target = self.by_token(&r.task_token)?;
-        let cancel_requested = self.on_activity(target, ActivityAction::Heartbeat { details: r.details }).await?;
-        Ok(ws::RecordActivityTaskHeartbeatResponse { cancel_requested, ..Default::default() })
+        let answer = self.on_activity(target, ActivityAction::Heartbeat { details: r.details }).await?;
+        Ok(ws::RecordActivityTaskHeartbeatResponse {
+            cancel_requested: answer.cancel_requested,
+            activity_paused: answer.paused,
+            activity_reset: answer.reset,
+        })
     }
 
     pub async fn record_activity_task_heartbeat_by_id(
@@ -297,8 +302,12 @@ impl Frontend {
         let r = r.into_inner();
         self.checks().payloads(&r.details)?;
         let target = self.by_id(&r.namespace, &r.workflow_id, &r.run_id, &r.activity_id).await?;
-        let cancel_requested = self.on_activity(target, ActivityAction::Heartbeat { details: r.details }).await?;
-        Ok(ws::RecordActivityTaskHeartbeatByIdResponse { cancel_requested, ..Default::default() })
+        let answer = self.on_activity(target, ActivityAction::Heartbeat { details: r.details }).await?;
+        Ok(ws::RecordActivityTaskHeartbeatByIdResponse {
+            cancel_requested: answer.cancel_requested,
+            activity_paused: answer.paused,
+            activity_reset: answer.reset,
+        })
     }
 
     pub async fn shutdown_worker(&self, r: Request<ws::ShutdownWorkerRequest>) -> Result<ws::ShutdownWorkerResponse> {

@@ -181,6 +181,10 @@ pub(super) fn describe(exec: &Execution) -> ws::DescribeWorkflowExecutionRespons
             activity_type: Some(ActivityType { name: a.activity_type.clone() }),
             state: if a.cancel_requested {
                 PendingActivityState::CancelRequested as i32
+            } else if a.paused.is_some() && a.is_started() {
+                PendingActivityState::PauseRequested as i32
+            } else if a.paused.is_some() {
+                PendingActivityState::Paused as i32
             } else if a.is_started() {
                 PendingActivityState::Started as i32
             } else {
@@ -195,6 +199,19 @@ pub(super) fn describe(exec: &Execution) -> ws::DescribeWorkflowExecutionRespons
             expiration_time: a.schedule_to_close_deadline_ms().map(proto::timestamp),
             last_failure: a.last_failure.as_ref().map(|f| f.decode()),
             last_worker_identity: a.started_identity.clone(),
+            paused: a.paused.is_some(),
+            pause_info: a.paused.as_ref().map(|p| {
+                use wf::pending_activity_info::{pause_info, PauseInfo};
+                PauseInfo {
+                    pause_time: Some(proto::timestamp(p.time_ms)),
+                    paused_by: Some(pause_info::PausedBy::Manual(pause_info::Manual {
+                        identity: p.identity.clone(),
+                        reason: p.reason.clone(),
+                    })),
+                }
+            }),
+            activity_options: Some(crate::engine::activity_ops::activity_options(a)),
+            next_attempt_schedule_time: (a.backoff_until_ms > 0).then(|| proto::timestamp(a.backoff_until_ms)),
             ..Default::default()
         })
         .collect();
