@@ -271,3 +271,36 @@ async fn grpc_health_reports_the_workflow_service_serving() {
     assert_eq!(unknown.code(), Code::NotFound);
     server.stop().await;
 }
+
+/// Not an error, but the raw service is here: a worker that names itself in its polls gets
+/// them answered (empty) by its `ShutdownWorker`, at once, and only its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_worker_answers_the_polls_of_the_worker_it_names() {
+    use temporalio_protos::temporal::api::workflowservice::v1::{PollActivityTaskQueueRequest, ShutdownWorkerRequest};
+    let (_server, c, mut service) = raw_service().await;
+    let poll = |key: &str| {
+        let mut service = c.connection().workflow_service();
+        let request = PollActivityTaskQueueRequest {
+            namespace: "default".into(),
+            task_queue: Some(TaskQueue { name: "shutdown-q".into(), ..Default::default() }),
+            identity: key.into(),
+            worker_instance_key: key.into(),
+            ..Default::default()
+        };
+        tokio::spawn(async move { service.poll_activity_task_queue(Request::new(request)).await })
+    };
+    let (mine, theirs) = (poll("w1"), poll("w2"));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let shutdown = ShutdownWorkerRequest {
+        namespace: "default".into(),
+        worker_instance_key: "w1".into(),
+        ..Default::default()
+    };
+    service.shutdown_worker(Request::new(shutdown)).await.unwrap();
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(5), mine).await.expect("the poll ended");
+    assert!(answered.unwrap().unwrap().into_inner().task_token.is_empty());
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(!theirs.is_finished(), "another worker's poll goes on");
+    theirs.abort();
+}
