@@ -228,7 +228,8 @@ mod tests {
         m.offer("ns", "q", TaskKind::Activity, task(1));
         assert_eq!(m.poll("ns", "q", TaskKind::Activity, "", Duration::from_millis(10)).await, Some(task(1)));
         let m2 = m.clone();
-        let poller = tokio::spawn(async move { m2.poll("ns", "q", TaskKind::Activity, "", Duration::from_secs(5)).await });
+        let poller =
+            tokio::spawn(async move { m2.poll("ns", "q", TaskKind::Activity, "", Duration::from_secs(5)).await });
         tokio::task::yield_now().await;
         m.offer("ns", "q", TaskKind::Activity, task(2));
         assert_eq!(poller.await.unwrap(), Some(task(2)));
@@ -242,7 +243,8 @@ mod tests {
         assert_eq!(m.poll("ns", "q", TaskKind::Workflow, "", Duration::from_secs(60)).await, None);
         assert_eq!(started.elapsed(), Duration::from_secs(60));
         let m2 = m.clone();
-        let poller = tokio::spawn(async move { m2.poll("ns", "q", TaskKind::Workflow, "", Duration::from_secs(5)).await });
+        let poller =
+            tokio::spawn(async move { m2.poll("ns", "q", TaskKind::Workflow, "", Duration::from_secs(5)).await });
         tokio::task::yield_now().await;
         poller.abort();
         let _ = poller.await;
@@ -284,7 +286,8 @@ mod tests {
     async fn shutdown_answers_waiting_polls() {
         let (m, stop) = matching();
         let m2 = m.clone();
-        let poller = tokio::spawn(async move { m2.poll("ns", "q", TaskKind::Activity, "", Duration::from_secs(60)).await });
+        let poller =
+            tokio::spawn(async move { m2.poll("ns", "q", TaskKind::Activity, "", Duration::from_secs(60)).await });
         tokio::task::yield_now().await;
         stop.send_replace(true);
         assert_eq!(poller.await.unwrap(), None);

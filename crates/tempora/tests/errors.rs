@@ -1,5 +1,6 @@
 //! Bad input gets Temporal's status codes and error details, asserted through the official
-//! client (its typed errors where it has them, its raw gRPC service elsewhere).
+//! client (its typed errors where it has them, its raw gRPC service elsewhere). Also here, as
+//! they show only in raw responses: eager dispatch and a worker's shutdown ending its polls.
 
 mod support;
 
@@ -292,15 +293,62 @@ async fn shutdown_worker_answers_the_polls_of_the_worker_it_names() {
     let (mine, theirs) = (poll("w1"), poll("w2"));
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let started = std::time::Instant::now();
-    let shutdown = ShutdownWorkerRequest {
-        namespace: "default".into(),
-        worker_instance_key: "w1".into(),
-        ..Default::default()
-    };
+    let shutdown =
+        ShutdownWorkerRequest { namespace: "default".into(), worker_instance_key: "w1".into(), ..Default::default() };
     service.shutdown_worker(Request::new(shutdown)).await.unwrap();
     let answered = tokio::time::timeout(std::time::Duration::from_secs(5), mine).await.expect("the poll ended");
     assert!(answered.unwrap().unwrap().into_inner().task_token.is_empty());
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     assert!(!theirs.is_finished(), "another worker's poll goes on");
     theirs.abort();
+}
+
+/// Not an error either: eager dispatch is visible only in raw responses. The start hands the
+/// first workflow task to its caller, and the completion the activity it asked to run itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn eager_start_and_eager_activities_come_back_in_the_responses() {
+    use temporalio_protos::temporal::api::command::v1::{command, Command, ScheduleActivityTaskCommandAttributes};
+    use temporalio_protos::temporal::api::common::v1::ActivityType;
+    use temporalio_protos::temporal::api::enums::v1::CommandType;
+    use temporalio_protos::temporal::api::workflowservice::v1::RespondWorkflowTaskCompletedRequest;
+    let (server, c, mut service) = raw_service().await;
+    let id = unique("eager");
+    let start =
+        StartWorkflowExecutionRequest { request_eager_execution: true, identity: "me".into(), ..start_request(&id) };
+    let started = service.start_workflow_execution(Request::new(start)).await.unwrap().into_inner();
+    let task = started.eager_workflow_task.expect("the first workflow task comes with the start");
+    assert!(!task.task_token.is_empty());
+    assert_eq!(started.first_execution_run_id, started.run_id);
+    let schedule = |activity_id: &str, queue: &str| Command {
+        command_type: CommandType::ScheduleActivityTask as i32,
+        attributes: Some(command::Attributes::ScheduleActivityTaskCommandAttributes(
+            ScheduleActivityTaskCommandAttributes {
+                activity_id: activity_id.into(),
+                activity_type: Some(ActivityType { name: "Act".into() }),
+                task_queue: Some(TaskQueue { name: queue.into(), ..Default::default() }),
+                start_to_close_timeout: Some(prost_types::Duration { seconds: 30, nanos: 0 }),
+                request_eager_execution: true,
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    };
+    let complete = RespondWorkflowTaskCompletedRequest {
+        task_token: task.task_token,
+        // Only an activity on the workflow's own task queue is dispatched eagerly.
+        commands: vec![schedule("here", "q"), schedule("elsewhere", "other-q")],
+        identity: "me".into(),
+        ..Default::default()
+    };
+    let answer = service.respond_workflow_task_completed(Request::new(complete)).await.unwrap().into_inner();
+    let eager: Vec<_> = answer.activity_tasks.iter().map(|t| t.activity_id.as_str()).collect();
+    assert_eq!(eager, ["here"]);
+    assert_eq!(answer.activity_tasks[0].attempt, 1);
+    let done = RespondActivityTaskCompletedRequest {
+        task_token: answer.activity_tasks[0].task_token.clone(),
+        ..Default::default()
+    };
+    service.respond_activity_task_completed(Request::new(done)).await.unwrap();
+    assert_eq!(count_events(&history_event_types(&c, &id).await, "EVENT_TYPE_ACTIVITY_TASK_COMPLETED"), 1);
+    server.stop().await;
 }

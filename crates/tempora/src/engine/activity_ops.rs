@@ -29,12 +29,26 @@ pub enum ActivitySelector {
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum ActivityOperation {
-    Pause { identity: String, reason: String },
-    Unpause { reset_attempts: bool, reset_heartbeat: bool, jitter_ms: Millis },
-    Reset { reset_heartbeat: bool, keep_paused: bool, jitter_ms: Millis },
+    Pause {
+        identity: String,
+        reason: String,
+    },
+    Unpause {
+        reset_attempts: bool,
+        reset_heartbeat: bool,
+        jitter_ms: Millis,
+    },
+    Reset {
+        reset_heartbeat: bool,
+        keep_paused: bool,
+        jitter_ms: Millis,
+    },
     /// `paths`: the update mask, in Temporal's field names (`start_to_close_timeout`,
     /// `retry_policy.maximum_attempts`, `task_queue.name`, …).
-    UpdateOptions { options: Box<ActivityOptions>, paths: Vec<String> },
+    UpdateOptions {
+        options: Box<ActivityOptions>,
+        paths: Vec<String>,
+    },
 }
 
 impl Tx<'_> {
@@ -71,7 +85,9 @@ impl Tx<'_> {
                 ActivityOperation::Reset { reset_heartbeat, keep_paused, jitter_ms } => {
                     self.reset_activity(id, *reset_heartbeat, *keep_paused, *jitter_ms)
                 }
-                ActivityOperation::UpdateOptions { options, paths } => self.update_activity_options(id, options, paths)?,
+                ActivityOperation::UpdateOptions { options, paths } => {
+                    self.update_activity_options(id, options, paths)?
+                }
             }
             options = activity_options(&self.state.activities[&id]);
         }
@@ -129,7 +145,10 @@ impl Tx<'_> {
         a.backoff_until_ms = if jitter_ms > 0 { now + jitter_ms } else { 0 };
         let a = a.clone();
         if a.backoff_until_ms > 0 {
-            self.schedule_timer(a.backoff_until_ms, Timer::ActivityRetry { scheduled_event_id: id, attempt: a.attempt });
+            self.schedule_timer(
+                a.backoff_until_ms,
+                Timer::ActivityRetry { scheduled_event_id: id, attempt: a.attempt },
+            );
         } else {
             self.effects.extend(attempt_effects(&a));
         }
@@ -163,7 +182,9 @@ impl Tx<'_> {
                         "backoff_coefficient" => current.backoff_coefficient = retry.backoff_coefficient,
                         "maximum_interval" => current.maximum_interval = retry.maximum_interval.take(),
                         "maximum_attempts" => current.maximum_attempts = retry.maximum_attempts,
-                        other => return Err(Error::invalid(format!("unsupported update_mask path: retry_policy.{other}"))),
+                        other => {
+                            return Err(Error::invalid(format!("unsupported update_mask path: retry_policy.{other}")))
+                        }
                     }
                     changed.retry = retry_policy(Some(&current)).map_err(Error::InvalidArgument)?;
                 }
@@ -187,7 +208,6 @@ impl Tx<'_> {
         Ok(())
     }
 }
-
 
 /// An activity's current options, as `UpdateActivityOptions` and describe show them.
 pub fn activity_options(a: &Activity) -> ActivityOptions {

@@ -4,7 +4,9 @@ use temporalio_protos::temporal::api::command::v1::{
     command, Command, CompleteWorkflowExecutionCommandAttributes, ScheduleActivityTaskCommandAttributes,
 };
 use temporalio_protos::temporal::api::common::v1::{ActivityType, Payloads, RetryPolicy};
-use temporalio_protos::temporal::api::enums::v1::{CommandType, EventType, RetryState, TimeoutType, WorkflowTaskFailedCause};
+use temporalio_protos::temporal::api::enums::v1::{
+    CommandType, EventType, RetryState, TimeoutType, WorkflowTaskFailedCause,
+};
 use temporalio_protos::temporal::api::failure::v1::{failure, failure::FailureInfo, ApplicationFailureInfo, Failure};
 use temporalio_protos::temporal::api::history::v1::{history_event::Attributes, HistoryEvent};
 
@@ -461,10 +463,7 @@ mod activity_operations {
         let other = ActivitySelector::Id("nope".into());
         let (missing, _, _) = run.step(|tx| tx.operate_activities(&other, &pause()));
         assert!(matches!(missing, Err(Error::NotFound(_))));
-        let bad = Op::UpdateOptions {
-            options: Box::default(),
-            paths: vec!["no_such_field".into()],
-        };
+        let bad = Op::UpdateOptions { options: Box::default(), paths: vec!["no_such_field".into()] };
         let (refused, _, _) = run.step(|tx| tx.operate_activities(&a1(), &bad));
         assert!(matches!(refused, Err(Error::InvalidArgument(_))));
     }

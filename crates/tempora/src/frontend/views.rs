@@ -241,7 +241,11 @@ pub(super) fn describe(exec: &Execution) -> ws::DescribeWorkflowExecutionRespons
             close_time: (s.close_time_ms > 0).then(|| proto::timestamp(s.close_time_ms)),
             status: s.status.number(),
             history_length: exec.history.len() as i64,
-            execution_time: Some(proto::timestamp(if s.execution_time_ms > 0 { s.execution_time_ms } else { s.start_time_ms })),
+            execution_time: Some(proto::timestamp(if s.execution_time_ms > 0 {
+                s.execution_time_ms
+            } else {
+                s.start_time_ms
+            })),
             memo: s.memo.as_ref().map(|m| m.decode()).or(started.memo),
             search_attributes: s.search_attributes.as_ref().map(|m| m.decode()).or(started.search_attributes),
             parent_namespace_id: s.parent.as_ref().map(|p| p.namespace.clone()).unwrap_or_default(),

@@ -64,7 +64,8 @@ impl Service {
         let deadline = tokio::time::Instant::now() + poll.timeout;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let Some(task) = self.matching.poll(&poll.namespace, &poll.task_queue, poll.kind, &poll.worker, left).await else {
+            let Some(task) = self.matching.poll(&poll.namespace, &poll.task_queue, poll.kind, &poll.worker, left).await
+            else {
                 return Ok(None);
             };
             let taken = match &task.query_id {

@@ -48,7 +48,8 @@ pub(super) fn start_child(parent: RunKey, initiated_event_id: i64) -> Job {
     job(move |svc| {
         let parent = parent.clone();
         async move {
-            let look = |e: &super::Execution| (e.state.children.get(&initiated_event_id).cloned(), e.state.root_execution());
+            let look =
+                |e: &super::Execution| (e.state.children.get(&initiated_event_id).cloned(), e.state.root_execution());
             let (child, root) = match svc.read(&parent, look).await {
                 Ok((Some(child), root)) if child.run_id.is_empty() => (child, root),
                 Ok(_) | Err(Error::NotFound(_)) => return Ok(()),
