@@ -87,6 +87,28 @@ async def test_start_update_returns_once_accepted_and_result_waits_for_completio
         assert await handle.result() == 10
 
 
+async def test_polling_an_update_result_past_its_rpc_timeout_raises_a_timeout(env):
+    """A caller's own deadline shorter than the server's long poll ends the poll with
+    DEADLINE_EXCEEDED (the SDK's timeout error), not with an empty answer to poll again."""
+    from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
+    from datetime import timedelta
+
+    client = await env.client()
+    async with env.worker(client):
+        handle = await start_counter(env, client)
+        update = await handle.start_update(
+            Counter.add_when_open, 5, id="slow", wait_for_stage=WorkflowUpdateStage.ACCEPTED
+        )
+        started = time.monotonic()
+        with pytest.raises(WorkflowUpdateRPCTimeoutOrCancelledError):
+            await asyncio.wait_for(update.result(rpc_timeout=timedelta(seconds=1)), 10)
+        assert time.monotonic() - started < 5
+        await handle.signal(Counter.open_gate)
+        assert await asyncio.wait_for(update.result(), 10) == 5
+        await handle.signal(Counter.finish_now)
+        assert await handle.result() == 5
+
+
 async def test_update_handle_for_an_existing_update_id_and_duplicate_ids_run_once(env):
     client = await env.client()
     async with env.worker(client):

@@ -144,19 +144,62 @@ pub(super) fn start_policy(reuse: i32, conflict: i32) -> StartPolicy {
 pub(super) fn wait_budget(metadata: &tonic::metadata::MetadataMap) -> Duration {
     const DEFAULT: Duration = Duration::from_secs(30);
     const MARGIN: Duration = Duration::from_millis(500);
-    let Some(value) = metadata.get("grpc-timeout").and_then(|v| v.to_str().ok()) else { return DEFAULT };
+    let Some(deadline) = caller_deadline(metadata) else { return DEFAULT };
+    deadline.saturating_sub(MARGIN).min(TASK_POLL_TIMEOUT)
+}
+
+/// The caller's deadline (`grpc-timeout`), if it sent one.
+fn caller_deadline(metadata: &tonic::metadata::MetadataMap) -> Option<Duration> {
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
     let (digits, unit) = value.split_at(value.len().saturating_sub(1));
-    let Ok(n) = digits.parse::<u64>() else { return DEFAULT };
-    let deadline = match unit {
+    let n = digits.parse::<u64>().ok()?;
+    Some(match unit {
         "H" => Duration::from_secs(n.saturating_mul(3600)),
         "M" => Duration::from_secs(n.saturating_mul(60)),
         "S" => Duration::from_secs(n),
         "m" => Duration::from_millis(n),
         "u" => Duration::from_micros(n),
         "n" => Duration::from_nanos(n),
-        _ => return DEFAULT,
-    };
-    deadline.saturating_sub(MARGIN).min(TASK_POLL_TIMEOUT)
+        _ => return None,
+    })
+}
+
+/// Temporal's long poll for an update's stage (`LongPollExpirationInterval`).
+const UPDATE_LONG_POLL: Duration = Duration::from_secs(20);
+
+/// How long an update call waits for its stage. Past Temporal's long poll the caller gets the
+/// stage reached so far (and asks again); a caller whose own deadline is shorter gets
+/// DEADLINE_EXCEEDED when it passes first (`binding`), as from Temporal.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct UpdateWait {
+    pub deadline: tokio::time::Instant,
+    pub binding: bool,
+}
+
+impl UpdateWait {
+    pub(super) fn of(metadata: &tonic::metadata::MetadataMap) -> Self {
+        const MARGIN: Duration = Duration::from_millis(50);
+        let now = tokio::time::Instant::now();
+        match caller_deadline(metadata) {
+            Some(caller) if caller < UPDATE_LONG_POLL => {
+                UpdateWait { deadline: now + caller.saturating_sub(MARGIN), binding: true }
+            }
+            _ => UpdateWait { deadline: now + UPDATE_LONG_POLL, binding: false },
+        }
+    }
+
+    /// The answer for a wait that ended at `status`.
+    pub(super) fn answer(
+        &self,
+        status: crate::history::UpdateStatus,
+        wanted: Stage,
+    ) -> Result<crate::history::UpdateStatus> {
+        let short = (status.0 as i32) < (wanted as i32);
+        if self.binding && short && tokio::time::Instant::now() >= self.deadline {
+            return Err(Error::DeadlineExceeded("context deadline exceeded".into()));
+        }
+        Ok(status)
+    }
 }
 
 /// The stage an update call waits for; Temporal's default is "accepted".
@@ -205,6 +248,24 @@ mod tests {
         assert!(checks.update(Some(big.clone())).is_ok());
         let limits = Limits { blob_bytes_max: 1, ..Default::default() };
         assert!(matches!(Checks(&limits).update(Some(big)), Err(Error::InvalidArgument(m)) if m.contains("Blob")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shorter_caller_deadline_ends_an_update_wait_with_deadline_exceeded() {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        let long = UpdateWait::of(&metadata);
+        assert!(!long.binding);
+        assert_eq!(long.deadline - tokio::time::Instant::now(), UPDATE_LONG_POLL);
+        metadata.insert("grpc-timeout", "1S".parse().unwrap());
+        let short = UpdateWait::of(&metadata);
+        assert!(short.binding);
+        let accepted = (Stage::Accepted, None);
+        // Before the deadline (the run cannot change any more, say): the stage reached.
+        assert_eq!(short.answer(accepted.clone(), Stage::Completed), Ok(accepted.clone()));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(matches!(short.answer(accepted.clone(), Stage::Completed), Err(Error::DeadlineExceeded(_))));
+        assert_eq!(short.answer(accepted.clone(), Stage::Accepted), Ok(accepted.clone()));
+        assert_eq!(long.answer(accepted.clone(), Stage::Completed), Ok(accepted), "past the long poll: ask again");
     }
 
     #[test]

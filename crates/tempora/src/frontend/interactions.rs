@@ -6,7 +6,7 @@ use temporalio_protos::temporal::api::update::v1::UpdateRef;
 use temporalio_protos::temporal::api::workflowservice::v1 as ws;
 use tonic::Request;
 
-use super::convert::{check_id, wait_budget, wanted_stage};
+use super::convert::{check_id, wait_budget, wanted_stage, UpdateWait};
 use super::views::execution_of;
 use super::Frontend;
 use crate::engine::state::{RunKey, RunStatus};
@@ -84,14 +84,14 @@ impl Frontend {
         &self,
         r: Request<ws::UpdateWorkflowExecutionRequest>,
     ) -> Result<ws::UpdateWorkflowExecutionResponse> {
-        let deadline = tokio::time::Instant::now() + wait_budget(r.metadata());
+        let wait = UpdateWait::of(r.metadata());
         let r = r.into_inner();
         self.svc.namespaces.get(&r.namespace)?;
         let (request, update_id) = self.checks().update(r.request)?;
         let key = self.run_of(&r.namespace, r.workflow_execution).await?;
         self.check_first_run(&key, &r.first_execution_run_id).await?;
         let wanted = wanted_stage(r.wait_policy.as_ref());
-        let status = self.svc.update(&key, request, wanted, deadline).await?;
+        let status = wait.answer(self.svc.update(&key, request, wanted, wait.deadline).await?, wanted)?;
         Ok(update_response(&key, update_id, status))
     }
 
@@ -103,7 +103,7 @@ impl Frontend {
     ) -> Result<ws::ExecuteMultiOperationResponse> {
         use ws::execute_multi_operation_request::operation::Operation as Op;
         use ws::execute_multi_operation_response::{response::Response as Out, Response};
-        let deadline = tokio::time::Instant::now() + wait_budget(r.metadata());
+        let wait = UpdateWait::of(r.metadata());
         let r = r.into_inner();
         self.svc.namespaces.get(&r.namespace)?;
         let operations = r.operations.len();
@@ -135,7 +135,8 @@ impl Frontend {
         let key =
             RunKey { run_id: started.run_id, ..RunKey::new(r.namespace.clone(), execution.workflow_id, String::new()) };
         let wanted = wanted_stage(update.wait_policy.as_ref());
-        let status = self.svc.update(&key, request, wanted, deadline).await.map_err(failed(1))?;
+        let status = self.svc.update(&key, request, wanted, wait.deadline).await.map_err(failed(1))?;
+        let status = wait.answer(status, wanted).map_err(failed(1))?;
         let start = ws::StartWorkflowExecutionResponse {
             run_id: key.run_id.to_string(),
             started: started.started,
@@ -154,13 +155,14 @@ impl Frontend {
         &self,
         r: Request<ws::PollWorkflowExecutionUpdateRequest>,
     ) -> Result<ws::PollWorkflowExecutionUpdateResponse> {
-        let deadline = tokio::time::Instant::now() + wait_budget(r.metadata());
+        let wait = UpdateWait::of(r.metadata());
         let r = r.into_inner();
         let update_ref = r.update_ref.ok_or_else(|| Error::invalid("UpdateRef is not set on request."))?;
         check_id(&update_ref.update_id, "UpdateId")?;
         let key = self.run_of(&r.namespace, update_ref.workflow_execution).await?;
         let wanted = wanted_stage(r.wait_policy.as_ref());
-        let (stage, outcome) = self.svc.wait_update(&key, &update_ref.update_id, wanted, deadline).await?;
+        let status = self.svc.wait_update(&key, &update_ref.update_id, wanted, wait.deadline).await?;
+        let (stage, outcome) = wait.answer(status, wanted)?;
         Ok(ws::PollWorkflowExecutionUpdateResponse {
             outcome,
             stage: stage as i32,
