@@ -9,8 +9,9 @@
 //! the backlog. A poll whose caller vanished (or timed out) hands a task it was given back.
 //!
 //! A worker that names itself in its polls (a worker instance key) and announces its shutdown
-//! (`ShutdownWorker`) gets its outstanding polls answered empty at once, and polls that arrive
-//! after the announcement too, so it can stop without waiting out a long poll.
+//! (`ShutdownWorker`) gets its outstanding polls answered empty at once, so it can stop without
+//! waiting out a long poll. Later polls with the same key wait as usual: an SDK may reuse the
+//! key for the next worker of the same process (TypeScript SDK 1.18 does).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -75,7 +76,7 @@ impl Matching {
         Matching { queues: Mutex::new(HashMap::new()), workers: Mutex::new(HashMap::new()), clock, shutdown }
     }
 
-    /// The worker's stop signal, cancelled once it announced its shutdown.
+    /// The worker's stop signal, cancelled when it announces its shutdown.
     pub fn worker(&self, instance_key: &str) -> CancellationToken {
         let now_ms = self.clock.now_ms();
         let mut workers = self.workers.lock().expect("matching lock");
@@ -89,10 +90,11 @@ impl Matching {
         worker.stopped.clone()
     }
 
-    /// `ShutdownWorker`: the worker's waiting polls answer empty now, and later ones at once.
+    /// `ShutdownWorker`: the worker's waiting polls answer empty now.
     pub fn worker_shut_down(&self, instance_key: &str) {
-        if !instance_key.is_empty() {
-            self.worker(instance_key).cancel();
+        let gone = self.workers.lock().expect("matching lock").remove(instance_key);
+        if let Some(worker) = gone {
+            worker.stopped.cancel();
         }
     }
 
@@ -121,9 +123,6 @@ impl Matching {
     ) -> Option<QueuedTask> {
         let key: QueueKey = (namespace.to_string(), task_queue.to_string(), kind);
         let stopped = if worker.is_empty() { CancellationToken::new() } else { self.worker(worker) };
-        if stopped.is_cancelled() {
-            return None;
-        }
         let rx = {
             let mut queues = self.queues.lock().expect("matching lock");
             let queue = queues.entry(key.clone()).or_default();
@@ -264,7 +263,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_worker_shutdown_answers_its_polls_now_and_later_and_no_one_elses() {
+    async fn a_worker_shutdown_answers_its_waiting_polls_and_no_one_elses() {
         let (m, _stop) = matching();
         let poll = |worker: &'static str| {
             let m = m.clone();
@@ -276,10 +275,15 @@ mod tests {
         m.worker_shut_down("w1");
         assert_eq!(mine.await.unwrap(), None);
         assert_eq!(started.elapsed(), Duration::ZERO);
-        assert_eq!(poll("w1").await.unwrap(), None, "a poll after the shutdown answers at once");
-        assert_eq!(started.elapsed(), Duration::ZERO);
+        // A later poll under the same key (an SDK may reuse it for its next worker) waits.
+        let next = poll("w1");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!next.is_finished(), "a poll after the shutdown waits as usual");
         m.offer("ns", "q", TaskKind::Activity, task(1));
-        assert_eq!(theirs.await.unwrap(), Some(task(1)));
+        m.offer("ns", "q", TaskKind::Activity, task(2));
+        let mut got = vec![theirs.await.unwrap(), next.await.unwrap()];
+        got.sort_by_key(|t| t.as_ref().map(|t| t.scheduled_event_id));
+        assert_eq!(got, vec![Some(task(1)), Some(task(2))]);
     }
 
     #[tokio::test(start_paused = true)]

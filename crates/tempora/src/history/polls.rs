@@ -46,7 +46,7 @@ pub struct QueryTask {
 }
 
 impl Service {
-    /// `ShutdownWorker` from a worker that named itself: its polls answer empty from now on.
+    /// `ShutdownWorker` from a worker that named itself: its waiting polls answer empty.
     pub fn worker_shut_down(&self, instance_key: &str) {
         self.matching.worker_shut_down(instance_key);
     }
