@@ -126,3 +126,33 @@ async def test_an_eager_start_hands_the_first_workflow_task_to_the_starting_work
         "WORKFLOW_TASK_STARTED",
         "WORKFLOW_TASK_COMPLETED",
     ]
+
+
+async def test_updating_a_workflows_priority_shows_in_describe_and_history(env):
+    from google.protobuf.field_mask_pb2 import FieldMask
+    from temporalio.api.common.v1 import Priority, WorkflowExecution
+    from temporalio.api.workflow.v1 import WorkflowExecutionOptions
+    from temporalio.api.workflowservice.v1 import UpdateWorkflowExecutionOptionsRequest
+
+    client = await env.client()
+    async with env.worker(client):
+        handle = await client.start_workflow(
+            Inbox.run, id=env.workflow_id(), task_queue=env.task_queue
+        )
+        answer = await client.workflow_service.update_workflow_execution_options(
+            UpdateWorkflowExecutionOptionsRequest(
+                namespace=client.namespace,
+                workflow_execution=WorkflowExecution(workflow_id=handle.id),
+                workflow_execution_options=WorkflowExecutionOptions(
+                    priority=Priority(priority_key=2)
+                ),
+                update_mask=FieldMask(paths=["priority"]),
+                identity="ops",
+            )
+        )
+        assert answer.workflow_execution_options.priority.priority_key == 2
+        described = await handle.describe()
+        assert described.raw_description.workflow_execution_info.priority.priority_key == 2
+        assert "WORKFLOW_EXECUTION_OPTIONS_UPDATED" in event_types(await history_events(handle))
+        await handle.signal(Inbox.close)
+        await handle.result()

@@ -219,11 +219,14 @@ impl<'a> Tx<'a> {
     }
 
     fn event(&self, event_id: i64, attributes: Attributes) -> HistoryEvent {
+        // SDKs skip what they do not handle only when told they may (Temporal marks these).
+        let worker_may_ignore = matches!(attributes, Attributes::WorkflowExecutionOptionsUpdatedEventAttributes(_));
         HistoryEvent {
             event_id,
             event_time: Some(proto::timestamp(self.now)),
             event_type: event_type(&attributes) as i32,
             attributes: Some(attributes),
+            worker_may_ignore,
             ..Default::default()
         }
     }
@@ -243,6 +246,20 @@ impl<'a> Tx<'a> {
     /// workflow task is started, appended otherwise; either way a workflow task will see it.
     pub fn add_external(&mut self, attributes: impl Into<Attributes>) {
         self.add_external_all(vec![attributes.into()]);
+    }
+
+    /// An event from outside that the workflow need not see at once (options updated): written
+    /// (or buffered, during a workflow task) like `add_external`, but schedules no workflow task,
+    /// as in Temporal. The next task shows it.
+    pub fn add_passive(&mut self, attributes: impl Into<Attributes>) {
+        let started = self.state.workflow_task.as_ref().is_some_and(|w| w.is_started());
+        if started {
+            let event = self.event(0, attributes.into());
+            self.state.buffered_events.push(Encoded::of(&event));
+        } else {
+            self.unspeculate();
+            self.append(attributes.into());
+        }
     }
 
     /// `add_external` for events that must stay together and in order.
@@ -368,6 +385,7 @@ pub fn event_type(attributes: &Attributes) -> EventType {
         }
         A::WorkflowExecutionUpdateAcceptedEventAttributes(_) => EventType::WorkflowExecutionUpdateAccepted,
         A::WorkflowExecutionUpdateCompletedEventAttributes(_) => EventType::WorkflowExecutionUpdateCompleted,
+        A::WorkflowExecutionOptionsUpdatedEventAttributes(_) => EventType::WorkflowExecutionOptionsUpdated,
         _ => EventType::Unspecified,
     }
 }

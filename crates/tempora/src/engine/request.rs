@@ -10,6 +10,7 @@ use temporalio_protos::temporal::api::enums::v1::{StartChildWorkflowExecutionFai
 use temporalio_protos::temporal::api::failure::v1::Failure;
 use temporalio_protos::temporal::api::history::v1::{
     history_event::Attributes, ActivityTaskScheduledEventAttributes, HistoryEvent,
+    WorkflowExecutionOptionsUpdatedEventAttributes,
 };
 use temporalio_protos::temporal::api::update::v1::Request as UpdateRequest;
 
@@ -50,6 +51,12 @@ pub enum Request {
     },
     /// The worker that cached the run is forgotten; the next task carries full history.
     ResetStickyTaskQueue,
+    /// `UpdateWorkflowExecutionOptions`: the run's priority (all of it) from now on, written as
+    /// `WorkflowExecutionOptionsUpdated`. NOT_FOUND if the run is closed.
+    UpdateOptions {
+        priority: Option<temporalio_protos::temporal::api::common::v1::Priority>,
+        identity: String,
+    },
     /// An operator's action on pending activities (`engine::activity_ops`).
     OperateActivities {
         selector: super::activity_ops::ActivitySelector,
@@ -224,6 +231,18 @@ impl Tx<'_> {
                 done(true)
             }
             Request::ResetStickyTaskQueue => done(self.state.sticky.take().is_some()),
+            Request::UpdateOptions { priority, identity } => {
+                if !self.state.is_open() {
+                    return Err(Error::not_found("workflow execution already completed"));
+                }
+                self.add_passive(WorkflowExecutionOptionsUpdatedEventAttributes {
+                    priority: Some(priority.unwrap_or_default()),
+                    unset_versioning_override: true,
+                    identity,
+                    ..Default::default()
+                });
+                done(true)
+            }
             Request::OperateActivities { selector, operation } => {
                 let options = self.operate_activities(&selector, &operation)?;
                 Ok((true, Reply::ActivityOptions(Box::new(options))))

@@ -276,6 +276,18 @@ fn every_request_type() {
         ),
         ("cancel a closed run", closed, Request::RequestCancel(CancelRequest::default()), unchanged()),
         (
+            "update the options",
+            fresh,
+            Request::UpdateOptions { priority: None, identity: "ops".into() },
+            events(&[E::WorkflowExecutionOptionsUpdated]),
+        ),
+        (
+            "update the options of a closed run",
+            closed,
+            Request::UpdateOptions { priority: None, identity: "ops".into() },
+            not_found(),
+        ),
+        (
             "cancel while a workflow task runs: buffered, and the replay check agrees",
             task_running,
             Request::RequestCancel(CancelRequest::default()),

@@ -186,6 +186,7 @@ where
             "UnpauseActivity" => unpause_activity,
             "ResetActivity" => reset_activity,
             "UpdateActivityOptions" => update_activity_options,
+            "UpdateWorkflowExecutionOptions" => update_workflow_execution_options,
         )
     }
 }

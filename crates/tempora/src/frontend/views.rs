@@ -173,6 +173,15 @@ pub(super) fn describe(exec: &Execution) -> ws::DescribeWorkflowExecutionRespons
         _ => None,
     });
     let started = started.unwrap_or_default();
+    let priority = exec
+        .history
+        .iter()
+        .rev()
+        .find_map(|e| match &e.attributes {
+            Some(Attributes::WorkflowExecutionOptionsUpdatedEventAttributes(a)) => a.priority.clone(),
+            _ => None,
+        })
+        .or_else(|| started.priority.clone());
     let pending_activities = s
         .activities
         .values()
@@ -258,6 +267,7 @@ pub(super) fn describe(exec: &Execution) -> ws::DescribeWorkflowExecutionRespons
             history_size_bytes: s.history_size_bytes,
             execution_duration: (s.close_time_ms > 0).then(|| proto::duration(s.close_time_ms - s.start_time_ms)),
             first_run_id: s.first_execution_run_id.clone(),
+            priority,
             root_execution: Some({
                 let (workflow_id, run_id) = s.root_execution();
                 WorkflowExecution { workflow_id, run_id }

@@ -2,6 +2,7 @@
 //! describe.
 
 use temporalio_protos::temporal::api::common::v1::WorkflowExecution;
+use temporalio_protos::temporal::api::workflow::v1::WorkflowExecutionOptions;
 use temporalio_protos::temporal::api::enums::v1::{HistoryEventFilterType, WorkflowExecutionStatus};
 use temporalio_protos::temporal::api::workflowservice::v1 as ws;
 use tonic::Request;
@@ -38,6 +39,41 @@ impl Frontend {
             return Err(Error::not_found("workflow execution not found for the given first execution run id"));
         }
         Ok(())
+    }
+
+    /// `UpdateWorkflowExecutionOptions`: the priority can change; a versioning override cannot,
+    /// as tempora has no worker versioning.
+    pub async fn update_workflow_execution_options(
+        &self,
+        r: Request<ws::UpdateWorkflowExecutionOptionsRequest>,
+    ) -> Result<ws::UpdateWorkflowExecutionOptionsResponse> {
+        let r = r.into_inner();
+        let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
+        if paths.is_empty() {
+            return Err(Error::invalid("UpdateMask is required."));
+        }
+        let options = r.workflow_execution_options.unwrap_or_default();
+        for path in &paths {
+            match path.as_str() {
+                "priority" => {}
+                p if p.starts_with("versioning_override") => {
+                    return Err(Error::Unimplemented(
+                        "worker versioning is not supported by tempora: versioning_override cannot be set".into(),
+                    ))
+                }
+                other => return Err(Error::invalid(format!("unsupported update_mask path: {other}"))),
+            }
+        }
+        let key = self.run_of(&r.namespace, r.workflow_execution).await?;
+        let change = Change::UpdateOptions { priority: options.priority.clone(), identity: r.identity };
+        self.svc.execute_done(&key, change).await?;
+        Ok(ws::UpdateWorkflowExecutionOptionsResponse {
+            workflow_execution_options: Some(WorkflowExecutionOptions {
+                priority: Some(options.priority.unwrap_or_default()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
     }
 
     /// The first run of the chain `run` belongs to (empty if the run is gone already).
