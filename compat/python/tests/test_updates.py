@@ -109,6 +109,42 @@ async def test_polling_an_update_result_past_its_rpc_timeout_raises_a_timeout(en
         assert await handle.result() == 5
 
 
+async def test_polling_an_update_without_a_stage_answers_at_once_with_the_stage_reached(env):
+    """PollWorkflowExecutionUpdate without a wait policy does not wait (callers use it to see
+    whether an update was admitted); here no worker runs yet, so the update is only admitted."""
+    from temporalio.api.common.v1 import WorkflowExecution
+    from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage as Stage
+    from temporalio.api.update.v1 import UpdateRef
+    from temporalio.api.workflowservice.v1 import PollWorkflowExecutionUpdateRequest
+
+    client = await env.client()
+    handle = await start_counter(env, client)
+    update = asyncio.create_task(handle.execute_update(Counter.add, 3, id="early"))
+    request = PollWorkflowExecutionUpdateRequest(
+        namespace=client.namespace,
+        update_ref=UpdateRef(
+            workflow_execution=WorkflowExecution(workflow_id=handle.id), update_id="early"
+        ),
+    )
+
+    async def admitted():
+        try:
+            return await client.workflow_service.poll_workflow_execution_update(request)
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return None
+
+    started = time.monotonic()
+    answer = await wait_until(admitted, what="the update admitted")
+    assert time.monotonic() - started < 5
+    assert answer.stage == Stage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ADMITTED
+    async with env.worker(client):
+        assert await asyncio.wait_for(update, 10) == 3
+        await handle.signal(Counter.finish_now)
+        assert await handle.result() == 3
+
+
 async def test_update_handle_for_an_existing_update_id_and_duplicate_ids_run_once(env):
     client = await env.client()
     async with env.worker(client):

@@ -10,8 +10,9 @@
 //!
 //! A worker that names itself in its polls (a worker instance key) and announces its shutdown
 //! (`ShutdownWorker`) gets its outstanding polls answered empty at once, so it can stop without
-//! waiting out a long poll. Later polls with the same key wait as usual: an SDK may reuse the
-//! key for the next worker of the same process (TypeScript SDK 1.18 does).
+//! waiting out a long poll; so do its polls that cross the announcement on the wire (for a
+//! short grace). Polls with the same key after that wait as usual: an SDK may reuse the key
+//! for the next worker of the same process (TypeScript SDK 1.18 does).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -56,7 +57,12 @@ struct Queue {
 struct Worker {
     stopped: CancellationToken,
     last_seen_ms: Millis,
+    /// When it announced its shutdown.
+    shut_down_ms: Option<Millis>,
 }
+
+/// After `ShutdownWorker`, polls under the same key answer empty at once for this long.
+const WORKER_SHUTDOWN_GRACE_MS: Millis = 3_000;
 
 /// Workers are forgotten this long after they last polled or shut down.
 const WORKER_MEMORY_MS: Millis = 10 * 60 * 1000;
@@ -76,25 +82,33 @@ impl Matching {
         Matching { queues: Mutex::new(HashMap::new()), workers: Mutex::new(HashMap::new()), clock, shutdown }
     }
 
-    /// The worker's stop signal, cancelled when it announces its shutdown.
+    /// The worker's stop signal: cancelled when it announces its shutdown, and for a poll
+    /// within the grace after that. A later poll under the key starts the worker afresh.
     pub fn worker(&self, instance_key: &str) -> CancellationToken {
         let now_ms = self.clock.now_ms();
         let mut workers = self.workers.lock().expect("matching lock");
         if !workers.contains_key(instance_key) && workers.len() >= WORKERS_PRUNE_AT {
             workers.retain(|_, w| now_ms - w.last_seen_ms < WORKER_MEMORY_MS);
         }
-        let worker = workers
-            .entry(instance_key.to_string())
-            .or_insert_with(|| Worker { stopped: CancellationToken::new(), last_seen_ms: now_ms });
+        let fresh = || Worker { stopped: CancellationToken::new(), last_seen_ms: now_ms, shut_down_ms: None };
+        let worker = workers.entry(instance_key.to_string()).or_insert_with(fresh);
+        if worker.shut_down_ms.is_some_and(|at| now_ms - at >= WORKER_SHUTDOWN_GRACE_MS) {
+            *worker = fresh();
+        }
         worker.last_seen_ms = now_ms;
         worker.stopped.clone()
     }
 
-    /// `ShutdownWorker`: the worker's waiting polls answer empty now.
+    /// `ShutdownWorker`: the worker's waiting polls answer empty now (and for the grace).
     pub fn worker_shut_down(&self, instance_key: &str) {
-        let gone = self.workers.lock().expect("matching lock").remove(instance_key);
-        if let Some(worker) = gone {
-            worker.stopped.cancel();
+        if instance_key.is_empty() {
+            return;
+        }
+        let now_ms = self.clock.now_ms();
+        let stopped = self.worker(instance_key);
+        stopped.cancel();
+        if let Some(worker) = self.workers.lock().expect("matching lock").get_mut(instance_key) {
+            worker.shut_down_ms = Some(now_ms);
         }
     }
 
@@ -123,6 +137,9 @@ impl Matching {
     ) -> Option<QueuedTask> {
         let key: QueueKey = (namespace.to_string(), task_queue.to_string(), kind);
         let stopped = if worker.is_empty() { CancellationToken::new() } else { self.worker(worker) };
+        if stopped.is_cancelled() {
+            return None;
+        }
         let rx = {
             let mut queues = self.queues.lock().expect("matching lock");
             let queue = queues.entry(key.clone()).or_default();
@@ -275,7 +292,11 @@ mod tests {
         m.worker_shut_down("w1");
         assert_eq!(mine.await.unwrap(), None);
         assert_eq!(started.elapsed(), Duration::ZERO);
-        // A later poll under the same key (an SDK may reuse it for its next worker) waits.
+        // A poll that crossed the shutdown on the wire answers at once too.
+        assert_eq!(poll("w1").await.unwrap(), None);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        // Past the grace, a poll under the same key (an SDK may reuse it) waits as usual.
+        tokio::time::advance(Duration::from_millis(WORKER_SHUTDOWN_GRACE_MS as u64)).await;
         let next = poll("w1");
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(!next.is_finished(), "a poll after the shutdown waits as usual");

@@ -200,6 +200,20 @@ async fn a_second_server_on_the_same_file_is_refused() {
     TestServer::start(&db).await.stop().await;
 }
 
+/// Runs `body` while a worker polls, then abandons the worker without stopping it, as when its
+/// process dies with the server. A graceful stop would wait: tempora advertises
+/// `worker_poll_complete_on_shutdown`, so an SDK worker leaves its polls to the server at
+/// shutdown, and this worker's server is gone (its polls retry until one answers there).
+async fn with_worker_abandoned<T>(c: &Client, options: WorkerOptions, body: impl std::future::Future<Output = T>) -> T {
+    let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default()).expect("runtime");
+    let mut worker = temporalio_sdk::Worker::new(&runtime, c.clone(), options).expect("worker");
+    let run = worker.run();
+    tokio::select! {
+        out = tokio::time::timeout(Duration::from_secs(60), body) => out.expect("test body timed out"),
+        ran = run => panic!("the worker stopped by itself: {:?}", ran.err()),
+    }
+}
+
 /// The `tempora` binary as a child process, so a test can SIGKILL it.
 struct ServerProcess {
     child: std::process::Child,
@@ -236,7 +250,7 @@ async fn sigkill_between_activities_loses_nothing() {
 
     let server = ServerProcess::start(&disk.db);
     let c = client(&server.url).await;
-    with_worker(&c, workflow_worker(&disk.queue, &counts), async {
+    with_worker_abandoned(&c, workflow_worker(&disk.queue, &counts), async {
         start(&c, TwoQueues::run, (disk.queue.clone(), 20), &disk.queue, &disk.workflow_id).await;
         wait_until("an activity is pending", async || pending_activities(&c, &disk.workflow_id).await.len() == 1).await;
         server.kill();

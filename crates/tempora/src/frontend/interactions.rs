@@ -1,6 +1,8 @@
 //! Talking to a running workflow: queries, updates (also update-with-start) and their answers.
 
-use temporalio_protos::temporal::api::enums::v1::{QueryRejectCondition, QueryResultType, WorkflowExecutionStatus};
+use temporalio_protos::temporal::api::enums::v1::{
+    QueryRejectCondition, QueryResultType, UpdateWorkflowExecutionLifecycleStage as Stage, WorkflowExecutionStatus,
+};
 use temporalio_protos::temporal::api::query::v1::QueryRejected;
 use temporalio_protos::temporal::api::update::v1::UpdateRef;
 use temporalio_protos::temporal::api::workflowservice::v1 as ws;
@@ -160,7 +162,12 @@ impl Frontend {
         let update_ref = r.update_ref.ok_or_else(|| Error::invalid("UpdateRef is not set on request."))?;
         check_id(&update_ref.update_id, "UpdateId")?;
         let key = self.run_of(&r.namespace, update_ref.workflow_execution).await?;
-        let wanted = wanted_stage(r.wait_policy.as_ref());
+        // Unlike an update call, a poll without a stage to wait for answers at once with the
+        // stage reached (as Temporal's does): callers use it to see whether an update exists.
+        let wanted = match r.wait_policy.as_ref().map(|p| p.lifecycle_stage) {
+            None | Some(0) => Stage::Unspecified,
+            Some(_) => wanted_stage(r.wait_policy.as_ref()),
+        };
         let status = self.svc.wait_update(&key, &update_ref.update_id, wanted, wait.deadline).await?;
         let (stage, outcome) = wait.answer(status, wanted)?;
         Ok(ws::PollWorkflowExecutionUpdateResponse {

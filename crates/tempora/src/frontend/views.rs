@@ -32,14 +32,15 @@ pub(super) fn namespace(ns: &NamespaceRecord) -> ws::DescribeNamespaceResponse {
             description: ns.description.clone(),
             owner_email: ns.owner_email.clone(),
             id: ns.id.clone(),
-            // What tempora really does; SDKs choose their behaviour by these. Polls do end on
-            // ShutdownWorker (`matching`), but that is not advertised: with it, SDK workers
-            // leave their polls to the server at shutdown, and a worker whose server is down
-            // then never stops (seen with the Rust SDK). Temporal's dev server does not either.
+            // What tempora really does; SDKs choose their behaviour by these. With
+            // `worker_poll_complete_on_shutdown` an SDK worker leaves its polls to the server at
+            // shutdown (`ShutdownWorker` ends them, `matching`), so no task is lost to a poll
+            // cut short; a worker whose server is down keeps retrying them until it is back.
             capabilities: Some(namespace_info::Capabilities {
                 eager_workflow_start: true,
                 sync_update: true,
                 async_update: true,
+                worker_poll_complete_on_shutdown: true,
                 ..Default::default()
             }),
             limits: Some(namespace_info::Limits::default()),
