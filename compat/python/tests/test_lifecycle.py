@@ -139,6 +139,8 @@ async def test_updating_a_workflows_priority_shows_in_describe_and_history(env):
         handle = await client.start_workflow(
             Inbox.run, id=env.workflow_id(), task_queue=env.task_queue
         )
+        # Not during the first workflow task, whose end would hold the event back from history.
+        await wait_until(lambda: _has_completed_a_task(handle), what="workflow running")
         answer = await client.workflow_service.update_workflow_execution_options(
             UpdateWorkflowExecutionOptionsRequest(
                 namespace=client.namespace,

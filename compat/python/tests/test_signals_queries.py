@@ -64,3 +64,32 @@ async def test_signal_with_start_starts_once_then_signals_the_running_workflow(e
         await wait_until(lambda: _peek_len(first, 2), what="both signals handled")
         await first.signal(Inbox.close)
         assert (await first.result())["items"] == ["first", "second"]
+
+
+async def test_a_query_sees_a_signal_whose_workflow_task_has_not_run_yet(env):
+    """The signal's workflow task is scheduled but no worker has taken it when the query comes:
+    the answer must include the signal (Temporal hands the query out with that task)."""
+    import asyncio
+
+    client = await env.client()
+    async with env.worker(client):
+        handle = await client.start_workflow(
+            Inbox.run, id=env.workflow_id(), task_queue=env.task_queue
+        )
+        await wait_until(
+            lambda: _has_completed_a_task(handle), what="the first workflow task completed"
+        )
+    # No worker now: the signal's workflow task waits in the queue.
+    await handle.signal(Inbox.add, "late")
+    query = asyncio.create_task(handle.query(Inbox.peek))
+    await asyncio.sleep(1)
+    async with env.worker(client):
+        assert await asyncio.wait_for(query, 20) == ["late"]
+        await handle.signal(Inbox.close)
+        await handle.result()
+
+
+async def _has_completed_a_task(handle):
+    from suite.support import event_types, history_events
+
+    return "WORKFLOW_TASK_COMPLETED" in event_types(await history_events(handle))

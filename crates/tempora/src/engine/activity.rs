@@ -291,6 +291,12 @@ impl Tx<'_> {
         if a.attempt != attempt || a.is_started() || a.backoff_until_ms > 0 || a.paused.is_some() {
             return None;
         }
+        // Handed out after a deadline passed (its timer is about to fire): too late to start.
+        let schedule_to_start_passed =
+            a.schedule_to_start_ms > 0 && now >= a.attempt_scheduled_time_ms + a.schedule_to_start_ms;
+        if schedule_to_start_passed || a.schedule_to_close_deadline_ms().is_some_and(|deadline| now >= deadline) {
+            return None;
+        }
         a.started_time_ms = now;
         a.started_identity = identity.to_string();
         a.started_request_id = request_id.to_string();

@@ -7,7 +7,6 @@
 
 use prost::Message;
 use temporalio_protos::temporal::api::common::v1::{Memo, SearchAttributes};
-use temporalio_protos::temporal::api::enums::v1::EventType;
 use temporalio_protos::temporal::api::history::v1::{history_event::Attributes, HistoryEvent};
 
 use super::state::{
@@ -255,25 +254,23 @@ fn project(s: &MutableState, include_task: bool) -> Projection {
             .collect(),
         external: s.external.keys().copied().collect(),
         updates: s.updates.iter().map(|(id, u)| (id.clone(), u.accepted_event_id, u.outcome.is_some())).collect(),
-        // A cancel request that arrived during a workflow task waits in the buffer, not yet
-        // in history, while the state already knows of it.
-        cancel_requested: s.cancel_requested && !s.buffered_events.iter().any(is_cancel_request),
+        cancel_requested: s.cancel_requested,
     }
-}
-
-fn is_cancel_request(encoded: &crate::engine::state::Encoded) -> bool {
-    let event: HistoryEvent = encoded.decode();
-    event.event_type == EventType::WorkflowExecutionCancelRequested as i32
 }
 
 /// Where the state of an open run differs from the state its history replays to; `None` if
 /// they agree. A workflow task not (yet) written to history (transient, speculative) is not
 /// compared.
 pub fn divergence(state: &MutableState, history: &[HistoryEvent]) -> Option<String> {
-    let replayed = match rebuild(state.key.clone(), history, state) {
+    let mut replayed = match rebuild(state.key.clone(), history, state) {
         Ok(replayed) => replayed,
         Err(e) => return Some(e),
     };
+    // Events that arrived during a workflow task wait in the buffer, not yet in history, while
+    // the state already reflects them (a cancel request, a closed activity or child).
+    for event in &state.buffered_events {
+        apply(&mut replayed, &event.decode());
+    }
     let written = state.workflow_task.as_ref().is_none_or(|w| !w.is_transient());
     let (forward, replayed) = (project(state, written), project(&replayed, written));
     (forward != replayed).then(|| format!("forward {forward:?}\nreplayed {replayed:?}"))

@@ -367,6 +367,17 @@ fn every_request_type() {
             events(&[E::ActivityTaskStarted, E::ActivityTaskCompleted, E::WorkflowTaskScheduled]),
         ),
         (
+            "complete an activity while a workflow task runs: buffered, and the replay check agrees",
+            || {
+                let mut run = with_started_activity();
+                run.apply(signal()).unwrap();
+                run.apply(start_wft()).unwrap();
+                run
+            },
+            activity_done(complete(), by_token(1)),
+            applied(|a| a.changed && a.events.is_empty()),
+        ),
+        (
             "complete an activity by id",
             with_started_activity,
             activity_done(complete(), ActivityRef::ById("a1".into())),

@@ -262,6 +262,23 @@ fn equal_schedule_to_start_and_schedule_to_close_deadlines_time_out_as_schedule_
 }
 
 #[test]
+fn an_attempt_handed_out_after_its_schedule_to_close_deadline_does_not_start() {
+    // The task waited in a queue past its deadline; its timer times it out, not a worker.
+    let mut run = Run::new();
+    let mut command = schedule_activity("a1", 0);
+    if let Some(command::Attributes::ScheduleActivityTaskCommandAttributes(a)) = &mut command.attributes {
+        a.schedule_to_close_timeout = Some(proto::duration(300));
+    }
+    run.complete_wft(vec![command]).0.unwrap();
+    run.now = run.state.activities[&5].scheduled_time_ms + 300;
+    let (started, _, _) = run.step(|tx| tx.start_activity(5, 1, "w", "r"));
+    assert!(started.is_none());
+    let (changed, types, _) = run.step(|tx| tx.activity_timed_out(5, 1, ActivityTimeoutKind::ScheduleToClose));
+    assert!(changed);
+    assert_eq!(types, vec![E::ActivityTaskTimedOut, E::WorkflowTaskScheduled]);
+}
+
+#[test]
 fn workflow_task_failures_after_the_first_are_transient() {
     let mut run = Run::new();
     let (sched, attempt) = run.start_wft();

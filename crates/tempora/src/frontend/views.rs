@@ -174,12 +174,13 @@ pub(super) fn describe(exec: &Execution) -> ws::DescribeWorkflowExecutionRespons
         _ => None,
     });
     let started = started.unwrap_or_default();
-    let priority = exec
-        .history
-        .iter()
+    // The last options update (one during a workflow task waits in the buffer), else the start.
+    let buffered = s.buffered_events.iter().map(|e| e.decode::<HistoryEvent>());
+    let priority = buffered
         .rev()
-        .find_map(|e| match &e.attributes {
-            Some(Attributes::WorkflowExecutionOptionsUpdatedEventAttributes(a)) => a.priority.clone(),
+        .chain(exec.history.iter().rev().cloned())
+        .find_map(|e| match e.attributes {
+            Some(Attributes::WorkflowExecutionOptionsUpdatedEventAttributes(a)) => a.priority,
             _ => None,
         })
         .or_else(|| started.priority.clone());

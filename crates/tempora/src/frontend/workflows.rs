@@ -2,8 +2,8 @@
 //! describe.
 
 use temporalio_protos::temporal::api::common::v1::WorkflowExecution;
-use temporalio_protos::temporal::api::workflow::v1::WorkflowExecutionOptions;
 use temporalio_protos::temporal::api::enums::v1::{HistoryEventFilterType, WorkflowExecutionStatus};
+use temporalio_protos::temporal::api::workflow::v1::WorkflowExecutionOptions;
 use temporalio_protos::temporal::api::workflowservice::v1 as ws;
 use tonic::Request;
 

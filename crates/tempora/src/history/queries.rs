@@ -67,8 +67,9 @@ impl Drop for Forget<'_> {
 
 impl Service {
     /// Sends a query to a worker and waits up to `timeout` for its answer. While a workflow
-    /// task runs, or before the first one completed, the worker's view of the run is about to
-    /// change (or there is none): the query waits for the task to end, as Temporal's does.
+    /// task is scheduled or runs, or before the first one completed, the worker's view of the
+    /// run is about to change (or there is none): the query waits for the task to end, so it
+    /// sees what came before it (Temporal hands it to the worker with that task).
     pub async fn query(&self, run: &RunKey, query: WorkflowQuery, timeout: Duration) -> Result<QueryAnswer> {
         let deadline = tokio::time::Instant::now() + timeout;
         let timed_out = || Error::DeadlineExceeded("query timed out before a worker answered it".into());
@@ -82,8 +83,7 @@ impl Service {
             return Err(Error::WorkflowNotReady("Workflow task is not scheduled yet.".into()));
         }
         let idle = |e: &super::Execution| {
-            let busy = e.state.workflow_task.as_ref().is_some_and(|w| w.is_started())
-                || e.state.last_completed_wft_started_event_id <= 0;
+            let busy = e.state.workflow_task.is_some() || e.state.last_completed_wft_started_event_id <= 0;
             (!busy || !e.state.is_open()).then(|| (e.state.task_queue.clone(), e.state.sticky.clone()))
         };
         let (task_queue, sticky) = self.watch_run(run, deadline, idle).await?.ok_or_else(timed_out)?;

@@ -153,3 +153,39 @@ async fn waits_on_a_closed_run_end_at_once_and_waits_on_an_open_run_sleep() {
     let used = thread_cpu() - cpu;
     assert!(used < Duration::from_millis(300), "the waits used {used:?} of CPU");
 }
+
+#[tokio::test]
+async fn a_query_waits_while_a_workflow_task_is_scheduled() {
+    use crate::engine::request::{Reply, Request};
+    use crate::engine::workflow_task::CompleteWorkflowTask;
+    use temporalio_protos::temporal::api::query::v1::WorkflowQuery;
+    let (service, _handle, _stop) = service();
+    let started = service.start_workflow(start_request("r"), StartPolicy::default()).await.unwrap();
+    let key = RunKey { run_id: started.run_id, ..start_request("r").key };
+    // The first workflow task runs and completes.
+    let take = Request::StartWorkflowTask {
+        identity: "w".into(),
+        request_id: "t1".into(),
+        sticky_poll: false,
+        updates: Vec::new(),
+    };
+    let Outcome::Applied(Reply::WorkflowTaskStarted(task)) = service.execute(&key, take).await.unwrap() else {
+        panic!("no workflow task started")
+    };
+    let complete = CompleteWorkflowTask {
+        scheduled_event_id: task.task.scheduled_event_id,
+        attempt: task.task.attempt,
+        ..Default::default()
+    };
+    service.execute(&key, Request::CompleteWorkflowTask(Box::new(complete))).await.unwrap();
+    // A signal schedules the next one; no worker has taken it when a query comes.
+    let signal = crate::engine::external::Signal { name: "s".into(), ..Default::default() };
+    service.execute(&key, Request::Signal(signal)).await.unwrap();
+    let query = WorkflowQuery { query_type: "q".into(), ..Default::default() };
+    let answer = service.query(&key, query, Duration::from_millis(300)).await;
+    assert!(matches!(answer, Err(Error::DeadlineExceeded(_))), "{answer:?}");
+    // Only the workflow task was offered: a query task would have shown the worker a history
+    // without the signal applied.
+    let backlog = service.matching.backlog_len("default", "q", TaskKind::Workflow);
+    assert_eq!(backlog, 2, "the first and second workflow tasks' pointers, and no query task");
+}
