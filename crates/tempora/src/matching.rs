@@ -9,10 +9,11 @@
 //! the backlog. A poll whose caller vanished (or timed out) hands a task it was given back.
 //!
 //! A worker that names itself in its polls (a worker instance key) and announces its shutdown
-//! (`ShutdownWorker`) gets its outstanding polls answered empty at once, so it can stop without
-//! waiting out a long poll; so do its polls that cross the announcement on the wire (for a
-//! short grace). Polls with the same key after that wait as usual: an SDK may reuse the key
-//! for the next worker of the same process (TypeScript SDK 1.18 does).
+//! (`ShutdownWorker`) gets its outstanding polls on the task queues it names answered empty at
+//! once, so it can stop without waiting out a long poll; so do its polls that cross the
+//! announcement on the wire (for a short grace). Other queues, and later polls, go on as
+//! usual: the TypeScript SDK 1.18 shuts down an internal worker under the key of its main one,
+//! and reuses the key for the next worker of the same process.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -63,6 +64,8 @@ struct Worker {
 
 /// After `ShutdownWorker`, polls under the same key answer empty at once for this long.
 const WORKER_SHUTDOWN_GRACE_MS: Millis = 3_000;
+/// The task queue of a shutdown that named none: all of the worker's.
+const ALL_QUEUES: &str = "";
 
 /// Workers are forgotten this long after they last polled or shut down.
 const WORKER_MEMORY_MS: Millis = 10 * 60 * 1000;
@@ -71,8 +74,9 @@ const WORKERS_PRUNE_AT: usize = 256;
 
 pub struct Matching {
     queues: Mutex<HashMap<QueueKey, Queue>>,
-    /// By worker instance key. Bounded: entries not seen for `WORKER_MEMORY_MS` are pruned.
-    workers: Mutex<HashMap<String, Worker>>,
+    /// By worker instance key and task queue. Bounded: entries not seen for
+    /// `WORKER_MEMORY_MS` are pruned.
+    workers: Mutex<HashMap<(String, String), Worker>>,
     clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
 }
@@ -82,33 +86,54 @@ impl Matching {
         Matching { queues: Mutex::new(HashMap::new()), workers: Mutex::new(HashMap::new()), clock, shutdown }
     }
 
-    /// The worker's stop signal: cancelled when it announces its shutdown, and for a poll
-    /// within the grace after that. A later poll under the key starts the worker afresh.
-    pub fn worker(&self, instance_key: &str) -> CancellationToken {
+    /// The stop signal of a worker's polls on a task queue: cancelled when it announces its
+    /// shutdown (of that queue, or of all), and for a poll within the grace after that. A
+    /// later poll starts afresh.
+    pub fn worker(&self, instance_key: &str, task_queue: &str) -> CancellationToken {
         let now_ms = self.clock.now_ms();
         let mut workers = self.workers.lock().expect("matching lock");
-        if !workers.contains_key(instance_key) && workers.len() >= WORKERS_PRUNE_AT {
+        let key = (instance_key.to_string(), task_queue.to_string());
+        if !workers.contains_key(&key) && workers.len() >= WORKERS_PRUNE_AT {
             workers.retain(|_, w| now_ms - w.last_seen_ms < WORKER_MEMORY_MS);
         }
+        let in_grace = |w: &Worker| w.shut_down_ms.is_some_and(|at| now_ms - at < WORKER_SHUTDOWN_GRACE_MS);
+        if workers.get(&(instance_key.to_string(), ALL_QUEUES.to_string())).is_some_and(in_grace) {
+            let stopped = CancellationToken::new();
+            stopped.cancel();
+            return stopped;
+        }
         let fresh = || Worker { stopped: CancellationToken::new(), last_seen_ms: now_ms, shut_down_ms: None };
-        let worker = workers.entry(instance_key.to_string()).or_insert_with(fresh);
-        if worker.shut_down_ms.is_some_and(|at| now_ms - at >= WORKER_SHUTDOWN_GRACE_MS) {
+        let worker = workers.entry(key).or_insert_with(fresh);
+        if worker.shut_down_ms.is_some() && !in_grace(worker) {
             *worker = fresh();
         }
         worker.last_seen_ms = now_ms;
         worker.stopped.clone()
     }
 
-    /// `ShutdownWorker`: the worker's waiting polls answer empty now (and for the grace).
-    pub fn worker_shut_down(&self, instance_key: &str) {
+    /// `ShutdownWorker`: the worker's waiting polls on the task queues it names (all of its
+    /// polls if it names none) answer empty now, and for the grace. Only those queues: an SDK
+    /// may shut down one of its workers while another goes on under the same key.
+    pub fn worker_shut_down(&self, instance_key: &str, task_queues: &[&str]) {
         if instance_key.is_empty() {
             return;
         }
         let now_ms = self.clock.now_ms();
-        let stopped = self.worker(instance_key);
-        stopped.cancel();
-        if let Some(worker) = self.workers.lock().expect("matching lock").get_mut(instance_key) {
+        let mut workers = self.workers.lock().expect("matching lock");
+        let all = task_queues.is_empty();
+        for ((key, queue), worker) in workers.iter_mut() {
+            if key == instance_key && (all || task_queues.contains(&queue.as_str())) {
+                worker.stopped.cancel();
+                worker.shut_down_ms = Some(now_ms);
+            }
+        }
+        let marks: Vec<&str> = if all { vec![ALL_QUEUES] } else { task_queues.to_vec() };
+        for queue in marks {
+            let fresh = || Worker { stopped: CancellationToken::new(), last_seen_ms: now_ms, shut_down_ms: None };
+            let worker = workers.entry((instance_key.to_string(), queue.to_string())).or_insert_with(fresh);
+            worker.stopped.cancel();
             worker.shut_down_ms = Some(now_ms);
+            worker.last_seen_ms = now_ms;
         }
     }
 
@@ -136,7 +161,7 @@ impl Matching {
         timeout: Duration,
     ) -> Option<QueuedTask> {
         let key: QueueKey = (namespace.to_string(), task_queue.to_string(), kind);
-        let stopped = if worker.is_empty() { CancellationToken::new() } else { self.worker(worker) };
+        let stopped = if worker.is_empty() { CancellationToken::new() } else { self.worker(worker, task_queue) };
         if stopped.is_cancelled() {
             return None;
         }
@@ -289,7 +314,7 @@ mod tests {
         let (mine, theirs) = (poll("w1"), poll("w2"));
         tokio::time::sleep(Duration::from_secs(1)).await;
         let started = tokio::time::Instant::now();
-        m.worker_shut_down("w1");
+        m.worker_shut_down("w1", &[]);
         assert_eq!(mine.await.unwrap(), None);
         assert_eq!(started.elapsed(), Duration::ZERO);
         // A poll that crossed the shutdown on the wire answers at once too.
@@ -305,6 +330,25 @@ mod tests {
         let mut got = vec![theirs.await.unwrap(), next.await.unwrap()];
         got.sort_by_key(|t| t.as_ref().map(|t| t.scheduled_event_id));
         assert_eq!(got, vec![Some(task(1)), Some(task(2))]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_shutdown_naming_task_queues_spares_the_workers_other_queues() {
+        let (m, _stop) = matching();
+        let poll = |queue: &'static str| {
+            let m = m.clone();
+            tokio::spawn(async move { m.poll("ns", queue, TaskKind::Workflow, "w1", Duration::from_secs(60)).await })
+        };
+        let (main, internal) = (poll("main"), poll("internal"));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        m.worker_shut_down("w1", &["internal"]);
+        assert_eq!(internal.await.unwrap(), None);
+        let again = poll("main");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!main.is_finished() && !again.is_finished(), "the main queue's polls go on");
+        m.offer("ns", "main", TaskKind::Workflow, task(1));
+        m.offer("ns", "main", TaskKind::Workflow, task(2));
+        assert!(main.await.unwrap().is_some() && again.await.unwrap().is_some());
     }
 
     #[tokio::test(start_paused = true)]

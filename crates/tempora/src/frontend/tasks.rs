@@ -313,7 +313,9 @@ impl Frontend {
     pub async fn shutdown_worker(&self, r: Request<ws::ShutdownWorkerRequest>) -> Result<ws::ShutdownWorkerResponse> {
         let r = r.into_inner();
         self.svc.namespaces.get(&r.namespace)?;
-        self.svc.worker_shut_down(&r.worker_instance_key);
+        let queues: Vec<&str> =
+            [r.task_queue.as_str(), r.sticky_task_queue.as_str()].into_iter().filter(|q| !q.is_empty()).collect();
+        self.svc.worker_shut_down(&r.worker_instance_key, &queues);
         if !r.sticky_task_queue.is_empty() {
             self.svc.sticky_queue_gone(&r.namespace, &r.sticky_task_queue);
         }
@@ -329,7 +331,8 @@ impl Frontend {
         let r = r.into_inner();
         self.svc.namespaces.get(&r.namespace)?;
         let mut shutdown = self.svc.runtime().shutdown_signal();
-        let stopped = self.svc.worker_stopped(&r.worker_instance_key);
+        let queue = r.task_queue.as_ref().map(|q| q.name.as_str()).unwrap_or_default();
+        let stopped = self.svc.worker_stopped(&r.worker_instance_key, queue);
         tokio::select! {
             _ = tokio::time::sleep(TASK_POLL_TIMEOUT) => {}
             _ = shutdown.wait_for(|stop| *stop) => {}

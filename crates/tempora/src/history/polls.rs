@@ -46,16 +46,18 @@ pub struct QueryTask {
 }
 
 impl Service {
-    /// `ShutdownWorker` from a worker that named itself: its waiting polls answer empty.
-    pub fn worker_shut_down(&self, instance_key: &str) {
-        self.matching.worker_shut_down(instance_key);
+    /// `ShutdownWorker` from a worker that named itself: its waiting polls on `task_queues`
+    /// (all, if empty) answer empty.
+    pub fn worker_shut_down(&self, instance_key: &str, task_queues: &[&str]) {
+        self.matching.worker_shut_down(instance_key, task_queues);
     }
 
-    /// Resolves once the worker announced its shutdown (never for a worker without a key).
-    pub async fn worker_stopped(&self, instance_key: &str) {
+    /// Resolves once the worker announced its shutdown of `task_queue` (never for a worker
+    /// without a key).
+    pub async fn worker_stopped(&self, instance_key: &str, task_queue: &str) {
         match instance_key.is_empty() {
             true => std::future::pending().await,
-            false => self.matching.worker(instance_key).cancelled_owned().await,
+            false => self.matching.worker(instance_key, task_queue).cancelled_owned().await,
         }
     }
 
