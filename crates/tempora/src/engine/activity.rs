@@ -560,8 +560,10 @@ impl Tx<'_> {
 }
 
 /// Of an activity's timeouts that are due at `now`, the one Temporal applies: the earliest
-/// deadline and, on equal deadlines, the lowest `TimeoutType` (start-to-close, then
-/// schedule-to-start, schedule-to-close, heartbeat).
+/// deadline and, on equal deadlines, schedule-to-start, then schedule-to-close, start-to-close,
+/// heartbeat. (Temporal orders ties by timeout type, start-to-close first, but its deadlines
+/// are in nanoseconds: a start-to-close deadline counts from a start that came after the
+/// schedule. In milliseconds an attempt started at once — eagerly — ties with it.)
 fn due_timeout(a: &Activity, now: Millis) -> Option<TimeoutType> {
     let waiting = !a.is_started() && a.backoff_until_ms == 0 && a.paused.is_none();
     let candidates = [
@@ -573,7 +575,13 @@ fn due_timeout(a: &Activity, now: Millis) -> Option<TimeoutType> {
         (a.is_started() && a.heartbeat_ms > 0)
             .then(|| (a.last_heartbeat_ms.max(a.started_time_ms) + a.heartbeat_ms, TimeoutType::Heartbeat)),
     ];
-    candidates.into_iter().flatten().filter(|(at, _)| *at <= now).min_by_key(|(at, t)| (*at, *t as i32)).map(|(_, t)| t)
+    let rank = |t: &TimeoutType| match t {
+        TimeoutType::ScheduleToStart => 0,
+        TimeoutType::ScheduleToClose => 1,
+        TimeoutType::StartToClose => 2,
+        _ => 3,
+    };
+    candidates.into_iter().flatten().filter(|(at, _)| *at <= now).min_by_key(|(at, t)| (*at, rank(t))).map(|(_, t)| t)
 }
 
 fn timeout_failure(timeout_type: TimeoutType, a: &Activity) -> Failure {

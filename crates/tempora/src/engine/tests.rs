@@ -279,6 +279,33 @@ fn an_attempt_handed_out_after_its_schedule_to_close_deadline_does_not_start() {
 }
 
 #[test]
+fn an_attempt_started_at_once_times_out_schedule_to_close_when_both_deadlines_tie() {
+    // Only schedule-to-close is set, so start-to-close is the same length; an attempt started
+    // in the millisecond it was scheduled (eager dispatch) has both deadlines at once.
+    let mut run = Run::new();
+    let mut command = schedule_activity("a1", 1);
+    if let Some(command::Attributes::ScheduleActivityTaskCommandAttributes(a)) = &mut command.attributes {
+        a.schedule_to_close_timeout = Some(proto::duration(300));
+        a.start_to_close_timeout = None;
+    }
+    run.complete_wft(vec![command]).0.unwrap();
+    run.now = run.state.activities[&5].scheduled_time_ms - 10; // `step` adds 10
+    run.step(|tx| tx.start_activity(5, 1, "w", "r")).0.expect("started");
+    run.now = run.state.activities[&5].scheduled_time_ms + 300 - 10;
+    let (changed, _, _) = run.step(|tx| tx.activity_timed_out(5, 1, ActivityTimeoutKind::StartToClose));
+    assert!(changed);
+    let timed_out = run.history.iter().rev().find_map(|e| match &e.attributes {
+        Some(Attributes::ActivityTaskTimedOutEventAttributes(t)) => t.failure.clone(),
+        _ => None,
+    });
+    let info = timed_out.and_then(|f| f.failure_info);
+    assert!(
+        matches!(&info, Some(FailureInfo::TimeoutFailureInfo(i)) if i.timeout_type == TimeoutType::ScheduleToClose as i32),
+        "{info:?}"
+    );
+}
+
+#[test]
 fn workflow_task_failures_after_the_first_are_transient() {
     let mut run = Run::new();
     let (sched, attempt) = run.start_wft();
