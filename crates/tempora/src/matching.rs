@@ -62,6 +62,12 @@ struct Worker {
     shut_down_ms: Option<Millis>,
 }
 
+impl Worker {
+    fn new(now_ms: Millis) -> Self {
+        Worker { stopped: CancellationToken::new(), last_seen_ms: now_ms, shut_down_ms: None }
+    }
+}
+
 /// After `ShutdownWorker`, polls under the same key answer empty at once for this long.
 const WORKER_SHUTDOWN_GRACE_MS: Millis = 3_000;
 /// The task queue of a shutdown that named none: all of the worker's.
@@ -102,7 +108,7 @@ impl Matching {
             stopped.cancel();
             return stopped;
         }
-        let fresh = || Worker { stopped: CancellationToken::new(), last_seen_ms: now_ms, shut_down_ms: None };
+        let fresh = || Worker::new(now_ms);
         let worker = workers.entry(key).or_insert_with(fresh);
         if worker.shut_down_ms.is_some() && !in_grace(worker) {
             *worker = fresh();
@@ -129,7 +135,7 @@ impl Matching {
         }
         let marks: Vec<&str> = if all { vec![ALL_QUEUES] } else { task_queues.to_vec() };
         for queue in marks {
-            let fresh = || Worker { stopped: CancellationToken::new(), last_seen_ms: now_ms, shut_down_ms: None };
+            let fresh = || Worker::new(now_ms);
             let worker = workers.entry((instance_key.to_string(), queue.to_string())).or_insert_with(fresh);
             worker.stopped.cancel();
             worker.shut_down_ms = Some(now_ms);

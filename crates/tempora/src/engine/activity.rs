@@ -292,9 +292,7 @@ impl Tx<'_> {
             return None;
         }
         // Handed out after a deadline passed (its timer is about to fire): too late to start.
-        let schedule_to_start_passed =
-            a.schedule_to_start_ms > 0 && now >= a.attempt_scheduled_time_ms + a.schedule_to_start_ms;
-        if schedule_to_start_passed || a.schedule_to_close_deadline_ms().is_some_and(|deadline| now >= deadline) {
+        if due_timeout(a, now).is_some() {
             return None;
         }
         a.started_time_ms = now;

@@ -252,34 +252,32 @@ impl<'a> Tx<'a> {
     /// (or buffered, during a workflow task) like `add_external`, but schedules no workflow task,
     /// as in Temporal. The next task shows it.
     pub fn add_passive(&mut self, attributes: impl Into<Attributes>) {
-        let started = self.state.workflow_task.as_ref().is_some_and(|w| w.is_started());
-        if started {
-            let event = self.event(0, attributes.into());
-            self.state.buffered_events.push(Encoded::of(&event));
-        } else {
-            self.unspeculate();
-            self.append(attributes.into());
-        }
+        self.record_from_outside(vec![attributes.into()]);
     }
 
     /// `add_external` for events that must stay together and in order.
     pub fn add_external_all(&mut self, events: Vec<Attributes>) {
-        let started = self.state.workflow_task.as_ref().is_some_and(|w| w.is_started());
-        if !started {
-            self.unspeculate();
+        if self.record_from_outside(events) {
+            self.schedule_workflow_task_if_needed();
         }
+    }
+
+    /// Buffers events while a workflow task runs, else appends them; true if appended.
+    fn record_from_outside(&mut self, events: Vec<Attributes>) -> bool {
+        let started = self.state.workflow_task.as_ref().is_some_and(|w| w.is_started());
         if started {
             for attributes in events {
                 let event = self.event(0, attributes);
                 self.state.buffered_events.push(Encoded::of(&event));
             }
-        } else {
-            let mut links = HashMap::new();
-            for attributes in events {
-                self.append_linked(attributes, &mut links);
-            }
-            self.schedule_workflow_task_if_needed();
+            return false;
         }
+        self.unspeculate();
+        let mut links = HashMap::new();
+        for attributes in events {
+            self.append_linked(attributes, &mut links);
+        }
+        true
     }
 
     /// Appends an event, resolving an activity closing event's `LINK_STARTED` to the id of the
