@@ -6,8 +6,6 @@ an unregistered one, so the tests register theirs through the operator service, 
 user's setup does. Registration has a test of its own; the others go on when a server does not
 implement it (UNIMPLEMENTED), so that what they check is still reported."""
 
-import os
-
 import pytest
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -20,16 +18,6 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from suite.support import NAMESPACE, wait_until
 from suite.workflows import CUSTOMER_ID, ORDER_COUNT, Memoized, ReadsItsAttributes
-
-# Visibility (ListWorkflowExecutions) and the OperatorService come to tempora with issue 12
-# (see the README's compatibility section). Strict: once tempora has them, these must pass
-# and the marks go. Against another server (TEMPORA_ADDRESS) they are ordinary tests.
-needs_visibility = pytest.mark.xfail(
-    condition=not os.environ.get("TEMPORA_ADDRESS"),
-    reason="tempora has no visibility or OperatorService yet (issue 12)",
-    raises=RPCError,
-    strict=True,
-)
 
 WANTED = {
     CUSTOMER_ID.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
@@ -61,7 +49,6 @@ async def try_register_search_attributes(client):
             raise
 
 
-@needs_visibility
 async def test_custom_search_attributes_are_registered_through_the_operator_service(env):
     client = await env.client()
     await register_search_attributes(client)
@@ -87,7 +74,6 @@ async def test_typed_search_attributes_given_at_start_show_in_describe(env):
     assert seen == {"memo_owner": "ada", "customer": "cust-42", "orders": 7}
 
 
-@needs_visibility
 async def test_list_workflows_finds_a_workflow_by_its_search_attribute(env):
     client = await env.client()
     await try_register_search_attributes(client)

@@ -18,3 +18,4 @@ pub mod store;
 pub mod testing;
 pub(crate) mod timers;
 pub mod token;
+pub mod visibility;

@@ -48,10 +48,28 @@ type QueueKey = (String, String, TaskKind);
 struct Queue {
     /// Bounded in practice: each entry is a pending task in some run's mutable state, and
     /// runs bound their pending work (e.g. 2,000 activities).
-    backlog: VecDeque<QueuedTask>,
+    /// With when each was queued (the clock's milliseconds).
+    backlog: VecDeque<(QueuedTask, Millis)>,
     pollers: VecDeque<oneshot::Sender<QueuedTask>>,
     /// When a worker last polled (the clock's milliseconds).
     last_poll_ms: Option<Millis>,
+    /// Who polled recently, by identity: when they last did. Bounded: entries older than
+    /// `POLLER_MEMORY_MS` are pruned as new ones arrive, and at most `POLLERS_MAX` are kept.
+    seen: HashMap<String, Millis>,
+}
+
+/// How long DescribeTaskQueue lists a poller after its last poll (Temporal: 5 minutes).
+const POLLER_MEMORY_MS: Millis = 5 * 60 * 1000;
+const POLLERS_MAX: usize = 1024;
+
+/// What DescribeTaskQueue shows of one queue.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QueueInfo {
+    /// (identity, last poll time), most recent first.
+    pub pollers: Vec<(String, Millis)>,
+    pub backlog_count: usize,
+    /// Age of the oldest queued task.
+    pub backlog_age_ms: Millis,
 }
 
 /// Workers known by their instance key: whether they announced their shutdown.
@@ -153,7 +171,42 @@ impl Matching {
                 Err(returned) => task = returned,
             }
         }
-        queue.backlog.push_back(task);
+        queue.backlog.push_back((task, self.clock.now_ms()));
+    }
+
+    /// Notes a poll by `identity` (for DescribeTaskQueue).
+    pub fn poller_seen(&self, namespace: &str, task_queue: &str, kind: TaskKind, identity: &str) {
+        let now_ms = self.clock.now_ms();
+        let mut queues = self.queues.lock().expect("matching lock");
+        let queue = queues.entry((namespace.to_string(), task_queue.to_string(), kind)).or_default();
+        if !queue.seen.contains_key(identity) {
+            queue.seen.retain(|_, at| now_ms - *at < POLLER_MEMORY_MS);
+            if queue.seen.len() >= POLLERS_MAX {
+                return;
+            }
+        }
+        queue.seen.insert(identity.to_string(), now_ms);
+    }
+
+    /// Recent pollers and the backlog of a queue.
+    pub fn describe(&self, namespace: &str, task_queue: &str, kind: TaskKind) -> QueueInfo {
+        let now_ms = self.clock.now_ms();
+        let queues = self.queues.lock().expect("matching lock");
+        let Some(queue) = queues.get(&(namespace.to_string(), task_queue.to_string(), kind)) else {
+            return QueueInfo::default();
+        };
+        let mut pollers: Vec<(String, Millis)> = queue
+            .seen
+            .iter()
+            .filter(|(_, at)| now_ms - **at < POLLER_MEMORY_MS)
+            .map(|(identity, at)| (identity.clone(), *at))
+            .collect();
+        pollers.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        QueueInfo {
+            pollers,
+            backlog_count: queue.backlog.len(),
+            backlog_age_ms: queue.backlog.front().map_or(0, |(_, at)| (now_ms - at).max(0)),
+        }
     }
 
     /// Waits up to `timeout` for a task. `None` on expiry, server shutdown, or the shutdown of
@@ -175,7 +228,7 @@ impl Matching {
             let mut queues = self.queues.lock().expect("matching lock");
             let queue = queues.entry(key.clone()).or_default();
             queue.last_poll_ms = Some(self.clock.now_ms());
-            if let Some(task) = queue.backlog.pop_front() {
+            if let Some((task, _)) = queue.backlog.pop_front() {
                 return Some(task);
             }
             let (tx, rx) = oneshot::channel();
@@ -212,7 +265,7 @@ impl Matching {
         let mut queues = self.queues.lock().expect("matching lock");
         queues
             .remove(&(namespace.to_string(), task_queue.to_string(), kind))
-            .map(|q| q.backlog.into())
+            .map(|q| q.backlog.into_iter().map(|(task, _)| task).collect())
             .unwrap_or_default()
     }
 

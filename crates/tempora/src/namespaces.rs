@@ -2,13 +2,17 @@
 //! through the store before it becomes visible.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use crate::error::{Error, Result};
 use crate::store::{self, NamespaceRecord, Write};
+use crate::visibility::attributes::CustomTypes;
+use crate::visibility::query::ValueType;
 
 pub(crate) struct Namespaces {
     by_name: RwLock<HashMap<String, NamespaceRecord>>,
+    /// Each namespace's custom search attributes, typed (derived from its record).
+    types: RwLock<HashMap<String, Arc<CustomTypes>>>,
     /// Serialises registrations, so two of the same name cannot both commit.
     registering: tokio::sync::Mutex<()>,
     store: store::Handle,
@@ -16,8 +20,35 @@ pub(crate) struct Namespaces {
 
 impl Namespaces {
     pub(crate) fn new(store: store::Handle, records: Vec<NamespaceRecord>) -> Self {
+        let types = records.iter().map(|n| (n.name.clone(), Arc::new(custom_types(n)))).collect();
         let by_name = records.into_iter().map(|n| (n.name.clone(), n)).collect();
-        Namespaces { by_name: RwLock::new(by_name), registering: Default::default(), store }
+        Namespaces { by_name: RwLock::new(by_name), types: RwLock::new(types), registering: Default::default(), store }
+    }
+
+    /// The custom search attributes of a namespace (none if it does not exist).
+    pub(crate) fn custom_types(&self, name: &str) -> Arc<CustomTypes> {
+        self.types.read().expect("namespaces lock").get(name).cloned().unwrap_or_default()
+    }
+
+    /// Changes a namespace: `change` edits a copy of its record, which is committed, then
+    /// installed. Changes are serialised, so none is lost to a concurrent one.
+    pub(crate) async fn update<T>(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut NamespaceRecord) -> Result<T>,
+    ) -> Result<T> {
+        let _registering = self.registering.lock().await;
+        let mut record = self.get(name)?;
+        let answer = change(&mut record)?;
+        self.store.commit(vec![Write::Namespace(record.clone())]).await?;
+        self.install(record);
+        Ok(answer)
+    }
+
+    fn install(&self, record: NamespaceRecord) {
+        let types = Arc::new(custom_types(&record));
+        self.types.write().expect("namespaces lock").insert(record.name.clone(), types);
+        self.by_name.write().expect("namespaces lock").insert(record.name.clone(), record);
     }
 
     /// The namespace a request names; INVALID_ARGUMENT if it names none.
@@ -47,7 +78,11 @@ impl Namespaces {
             return Err(Error::NamespaceAlreadyExists(record.name));
         }
         self.store.commit(vec![Write::Namespace(record.clone())]).await?;
-        self.by_name.write().expect("namespaces lock").insert(record.name.clone(), record);
+        self.install(record);
         Ok(())
     }
+}
+
+fn custom_types(record: &NamespaceRecord) -> CustomTypes {
+    record.search_attributes.iter().filter_map(|(name, n)| ValueType::from_i32(*n).map(|t| (name.clone(), t))).collect()
 }

@@ -87,6 +87,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     description: String::new(),
                     owner_email: String::new(),
                     retention_ms: RETENTION_DEFAULT_MS,
+                    search_attributes: Default::default(),
+                    data: Default::default(),
                 };
                 created.push(Write::Namespace(record.clone()));
                 namespaces.push(record);
@@ -123,8 +125,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         let result = tonic::transport::Server::builder()
             // The CLI compresses its health checks too.
             .add_service(health_service.accept_compressed(tonic::codec::CompressionEncoding::Gzip))
-            .add_service(WorkflowServiceServer::new(frontend))
-            .add_service(crate::frontend::OperatorServiceServer)
+            .add_service(WorkflowServiceServer::new(frontend.clone()))
+            .add_service(crate::frontend::OperatorServiceServer::new(frontend))
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = stop.wait_for(|s| *s).await;
             })

@@ -16,7 +16,7 @@ use temporalio_protos::temporal::api::errordetails::v1::{
 };
 use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
 use temporalio_protos::temporal::api::workflowservice::v1::{
-    GetWorkflowExecutionHistoryRequest, ListWorkflowExecutionsRequest, RespondActivityTaskCompletedRequest,
+    GetWorkerBuildIdCompatibilityRequest, GetWorkflowExecutionHistoryRequest, RespondActivityTaskCompletedRequest,
     StartWorkflowExecutionRequest,
 };
 use tonic::{Code, Request};
@@ -170,9 +170,10 @@ async fn unknown_workflow_history_is_not_found_and_unsupported_rpcs_name_themsel
     };
     let status = service.get_workflow_execution_history(Request::new(request)).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
-    let list = ListWorkflowExecutionsRequest { namespace: "default".into(), ..Default::default() };
-    let status = service.list_workflow_executions(Request::new(list)).await.unwrap_err();
-    assert_status(&status, Code::Unimplemented, "ListWorkflowExecutions");
+    // Worker versioning v0.1 (deprecated) is not served.
+    let versioning = GetWorkerBuildIdCompatibilityRequest { namespace: "default".into(), ..Default::default() };
+    let status = service.get_worker_build_id_compatibility(Request::new(versioning)).await.unwrap_err();
+    assert_status(&status, Code::Unimplemented, "GetWorkerBuildIdCompatibility");
     server.stop().await;
 }
 

@@ -8,10 +8,14 @@ mod support;
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use temporalio_client::errors::{WorkflowGetResultError, WorkflowUpdateError};
 use temporalio_client::{
-    WorkflowCancelOptions, WorkflowExecuteUpdateOptions, WorkflowQueryOptions, WorkflowSignalOptions,
+    WorkflowCancelOptions, WorkflowExecuteUpdateOptions, WorkflowListOptions, WorkflowQueryOptions,
+    WorkflowSignalOptions,
 };
+use temporalio_protos::temporal::api::enums::v1::IndexedValueType;
+use temporalio_protos::temporal::api::operatorservice::v1::AddSearchAttributesRequest;
 
 use support::{
     assert_events_include, count_events, describe, execution, get_result, history_event_types, latest_result, poll,
@@ -198,6 +202,12 @@ async fn terminating_while_an_activity_runs_drops_its_late_completion() {
 #[tokio::test]
 async fn patching_local_activities_search_attributes_and_memo() {
     let s = setup("misc").await;
+    // Custom search attributes exist once registered (as on Temporal).
+    let register = AddSearchAttributesRequest {
+        namespace: "default".into(),
+        search_attributes: [("CustomKeywordField".to_string(), IndexedValueType::Keyword as i32)].into(),
+    };
+    s.client.connection().operator_service().add_search_attributes(tonic::Request::new(register)).await.unwrap();
     assert_eq!(s.worker(run_workflow(&s.client, Misc::run, (), &s.queue, &s.id)).await, "v2 local");
     assert!(s.log.entries().contains(&"echo:local".to_string()));
     let types = history_event_types(&s.client, &s.id).await;
@@ -208,7 +218,13 @@ async fn patching_local_activities_search_attributes_and_memo() {
     let memo = info.memo.unwrap_or_default();
     assert!(memo.fields.contains_key("note"), "{memo:?}");
     let attributes = info.search_attributes.unwrap_or_default();
-    assert!(attributes.indexed_fields.contains_key("CustomKeywordField"), "{attributes:?}");
+    assert_eq!(attributes.indexed_fields["CustomKeywordField"].metadata["type"], b"Keyword", "{attributes:?}");
+    // The upsert is visible to List at once, and so is the patch's TemporalChangeVersion.
+    for query in ["CustomKeywordField = 'tempora'", "TemporalChangeVersion IS NOT NULL"] {
+        let mut listed = s.client.list_workflows(query, WorkflowListOptions::default());
+        let found = listed.next().await.expect("one listed").unwrap();
+        assert_eq!(found.id(), s.id, "{query}");
+    }
 }
 
 #[tokio::test]

@@ -131,13 +131,19 @@ impl Tx<'_> {
                 Ok(false)
             }
             C::ContinueAsNewWorkflowExecutionCommandAttributes(a) => {
-                self.continue_as_new(a, completed_id);
+                let mut a = a.clone();
+                if let Some(sa) = &a.search_attributes {
+                    a.search_attributes = Some(self.checked_search_attributes(sa, false)?);
+                }
+                self.continue_as_new(&a, completed_id);
                 Ok(false)
             }
             C::UpsertWorkflowSearchAttributesCommandAttributes(a) => {
+                let upserted =
+                    self.checked_search_attributes(&a.search_attributes.clone().unwrap_or_default(), true)?;
                 self.append(history::UpsertWorkflowSearchAttributesEventAttributes {
                     workflow_task_completed_event_id: completed_id,
-                    search_attributes: Some(a.search_attributes.clone().unwrap_or_default()),
+                    search_attributes: Some(upserted),
                 });
                 Ok(false)
             }
@@ -152,7 +158,11 @@ impl Tx<'_> {
                 let (pending, max) = (self.state.children.len(), self.limits.pending_children_max);
                 let cause = WorkflowTaskFailedCause::PendingChildWorkflowsLimitExceeded;
                 at_limit(pending, max, cause, "pending child workflow executions")?;
-                self.start_child(a, completed_id)
+                let mut a = a.clone();
+                if let Some(sa) = &a.search_attributes {
+                    a.search_attributes = Some(self.checked_search_attributes(sa, false)?);
+                }
+                self.start_child(&a, completed_id)
                     .map_err(|m| Rejection::Bad(WorkflowTaskFailedCause::BadStartChildExecutionAttributes, m))?;
                 Ok(false)
             }
@@ -201,6 +211,20 @@ impl Tx<'_> {
 /// Refuses a command that would take a run past a per-run limit of pending work, with
 /// Temporal's message (e.g. "PendingActivitiesLimitExceeded: the number of pending
 /// activities, 2000, has reached the per-workflow limit").
+impl Tx<'_> {
+    /// A command's search attributes, checked against the namespace's and typed; a bad one
+    /// fails the workflow task (BAD_SEARCH_ATTRIBUTES), as in Temporal.
+    fn checked_search_attributes(
+        &self,
+        sa: &temporalio_protos::temporal::api::common::v1::SearchAttributes,
+        keep_nulls: bool,
+    ) -> Result<temporalio_protos::temporal::api::common::v1::SearchAttributes, Rejection> {
+        let registry = crate::visibility::attributes::Registry { custom: &self.search_attribute_types };
+        crate::visibility::attributes::validate(sa, &registry, keep_nulls)
+            .map_err(|m| Rejection::Bad(WorkflowTaskFailedCause::BadSearchAttributes, m))
+    }
+}
+
 fn at_limit(pending: usize, max: usize, cause: WorkflowTaskFailedCause, what: &str) -> Result<(), Rejection> {
     if pending < max {
         return Ok(());

@@ -173,6 +173,8 @@ pub struct Tx<'a> {
     /// for transitions that start the next run.
     pub started: Option<&'a temporalio_protos::temporal::api::history::v1::WorkflowExecutionStartedEventAttributes>,
     pub limits: Limits,
+    /// The namespace's custom search attributes, which commands' values are checked against.
+    pub search_attribute_types: std::sync::Arc<crate::visibility::attributes::CustomTypes>,
 }
 
 impl<'a> Tx<'a> {
@@ -186,6 +188,7 @@ impl<'a> Tx<'a> {
             new_run: None,
             started: None,
             limits: Limits::default(),
+            search_attribute_types: Default::default(),
         }
     }
 

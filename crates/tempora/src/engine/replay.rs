@@ -149,12 +149,19 @@ fn apply_event(state: &mut MutableState, event: &HistoryEvent) {
         A::UpsertWorkflowSearchAttributesEventAttributes(a) => {
             let mut current: SearchAttributes =
                 state.search_attributes.as_ref().map(|e| e.decode()).unwrap_or_default();
-            current.indexed_fields.extend(a.search_attributes.clone().unwrap_or_default().indexed_fields);
+            crate::visibility::attributes::merge(&mut current, &a.search_attributes.clone().unwrap_or_default());
             state.search_attributes = Some(Encoded::of(&current));
         }
         A::WorkflowPropertiesModifiedEventAttributes(a) => {
             let mut current: Memo = state.memo.as_ref().map(|e| e.decode()).unwrap_or_default();
-            current.fields.extend(a.upserted_memo.clone().unwrap_or_default().fields);
+            // A null or empty value removes its key, as in Temporal.
+            for (key, value) in a.upserted_memo.clone().unwrap_or_default().fields {
+                if crate::visibility::attributes::is_null(&value) {
+                    current.fields.remove(&key);
+                } else {
+                    current.fields.insert(key, value);
+                }
+            }
             state.memo = Some(Encoded::of(&current));
         }
         A::StartChildWorkflowExecutionInitiatedEventAttributes(a) => {

@@ -200,6 +200,8 @@ pub struct Context<'a> {
     pub history: &'a [HistoryEvent],
     /// The id a run created by this request gets (continue-as-new, retry, cron).
     pub new_run_id: String,
+    /// The namespace's custom search attributes.
+    pub search_attribute_types: std::sync::Arc<crate::visibility::attributes::CustomTypes>,
 }
 
 /// Applies `request` to `state` (changed in place; the caller applies it to a copy and keeps
@@ -208,6 +210,7 @@ pub fn apply(state: &mut MutableState, request: Request, cx: Context<'_>) -> Res
     let mut tx = Tx::new(state, cx.now).with_history(cx.history);
     tx.new_run_id = cx.new_run_id;
     tx.limits = cx.limits;
+    tx.search_attribute_types = cx.search_attribute_types;
     let (changed, reply) = tx.dispatch(request, cx.history)?;
     if changed {
         tx.enforce_history_limits();

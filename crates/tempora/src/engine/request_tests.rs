@@ -45,8 +45,13 @@ impl Run {
         assert_eq!(serde_json::to_string(&request).unwrap(), json, "a request round-trips unchanged");
         self.now += 10;
         let mut state = self.state.clone();
-        let cx =
-            Context { now: self.now, limits: Limits::default(), history: &self.history, new_run_id: "next".into() };
+        let cx = Context {
+            now: self.now,
+            limits: Limits::default(),
+            history: &self.history,
+            new_run_id: "next".into(),
+            search_attribute_types: Default::default(),
+        };
         let applied = apply(&mut state, request, cx)?;
         for (i, e) in applied.events.iter().enumerate() {
             assert_eq!(e.event_id, self.history.len() as i64 + 1 + i as i64, "event ids are contiguous");

@@ -348,8 +348,13 @@ impl Tx<'_> {
             identity: started.identity.clone(),
             request_id: new_run_id.clone(),
             retry_policy: started.retry_policy.clone(),
-            memo: started.memo.clone(),
-            search_attributes: started.search_attributes.clone(),
+            // The run's memo and search attributes as upserted, as Temporal carries them.
+            memo: state.memo.as_ref().map(|m| m.decode()).or_else(|| started.memo.clone()),
+            search_attributes: state
+                .search_attributes
+                .as_ref()
+                .map(|m| m.decode())
+                .or_else(|| started.search_attributes.clone()),
             header: started.header.clone(),
             priority: started.priority.clone(),
             parent: state.parent.clone(),

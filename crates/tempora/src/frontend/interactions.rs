@@ -131,7 +131,7 @@ impl Frontend {
         if start.namespace.is_empty() {
             start.namespace = r.namespace.clone();
         }
-        let (start, policy) = self.checks().start(start).map_err(failed(0))?;
+        let (start, policy) = self.start_request(start).map_err(failed(0))?;
         let (request, update_id) = self.checks().update(update.request).map_err(failed(1))?;
         let started = self.svc.start_workflow(start, policy).await.map_err(failed(0))?;
         let key =

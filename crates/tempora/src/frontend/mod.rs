@@ -14,8 +14,10 @@ mod convert;
 mod interactions;
 mod namespaces;
 pub mod status;
+mod task_queues;
 mod tasks;
 mod views;
+mod visibility;
 mod workflows;
 
 use std::convert::Infallible;
@@ -44,6 +46,23 @@ impl Frontend {
 
     fn checks(&self) -> convert::Checks<'_> {
         convert::Checks(self.svc.limits())
+    }
+
+    /// A start request, checked: its fields, then its search attributes against the
+    /// namespace's (typed on the way in, so every later read carries their type).
+    fn start_request(
+        &self,
+        r: temporalio_protos::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest,
+    ) -> Result<(crate::engine::workflow::StartWorkflow, crate::engine::start::StartPolicy), Error> {
+        let (mut start, policy) = self.checks().start(r)?;
+        if let Some(sa) = &start.search_attributes {
+            let custom = self.svc.namespaces.custom_types(&start.key.namespace);
+            let registry = crate::visibility::attributes::Registry { custom: &custom };
+            let checked =
+                crate::visibility::attributes::validate(sa, &registry, false).map_err(Error::InvalidArgument)?;
+            start.search_attributes = Some(checked);
+        }
+        Ok((start, policy))
     }
 }
 
@@ -153,6 +172,7 @@ where
             "DescribeNamespace" => describe_namespace,
             "ListNamespaces" => list_namespaces,
             "RegisterNamespace" => register_namespace,
+            "UpdateNamespace" => update_namespace,
             "StartWorkflowExecution" => start_workflow_execution,
             "SignalWithStartWorkflowExecution" => signal_with_start_workflow_execution,
             "SignalWorkflowExecution" => signal_workflow_execution,
@@ -187,21 +207,41 @@ where
             "ResetActivity" => reset_activity,
             "UpdateActivityOptions" => update_activity_options,
             "UpdateWorkflowExecutionOptions" => update_workflow_execution_options,
+            "ListWorkflowExecutions" => list_workflow_executions,
+            "ScanWorkflowExecutions" => scan_workflow_executions,
+            "ListOpenWorkflowExecutions" => list_open_workflow_executions,
+            "ListClosedWorkflowExecutions" => list_closed_workflow_executions,
+            "CountWorkflowExecutions" => count_workflow_executions,
+            "GetSearchAttributes" => get_search_attributes,
+            "GetWorkflowExecutionHistoryReverse" => get_workflow_execution_history_reverse,
+            "DescribeTaskQueue" => describe_task_queue,
+            "ListTaskQueuePartitions" => list_task_queue_partitions,
         )
     }
 }
 
-/// Temporal's `OperatorService`, which tempora does not serve yet (search attribute
-/// registration comes with visibility): each method answers UNIMPLEMENTED naming itself,
-/// rather than the anonymous answer of an unknown service.
-#[derive(Clone, Default)]
-pub struct OperatorServiceServer;
+/// Temporal's `OperatorService`: search attributes (and, later, namespaces and Nexus
+/// endpoints); other methods answer UNIMPLEMENTED naming themselves.
+#[derive(Clone)]
+pub struct OperatorServiceServer {
+    fe: Arc<Frontend>,
+}
+
+impl OperatorServiceServer {
+    pub fn new(fe: Arc<Frontend>) -> Self {
+        OperatorServiceServer { fe }
+    }
+}
 
 impl NamedService for OperatorServiceServer {
     const NAME: &'static str = "temporal.api.operatorservice.v1.OperatorService";
 }
 
-impl<B: Send + 'static> Service<http::Request<B>> for OperatorServiceServer {
+impl<B> Service<http::Request<B>> for OperatorServiceServer
+where
+    B: tonic::codegen::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
     type Response = http::Response<Body>;
     type Error = Infallible;
     type Future = BoxFuture<Self::Response, Self::Error>;
@@ -212,7 +252,11 @@ impl<B: Send + 'static> Service<http::Request<B>> for OperatorServiceServer {
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let method = req.uri().path().rsplit('/').next().unwrap_or_default().to_string();
-        let status = tonic::Status::unimplemented(format!("method {method} is not implemented by tempora"));
-        Box::pin(async move { Ok(status.into_http()) })
+        let fe = self.fe.clone();
+        route!(fe, req, method.as_str();
+            "AddSearchAttributes" => add_search_attributes,
+            "RemoveSearchAttributes" => remove_search_attributes,
+            "ListSearchAttributes" => list_search_attributes,
+        )
     }
 }

@@ -11,6 +11,9 @@ use crate::error::{Error, Result};
 use crate::store::NamespaceRecord;
 
 const SERVER_VERSION: &str = "1.29.0";
+/// The shortest retention an update may set (as the dev server allows).
+const RETENTION_MIN_MS: i64 = 3600 * 1000;
+const NAMESPACE_PAGE_SIZE_DEFAULT: usize = 100;
 /// Temporal's default retention of a registered namespace.
 const RETENTION_DEFAULT_MS: i64 = 72 * 3600 * 1000;
 
@@ -25,10 +28,10 @@ impl Frontend {
                 supports_schedules: false,
                 encoded_failure_attributes: true,
                 build_id_based_versioning: false,
-                upsert_memo: false,
+                upsert_memo: true,
                 eager_workflow_start: true,
                 sdk_metadata: true,
-                count_group_by_execution_status: false,
+                count_group_by_execution_status: true,
                 nexus: false,
                 server_scaled_deployments: false,
                 server_scaled_provider_cloud_run: false,
@@ -63,10 +66,86 @@ impl Frontend {
         Ok(views::namespace(&ns))
     }
 
-    pub async fn list_namespaces(&self, _r: Request<ws::ListNamespacesRequest>) -> Result<ws::ListNamespacesResponse> {
-        Ok(ws::ListNamespacesResponse {
-            namespaces: self.svc.namespaces.all().iter().map(views::namespace).collect(),
-            next_page_token: Vec::new(),
+    /// Namespaces by name, in pages; the token is the last name of the previous page.
+    pub async fn list_namespaces(&self, r: Request<ws::ListNamespacesRequest>) -> Result<ws::ListNamespacesResponse> {
+        let r = r.into_inner();
+        let page_size = if r.page_size <= 0 { NAMESPACE_PAGE_SIZE_DEFAULT } else { r.page_size as usize };
+        let after = String::from_utf8(r.next_page_token).map_err(|_| Error::invalid("invalid next page token"))?;
+        let page: Vec<_> = self
+            .svc
+            .namespaces
+            .all()
+            .into_iter()
+            .filter(|n| after.is_empty() || n.name > after)
+            .take(page_size)
+            .collect();
+        let next_page_token = if page.len() == page_size {
+            page.last().map(|n| n.name.clone().into_bytes()).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        Ok(ws::ListNamespacesResponse { namespaces: page.iter().map(views::namespace).collect(), next_page_token })
+    }
+
+    /// Changes a namespace's description, owner, data (merged) and retention, as Temporal does
+    /// for a local namespace; global-namespace changes are refused.
+    pub async fn update_namespace(
+        &self,
+        r: Request<ws::UpdateNamespaceRequest>,
+    ) -> Result<ws::UpdateNamespaceResponse> {
+        let r = r.into_inner();
+        if r.namespace.is_empty() {
+            return Err(Error::invalid("Namespace not set on request."));
+        }
+        if r.promote_namespace {
+            return Err(Error::invalid(format!(
+                "global namespace is not enabled on this cluster, cannot update global namespace or promote local namespace: {}",
+                r.namespace
+            )));
+        }
+        if let Some(replication) = &r.replication_config {
+            let named = std::iter::once(replication.active_cluster_name.as_str())
+                .chain(replication.clusters.iter().map(|c| c.cluster_name.as_str()));
+            if let Some(bad) = named.filter(|n| !n.is_empty()).find(|n| *n != CLUSTER_NAME) {
+                return Err(Error::invalid(format!("Invalid cluster name: {bad}")));
+            }
+        }
+        let retention_ms = match r.config.as_ref().and_then(|c| c.workflow_execution_retention_ttl.as_ref()) {
+            None => None,
+            Some(ttl) => match proto::duration_ms(Some(ttl)) {
+                0 => None,
+                ms if ms < RETENTION_MIN_MS => {
+                    return Err(Error::invalid("A valid retention period is not set on request."))
+                }
+                ms => Some(ms),
+            },
+        };
+        let record = self
+            .svc
+            .namespaces
+            .update(&r.namespace, |record| {
+                if let Some(info) = &r.update_info {
+                    if !info.description.is_empty() {
+                        record.description = info.description.clone();
+                    }
+                    if !info.owner_email.is_empty() {
+                        record.owner_email = info.owner_email.clone();
+                    }
+                    record.data.extend(info.data.clone());
+                }
+                if let Some(ms) = retention_ms {
+                    record.retention_ms = ms;
+                }
+                Ok(record.clone())
+            })
+            .await?;
+        let described = views::namespace(&record);
+        Ok(ws::UpdateNamespaceResponse {
+            namespace_info: described.namespace_info,
+            config: described.config,
+            replication_config: described.replication_config,
+            failover_version: described.failover_version,
+            is_global_namespace: false,
         })
     }
 
@@ -87,6 +166,8 @@ impl Frontend {
             description: r.description,
             owner_email: r.owner_email,
             retention_ms,
+            search_attributes: Default::default(),
+            data: r.data.into_iter().collect(),
         };
         self.svc.namespaces.register(record).await?;
         Ok(ws::RegisterNamespaceResponse {})

@@ -32,6 +32,7 @@ pub(super) fn namespace(ns: &NamespaceRecord) -> ws::DescribeNamespaceResponse {
             description: ns.description.clone(),
             owner_email: ns.owner_email.clone(),
             id: ns.id.clone(),
+            data: ns.data.clone().into_iter().collect(),
             // What tempora really does; SDKs choose their behaviour by these. With
             // `worker_poll_complete_on_shutdown` an SDK worker leaves its polls to the server at
             // shutdown (`ShutdownWorker` ends them, `matching`), so no task is lost to a poll
@@ -246,35 +247,11 @@ pub(super) fn describe(exec: &Execution) -> ws::DescribeWorkflowExecutionRespons
             ..Default::default()
         }),
         workflow_execution_info: Some(wf::WorkflowExecutionInfo {
-            execution: Some(execution_of(&s.key)),
-            r#type: Some(WorkflowType { name: s.workflow_type.clone() }),
-            start_time: Some(proto::timestamp(s.start_time_ms)),
-            close_time: (s.close_time_ms > 0).then(|| proto::timestamp(s.close_time_ms)),
-            status: s.status.number(),
             history_length: exec.history.len() as i64,
-            execution_time: Some(proto::timestamp(if s.execution_time_ms > 0 {
-                s.execution_time_ms
-            } else {
-                s.start_time_ms
-            })),
             memo: s.memo.as_ref().map(|m| m.decode()).or(started.memo),
             search_attributes: s.search_attributes.as_ref().map(|m| m.decode()).or(started.search_attributes),
-            parent_namespace_id: s.parent.as_ref().map(|p| p.namespace.clone()).unwrap_or_default(),
-            parent_execution: s
-                .parent
-                .as_ref()
-                .map(|p| WorkflowExecution { workflow_id: p.workflow_id.clone(), run_id: p.run_id.clone() }),
-            task_queue: s.task_queue.clone(),
-            state_transition_count: s.transitions as i64,
-            history_size_bytes: s.history_size_bytes,
-            execution_duration: (s.close_time_ms > 0).then(|| proto::duration(s.close_time_ms - s.start_time_ms)),
-            first_run_id: s.first_execution_run_id.clone(),
             priority,
-            root_execution: Some({
-                let (workflow_id, run_id) = s.root_execution();
-                WorkflowExecution { workflow_id, run_id }
-            }),
-            ..Default::default()
+            ..crate::visibility::execution_info(s)
         }),
         pending_activities,
         pending_workflow_task,

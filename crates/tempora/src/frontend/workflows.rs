@@ -7,7 +7,7 @@ use temporalio_protos::temporal::api::workflow::v1::WorkflowExecutionOptions;
 use temporalio_protos::temporal::api::workflowservice::v1 as ws;
 use tonic::Request;
 
-use super::convert::{check_id, parse_history_token};
+use super::convert::{check_id, history_token, parse_history_token};
 use super::views::{self, HistoryRead};
 use super::Frontend;
 use crate::engine::external::{CancelRequest, Signal};
@@ -88,7 +88,7 @@ impl Frontend {
         let r = r.into_inner();
         self.svc.namespaces.get(&r.namespace)?;
         let (eager, identity) = (r.request_eager_execution, r.identity.clone());
-        let (start, policy) = self.checks().start(r)?;
+        let (start, policy) = self.start_request(r)?;
         let key = start.key.clone();
         let started = self.svc.start_workflow(start, policy).await?;
         // Eager start: the caller's worker gets the first workflow task in the answer.
@@ -128,7 +128,7 @@ impl Frontend {
             request_id: r.request_id.clone(),
             external: None,
         };
-        let (start, policy) = self.checks().start(ws::StartWorkflowExecutionRequest {
+        let (start, policy) = self.start_request(ws::StartWorkflowExecutionRequest {
             namespace: r.namespace,
             workflow_id: r.workflow_id,
             workflow_type: r.workflow_type,
@@ -255,6 +255,34 @@ impl Frontend {
         let deadline = tokio::time::Instant::now() + HISTORY_POLL_TIMEOUT;
         let page = self.svc.watch_run(&key, deadline, |exec| views::history_page(exec, read)).await?;
         Ok(page.unwrap_or_else(|| views::history_poll_expired(read.from_event_id)))
+    }
+
+    /// History newest first, in pages (`temporal workflow show --reverse`); the token is the
+    /// id of the event the next page starts from.
+    pub async fn get_workflow_execution_history_reverse(
+        &self,
+        r: Request<ws::GetWorkflowExecutionHistoryReverseRequest>,
+    ) -> Result<ws::GetWorkflowExecutionHistoryReverseResponse> {
+        let r = r.into_inner();
+        let key = self.run_of(&r.namespace, r.execution).await?;
+        let upto = if r.next_page_token.is_empty() { None } else { Some(parse_history_token(&r.next_page_token)?) };
+        let page_size = match r.maximum_page_size {
+            n if n <= 0 => HISTORY_PAGE_SIZE_DEFAULT,
+            n => n as usize,
+        };
+        self.svc
+            .read(&key, |exec| {
+                let total = exec.history.len();
+                let end = upto.map_or(total, |id| (id as usize).min(total));
+                let start = end.saturating_sub(page_size);
+                let events = exec.history[start..end].iter().rev().cloned().collect();
+                let next_page_token = if start > 0 { history_token(start as i64) } else { Vec::new() };
+                ws::GetWorkflowExecutionHistoryReverseResponse {
+                    history: Some(temporalio_protos::temporal::api::history::v1::History { events }),
+                    next_page_token,
+                }
+            })
+            .await
     }
 
     pub async fn describe_workflow_execution(

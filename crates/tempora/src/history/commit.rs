@@ -53,6 +53,7 @@ impl Service {
             limits: self.limits,
             history: &exec.history,
             new_run_id: uuid::Uuid::new_v4().to_string(),
+            search_attribute_types: self.namespaces.custom_types(&key.namespace),
         };
         let applied = request::apply(&mut state, request, context)?;
         if !applied.changed {
@@ -62,7 +63,7 @@ impl Service {
             return Ok(Outcome::Unchanged);
         }
         state.transitions += 1;
-        let mut writes = vec![Write::execution(&state, &applied.events, Some(exec.state.transitions))];
+        let mut writes = vec![Write::transition(&state, &applied.events, &exec.state)];
         if let Some(next) = &applied.new_run {
             writes.push(Write::execution(&next.state, &next.events, None));
             writes.push(Write::current(&next.state.key));

@@ -78,6 +78,11 @@ impl Service {
         &self.limits
     }
 
+    /// The store, for reads that bypass the runs in memory (visibility).
+    pub(crate) fn store(&self) -> &store::Handle {
+        &self.store
+    }
+
     pub(crate) fn runtime(&self) -> &Runtime {
         &self.runtime
     }

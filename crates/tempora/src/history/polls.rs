@@ -64,6 +64,7 @@ impl Service {
     /// Takes tasks from a queue until one starts (stale ones are skipped) or the poll expires.
     pub async fn poll_task(self: &Arc<Self>, poll: &Poll) -> Result<Option<Polled>> {
         let deadline = tokio::time::Instant::now() + poll.timeout;
+        self.matching.poller_seen(&poll.namespace, &poll.task_queue, poll.kind, &poll.identity);
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let Some(task) = self.matching.poll(&poll.namespace, &poll.task_queue, poll.kind, &poll.worker, left).await

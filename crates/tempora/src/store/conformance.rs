@@ -111,6 +111,8 @@ fn namespace(name: &str, id: &str, description: &str) -> NamespaceRecord {
         description: description.into(),
         owner_email: "owner@example.com".into(),
         retention_ms: 86_400_000,
+        search_attributes: Default::default(),
+        data: Default::default(),
     }
 }
 

@@ -30,6 +30,7 @@ use temporalio_protos::temporal::api::history::v1::HistoryEvent;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::state::MutableState;
+use crate::visibility::{self, CountRequest, Counted, ListRequest, Listed};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
@@ -68,6 +69,12 @@ pub struct NamespaceRecord {
     pub description: String,
     pub owner_email: String,
     pub retention_ms: i64,
+    /// Custom search attributes: name → `IndexedValueType` number.
+    #[serde(default)]
+    pub search_attributes: std::collections::BTreeMap<String, i32>,
+    /// Free-form key/values (`NamespaceInfo.data`).
+    #[serde(default)]
+    pub data: std::collections::BTreeMap<String, String>,
 }
 
 /// A run as stored: its mutable state and full history.
@@ -92,6 +99,8 @@ pub enum Write {
         state_json: Vec<u8>,
         /// (event id, protobuf bytes), appended.
         new_events: Vec<(i64, Vec<u8>)>,
+        /// The run's visibility row, when something a query can see changed.
+        visibility: Option<Box<visibility::Row>>,
     },
     Current {
         namespace: String,
@@ -127,7 +136,18 @@ impl Write {
     }
 
     /// A run's new state and events; `expected_version` is the version read (`None`: new run).
+    /// Its visibility row is written too.
     pub fn execution(state: &MutableState, new_events: &[HistoryEvent], expected_version: Option<u64>) -> Write {
+        Self::run(state, new_events, expected_version, true)
+    }
+
+    /// A transition of a run read as `before`: its visibility row is written only when
+    /// something a query can see changed.
+    pub fn transition(state: &MutableState, new_events: &[HistoryEvent], before: &MutableState) -> Write {
+        Self::run(state, new_events, Some(before.transitions), visibility::needs_write(before, state))
+    }
+
+    fn run(state: &MutableState, new_events: &[HistoryEvent], expected_version: Option<u64>, visible: bool) -> Write {
         Write::Execution {
             run_id: state.key.run_id.to_string(),
             namespace: state.key.namespace.to_string(),
@@ -137,6 +157,7 @@ impl Write {
             expected_version,
             state_json: serde_json::to_vec(state).expect("mutable state serialises"),
             new_events: new_events.iter().map(|e| (e.event_id, e.encode_to_vec())).collect(),
+            visibility: visible.then(|| Box::new(visibility::Row::of(state))),
         }
     }
 }
@@ -158,6 +179,13 @@ pub trait Store: Send + 'static {
     fn reader(&self) -> Option<Arc<dyn Reader>> {
         None
     }
+    /// A page of runs matching a visibility query, in List's order (SQL backends only).
+    fn list_executions(&mut self, _request: &ListRequest) -> Result<Vec<Listed>> {
+        Err(Error::Backend("this store has no visibility".into()))
+    }
+    fn count_executions(&mut self, _request: &CountRequest) -> Result<Counted> {
+        Err(Error::Backend("this store has no visibility".into()))
+    }
 }
 
 /// Reads that may run on any thread, concurrently with the writer. They see what was
@@ -165,6 +193,8 @@ pub trait Store: Send + 'static {
 pub trait Reader: Send + Sync + 'static {
     fn load_execution(&self, run_id: &str) -> Result<Option<ExecutionRecord>>;
     fn load_current_run(&self, namespace: &str, workflow_id: &str) -> Result<Option<String>>;
+    fn list_executions(&self, request: &ListRequest) -> Result<Vec<Listed>>;
+    fn count_executions(&self, request: &CountRequest) -> Result<Counted>;
 }
 
 pub(crate) fn decode_execution(state_json: &[u8], events: Vec<Vec<u8>>) -> Result<ExecutionRecord> {
@@ -184,6 +214,8 @@ enum Request {
     Commit(Vec<Write>, oneshot::Sender<Result<()>>),
     LoadExecution(String, oneshot::Sender<Result<Option<ExecutionRecord>>>),
     LoadCurrentRun(String, String, oneshot::Sender<Result<Option<String>>>),
+    List(Box<ListRequest>, oneshot::Sender<Result<Vec<Listed>>>),
+    Count(Box<CountRequest>, oneshot::Sender<Result<Counted>>),
 }
 
 /// The async face of a store: cheap to clone. Commits go to the writer thread; reads go to
@@ -244,6 +276,25 @@ impl Handle {
         self.tx.send(Request::LoadCurrentRun(namespace, workflow_id, reply)).await.map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)?
     }
+
+    /// A page of a visibility query (beside the writer when the backend can read there).
+    pub async fn list_executions(&self, request: ListRequest) -> Result<Vec<Listed>> {
+        if let Some(reader) = self.reader.clone() {
+            return read_blocking(move || reader.list_executions(&request)).await;
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Request::List(Box::new(request), reply)).await.map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    pub async fn count_executions(&self, request: CountRequest) -> Result<Counted> {
+        if let Some(reader) = self.reader.clone() {
+            return read_blocking(move || reader.count_executions(&request)).await;
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Request::Count(Box::new(request), reply)).await.map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
 }
 
 async fn read_blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -271,6 +322,14 @@ fn writer_loop(mut store: Box<dyn Store>, mut rx: mpsc::Receiver<Request>) {
                 Request::LoadCurrentRun(namespace, workflow_id, reply) => {
                     commit_group(store.as_mut(), &mut group);
                     let _ = reply.send(store.load_current_run(&namespace, &workflow_id));
+                }
+                Request::List(request, reply) => {
+                    commit_group(store.as_mut(), &mut group);
+                    let _ = reply.send(store.list_executions(&request));
+                }
+                Request::Count(request, reply) => {
+                    commit_group(store.as_mut(), &mut group);
+                    let _ = reply.send(store.count_executions(&request));
                 }
                 Request::Close(reply) => closed = Some(reply),
             }

@@ -15,7 +15,10 @@ use std::time::Duration;
 use postgres::{Client, NoTls, Statement};
 use r2d2_postgres::PostgresConnectionManager;
 
+use postgres::types::ToSql;
+
 use super::{decode_execution, Error, ExecutionRecord, NamespaceRecord, Reader, Result, Store, Write};
+use crate::visibility::{self, query, Bind, CountRequest, Counted, Cursor, GroupValue, ListRequest, Listed};
 
 /// Most pooled read connections.
 const READ_POOL_MAX: u32 = 8;
@@ -24,8 +27,11 @@ const READ_POOL_MAX: u32 = 8;
 const READ_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Numbered migrations; the index + 1 is the schema version (table `tempora_schema`).
-pub const MIGRATIONS: &[&str] =
-    &[include_str!("migrations/postgres/0001_initial.sql"), include_str!("migrations/postgres/0002_row_version.sql")];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/postgres/0001_initial.sql"),
+    include_str!("migrations/postgres/0002_row_version.sql"),
+    include_str!("migrations/postgres/0003_visibility.sql"),
+];
 
 pub struct PostgresStore {
     url: String,
@@ -56,6 +62,9 @@ struct Statements {
     update_execution: Statement,
     insert_events: Statement,
     upsert_current: Statement,
+    upsert_visibility: Statement,
+    delete_attributes: Statement,
+    insert_attributes: Statement,
 }
 
 impl Statements {
@@ -86,8 +95,82 @@ impl Statements {
                      ON CONFLICT (namespace, workflow_id) DO UPDATE SET run_id = excluded.run_id",
                 )
                 .map_err(backend)?,
+            upsert_visibility: client.prepare(&visibility::upsert_sql(query::Dialect::Postgres)).map_err(backend)?,
+            delete_attributes: client
+                .prepare("DELETE FROM visibility_attributes WHERE run_id = $1")
+                .map_err(backend)?,
+            // All of a run's attribute values in one statement.
+            insert_attributes: client
+                .prepare(
+                    "INSERT INTO visibility_attributes (run_id, namespace, name, value_text, value_int, value_double)
+                     SELECT $1, $2, a.name, a.t, a.i, a.d
+                     FROM UNNEST($3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::DOUBLE PRECISION[]) AS a(name, t, i, d)",
+                )
+                .map_err(backend)?,
         })
     }
+}
+
+fn write_visibility(tx: &mut postgres::Transaction<'_>, st: &Statements, row: &visibility::Row) -> Result<()> {
+    let values: Vec<Box<dyn ToSql + Sync>> = row.values().into_iter().map(bind).collect();
+    let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v.as_ref()).collect();
+    tx.execute(&st.upsert_visibility, &refs).map_err(backend)?;
+    tx.execute(&st.delete_attributes, &[&row.run_id]).map_err(backend)?;
+    if !row.attributes.is_empty() {
+        let names: Vec<&str> = row.attributes.iter().map(|a| a.name.as_str()).collect();
+        let texts: Vec<Option<&str>> = row.attributes.iter().map(|a| a.text.as_deref()).collect();
+        let ints: Vec<Option<i64>> = row.attributes.iter().map(|a| a.int).collect();
+        let doubles: Vec<Option<f64>> = row.attributes.iter().map(|a| a.double).collect();
+        tx.execute(&st.insert_attributes, &[&row.run_id, &row.namespace, &names, &texts, &ints, &doubles])
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
+fn bind(b: Bind) -> Box<dyn ToSql + Sync> {
+    match b {
+        Bind::Text(s) => Box::new(s),
+        Bind::Int(n) => Box::new(n),
+        Bind::Double(f) => Box::new(f),
+        Bind::Bytes(b) => Box::new(b),
+    }
+}
+
+fn param(v: query::SqlValue) -> Box<dyn ToSql + Sync> {
+    match v {
+        query::SqlValue::Text(s) => Box::new(s),
+        query::SqlValue::Int(n) => Box::new(n),
+        query::SqlValue::Double(f) => Box::new(f),
+    }
+}
+
+fn list(client: &mut Client, request: &ListRequest) -> Result<Vec<Listed>> {
+    let (sql, params) = visibility::list_sql(request, query::Dialect::Postgres);
+    let params: Vec<Box<dyn ToSql + Sync>> = params.into_iter().map(param).collect();
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v.as_ref()).collect();
+    let rows = client.query(&sql, &refs).map_err(backend)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (Cursor { sort_time: r.get(0), start_time: r.get(1), run_id: r.get(2) }, r.get::<_, Vec<u8>>(3)))
+        .collect())
+}
+
+fn count(client: &mut Client, request: &CountRequest) -> Result<Counted> {
+    let (sql, params) = visibility::count_sql(request, query::Dialect::Postgres);
+    let params: Vec<Box<dyn ToSql + Sync>> = params.into_iter().map(param).collect();
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v.as_ref()).collect();
+    let rows = client.query(&sql, &refs).map_err(backend)?;
+    let int = visibility::group_is_int(request);
+    let mut counted = Counted::default();
+    for r in rows {
+        let n: i64 = r.get(1);
+        counted.total += n;
+        if request.group_by.is_some() {
+            let value = if int { GroupValue::Int(r.get(0)) } else { GroupValue::Text(r.get(0)) };
+            counted.groups.push((value, n));
+        }
+    }
+    Ok(counted)
 }
 
 fn backend(e: postgres::Error) -> Error {
@@ -176,6 +259,14 @@ impl Reader for PostgresReader {
     fn load_current_run(&self, namespace: &str, workflow_id: &str) -> Result<Option<String>> {
         self.with_client(|client| load_current_run(client, namespace, workflow_id))
     }
+
+    fn list_executions(&self, request: &ListRequest) -> Result<Vec<Listed>> {
+        self.with_client(|client| list(client, request))
+    }
+
+    fn count_executions(&self, request: &CountRequest) -> Result<Counted> {
+        self.with_client(|client| count(client, request))
+    }
 }
 
 fn migrate(client: &mut Client) -> Result<()> {
@@ -220,6 +311,7 @@ impl Store for PostgresStore {
                         expected_version,
                         state_json,
                         new_events,
+                        visibility,
                     } => {
                         let version = *version as i64;
                         let written = match expected_version {
@@ -244,6 +336,9 @@ impl Store for PostgresStore {
                             let data: Vec<&[u8]> = new_events.iter().map(|(_, d)| d.as_slice()).collect();
                             tx.execute(&st.insert_events, &[run_id, &ids, &data]).map_err(backend)?;
                         }
+                        if let Some(row) = visibility {
+                            write_visibility(&mut tx, st, row)?;
+                        }
                     }
                     Write::Current { namespace, workflow_id, run_id } => {
                         tx.execute(&st.upsert_current, &[namespace, workflow_id, run_id]).map_err(backend)?;
@@ -251,6 +346,9 @@ impl Store for PostgresStore {
                     Write::DeleteExecution { namespace, workflow_id, run_id } => {
                         tx.execute("DELETE FROM history_events WHERE run_id = $1", &[run_id]).map_err(backend)?;
                         tx.execute("DELETE FROM executions WHERE run_id = $1", &[run_id]).map_err(backend)?;
+                        tx.execute("DELETE FROM visibility WHERE run_id = $1", &[run_id]).map_err(backend)?;
+                        tx.execute("DELETE FROM visibility_attributes WHERE run_id = $1", &[run_id])
+                            .map_err(backend)?;
                         tx.execute(
                             "DELETE FROM current_executions WHERE namespace = $1 AND workflow_id = $2 AND run_id = $3",
                             &[namespace, workflow_id, run_id],
@@ -308,6 +406,14 @@ impl Store for PostgresStore {
 
     fn reader(&self) -> Option<Arc<dyn Reader>> {
         Some(self.readers.clone())
+    }
+
+    fn list_executions(&mut self, request: &ListRequest) -> Result<Vec<Listed>> {
+        self.with_client(|client, _| list(client, request))
+    }
+
+    fn count_executions(&mut self, request: &CountRequest) -> Result<Counted> {
+        self.with_client(|client, _| count(client, request))
     }
 
     fn load_current_runs(&mut self) -> Result<Vec<(String, String, String)>> {

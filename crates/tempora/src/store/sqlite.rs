@@ -3,17 +3,24 @@
 //! life of the store, so a second server cannot write the same file.
 
 use std::fs::{File, OpenOptions};
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{decode_execution, Error, ExecutionRecord, NamespaceRecord, Result, Store, Write};
+use super::{decode_execution, Error, ExecutionRecord, NamespaceRecord, Reader, Result, Store, Write};
+use crate::visibility::{self, query, Bind, CountRequest, Counted, Cursor, GroupValue, ListRequest, Listed};
 
 /// Numbered migrations; the index + 1 is the schema version (`PRAGMA user_version`).
-pub const MIGRATIONS: &[&str] =
-    &[include_str!("migrations/sqlite/0001_initial.sql"), include_str!("migrations/sqlite/0002_row_version.sql")];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/sqlite/0001_initial.sql"),
+    include_str!("migrations/sqlite/0002_row_version.sql"),
+    include_str!("migrations/sqlite/0003_visibility.sql"),
+];
 
 pub struct SqliteStore {
     conn: Connection,
+    /// The file, for readers beside the writer (`None` in memory: reads go to the writer).
+    path: Option<String>,
     /// Held for its lock; dropping it releases the file.
     _lock: Option<File>,
 }
@@ -44,7 +51,8 @@ impl SqliteStore {
         };
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;")
             .map_err(backend)?;
-        let mut store = SqliteStore { conn, _lock: lock };
+        let path = lock.as_ref().map(|_| path.to_string());
+        let mut store = SqliteStore { conn, path, _lock: lock };
         store.migrate()?;
         Ok(store)
     }
@@ -63,15 +71,34 @@ impl SqliteStore {
         }
         Ok(())
     }
+}
 
-    fn history(&self, run_id: &str) -> Result<Vec<Vec<u8>>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT data FROM history_events WHERE run_id = ?1 ORDER BY event_id")
-            .map_err(backend)?;
-        let rows = stmt.query_map([run_id], |r| r.get::<_, Vec<u8>>(0)).map_err(backend)?;
-        rows.collect::<std::result::Result<_, _>>().map_err(backend)
+fn history(conn: &Connection, run_id: &str) -> Result<Vec<Vec<u8>>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT data FROM history_events WHERE run_id = ?1 ORDER BY event_id").map_err(backend)?;
+    let rows = stmt.query_map([run_id], |r| r.get::<_, Vec<u8>>(0)).map_err(backend)?;
+    rows.collect::<std::result::Result<_, _>>().map_err(backend)
+}
+
+fn load_execution(conn: &Connection, run_id: &str) -> Result<Option<ExecutionRecord>> {
+    let state: Option<Vec<u8>> = conn
+        .query_row("SELECT state FROM executions WHERE run_id = ?1", [run_id], |r| r.get(0))
+        .optional()
+        .map_err(backend)?;
+    match state {
+        None => Ok(None),
+        Some(state) => decode_execution(&state, history(conn, run_id)?).map(Some),
     }
+}
+
+fn load_current_run(conn: &Connection, namespace: &str, workflow_id: &str) -> Result<Option<String>> {
+    conn.query_row(
+        "SELECT run_id FROM current_executions WHERE namespace = ?1 AND workflow_id = ?2",
+        [namespace, workflow_id],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(backend)
 }
 
 impl Store for SqliteStore {
@@ -88,6 +115,7 @@ impl Store for SqliteStore {
                     expected_version,
                     state_json,
                     new_events,
+                    visibility,
                 } => {
                     let version = *version as i64;
                     let written = match expected_version {
@@ -117,6 +145,9 @@ impl Store for SqliteStore {
                     for (event_id, data) in new_events {
                         insert.execute(params![run_id, event_id, data]).map_err(backend)?;
                     }
+                    if let Some(row) = visibility {
+                        write_visibility(&tx, row)?;
+                    }
                 }
                 Write::Current { namespace, workflow_id, run_id } => {
                     tx.prepare_cached(
@@ -130,6 +161,8 @@ impl Store for SqliteStore {
                 Write::DeleteExecution { namespace, workflow_id, run_id } => {
                     tx.execute("DELETE FROM history_events WHERE run_id = ?1", [run_id]).map_err(backend)?;
                     tx.execute("DELETE FROM executions WHERE run_id = ?1", [run_id]).map_err(backend)?;
+                    tx.execute("DELETE FROM visibility WHERE run_id = ?1", [run_id]).map_err(backend)?;
+                    tx.execute("DELETE FROM visibility_attributes WHERE run_id = ?1", [run_id]).map_err(backend)?;
                     tx.execute(
                         "DELETE FROM current_executions WHERE namespace = ?1 AND workflow_id = ?2 AND run_id = ?3",
                         [namespace, workflow_id, run_id],
@@ -170,19 +203,11 @@ impl Store for SqliteStore {
             let rows = stmt.query_map([running], |r| Ok((r.get(0)?, r.get(1)?))).map_err(backend)?;
             rows.collect::<std::result::Result<_, _>>().map_err(backend)?
         };
-        rows.into_iter().map(|(run_id, state)| decode_execution(&state, self.history(&run_id)?)).collect()
+        rows.into_iter().map(|(run_id, state)| decode_execution(&state, history(&self.conn, &run_id)?)).collect()
     }
 
     fn load_execution(&mut self, run_id: &str) -> Result<Option<ExecutionRecord>> {
-        let state: Option<Vec<u8>> = self
-            .conn
-            .query_row("SELECT state FROM executions WHERE run_id = ?1", [run_id], |r| r.get(0))
-            .optional()
-            .map_err(backend)?;
-        match state {
-            None => Ok(None),
-            Some(state) => decode_execution(&state, self.history(run_id)?).map(Some),
-        }
+        load_execution(&self.conn, run_id)
     }
 
     fn load_current_runs(&mut self) -> Result<Vec<(String, String, String)>> {
@@ -192,15 +217,134 @@ impl Store for SqliteStore {
         rows.collect::<std::result::Result<_, _>>().map_err(backend)
     }
 
+    fn reader(&self) -> Option<Arc<dyn Reader>> {
+        self.path.clone().map(|path| Arc::new(SqliteReader { path, idle: Mutex::new(Vec::new()) }) as Arc<dyn Reader>)
+    }
+
+    fn list_executions(&mut self, request: &ListRequest) -> Result<Vec<Listed>> {
+        list(&self.conn, request)
+    }
+
+    fn count_executions(&mut self, request: &CountRequest) -> Result<Counted> {
+        count(&self.conn, request)
+    }
+
     fn load_current_run(&mut self, namespace: &str, workflow_id: &str) -> Result<Option<String>> {
-        self.conn
-            .query_row(
-                "SELECT run_id FROM current_executions WHERE namespace = ?1 AND workflow_id = ?2",
-                [namespace, workflow_id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(backend)
+        load_current_run(&self.conn, namespace, workflow_id)
+    }
+}
+
+fn write_visibility(tx: &rusqlite::Transaction<'_>, row: &visibility::Row) -> Result<()> {
+    tx.prepare_cached(&visibility::upsert_sql(query::Dialect::Sqlite))
+        .map_err(backend)?
+        .execute(rusqlite::params_from_iter(row.values().into_iter().map(bind)))
+        .map_err(backend)?;
+    tx.prepare_cached("DELETE FROM visibility_attributes WHERE run_id = ?1")
+        .map_err(backend)?
+        .execute([&row.run_id])
+        .map_err(backend)?;
+    let mut insert = tx.prepare_cached(&visibility::attribute_insert_sql(query::Dialect::Sqlite)).map_err(backend)?;
+    for values in row.attribute_values() {
+        insert.execute(rusqlite::params_from_iter(values.into_iter().map(bind))).map_err(backend)?;
+    }
+    Ok(())
+}
+
+fn bind(b: Bind) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    match b {
+        Bind::Text(Some(s)) => Value::Text(s),
+        Bind::Int(Some(n)) => Value::Integer(n),
+        Bind::Double(Some(f)) => Value::Real(f),
+        Bind::Text(None) | Bind::Int(None) | Bind::Double(None) => Value::Null,
+        Bind::Bytes(b) => Value::Blob(b),
+    }
+}
+
+fn param(v: query::SqlValue) -> rusqlite::types::Value {
+    match v {
+        query::SqlValue::Text(s) => rusqlite::types::Value::Text(s),
+        query::SqlValue::Int(n) => rusqlite::types::Value::Integer(n),
+        query::SqlValue::Double(f) => rusqlite::types::Value::Real(f),
+    }
+}
+
+fn list(conn: &Connection, request: &ListRequest) -> Result<Vec<Listed>> {
+    let (sql, params) = visibility::list_sql(request, query::Dialect::Sqlite);
+    let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(params.into_iter().map(param)), |r| {
+            Ok((Cursor { sort_time: r.get(0)?, start_time: r.get(1)?, run_id: r.get(2)? }, r.get::<_, Vec<u8>>(3)?))
+        })
+        .map_err(backend)?;
+    rows.collect::<std::result::Result<_, _>>().map_err(backend)
+}
+
+fn count(conn: &Connection, request: &CountRequest) -> Result<Counted> {
+    let (sql, params) = visibility::count_sql(request, query::Dialect::Sqlite);
+    let int = visibility::group_is_int(request);
+    let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(params.into_iter().map(param)), |r| {
+            let value = if int { GroupValue::Int(r.get(0)?) } else { GroupValue::Text(r.get(0)?) };
+            Ok((value, r.get::<_, i64>(1)?))
+        })
+        .map_err(backend)?;
+    let groups: Vec<(GroupValue, i64)> = rows.collect::<std::result::Result<_, _>>().map_err(backend)?;
+    let total = groups.iter().map(|(_, n)| n).sum();
+    let groups = if request.group_by.is_some() { groups } else { Vec::new() };
+    Ok(Counted { total, groups })
+}
+
+/// Read connections to the store's file, beside the writer (WAL lets them read while it
+/// writes); opened on demand, kept while idle.
+struct SqliteReader {
+    path: String,
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// Idle read connections kept open.
+const READERS_IDLE_MAX: usize = 4;
+
+impl SqliteReader {
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let idle = self.idle.lock().expect("sqlite readers lock").pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => {
+                let conn = Connection::open_with_flags(
+                    &self.path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(backend)?;
+                conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(backend)?;
+                conn
+            }
+        };
+        let result = f(&conn);
+        let mut idle = self.idle.lock().expect("sqlite readers lock");
+        if idle.len() < READERS_IDLE_MAX {
+            idle.push(conn);
+        }
+        result
+    }
+}
+
+impl Reader for SqliteReader {
+    fn load_execution(&self, run_id: &str) -> Result<Option<ExecutionRecord>> {
+        self.with(|conn| load_execution(conn, run_id))
+    }
+
+    fn load_current_run(&self, namespace: &str, workflow_id: &str) -> Result<Option<String>> {
+        self.with(|conn| load_current_run(conn, namespace, workflow_id))
+    }
+
+    fn list_executions(&self, request: &ListRequest) -> Result<Vec<Listed>> {
+        self.with(|conn| list(conn, request))
+    }
+
+    fn count_executions(&self, request: &CountRequest) -> Result<Counted> {
+        self.with(|conn| count(conn, request))
     }
 }
 
