@@ -75,7 +75,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let db = config.db.clone();
     let mut wanted = vec!["default".to_string()];
     wanted.extend(config.namespaces.iter().cloned());
-    let (store, namespaces, current, open) = tokio::task::spawn_blocking(move || -> store::Result<_> {
+    let (store, namespaces, current, open, batch_jobs) = tokio::task::spawn_blocking(move || -> store::Result<_> {
         let mut store = open_store(&db)?;
         let mut namespaces = store.load_namespaces()?;
         let mut created = Vec::new();
@@ -97,7 +97,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         store.commit(&created)?;
         let current = store.load_current_runs()?;
         let open = store.load_open_executions()?;
-        Ok((store, namespaces, current, open))
+        let batch_jobs = store.load_batch_jobs()?;
+        Ok((store, namespaces, current, open, batch_jobs))
     })
     .await
     .map_err(|e| store::Error::Backend(format!("store open task failed: {e}")))??;
@@ -114,7 +115,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let listener =
         tokio::net::TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr: addr.clone(), source })?;
     let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-    let frontend = Arc::new(Frontend::new(service.clone()));
+    let frontend = Arc::new(Frontend::new(service.clone(), batch_jobs));
+    frontend.resume_batches();
+    service.start_retention();
     // gRPC health (`temporal operator cluster health`, the Go SDK's CheckHealth).
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status(WORKFLOW_SERVICE, tonic_health::ServingStatus::Serving).await;

@@ -3,25 +3,23 @@
 //! type, group-by, paging), typed attributes in what List returns, and bad queries answered
 //! INVALID_ARGUMENT `invalid query: …`.
 
+mod raw;
 mod support;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
-use futures::StreamExt;
-use temporalio_client::{Client, WorkflowCountOptions, WorkflowListOptions};
-use temporalio_protos::temporal::api::common::v1::{Payload, SearchAttributes, WorkflowType};
+use temporalio_client::{Client, WorkflowCountOptions};
 use temporalio_protos::temporal::api::enums::v1::IndexedValueType;
 use temporalio_protos::temporal::api::operatorservice::v1::{
-    AddSearchAttributesRequest, ListSearchAttributesRequest, RemoveSearchAttributesRequest,
+    ListSearchAttributesRequest, RemoveSearchAttributesRequest,
 };
-use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
 use temporalio_protos::temporal::api::workflowservice::v1::{
-    CountWorkflowExecutionsRequest, ListWorkflowExecutionsRequest, StartWorkflowExecutionRequest,
-    TerminateWorkflowExecutionRequest,
+    CountWorkflowExecutionsRequest, ListWorkflowExecutionsRequest,
 };
 use tonic::{Code, Request};
 
-use support::{execution, start_server};
+use raw::{add_attributes, ids, list_raw, set, start, terminate};
+use support::start_server;
 
 const ATTRIBUTES: [(&str, IndexedValueType); 7] = [
     ("Customer", IndexedValueType::Keyword),
@@ -32,85 +30,6 @@ const ATTRIBUTES: [(&str, IndexedValueType); 7] = [
     ("Score", IndexedValueType::Double),
     ("Due", IndexedValueType::Datetime),
 ];
-
-async fn add_attributes(client: &Client, attributes: &[(&str, IndexedValueType)]) -> Result<(), tonic::Status> {
-    let request = AddSearchAttributesRequest {
-        namespace: "default".into(),
-        search_attributes: attributes.iter().map(|(n, t)| (n.to_string(), *t as i32)).collect(),
-    };
-    client.connection().operator_service().add_search_attributes(Request::new(request)).await.map(|_| ())
-}
-
-/// A `json/plain` payload without a `type`: the server types it from the registry.
-fn json(value: &str) -> Payload {
-    let mut payload = Payload { data: value.as_bytes().to_vec(), ..Default::default() };
-    payload.metadata.insert("encoding".into(), b"json/plain".to_vec());
-    payload
-}
-
-async fn start(
-    client: &Client,
-    workflow_id: &str,
-    workflow_type: &str,
-    attributes: &[(&str, &str)],
-) -> Result<String, tonic::Status> {
-    let request = StartWorkflowExecutionRequest {
-        namespace: "default".into(),
-        workflow_id: workflow_id.into(),
-        workflow_type: Some(WorkflowType { name: workflow_type.into() }),
-        task_queue: Some(TaskQueue { name: "visibility".into(), ..Default::default() }),
-        request_id: uuid::Uuid::new_v4().to_string(),
-        search_attributes: (!attributes.is_empty()).then(|| SearchAttributes {
-            indexed_fields: attributes.iter().map(|(n, v)| (n.to_string(), json(v))).collect(),
-        }),
-        ..Default::default()
-    };
-    let mut service = client.connection().workflow_service();
-    service.start_workflow_execution(Request::new(request)).await.map(|r| r.into_inner().run_id)
-}
-
-async fn terminate(client: &Client, workflow_id: &str) {
-    let request = TerminateWorkflowExecutionRequest {
-        namespace: "default".into(),
-        workflow_execution: execution(workflow_id, ""),
-        reason: "done".into(),
-        ..Default::default()
-    };
-    client.connection().workflow_service().terminate_workflow_execution(Request::new(request)).await.unwrap();
-}
-
-/// The workflow ids a query lists (all pages, through the SDK's stream).
-async fn ids(client: &Client, query: &str) -> BTreeSet<String> {
-    let mut stream = client.list_workflows(query, WorkflowListOptions::default());
-    let mut ids = BTreeSet::new();
-    while let Some(item) = stream.next().await {
-        let item = item.unwrap_or_else(|e| panic!("list {query:?}: {e:?}"));
-        ids.insert(item.id().to_string());
-    }
-    ids
-}
-
-fn set(ids: &[&str]) -> BTreeSet<String> {
-    ids.iter().map(|s| s.to_string()).collect()
-}
-
-async fn list_raw(
-    client: &Client,
-    query: &str,
-    page_size: i32,
-    token: Vec<u8>,
-) -> Result<(Vec<String>, Vec<u8>), tonic::Status> {
-    let request = ListWorkflowExecutionsRequest {
-        namespace: "default".into(),
-        page_size,
-        next_page_token: token,
-        query: query.into(),
-    };
-    let page =
-        client.connection().workflow_service().list_workflow_executions(Request::new(request)).await?.into_inner();
-    let ids = page.executions.iter().map(|e| e.execution.as_ref().unwrap().workflow_id.clone()).collect();
-    Ok((ids, page.next_page_token))
-}
 
 /// Five workflows: a, b, c running; d and e terminated.
 async fn seed(client: &Client) {

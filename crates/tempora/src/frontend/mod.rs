@@ -10,6 +10,7 @@
 //! `temporalio-protos`, which ships no server traits.
 
 mod activities;
+mod batch;
 mod convert;
 mod interactions;
 mod namespaces;
@@ -37,11 +38,12 @@ use crate::history::Service as History;
 /// The WorkflowService's handlers: convert, call the history service, respond.
 pub struct Frontend {
     svc: Arc<History>,
+    batches: batch::Jobs,
 }
 
 impl Frontend {
-    pub fn new(svc: Arc<History>) -> Self {
-        Frontend { svc }
+    pub fn new(svc: Arc<History>, batch_jobs: Vec<crate::store::BatchJobRecord>) -> Self {
+        Frontend { svc, batches: batch::Jobs::new(batch_jobs) }
     }
 
     fn checks(&self) -> convert::Checks<'_> {
@@ -216,6 +218,10 @@ where
             "GetWorkflowExecutionHistoryReverse" => get_workflow_execution_history_reverse,
             "DescribeTaskQueue" => describe_task_queue,
             "ListTaskQueuePartitions" => list_task_queue_partitions,
+            "StartBatchOperation" => start_batch_operation,
+            "DescribeBatchOperation" => describe_batch_operation,
+            "ListBatchOperations" => list_batch_operations,
+            "StopBatchOperation" => stop_batch_operation,
         )
     }
 }

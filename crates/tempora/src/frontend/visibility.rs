@@ -45,6 +45,7 @@ impl Frontend {
             hide_divisions: !parsed.names_namespace_division,
             page_size,
             after,
+            by_run_id: false,
         };
         let rows = self.svc.store().list_executions(request).await?;
         // A full page may be followed by more; the token is its last row's sort key.

@@ -13,6 +13,7 @@ mod commit;
 mod polls;
 mod queries;
 mod relatives;
+mod retention;
 mod start;
 mod updates;
 
@@ -76,6 +77,11 @@ impl Service {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// The clock's now (for records kept outside runs: batch jobs).
+    pub(crate) fn now_ms(&self) -> crate::clock::Millis {
+        self.clock.now_ms()
     }
 
     /// The store, for reads that bypass the runs in memory (visibility).

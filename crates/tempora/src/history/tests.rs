@@ -39,6 +39,9 @@ impl Store for LostReply {
     fn load_namespaces(&mut self) -> store::Result<Vec<NamespaceRecord>> {
         self.inner.load_namespaces()
     }
+    fn load_batch_jobs(&mut self) -> store::Result<Vec<store::BatchJobRecord>> {
+        self.inner.load_batch_jobs()
+    }
     fn load_open_executions(&mut self) -> store::Result<Vec<ExecutionRecord>> {
         self.inner.load_open_executions()
     }

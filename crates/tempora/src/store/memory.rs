@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
-use super::{decode_execution, Error, ExecutionRecord, NamespaceRecord, Result, Store, Write};
+use super::{decode_execution, BatchJobRecord, Error, ExecutionRecord, NamespaceRecord, Result, Store, Write};
 
 /// One `executions` row. Its namespace and workflow id are not kept: no read uses them.
 struct Row {
@@ -26,6 +26,8 @@ pub struct MemoryStore {
     history: HashMap<String, BTreeMap<i64, Vec<u8>>>,
     /// (namespace, workflow id) → the current run id.
     current: HashMap<(String, String), String>,
+    /// (namespace, job id) → batch job.
+    batch_jobs: HashMap<(String, String), BatchJobRecord>,
 }
 
 /// How to take back one applied write when a later write of the same commit fails.
@@ -35,6 +37,7 @@ enum Undo {
     Event(String, i64),
     History(String, BTreeMap<i64, Vec<u8>>),
     Current((String, String), Option<String>),
+    BatchJob((String, String), Option<BatchJobRecord>),
 }
 
 impl MemoryStore {
@@ -56,6 +59,18 @@ impl MemoryStore {
                 Ok(())
             }
             Write::Namespace(ns) => self.put_namespace(ns, undo),
+            Write::BatchJob(job) => {
+                let key = (job.namespace.clone(), job.job_id.clone());
+                let old = self.batch_jobs.insert(key.clone(), job.clone());
+                undo.push(Undo::BatchJob(key, old));
+                Ok(())
+            }
+            Write::DeleteBatchJob { namespace, job_id } => {
+                let key = (namespace.clone(), job_id.clone());
+                let old = self.batch_jobs.remove(&key);
+                undo.push(Undo::BatchJob(key, old));
+                Ok(())
+            }
             Write::DeleteExecution { namespace, workflow_id, run_id } => {
                 self.delete(namespace, workflow_id, run_id, undo);
                 Ok(())
@@ -132,6 +147,7 @@ impl MemoryStore {
                 }
                 Undo::History(run_id, history) => restore(&mut self.history, run_id, Some(history)),
                 Undo::Current(key, old) => restore(&mut self.current, key, old),
+                Undo::BatchJob(key, old) => restore(&mut self.batch_jobs, key, old),
             }
         }
         self.history.retain(|_, events| !events.is_empty());
@@ -160,6 +176,10 @@ impl Store for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    fn load_batch_jobs(&mut self) -> Result<Vec<BatchJobRecord>> {
+        Ok(self.batch_jobs.values().cloned().collect())
     }
 
     fn load_namespaces(&mut self) -> Result<Vec<NamespaceRecord>> {

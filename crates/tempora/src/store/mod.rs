@@ -4,7 +4,8 @@
 //! - each run's mutable state (JSON) and status, keyed by run id;
 //! - each run's history events (protobuf bytes), append-only, keyed by (run id, event id);
 //! - the current run of every workflow id;
-//! - namespaces.
+//! - namespaces;
+//! - batch jobs, with the progress they resume from.
 //!
 //! What is only cached in memory (rebuilt at start from the above): task queues and timers —
 //! both derive from the mutable state of open runs (`engine::workflow::recover`).
@@ -77,6 +78,28 @@ pub struct NamespaceRecord {
     pub data: std::collections::BTreeMap<String, String>,
 }
 
+/// A batch operation (`StartBatchOperation`) as stored: its request, state and progress.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BatchJobRecord {
+    pub namespace: String,
+    pub job_id: String,
+    /// The `StartBatchOperationRequest`, protobuf-encoded.
+    pub request: Vec<u8>,
+    /// `BatchOperationState` number.
+    pub state: i32,
+    pub start_time_ms: i64,
+    /// 0 while running.
+    pub close_time_ms: i64,
+    pub total: i64,
+    pub complete: i64,
+    pub failure: i64,
+    /// Where the job resumes: the last run id done (by a query, in run id order) or the
+    /// number of listed executions done.
+    pub cursor: String,
+    pub identity: String,
+    pub reason: String,
+}
+
 /// A run as stored: its mutable state and full history.
 #[derive(Clone, Debug)]
 pub struct ExecutionRecord {
@@ -108,6 +131,11 @@ pub enum Write {
         run_id: String,
     },
     Namespace(NamespaceRecord),
+    BatchJob(BatchJobRecord),
+    DeleteBatchJob {
+        namespace: String,
+        job_id: String,
+    },
     /// Removes a run: its row, its history, and the workflow id's current pointer if it names it.
     DeleteExecution {
         namespace: String,
@@ -167,6 +195,7 @@ pub trait Store: Send + 'static {
     /// Applies all writes in one transaction, durably, or none of them.
     fn commit(&mut self, writes: &[Write]) -> Result<()>;
     fn load_namespaces(&mut self) -> Result<Vec<NamespaceRecord>>;
+    fn load_batch_jobs(&mut self) -> Result<Vec<BatchJobRecord>>;
     /// Every run that is still open, with its history.
     fn load_open_executions(&mut self) -> Result<Vec<ExecutionRecord>>;
     fn load_execution(&mut self, run_id: &str) -> Result<Option<ExecutionRecord>>;

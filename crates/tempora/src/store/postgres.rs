@@ -17,7 +17,7 @@ use r2d2_postgres::PostgresConnectionManager;
 
 use postgres::types::ToSql;
 
-use super::{decode_execution, Error, ExecutionRecord, NamespaceRecord, Reader, Result, Store, Write};
+use super::{decode_execution, BatchJobRecord, Error, ExecutionRecord, NamespaceRecord, Reader, Result, Store, Write};
 use crate::visibility::{self, query, Bind, CountRequest, Counted, Cursor, GroupValue, ListRequest, Listed};
 
 /// Most pooled read connections.
@@ -31,6 +31,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_initial.sql"),
     include_str!("migrations/postgres/0002_row_version.sql"),
     include_str!("migrations/postgres/0003_visibility.sql"),
+    include_str!("migrations/postgres/0004_batch_jobs.sql"),
 ];
 
 pub struct PostgresStore {
@@ -355,6 +356,19 @@ impl Store for PostgresStore {
                         )
                         .map_err(backend)?;
                     }
+                    Write::BatchJob(job) => {
+                        let data = serde_json::to_string(job).expect("batch job serialises");
+                        tx.execute(
+                            "INSERT INTO batch_jobs (namespace, job_id, data) VALUES ($1, $2, $3)
+                             ON CONFLICT (namespace, job_id) DO UPDATE SET data = excluded.data",
+                            &[&job.namespace, &job.job_id, &data],
+                        )
+                        .map_err(backend)?;
+                    }
+                    Write::DeleteBatchJob { namespace, job_id } => {
+                        tx.execute("DELETE FROM batch_jobs WHERE namespace = $1 AND job_id = $2", &[namespace, job_id])
+                            .map_err(backend)?;
+                    }
                     Write::Namespace(ns) => {
                         let data = serde_json::to_string(ns).expect("namespace serialises");
                         tx.execute(
@@ -376,6 +390,17 @@ impl Store for PostgresStore {
             rows.into_iter()
                 .map(|r| {
                     serde_json::from_str(r.get::<_, &str>(0)).map_err(|e| Error::Corrupt(format!("namespace: {e}")))
+                })
+                .collect()
+        })
+    }
+
+    fn load_batch_jobs(&mut self) -> Result<Vec<BatchJobRecord>> {
+        self.with_client(|client, _| {
+            let rows = client.query("SELECT data FROM batch_jobs", &[]).map_err(backend)?;
+            rows.into_iter()
+                .map(|r| {
+                    serde_json::from_str(r.get::<_, &str>(0)).map_err(|e| Error::Corrupt(format!("batch job: {e}")))
                 })
                 .collect()
         })

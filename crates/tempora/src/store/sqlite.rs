@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{decode_execution, Error, ExecutionRecord, NamespaceRecord, Reader, Result, Store, Write};
+use super::{decode_execution, BatchJobRecord, Error, ExecutionRecord, NamespaceRecord, Reader, Result, Store, Write};
 use crate::visibility::{self, query, Bind, CountRequest, Counted, Cursor, GroupValue, ListRequest, Listed};
 
 /// Numbered migrations; the index + 1 is the schema version (`PRAGMA user_version`).
@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0001_initial.sql"),
     include_str!("migrations/sqlite/0002_row_version.sql"),
     include_str!("migrations/sqlite/0003_visibility.sql"),
+    include_str!("migrations/sqlite/0004_batch_jobs.sql"),
 ];
 
 pub struct SqliteStore {
@@ -169,6 +170,20 @@ impl Store for SqliteStore {
                     )
                     .map_err(backend)?;
                 }
+                Write::BatchJob(job) => {
+                    let data = serde_json::to_string(job).expect("batch job serialises");
+                    tx.prepare_cached(
+                        "INSERT INTO batch_jobs (namespace, job_id, data) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (namespace, job_id) DO UPDATE SET data = excluded.data",
+                    )
+                    .map_err(backend)?
+                    .execute(params![job.namespace, job.job_id, data])
+                    .map_err(backend)?;
+                }
+                Write::DeleteBatchJob { namespace, job_id } => {
+                    tx.execute("DELETE FROM batch_jobs WHERE namespace = ?1 AND job_id = ?2", [namespace, job_id])
+                        .map_err(backend)?;
+                }
                 Write::Namespace(ns) => {
                     let data = serde_json::to_string(ns).expect("namespace serialises");
                     tx.prepare_cached(
@@ -191,6 +206,17 @@ impl Store for SqliteStore {
         for data in rows {
             let data = data.map_err(backend)?;
             out.push(serde_json::from_str(&data).map_err(|e| Error::Corrupt(format!("namespace: {e}")))?);
+        }
+        Ok(out)
+    }
+
+    fn load_batch_jobs(&mut self) -> Result<Vec<BatchJobRecord>> {
+        let mut stmt = self.conn.prepare("SELECT data FROM batch_jobs").map_err(backend)?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(backend)?;
+        let mut out = Vec::new();
+        for data in rows {
+            let data = data.map_err(backend)?;
+            out.push(serde_json::from_str(&data).map_err(|e| Error::Corrupt(format!("batch job: {e}")))?);
         }
         Ok(out)
     }

@@ -216,6 +216,9 @@ pub struct ListRequest {
     pub hide_divisions: bool,
     pub page_size: usize,
     pub after: Option<Cursor>,
+    /// Order by run id alone (a key no change moves), for jobs that page through a query
+    /// while they change what it matches (batch operations, retention).
+    pub by_run_id: bool,
 }
 
 /// A Count request; `group_by` is a system column (ExecutionStatus or the division).
@@ -396,17 +399,21 @@ impl Row {
 /// A page of List: selects sort time, start time, run id and info.
 pub fn list_sql(request: &ListRequest, dialect: query::Dialect) -> (String, Vec<query::SqlValue>) {
     let mut params = Vec::new();
-    let clause = where_clause(
-        &request.namespace,
-        request.filter.as_ref(),
-        request.hide_divisions,
-        request.after.as_ref(),
-        dialect,
-        &mut params,
-    );
+    let keyset = if request.by_run_id { None } else { request.after.as_ref() };
+    let mut clause =
+        where_clause(&request.namespace, request.filter.as_ref(), request.hide_divisions, keyset, dialect, &mut params);
+    let order = if request.by_run_id {
+        if let Some(after) = &request.after {
+            params.push(query::SqlValue::Text(after.run_id.clone()));
+            clause.push_str(&format!(" AND v.run_id > {}", placeholder(dialect, params.len())));
+        }
+        "ORDER BY v.run_id ASC"
+    } else {
+        ORDER_BY
+    };
     let limit = request.page_size.clamp(1, PAGE_SIZE_MAX);
     let sql = format!(
-        "SELECT v.sort_time, v.start_time, v.run_id, v.info FROM visibility v WHERE {clause} {ORDER_BY} LIMIT {limit}"
+        "SELECT v.sort_time, v.start_time, v.run_id, v.info FROM visibility v WHERE {clause} {order} LIMIT {limit}"
     );
     (sql, params)
 }
