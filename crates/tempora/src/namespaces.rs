@@ -57,24 +57,43 @@ impl Namespaces {
             return Err(Error::invalid("Namespace not set on request."));
         }
         let by_name = self.by_name.read().expect("namespaces lock");
-        by_name.get(name).cloned().ok_or_else(|| Error::NamespaceNotFound(name.to_string()))
+        by_name.get(name).filter(|n| !n.deleted).cloned().ok_or_else(|| Error::NamespaceNotFound(name.to_string()))
     }
 
     pub(crate) fn by_id(&self, id: &str) -> Result<NamespaceRecord> {
         let by_name = self.by_name.read().expect("namespaces lock");
-        by_name.values().find(|n| n.id == id).cloned().ok_or_else(|| Error::NamespaceNotFound(id.to_string()))
+        by_name
+            .values()
+            .find(|n| n.id == id && !n.deleted)
+            .cloned()
+            .ok_or_else(|| Error::NamespaceNotFound(id.to_string()))
     }
 
-    /// Every namespace, by name.
+    /// Every namespace not deleted, by name.
     pub(crate) fn all(&self) -> Vec<NamespaceRecord> {
+        self.all_with_deleted().into_iter().filter(|n| !n.deleted).collect()
+    }
+
+    /// Every namespace, deleted ones (whose runs are being removed) included, by name.
+    pub(crate) fn all_with_deleted(&self) -> Vec<NamespaceRecord> {
         let mut all: Vec<_> = self.by_name.read().expect("namespaces lock").values().cloned().collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
 
+    /// Forgets a deleted namespace whose runs are all gone.
+    pub(crate) async fn remove(&self, name: &str) -> Result<()> {
+        let _registering = self.registering.lock().await;
+        self.store.commit(vec![Write::DeleteNamespace { name: name.to_string() }]).await?;
+        self.by_name.write().expect("namespaces lock").remove(name);
+        self.types.write().expect("namespaces lock").remove(name);
+        Ok(())
+    }
+
     pub(crate) async fn register(&self, record: NamespaceRecord) -> Result<()> {
         let _registering = self.registering.lock().await;
-        if self.get(&record.name).is_ok() {
+        // A deleted namespace keeps its name until its runs are removed (they are stored under it).
+        if self.by_name.read().expect("namespaces lock").contains_key(&record.name) {
             return Err(Error::NamespaceAlreadyExists(record.name));
         }
         self.store.commit(vec![Write::Namespace(record.clone())]).await?;

@@ -89,6 +89,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     retention_ms: RETENTION_DEFAULT_MS,
                     search_attributes: Default::default(),
                     data: Default::default(),
+                    deleted: false,
                 };
                 created.push(Write::Namespace(record.clone()));
                 namespaces.push(record);

@@ -381,3 +381,42 @@ async fn history_reads_newest_first_in_pages() {
     assert_eq!(reversed, forward.iter().rev().copied().collect::<Vec<_>>());
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_namespace_vanishes_then_its_runs_and_record_go() {
+    use temporalio_protos::temporal::api::namespace::v1::NamespaceFilter;
+    use temporalio_protos::temporal::api::operatorservice::v1::DeleteNamespaceRequest;
+    let (server, client) = start_server(":memory:").await;
+    let mut service = client.connection().workflow_service();
+    let register = || RegisterNamespaceRequest { namespace: "doomed".into(), ..Default::default() };
+    service.register_namespace(Request::new(register())).await.unwrap();
+    let doomed = support::client_in(&server.url(), "doomed").await;
+    start(&doomed, "open-1", "T", &[]).await.unwrap();
+    start(&doomed, "closed-1", "T", &[]).await.unwrap();
+    terminate(&doomed, "closed-1").await;
+
+    let delete = DeleteNamespaceRequest { namespace: "doomed".into(), ..Default::default() };
+    let deleted = client.connection().operator_service().delete_namespace(Request::new(delete)).await.unwrap();
+    assert!(deleted.into_inner().deleted_namespace.starts_with("doomed-deleted-"));
+    let describe = DescribeNamespaceRequest { namespace: "doomed".into(), ..Default::default() };
+    let status = service.describe_namespace(Request::new(describe)).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    let status = service.register_namespace(Request::new(register())).await.unwrap_err();
+    assert_eq!(status.code(), Code::AlreadyExists, "the name is taken until its runs are gone");
+
+    let list_with_deleted = ListNamespacesRequest {
+        namespace_filter: Some(NamespaceFilter { include_deleted: true }),
+        ..Default::default()
+    };
+    let names = async || -> Vec<String> {
+        let page =
+            client.connection().workflow_service().list_namespaces(Request::new(list_with_deleted.clone())).await;
+        page.unwrap().into_inner().namespaces.into_iter().map(|n| n.namespace_info.unwrap().name).collect()
+    };
+    let gone = poll(100, Duration::from_millis(100), names, |n| !n.iter().any(|n| n.starts_with("doomed"))).await;
+    assert_eq!(gone, ["default"]);
+    // The name is free again, with nothing left of the old namespace's runs.
+    service.register_namespace(Request::new(register())).await.unwrap();
+    assert!(ids(&doomed, "").await.is_empty());
+    server.stop().await;
+}

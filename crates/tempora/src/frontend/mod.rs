@@ -215,6 +215,7 @@ where
             "ListClosedWorkflowExecutions" => list_closed_workflow_executions,
             "CountWorkflowExecutions" => count_workflow_executions,
             "GetSearchAttributes" => get_search_attributes,
+            "ListArchivedWorkflowExecutions" => list_archived_workflow_executions,
             "GetWorkflowExecutionHistoryReverse" => get_workflow_execution_history_reverse,
             "DescribeTaskQueue" => describe_task_queue,
             "ListTaskQueuePartitions" => list_task_queue_partitions,
@@ -263,6 +264,8 @@ where
             "AddSearchAttributes" => add_search_attributes,
             "RemoveSearchAttributes" => remove_search_attributes,
             "ListSearchAttributes" => list_search_attributes,
+            "DeleteNamespace" => delete_namespace,
+            "ListClusters" => list_clusters,
         )
     }
 }

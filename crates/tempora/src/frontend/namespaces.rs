@@ -71,20 +71,60 @@ impl Frontend {
         let r = r.into_inner();
         let page_size = if r.page_size <= 0 { NAMESPACE_PAGE_SIZE_DEFAULT } else { r.page_size as usize };
         let after = String::from_utf8(r.next_page_token).map_err(|_| Error::invalid("invalid next page token"))?;
-        let page: Vec<_> = self
-            .svc
-            .namespaces
-            .all()
-            .into_iter()
-            .filter(|n| after.is_empty() || n.name > after)
-            .take(page_size)
-            .collect();
+        let include_deleted = r.namespace_filter.is_some_and(|f| f.include_deleted);
+        let all = if include_deleted { self.svc.namespaces.all_with_deleted() } else { self.svc.namespaces.all() };
+        let page: Vec<_> = all.into_iter().filter(|n| after.is_empty() || n.name > after).take(page_size).collect();
         let next_page_token = if page.len() == page_size {
             page.last().map(|n| n.name.clone().into_bytes()).unwrap_or_default()
         } else {
             Vec::new()
         };
         Ok(ws::ListNamespacesResponse { namespaces: page.iter().map(views::namespace).collect(), next_page_token })
+    }
+
+    /// OperatorService `DeleteNamespace`: the namespace disappears at once (renamed, as in
+    /// Temporal, in what ListNamespaces shows of it with `include_deleted`); its runs are
+    /// terminated and removed in the background (`history::retention`), then its record.
+    pub async fn delete_namespace(
+        &self,
+        r: Request<temporalio_protos::temporal::api::operatorservice::v1::DeleteNamespaceRequest>,
+    ) -> Result<temporalio_protos::temporal::api::operatorservice::v1::DeleteNamespaceResponse> {
+        let r = r.into_inner();
+        let name = match (r.namespace.is_empty(), r.namespace_id.is_empty()) {
+            (false, _) => r.namespace,
+            (true, false) => self.svc.namespaces.by_id(&r.namespace_id)?.name,
+            (true, true) => return Err(Error::invalid("Namespace not set on request.")),
+        };
+        let record = self
+            .svc
+            .namespaces
+            .update(&name, |record| {
+                record.deleted = true;
+                Ok(record.clone())
+            })
+            .await?;
+        Ok(temporalio_protos::temporal::api::operatorservice::v1::DeleteNamespaceResponse {
+            deleted_namespace: record.deleted_name(),
+        })
+    }
+
+    /// OperatorService `ListClusters`: this one.
+    pub async fn list_clusters(
+        &self,
+        _r: Request<temporalio_protos::temporal::api::operatorservice::v1::ListClustersRequest>,
+    ) -> Result<temporalio_protos::temporal::api::operatorservice::v1::ListClustersResponse> {
+        use temporalio_protos::temporal::api::operatorservice::v1 as ops;
+        Ok(ops::ListClustersResponse {
+            clusters: vec![ops::ClusterMetadata {
+                cluster_name: CLUSTER_NAME.to_string(),
+                cluster_id: "tempora".to_string(),
+                initial_failover_version: 1,
+                history_shard_count: crate::shard::SHARD_COUNT as i32,
+                is_connection_enabled: true,
+                ..Default::default()
+            }],
+            next_page_token: Vec::new(),
+        })
     }
 
     /// Changes a namespace's description, owner, data (merged) and retention, as Temporal does
@@ -168,6 +208,7 @@ impl Frontend {
             retention_ms,
             search_attributes: Default::default(),
             data: r.data.into_iter().collect(),
+            deleted: false,
         };
         self.svc.namespaces.register(record).await?;
         Ok(ws::RegisterNamespaceResponse {})

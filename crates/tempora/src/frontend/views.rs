@@ -27,8 +27,8 @@ pub(super) fn execution_of(key: &RunKey) -> WorkflowExecution {
 pub(super) fn namespace(ns: &NamespaceRecord) -> ws::DescribeNamespaceResponse {
     ws::DescribeNamespaceResponse {
         namespace_info: Some(NamespaceInfo {
-            name: ns.name.clone(),
-            state: NamespaceState::Registered as i32,
+            name: if ns.deleted { ns.deleted_name() } else { ns.name.clone() },
+            state: if ns.deleted { NamespaceState::Deleted as i32 } else { NamespaceState::Registered as i32 },
             description: ns.description.clone(),
             owner_email: ns.owner_email.clone(),
             id: ns.id.clone(),

@@ -112,6 +112,15 @@ impl Frontend {
         Ok(ws::ListClosedWorkflowExecutionsResponse { executions, next_page_token })
     }
 
+    /// tempora keeps no archive (closed runs go when their retention passes), as a Temporal
+    /// cluster without archival answers.
+    pub async fn list_archived_workflow_executions(
+        &self,
+        _r: Request<ws::ListArchivedWorkflowExecutionsRequest>,
+    ) -> Result<ws::ListArchivedWorkflowExecutionsResponse> {
+        Err(Error::invalid("Cluster is not configured for visibility archival."))
+    }
+
     pub async fn count_workflow_executions(
         &self,
         r: Request<ws::CountWorkflowExecutionsRequest>,

@@ -3,6 +3,9 @@
 //! visibility (`CloseTime < now - retention`, in run id order) and deletes them in bounded
 //! batches, one small transaction per run, pausing between batches so live traffic keeps the
 //! store; it runs every tenth of the shortest retention (between 1 s and 1 min).
+//!
+//! The sweep also empties deleted namespaces: their runs are terminated and removed, then the
+//! namespace's record.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +51,9 @@ impl Service {
     }
 
     fn sweep_interval(&self) -> Duration {
+        if self.namespaces.all_with_deleted().iter().any(|n| n.deleted) {
+            return SWEEP_MIN;
+        }
         let shortest = self.namespaces.all().iter().map(|n| n.retention_ms).filter(|ms| *ms > 0).min();
         let tenth = Duration::from_millis(shortest.map_or(u64::MAX, |ms| ms as u64 / 10));
         tenth.clamp(SWEEP_MIN, SWEEP_MAX)
@@ -56,6 +62,9 @@ impl Service {
     /// Deletes every run whose retention has passed; the number deleted.
     pub(crate) async fn sweep(self: &Arc<Self>) -> Result<usize> {
         let mut deleted = 0;
+        for ns in self.namespaces.all_with_deleted().into_iter().filter(|n| n.deleted) {
+            deleted += self.remove_namespace(&ns.name).await?;
+        }
         for ns in self.namespaces.all() {
             if ns.retention_ms <= 0 {
                 continue;
@@ -92,6 +101,37 @@ impl Service {
             tracing::info!(deleted, "retention deleted closed runs");
         }
         Ok(deleted)
+    }
+
+    /// Removes the runs of a deleted namespace (terminating open ones), a batch at a time, then
+    /// its record; the number of runs removed.
+    async fn remove_namespace(self: &Arc<Self>, namespace: &str) -> Result<usize> {
+        let mut removed = 0;
+        loop {
+            let request = ListRequest {
+                namespace: namespace.to_string(),
+                filter: None,
+                hide_divisions: false,
+                page_size: BATCH,
+                after: None,
+                by_run_id: true,
+            };
+            let rows = self.store.list_executions(request).await?;
+            if rows.is_empty() {
+                self.namespaces.remove(namespace).await?;
+                tracing::info!(namespace, removed, "deleted namespace removed");
+                return Ok(removed);
+            }
+            for (_, info) in &rows {
+                let info: temporalio_protos::temporal::api::workflow::v1::WorkflowExecutionInfo =
+                    prost::Message::decode(info.as_slice()).unwrap_or_default();
+                let execution = info.execution.unwrap_or_default();
+                let run = RunKey::new(namespace.to_string(), execution.workflow_id, execution.run_id);
+                self.delete_run(&run).await?;
+                removed += 1;
+            }
+            tokio::time::sleep(PAUSE).await;
+        }
     }
 
     /// Removes a closed run (no terminate: retention only finds closed ones).

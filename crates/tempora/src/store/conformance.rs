@@ -113,6 +113,7 @@ fn namespace(name: &str, id: &str, description: &str) -> NamespaceRecord {
         retention_ms: 86_400_000,
         search_attributes: Default::default(),
         data: Default::default(),
+        deleted: false,
     }
 }
 

@@ -59,6 +59,11 @@ impl MemoryStore {
                 Ok(())
             }
             Write::Namespace(ns) => self.put_namespace(ns, undo),
+            Write::DeleteNamespace { name } => {
+                let old = self.namespaces.remove(name);
+                undo.push(Undo::Namespace(name.clone(), old));
+                Ok(())
+            }
             Write::BatchJob(job) => {
                 let key = (job.namespace.clone(), job.job_id.clone());
                 let old = self.batch_jobs.insert(key.clone(), job.clone());

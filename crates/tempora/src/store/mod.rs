@@ -76,6 +76,17 @@ pub struct NamespaceRecord {
     /// Free-form key/values (`NamespaceInfo.data`).
     #[serde(default)]
     pub data: std::collections::BTreeMap<String, String>,
+    /// Deleted (OperatorService DeleteNamespace): hidden, its runs being removed; the record
+    /// goes once they are.
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+impl NamespaceRecord {
+    /// The name a deleted namespace shows, as Temporal renames it.
+    pub fn deleted_name(&self) -> String {
+        format!("{}-deleted-{}", self.name, self.id.chars().take(5).collect::<String>())
+    }
 }
 
 /// A batch operation (`StartBatchOperation`) as stored: its request, state and progress.
@@ -131,6 +142,10 @@ pub enum Write {
         run_id: String,
     },
     Namespace(NamespaceRecord),
+    /// Removes a namespace's record (its runs are gone already).
+    DeleteNamespace {
+        name: String,
+    },
     BatchJob(BatchJobRecord),
     DeleteBatchJob {
         namespace: String,

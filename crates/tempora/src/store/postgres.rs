@@ -356,6 +356,9 @@ impl Store for PostgresStore {
                         )
                         .map_err(backend)?;
                     }
+                    Write::DeleteNamespace { name } => {
+                        tx.execute("DELETE FROM namespaces WHERE name = $1", &[name]).map_err(backend)?;
+                    }
                     Write::BatchJob(job) => {
                         let data = serde_json::to_string(job).expect("batch job serialises");
                         tx.execute(

@@ -170,6 +170,9 @@ impl Store for SqliteStore {
                     )
                     .map_err(backend)?;
                 }
+                Write::DeleteNamespace { name } => {
+                    tx.execute("DELETE FROM namespaces WHERE name = ?1", [name]).map_err(backend)?;
+                }
                 Write::BatchJob(job) => {
                     let data = serde_json::to_string(job).expect("batch job serialises");
                     tx.prepare_cached(
