@@ -270,6 +270,33 @@ impl Reader for PostgresReader {
     }
 }
 
+/// The schema version that added visibility: a database upgraded to it gets a row for each
+/// run it already holds.
+const VISIBILITY_VERSION: usize = 3;
+
+fn backfill_visibility(tx: &mut postgres::Transaction<'_>) -> Result<()> {
+    let states: Vec<Vec<u8>> =
+        tx.query("SELECT state FROM executions", &[]).map_err(backend)?.into_iter().map(|r| r.get(0)).collect();
+    let mut rows = Vec::new();
+    for state in states {
+        let record = decode_execution(&state, Vec::new())?;
+        rows.push(visibility::Row::of(&record.state));
+    }
+    let upsert = tx.prepare(&visibility::upsert_sql(query::Dialect::Postgres)).map_err(backend)?;
+    let insert = tx.prepare(&visibility::attribute_insert_sql(query::Dialect::Postgres)).map_err(backend)?;
+    for row in rows {
+        let values: Vec<Box<dyn ToSql + Sync>> = row.values().into_iter().map(bind).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v.as_ref()).collect();
+        tx.execute(&upsert, &refs).map_err(backend)?;
+        for attribute in row.attribute_values() {
+            let values: Vec<Box<dyn ToSql + Sync>> = attribute.into_iter().map(bind).collect();
+            let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v.as_ref()).collect();
+            tx.execute(&insert, &refs).map_err(backend)?;
+        }
+    }
+    Ok(())
+}
+
 fn migrate(client: &mut Client) -> Result<()> {
     {
         let mut tx = client.transaction().map_err(backend)?;
@@ -291,6 +318,9 @@ fn migrate(client: &mut Client) -> Result<()> {
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.batch_execute(sql).map_err(backend)?;
+            if i + 1 == VISIBILITY_VERSION {
+                backfill_visibility(&mut tx)?;
+            }
             tx.execute("UPDATE tempora_schema SET version = $1", &[&(i as i32 + 1)]).map_err(backend)?;
         }
         tx.commit().map_err(backend)

@@ -18,6 +18,21 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0004_batch_jobs.sql"),
 ];
 
+/// The schema version that added visibility: a database upgraded to it gets a row for each
+/// run it already holds.
+const VISIBILITY_VERSION: usize = 3;
+
+fn backfill_visibility(tx: &rusqlite::Transaction<'_>) -> Result<()> {
+    let mut select = tx.prepare("SELECT state FROM executions").map_err(backend)?;
+    let mut rows = select.query([]).map_err(backend)?;
+    while let Some(row) = rows.next().map_err(backend)? {
+        let state: Vec<u8> = row.get(0).map_err(backend)?;
+        let record = decode_execution(&state, Vec::new())?;
+        write_visibility(tx, &visibility::Row::of(&record.state))?;
+    }
+    Ok(())
+}
+
 pub struct SqliteStore {
     conn: Connection,
     /// The file, for readers beside the writer (`None` in memory: reads go to the writer).
@@ -67,6 +82,9 @@ impl SqliteStore {
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let tx = self.conn.transaction().map_err(backend)?;
             tx.execute_batch(sql).map_err(backend)?;
+            if i + 1 == VISIBILITY_VERSION {
+                backfill_visibility(&tx)?;
+            }
             tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1)).map_err(backend)?;
             tx.commit().map_err(backend)?;
         }
@@ -390,6 +408,42 @@ mod tests {
         assert!(matches!(SqliteStore::open(path), Err(Error::Locked(_))));
         drop(first);
         SqliteStore::open(path).unwrap();
+    }
+
+    #[test]
+    fn runs_stored_before_visibility_are_listed_after_the_upgrade() {
+        use crate::engine::state::{MutableState, RunKey};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let path = path.to_str().unwrap();
+        {
+            let mut store = SqliteStore::open(path).unwrap();
+            let state = MutableState {
+                key: RunKey::new("default", "old-wf", "old-run"),
+                next_event_id: 2,
+                ..Default::default()
+            };
+            store.commit(&[Write::execution(&state, &[], None)]).unwrap();
+            // Back to the schema of a tempora without visibility.
+            store
+                .conn
+                .execute_batch(
+                    "DROP TABLE visibility; DROP TABLE visibility_attributes; DROP TABLE batch_jobs;
+                     PRAGMA user_version = 2;",
+                )
+                .unwrap();
+        }
+        let mut store = SqliteStore::open(path).unwrap();
+        let request = ListRequest {
+            namespace: "default".into(),
+            filter: None,
+            hide_divisions: true,
+            page_size: 10,
+            after: None,
+            by_run_id: false,
+        };
+        let listed = store.list_executions(&request).unwrap();
+        assert_eq!(listed.iter().map(|(c, _)| c.run_id.as_str()).collect::<Vec<_>>(), ["old-run"]);
     }
 
     #[test]
