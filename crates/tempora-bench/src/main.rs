@@ -5,6 +5,8 @@
 //! `compare` starts tempora (the release binary next to this one) and the reference Temporal
 //! server (`shared/tools/reference-server`), runs the same load on both, and prints ratios.
 
+mod visibility;
+
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -68,6 +70,23 @@ enum Command {
         /// database.
         #[arg(long)]
         db: Option<String>,
+    },
+    /// Fill a store with closed and open runs, start tempora on it, time List and Count queries.
+    Visibility {
+        /// Closed runs.
+        #[arg(long, default_value_t = 1_000_000)]
+        closed: usize,
+        /// Running runs.
+        #[arg(long, default_value_t = 10_000)]
+        open: usize,
+        /// Calls per query.
+        #[arg(long, default_value_t = 50)]
+        iterations: usize,
+        /// The store (default: a fresh SQLite file); e.g. a postgres:// URL of an empty database.
+        #[arg(long)]
+        db: Option<String>,
+        #[arg(long)]
+        tempora: Option<PathBuf>,
     },
     /// Start tempora, put N workflows to sleep on timers, report RSS, restart, report again.
     Timers {
@@ -412,6 +431,9 @@ async fn main() -> Result<()> {
             compare(load, tempora, reference, no_latency, db).await?
         }
         Command::Timers { workflows, tempora } => timers(workflows, tempora).await?,
+        Command::Visibility { closed, open, iterations, db, tempora } => {
+            visibility::run(visibility::Options { closed, open, iterations, db, tempora }).await?
+        }
     }
     Ok(())
 }

@@ -20,7 +20,7 @@ use super::support::execution;
 
 pub async fn add_attributes(client: &Client, attributes: &[(&str, IndexedValueType)]) -> Result<(), tonic::Status> {
     let request = AddSearchAttributesRequest {
-        namespace: "default".into(),
+        namespace: client.namespace(),
         search_attributes: attributes.iter().map(|(n, t)| (n.to_string(), *t as i32)).collect(),
     };
     client.connection().operator_service().add_search_attributes(Request::new(request)).await.map(|_| ())
@@ -97,7 +97,7 @@ pub async fn list_raw(
     token: Vec<u8>,
 ) -> Result<(Vec<String>, Vec<u8>), tonic::Status> {
     let request = ListWorkflowExecutionsRequest {
-        namespace: "default".into(),
+        namespace: client.namespace(),
         page_size,
         next_page_token: token,
         query: query.into(),
