@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use prost::Message;
-use temporalio_client::grpc::{OperatorService, WorkflowService};
 use temporalio_client::Client;
 use temporalio_protos::temporal::api::common::v1::{WorkflowExecution, WorkflowType};
 use temporalio_protos::temporal::api::enums::v1::IndexedValueType;
