@@ -421,6 +421,29 @@ class Memoized:
         return {"owner": workflow.memo_value("owner", default=None), "all": workflow.memo()}
 
 
+@registered
+@workflow.defn
+class Upserts:
+    """Upserts a search attribute and memo keys, removes some again, then waits to finish."""
+
+    def __init__(self) -> None:
+        self.finish = False
+
+    @workflow.run
+    async def run(self, customer: str) -> dict:
+        workflow.upsert_search_attributes([CUSTOMER_ID.value_set(customer), ORDER_COUNT.value_set(3)])
+        workflow.upsert_memo({"kept": "yes", "dropped": "soon"})
+        await workflow.sleep(0.05)
+        workflow.upsert_search_attributes([ORDER_COUNT.value_unset()])
+        workflow.upsert_memo({"dropped": None})
+        await workflow.wait_condition(lambda: self.finish)
+        return {"memo": workflow.memo(), "orders": workflow.info().typed_search_attributes.get(ORDER_COUNT)}
+
+    @workflow.signal
+    def finish_now(self) -> None:
+        self.finish = True
+
+
 # --- interceptors, codecs, workers -----------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from suite.support import NAMESPACE, wait_until
-from suite.workflows import CUSTOMER_ID, ORDER_COUNT, Memoized, ReadsItsAttributes
+from suite.workflows import CUSTOMER_ID, ORDER_COUNT, Memoized, ReadsItsAttributes, Upserts
 
 WANTED = {
     CUSTOMER_ID.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
@@ -106,3 +106,29 @@ async def test_memo_given_at_start_shows_in_describe_and_in_the_workflow(env):
     description = await handle.describe()
     assert await description.memo() == memo
     assert await description.memo_value("priority") == 3
+
+
+async def test_upserts_show_in_list_at_once_and_null_values_remove(env):
+    client = await env.client()
+    await register_search_attributes(client)
+    customer = env.workflow_id("upserting")
+    async with env.worker(client):
+        handle = await client.start_workflow(
+            Upserts.run, customer, id=env.workflow_id(), task_queue=env.task_queue
+        )
+
+        async def listed():
+            return [w async for w in client.list_workflows(
+                f"{CUSTOMER_ID.name} = '{customer}' AND {ORDER_COUNT.name} IS NULL")]
+
+        found = await wait_until(listed, timeout=10, what="upserted attribute visible, removed one gone")
+        assert [w.id for w in found] == [handle.id]
+        assert found[0].typed_search_attributes.get(CUSTOMER_ID) == customer
+        assert found[0].typed_search_attributes.get(ORDER_COUNT) is None
+        count = await client.count_workflows(f"{CUSTOMER_ID.name} = '{customer}'")
+        assert count.count == 1
+        await handle.signal(Upserts.finish_now)
+        result = await handle.result()
+    assert result == {"memo": {"kept": "yes"}, "orders": None}
+    description = await handle.describe()
+    assert await description.memo() == {"kept": "yes"}
