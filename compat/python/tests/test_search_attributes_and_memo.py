@@ -132,3 +132,18 @@ async def test_upserts_show_in_list_at_once_and_null_values_remove(env):
     assert result == {"memo": {"kept": "yes"}, "orders": None}
     description = await handle.describe()
     assert await description.memo() == {"kept": "yes"}
+
+
+async def test_the_workers_build_id_is_searchable(env):
+    """The server records the builds that ran a workflow in the predefined `BuildIds`."""
+    client = await env.client()
+    build = env.workflow_id("build")
+    async with env.worker(client, build_id=build):
+        handle = await client.start_workflow(Memoized.run, id=env.workflow_id(), task_queue=env.task_queue)
+        await handle.result()
+
+    async def listed():
+        return [w async for w in client.list_workflows(f"BuildIds = 'unversioned:{build}'")]
+
+    found = await wait_until(listed, timeout=10, what="run listed by its build id")
+    assert [w.id for w in found] == [handle.id]

@@ -9,7 +9,7 @@ use temporalio_protos::temporal::api::history::v1::{self as history, HistoryEven
 use temporalio_protos::temporal::api::sdk::v1::WorkflowTaskCompletedMetadata;
 
 use super::commands::is_closing_command;
-use super::state::{Sticky, WorkflowTask};
+use super::state::{Encoded, Sticky, WorkflowTask};
 use super::updates::Messages;
 use super::workflow::normal_queue;
 use super::{Effect, Timer, Tx};
@@ -17,6 +17,9 @@ use crate::clock::proto;
 use crate::error::{Error, Result};
 
 /// The part of a `RespondWorkflowTaskCompleted` the engine needs, validated.
+/// The predefined search attribute listing the builds that completed a run's workflow tasks.
+const BUILD_IDS: &str = "BuildIds";
+
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct CompleteWorkflowTask {
     pub scheduled_event_id: i64,
@@ -24,6 +27,9 @@ pub struct CompleteWorkflowTask {
     pub commands: Vec<Command>,
     pub identity: String,
     pub binary_checksum: String,
+    /// The worker's build id (empty if it gave none), recorded in the run's `BuildIds`.
+    #[serde(default)]
+    pub build_id: String,
     pub sdk_metadata: Option<WorkflowTaskCompletedMetadata>,
     pub metering_metadata: Option<temporalio_protos::temporal::api::common::v1::MeteringMetadata>,
     pub force_create_new_workflow_task: bool,
@@ -196,6 +202,31 @@ impl Tx<'_> {
         }
     }
 
+    /// Adds the completing worker's build to the run's `BuildIds` search attribute, as
+    /// Temporal does for unversioned workers: `unversioned`, and `unversioned:<build id>`.
+    /// State only (no history event), like Temporal.
+    fn record_build_id(&mut self, build_id: &str) {
+        use crate::visibility::attributes::{self, Value};
+        use temporalio_protos::temporal::api::common::v1::SearchAttributes;
+        let mut sa: SearchAttributes = self.state.search_attributes.as_ref().map(|e| e.decode()).unwrap_or_default();
+        let mut ids = match sa.indexed_fields.get(BUILD_IDS).and_then(attributes::stored_value) {
+            Some(Value::KeywordList(ids)) => ids,
+            _ => Vec::new(),
+        };
+        let wanted = std::iter::once("unversioned".to_string())
+            .chain((!build_id.is_empty()).then(|| format!("unversioned:{build_id}")));
+        let before = ids.len();
+        for id in wanted {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        if ids.len() != before {
+            sa.indexed_fields.insert(BUILD_IDS.to_string(), attributes::encode(&Value::KeywordList(ids)));
+            self.state.search_attributes = Some(Encoded::of(&sa));
+        }
+    }
+
     /// Writes a transient attempt's scheduled and started events, which become real now.
     fn materialize(&mut self, wft: &WorkflowTask) {
         if wft.is_transient() {
@@ -241,7 +272,10 @@ impl Tx<'_> {
         let saved_events = self.events.len();
         let saved_effects = self.effects.len();
         match self.apply_completion(&wft, &req) {
-            Ok(completed) => Ok(Ok(completed)),
+            Ok(completed) => {
+                self.record_build_id(&req.build_id);
+                Ok(Ok(completed))
+            }
             Err(rejection) => {
                 *self.state = saved_state;
                 self.events.truncate(saved_events);

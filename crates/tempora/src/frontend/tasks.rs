@@ -99,6 +99,14 @@ impl Frontend {
             attempt: token.attempt,
             commands: r.commands,
             identity: r.identity,
+            build_id: r
+                .deployment_options
+                .as_ref()
+                .map(|d| d.build_id.clone())
+                .filter(|b| !b.is_empty())
+                .or_else(|| r.worker_version_stamp.as_ref().map(|s| s.build_id.clone()).filter(|b| !b.is_empty()))
+                // sdk-core (Python, TypeScript) sends its build id as the binary checksum.
+                .unwrap_or_else(|| r.binary_checksum.clone()),
             binary_checksum: r.binary_checksum,
             sdk_metadata: r.sdk_metadata,
             metering_metadata: r.metering_metadata,
