@@ -91,6 +91,8 @@ async fn batch_terminate_by_query_with_describe_list_stop_and_errors() {
     assert_eq!(done.query, "WorkflowType = 'BatchMe'");
     assert!(done.close_time.is_some());
     assert_eq!(count(&client, "WorkflowType = 'BatchMe' AND ExecutionStatus = 'Terminated'").await, 30);
+    assert_eq!(count(&client, "").await, 31, "counts follow status changes");
+    assert_eq!(count(&client, "ExecutionStatus = 'Running'").await, 1);
     assert_eq!(ids(&client, "ExecutionStatus = 'Running'").await, set(&["keep-1"]));
 
     let listed = service
@@ -212,6 +214,7 @@ async fn batch_signal_and_delete_by_list_of_executions() {
     service.start_batch_operation(Request::new(delete)).await.unwrap();
     wait_job_done(&client, "job-delete").await;
     assert_eq!(ids(&client, "").await, set(&["s-2"]));
+    assert_eq!(count(&client, "").await, 1, "counts follow deletions");
     server.stop().await;
 }
 

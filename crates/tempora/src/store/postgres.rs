@@ -32,6 +32,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0002_row_version.sql"),
     include_str!("migrations/postgres/0003_visibility.sql"),
     include_str!("migrations/postgres/0004_batch_jobs.sql"),
+    include_str!("migrations/postgres/0005_visibility_counts.sql"),
 ];
 
 pub struct PostgresStore {

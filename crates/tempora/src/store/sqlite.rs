@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0002_row_version.sql"),
     include_str!("migrations/sqlite/0003_visibility.sql"),
     include_str!("migrations/sqlite/0004_batch_jobs.sql"),
+    include_str!("migrations/sqlite/0005_visibility_counts.sql"),
 ];
 
 /// The schema version that added visibility: a database upgraded to it gets a row for each
