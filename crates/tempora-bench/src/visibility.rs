@@ -87,20 +87,20 @@ fn fill_postgres(url: &str, total: usize, open: usize) -> Result<()> {
              state_transition_count, parent_workflow_id, parent_run_id, root_workflow_id, root_run_id,
              namespace_division, info)
          SELECT format('run-%s', lpad(i::text, 7, '0')), 'default', format('wf-%s', lpad(i::text, 7, '0')),
-             'Type' || (i % 10), CASE WHEN i < $2 THEN 1 ELSE 2 + i % 3 END, 'bench-queue',
-             $3 + i * $4, $3 + i * $4,
-             CASE WHEN i < $2 THEN NULL ELSE $3 + i * $4 + 5 * $4 END,
-             CASE WHEN i < $2 THEN 9223372036854775807 ELSE $3 + i * $4 + 5 * $4 END,
-             CASE WHEN i < $2 THEN NULL ELSE 5 * $4 END,
+             'Type' || (i % 10), CASE WHEN i < $2::BIGINT THEN 1 ELSE 2 + i % 3 END, 'bench-queue',
+             $3::BIGINT + i * $4::BIGINT, $3::BIGINT + i * $4::BIGINT,
+             CASE WHEN i < $2::BIGINT THEN NULL ELSE $3::BIGINT + i * $4::BIGINT + 5 * $4::BIGINT END,
+             CASE WHEN i < $2::BIGINT THEN 9223372036854775807 ELSE $3::BIGINT + i * $4::BIGINT + 5 * $4::BIGINT END,
+             CASE WHEN i < $2::BIGINT THEN NULL ELSE 5 * $4::BIGINT END,
              12, 2048, 12, NULL, NULL, format('wf-%s', lpad(i::text, 7, '0')),
-             format('run-%s', lpad(i::text, 7, '0')), NULL, $5
-         FROM generate_series(0::BIGINT, $1 - 1) AS i",
+             format('run-%s', lpad(i::text, 7, '0')), NULL, $5::BYTEA
+         FROM generate_series(0::BIGINT, $1::BIGINT - 1) AS i",
         &[&(total as i64), &(open as i64), &BASE_NS, &SECOND_NS, &info_template()],
     )?;
     tx.execute(
         "INSERT INTO visibility_attributes (run_id, namespace, name, value_text, value_int, value_double)
          SELECT format('run-%s', lpad(i::text, 7, '0')), 'default', 'CustomerId', 'cust-' || (i % 1000), NULL, NULL
-         FROM generate_series(0::BIGINT, $1 - 1) AS i",
+         FROM generate_series(0::BIGINT, $1::BIGINT - 1) AS i",
         &[&(total as i64)],
     )?;
     tx.commit()?;
@@ -171,11 +171,16 @@ pub async fn run(options: Options) -> Result<()> {
     let _ = server.child.wait().await;
 
     let t = Instant::now();
-    if db.starts_with("postgres") {
-        fill_postgres(&db, total, options.open)?;
-    } else {
-        fill_sqlite(&db, total, options.open)?;
-    }
+    // The synchronous drivers run off the async runtime.
+    let (fill_db, open) = (db.clone(), options.open);
+    tokio::task::spawn_blocking(move || {
+        if fill_db.starts_with("postgres") {
+            fill_postgres(&fill_db, total, open)
+        } else {
+            fill_sqlite(&fill_db, total, open)
+        }
+    })
+    .await??;
     println!("loaded {} closed + {} open runs in {:.1} s", options.closed, options.open, t.elapsed().as_secs_f64());
 
     let server = start_tempora(&binary, &db).await?;

@@ -10,11 +10,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::cache::Current;
 use super::Service;
 use crate::engine::state::RunKey;
 use crate::error::Result;
-use crate::store::Write;
 use crate::visibility::attributes::Registry;
 use crate::visibility::{query, ListRequest};
 
@@ -84,11 +82,7 @@ impl Service {
                 };
                 let rows = self.store.list_executions(request).await?;
                 for (_, info) in &rows {
-                    let info: temporalio_protos::temporal::api::workflow::v1::WorkflowExecutionInfo =
-                        prost::Message::decode(info.as_slice()).unwrap_or_default();
-                    let execution = info.execution.unwrap_or_default();
-                    let run = RunKey::new(ns.name.clone(), execution.workflow_id, execution.run_id);
-                    self.purge(&run).await?;
+                    self.remove_closed(&listed_run(&ns.name, info)).await?;
                     deleted += 1;
                 }
                 if rows.len() < BATCH {
@@ -123,28 +117,20 @@ impl Service {
                 return Ok(removed);
             }
             for (_, info) in &rows {
-                let info: temporalio_protos::temporal::api::workflow::v1::WorkflowExecutionInfo =
-                    prost::Message::decode(info.as_slice()).unwrap_or_default();
-                let execution = info.execution.unwrap_or_default();
-                let run = RunKey::new(namespace.to_string(), execution.workflow_id, execution.run_id);
-                self.delete_run(&run).await?;
+                self.delete_run(&listed_run(namespace, info)).await?;
                 removed += 1;
             }
             tokio::time::sleep(PAUSE).await;
         }
     }
+}
 
-    /// Removes a closed run (no terminate: retention only finds closed ones).
-    async fn purge(self: &Arc<Self>, run: &RunKey) -> Result<()> {
-        let slot = self.current_slot(&run.namespace, &run.workflow_id);
-        let _starting = slot.starts.lock().await;
-        self.store.commit(vec![Write::delete(run)]).await?;
-        self.forget_run(run);
-        if slot.get() == Current::Run(run.run_id.clone()) {
-            slot.set(Current::None);
-        }
-        Ok(())
-    }
+/// The run a listed row (its `WorkflowExecutionInfo` bytes) names.
+fn listed_run(namespace: &str, info: &[u8]) -> RunKey {
+    let info: temporalio_protos::temporal::api::workflow::v1::WorkflowExecutionInfo =
+        prost::Message::decode(info).unwrap_or_default();
+    let execution = info.execution.unwrap_or_default();
+    RunKey::new(namespace.to_string(), execution.workflow_id, execution.run_id)
 }
 
 #[cfg(test)]

@@ -178,6 +178,12 @@ impl Service {
             Ok(_) | Err(Error::NotFound(_)) => {}
             Err(e) => return Err(e),
         }
+        self.remove_closed(run).await
+    }
+
+    /// Removes a closed run: its state, history, visibility, and the workflow id's pointer to
+    /// it (under the id's start lock, so no start reads a pointer to a removed run).
+    pub(super) async fn remove_closed(self: &Arc<Self>, run: &RunKey) -> Result<()> {
         let slot = self.current_slot(&run.namespace, &run.workflow_id);
         let _starting = slot.starts.lock().await;
         self.store.commit(vec![Write::delete(run)]).await?;

@@ -429,7 +429,8 @@ mod tests {
             store
                 .conn
                 .execute_batch(
-                    "DROP TABLE visibility; DROP TABLE visibility_attributes; DROP TABLE batch_jobs;
+                    "DROP TABLE visibility; DROP TABLE visibility_attributes; DROP TABLE visibility_counts;
+                     DROP TABLE batch_jobs;
                      PRAGMA user_version = 2;",
                 )
                 .unwrap();

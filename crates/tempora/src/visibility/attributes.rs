@@ -106,18 +106,7 @@ pub fn validate(sa: &SearchAttributes, registry: &Registry<'_>, keep_nulls: bool
 
 /// The type a stored payload says it has (set by `validate`).
 fn stored_type(p: &Payload) -> Option<ValueType> {
-    let t = p.metadata.get("type")?;
-    [
-        ValueType::Text,
-        ValueType::Keyword,
-        ValueType::Int,
-        ValueType::Double,
-        ValueType::Bool,
-        ValueType::Datetime,
-        ValueType::KeywordList,
-    ]
-    .into_iter()
-    .find(|v| v.name().as_bytes() == t.as_slice())
+    ValueType::from_name(p.metadata.get("type")?)
 }
 
 /// The decoded value of a stored attribute; `None` if it is null or was never checked.

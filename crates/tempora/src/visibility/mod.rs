@@ -423,7 +423,8 @@ pub fn list_sql(request: &ListRequest, dialect: query::Dialect) -> (String, Vec<
 /// caller sums them).
 pub fn count_sql(request: &CountRequest, dialect: query::Dialect) -> (String, Vec<query::SqlValue>) {
     let mut params = Vec::new();
-    let by_status = matches!(request.group_by.as_ref().map(|a| &a.column), None | Some(query::Column::System("status")));
+    let by_status =
+        matches!(request.group_by.as_ref().map(|a| &a.column), None | Some(query::Column::System("status")));
     if request.filter.is_none() && request.hide_divisions && by_status {
         // Kept by triggers (migration 0005): no scan.
         params.push(query::SqlValue::Text(request.namespace.clone()));

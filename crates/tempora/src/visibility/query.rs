@@ -52,6 +52,11 @@ impl ValueType {
         self as i32 + 1
     }
 
+    /// The type named as `name()` gives it (the payload `type` metadata).
+    pub fn from_name(name: &[u8]) -> Option<ValueType> {
+        Self::ALL.into_iter().find(|v| v.name().as_bytes() == name)
+    }
+
     /// The name Temporal prints (`IndexedValueType.String()`) and uses as payload `type`.
     pub fn name(self) -> &'static str {
         match self {
