@@ -158,11 +158,10 @@ fn list(client: &mut Client, request: &ListRequest) -> Result<Vec<Listed>> {
 }
 
 fn count(client: &mut Client, request: &CountRequest) -> Result<Counted> {
-    let (sql, params) = visibility::count_sql(request, query::Dialect::Postgres);
+    let (sql, params, int) = visibility::count_sql(request, query::Dialect::Postgres);
     let params: Vec<Box<dyn ToSql + Sync>> = params.into_iter().map(param).collect();
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v.as_ref()).collect();
     let rows = client.query(&sql, &refs).map_err(backend)?;
-    let int = visibility::group_is_int(request);
     let mut counted = Counted::default();
     for r in rows {
         let n: i64 = r.get(1);

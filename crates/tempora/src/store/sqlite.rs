@@ -329,8 +329,7 @@ fn list(conn: &Connection, request: &ListRequest) -> Result<Vec<Listed>> {
 }
 
 fn count(conn: &Connection, request: &CountRequest) -> Result<Counted> {
-    let (sql, params) = visibility::count_sql(request, query::Dialect::Sqlite);
-    let int = visibility::group_is_int(request);
+    let (sql, params, int) = visibility::count_sql(request, query::Dialect::Sqlite);
     let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
     let rows = stmt
         .query_map(rusqlite::params_from_iter(params.into_iter().map(param)), |r| {

@@ -420,8 +420,9 @@ pub fn list_sql(request: &ListRequest, dialect: query::Dialect) -> (String, Vec<
 
 /// Count, or count per group: selects (group value, count) rows, the group value NULL when
 /// there is no group (or the status, when counts come from the per-status counters; the
-/// caller sums them).
-pub fn count_sql(request: &CountRequest, dialect: query::Dialect) -> (String, Vec<query::SqlValue>) {
+/// caller sums them). The flag says whether that first column holds integers (a status)
+/// rather than text, decided here with the SQL so the two cannot disagree.
+pub fn count_sql(request: &CountRequest, dialect: query::Dialect) -> (String, Vec<query::SqlValue>, bool) {
     let mut params = Vec::new();
     let by_status =
         matches!(request.group_by.as_ref().map(|a| &a.column), None | Some(query::Column::System("status")));
@@ -429,21 +430,15 @@ pub fn count_sql(request: &CountRequest, dialect: query::Dialect) -> (String, Ve
         // Kept by triggers (migration 0005): no scan.
         params.push(query::SqlValue::Text(request.namespace.clone()));
         let p = placeholder(dialect, 1);
-        return (format!("SELECT status, n FROM visibility_counts WHERE namespace = {p} AND n > 0"), params);
+        return (format!("SELECT status, n FROM visibility_counts WHERE namespace = {p} AND n > 0"), params, true);
     }
     let clause =
         where_clause(&request.namespace, request.filter.as_ref(), request.hide_divisions, None, dialect, &mut params);
-    let sql = match request.group_by.as_ref().map(|a| &a.column) {
+    match request.group_by.as_ref().map(|a| &a.column) {
         Some(query::Column::System(column)) => {
-            format!("SELECT v.{column}, COUNT(*) FROM visibility v WHERE {clause} GROUP BY v.{column}")
+            let sql = format!("SELECT v.{column}, COUNT(*) FROM visibility v WHERE {clause} GROUP BY v.{column}");
+            (sql, params, *column == "status")
         }
-        _ => format!("SELECT NULL, COUNT(*) FROM visibility v WHERE {clause}"),
-    };
-    (sql, params)
-}
-
-/// Whether a Count's group column holds integers (ExecutionStatus) rather than text.
-pub fn group_is_int(request: &CountRequest) -> bool {
-    matches!(request.group_by.as_ref().map(|a| &a.column), Some(query::Column::System("status")))
-        || (request.group_by.is_none() && request.filter.is_none() && request.hide_divisions)
+        _ => (format!("SELECT NULL, COUNT(*) FROM visibility v WHERE {clause}"), params, false),
+    }
 }
