@@ -267,10 +267,16 @@ impl Service {
 
     /// Reads a run under its lock.
     pub async fn read<T>(&self, key: &RunKey, f: impl FnOnce(&Execution) -> T) -> Result<T> {
-        let slot = self.run_slot(key).await?;
-        let guard = slot.lock().await;
-        let exec = guard.as_ref().ok_or_else(|| Error::not_found("workflow execution not found"))?;
-        Ok(f(exec))
+        loop {
+            let slot = self.run_slot(key).await?;
+            let guard = slot.lock().await;
+            if let Some(exec) = guard.as_ref() {
+                return Ok(f(exec));
+            }
+            // A commit with an unknown outcome emptied the slot between its load and this lock:
+            // the run exists, so load it again rather than answer NOT_FOUND (a store that
+            // cannot be read ends the loop with UNAVAILABLE).
+        }
     }
 
     /// Reads a run and subscribes to its changes, in one look.
