@@ -220,7 +220,7 @@ impl Tx<'_> {
         keep_nulls: bool,
     ) -> Result<temporalio_protos::temporal::api::common::v1::SearchAttributes, Rejection> {
         let registry = crate::visibility::attributes::Registry { custom: &self.search_attribute_types };
-        crate::visibility::attributes::validate(sa, &registry, keep_nulls)
+        crate::visibility::attributes::validate(sa, &registry, &self.state.key.namespace, keep_nulls)
             .map_err(|m| Rejection::Bad(WorkflowTaskFailedCause::BadSearchAttributes, m))
     }
 }

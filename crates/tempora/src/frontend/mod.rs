@@ -61,7 +61,7 @@ impl Frontend {
             let custom = self.svc.namespaces.custom_types(&start.key.namespace);
             let registry = crate::visibility::attributes::Registry { custom: &custom };
             let checked =
-                crate::visibility::attributes::validate(sa, &registry, false).map_err(Error::InvalidArgument)?;
+                crate::visibility::attributes::validate(sa, &registry, &start.key.namespace, false).map_err(Error::InvalidArgument)?;
             start.search_attributes = Some(checked);
         }
         Ok((start, policy))

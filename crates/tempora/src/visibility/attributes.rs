@@ -77,14 +77,19 @@ pub fn is_null(p: &Payload) -> bool {
 /// Checks every attribute of a write and returns them re-encoded with `type` metadata. Null
 /// values are kept when `keep_nulls` (an upsert removes them) and dropped otherwise.
 /// The error is Temporal's INVALID_ARGUMENT message.
-pub fn validate(sa: &SearchAttributes, registry: &Registry<'_>, keep_nulls: bool) -> Result<SearchAttributes, String> {
+pub fn validate(
+    sa: &SearchAttributes,
+    registry: &Registry<'_>,
+    namespace: &str,
+    keep_nulls: bool,
+) -> Result<SearchAttributes, String> {
     let mut out = SearchAttributes::default();
     for (name, payload) in &sa.indexed_fields {
         if Registry::system(name).is_some() {
             return Err(format!("{name} attribute can't be set in SearchAttributes"));
         }
         let Some(value_type) = registry.writable_type(name) else {
-            return Err(format!("search attribute {name} is not defined"));
+            return Err(format!("Namespace {namespace} has no mapping defined for search attribute {name}"));
         };
         if is_null(payload) {
             if keep_nulls {
@@ -93,11 +98,10 @@ pub fn validate(sa: &SearchAttributes, registry: &Registry<'_>, keep_nulls: bool
             continue;
         }
         let value = decode(payload, value_type).ok_or_else(|| {
-            format!(
-                "invalid value for search attribute {name} of type {}: {}",
-                value_type.name(),
-                String::from_utf8_lossy(&payload.data)
-            )
+            // Temporal prints the value as decoded (a JSON string without its quotes).
+            let raw = String::from_utf8_lossy(&payload.data);
+            let shown = serde_json::from_str::<String>(&raw).unwrap_or_else(|_| raw.to_string());
+            format!("invalid value for search attribute {name} of type {}: {shown}", value_type.name())
         })?;
         out.indexed_fields.insert(name.clone(), encode(&value));
     }
@@ -196,38 +200,38 @@ mod tests {
         let custom: CustomTypes =
             [("CustomKeyword".to_string(), ValueType::Keyword), ("CustomInt".to_string(), ValueType::Int)].into();
         let registry = Registry { custom: &custom };
-        let ok = validate(&attrs(&[("CustomKeyword", "\"a\""), ("CustomInt", "[7]")]), &registry, false).unwrap();
+        let ok = validate(&attrs(&[("CustomKeyword", "\"a\""), ("CustomInt", "[7]")]), &registry, "ns", false).unwrap();
         assert_eq!(ok.indexed_fields["CustomKeyword"].metadata["type"], b"Keyword");
         assert_eq!(ok.indexed_fields["CustomInt"].data, b"7");
         assert_eq!(stored_value(&ok.indexed_fields["CustomInt"]), Some(Value::Int(7)));
-        let list = validate(&attrs(&[("TemporalChangeVersion", "[\"a-1\",\"b-2\"]")]), &registry, false).unwrap();
+        let list = validate(&attrs(&[("TemporalChangeVersion", "[\"a-1\",\"b-2\"]")]), &registry, "ns", false).unwrap();
         assert_eq!(
             stored_value(&list.indexed_fields["TemporalChangeVersion"]),
             Some(Value::KeywordList(vec!["a-1".into(), "b-2".into()]))
         );
 
-        let err = |f: &[(&str, &str)]| validate(&attrs(f), &registry, false).unwrap_err();
-        assert_eq!(err(&[("Nope", "1")]), "search attribute Nope is not defined");
+        let err = |f: &[(&str, &str)]| validate(&attrs(f), &registry, "ns", false).unwrap_err();
+        assert_eq!(err(&[("Nope", "1")]), "Namespace ns has no mapping defined for search attribute Nope");
         assert_eq!(err(&[("WorkflowId", "\"x\"")]), "WorkflowId attribute can't be set in SearchAttributes");
-        assert_eq!(err(&[("CustomInt", "\"x\"")]), "invalid value for search attribute CustomInt of type Int: \"x\"");
+        assert_eq!(err(&[("CustomInt", "\"x\"")]), "invalid value for search attribute CustomInt of type Int: x");
     }
 
     #[test]
     fn nulls_remove_on_upsert() {
         let custom: CustomTypes = [("K".to_string(), ValueType::Keyword)].into();
         let registry = Registry { custom: &custom };
-        let mut current = validate(&attrs(&[("K", "\"a\"")]), &registry, false).unwrap();
-        let upsert = validate(&attrs(&[("K", "null")]), &registry, true).unwrap();
+        let mut current = validate(&attrs(&[("K", "\"a\"")]), &registry, "ns", false).unwrap();
+        let upsert = validate(&attrs(&[("K", "null")]), &registry, "ns", true).unwrap();
         merge(&mut current, &upsert);
         assert!(current.indexed_fields.is_empty());
-        assert!(validate(&attrs(&[("K", "null")]), &registry, false).unwrap().indexed_fields.is_empty());
+        assert!(validate(&attrs(&[("K", "null")]), &registry, "ns", false).unwrap().indexed_fields.is_empty());
     }
 
     #[test]
     fn datetimes_round_trip() {
         let custom: CustomTypes = [("D".to_string(), ValueType::Datetime)].into();
         let registry = Registry { custom: &custom };
-        let v = validate(&attrs(&[("D", "\"2024-05-01T10:00:00.5+02:00\"")]), &registry, false).unwrap();
+        let v = validate(&attrs(&[("D", "\"2024-05-01T10:00:00.5+02:00\"")]), &registry, "ns", false).unwrap();
         assert_eq!(String::from_utf8_lossy(&v.indexed_fields["D"].data), "\"2024-05-01T08:00:00.500Z\"");
     }
 }
