@@ -188,7 +188,10 @@ async fn bad_queries_and_bad_attributes_are_invalid_arguments() {
         assert!(status.message().starts_with("invalid query"), "{query}: {}", status.message());
     }
     let status = start(&client, "bad-1", "T", &[("Nope", "\"x\"")]).await.unwrap_err();
-    assert_eq!((status.code(), status.message()), (Code::InvalidArgument, "Namespace default has no mapping defined for search attribute Nope"));
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::InvalidArgument, "Namespace default has no mapping defined for search attribute Nope")
+    );
     let status = start(&client, "bad-2", "T", &[("Amount", "\"ten\"")]).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(

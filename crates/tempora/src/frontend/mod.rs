@@ -60,8 +60,8 @@ impl Frontend {
         if let Some(sa) = &start.search_attributes {
             let custom = self.svc.namespaces.custom_types(&start.key.namespace);
             let registry = crate::visibility::attributes::Registry { custom: &custom };
-            let checked =
-                crate::visibility::attributes::validate(sa, &registry, &start.key.namespace, false).map_err(Error::InvalidArgument)?;
+            let checked = crate::visibility::attributes::validate(sa, &registry, &start.key.namespace, false)
+                .map_err(Error::InvalidArgument)?;
             start.search_attributes = Some(checked);
         }
         Ok((start, policy))

@@ -10,7 +10,7 @@ use super::Service;
 use crate::engine::request::{self, Reply, Request};
 use crate::engine::state::{RunKey, Sticky};
 use crate::engine::{Effect, Timer};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::matching::{QueuedTask, TaskKind};
 use crate::store::Write;
 
@@ -40,9 +40,15 @@ impl Service {
     }
 
     pub(super) async fn execute_now(&self, key: &RunKey, mut request: Request) -> Result<Outcome> {
-        let slot = self.run_slot(key).await?;
-        let mut guard = slot.lock().await;
-        let exec = guard.as_mut().ok_or_else(|| Error::not_found("workflow execution not found"))?;
+        let mut guard = loop {
+            let guard = self.run_slot(key).await?.lock_owned().await;
+            if guard.is_some() {
+                break guard;
+            }
+            // Another commit with an unknown outcome emptied the slot between its load and
+            // this lock: the run exists, so load it again rather than answer NOT_FOUND.
+        };
+        let Some(exec) = guard.as_mut() else { unreachable!("the loop above leaves only a filled slot") };
         // Under the run's lock: an update admitted from here on finds this task done and
         // schedules its own.
         self.updates.attach(&exec.state.key.run_id, &mut request);
