@@ -199,3 +199,12 @@ async def fails_until_released(key: str) -> int:
     if key in operated_released:
         return activity.info().attempt
     raise ApplicationError(f"not released yet (attempt {activity.info().attempt})")
+
+
+# --- task queue rate limits -------------------------------------------------------------------
+
+
+@activity.defn
+async def stamp() -> float:
+    """When this attempt started (the worker's wall clock)."""
+    return time.time()

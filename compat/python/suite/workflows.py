@@ -518,3 +518,17 @@ class OperatedActivity:
             return {"attempt": attempt}
         except ActivityError as err:
             return describe_failure(err)
+
+
+@registered
+@workflow.defn
+class ParallelStamps:
+    """Runs `n` activities at once; returns when each started."""
+
+    @workflow.run
+    async def run(self, n: int) -> list[float]:
+        return list(
+            await asyncio.gather(
+                *(workflow.execute_activity(activities.stamp, start_to_close_timeout=timedelta(seconds=30)) for _ in range(n))
+            )
+        )

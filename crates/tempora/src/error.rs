@@ -19,6 +19,12 @@ pub enum Error {
     UnhandledCommand,
     #[error("{0}")]
     FailedPrecondition(String),
+    /// Something other than a workflow already has this name (a Nexus endpoint).
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// Refused by the namespace's settings (e.g. deprecated worker versioning).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The run has no workflow task to answer with yet (a query during a start delay).
     #[error("{0}")]
     WorkflowNotReady(String),

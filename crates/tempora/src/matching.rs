@@ -56,6 +56,73 @@ struct Queue {
     /// Who polled recently, by identity: when they last did. Bounded: entries older than
     /// `POLLER_MEMORY_MS` are pruned as new ones arrive, and at most `POLLERS_MAX` are kept.
     seen: HashMap<String, Millis>,
+    /// Dispatch rate limit (tasks per second across all pollers).
+    limiter: Limiter,
+}
+
+/// Where a queue's dispatch rate limit comes from (Temporal's `RateLimitSource`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RateSource {
+    /// Set by `UpdateTaskQueueConfig`; wins over the workers' rate.
+    Api,
+    /// The `max_tasks_per_second` of the latest poll that gave one.
+    Worker,
+    /// Neither: unlimited.
+    System,
+}
+
+/// A token bucket over dispatches: `rate` per second, bursts of `max(ceil(rate), 1)`; a rate
+/// of 0 dispatches nothing. A poll reserves its token before it takes a task, so however many
+/// pollers wait, tasks leave at most at the rate.
+#[derive(Default)]
+struct Limiter {
+    api_rate: Option<f64>,
+    worker_rate: Option<f64>,
+    tokens: f64,
+    refilled_ms: Millis,
+}
+
+impl Limiter {
+    fn rate(&self) -> Option<f64> {
+        self.api_rate.or(self.worker_rate).filter(|r| r.is_finite())
+    }
+
+    fn burst(rate: f64) -> f64 {
+        if rate <= 0.0 {
+            0.0
+        } else {
+            rate.ceil().max(1.0)
+        }
+    }
+
+    fn set(&mut self, api_rate: Option<f64>, worker_rate: Option<f64>, now_ms: Millis) {
+        let before = self.rate();
+        (self.api_rate, self.worker_rate) = (api_rate, worker_rate);
+        if self.rate() != before {
+            self.tokens = self.rate().map_or(0.0, Self::burst);
+            self.refilled_ms = now_ms;
+        }
+    }
+
+    /// Takes a token: how long to wait before dispatching (`None`: never, at rate 0).
+    fn reserve(&mut self, now_ms: Millis) -> Option<Duration> {
+        let Some(rate) = self.rate() else { return Some(Duration::ZERO) };
+        if rate <= 0.0 {
+            return None;
+        }
+        let elapsed_s = (now_ms - self.refilled_ms).max(0) as f64 / 1000.0;
+        self.tokens = (self.tokens + elapsed_s * rate).min(Self::burst(rate));
+        self.refilled_ms = now_ms;
+        self.tokens -= 1.0;
+        Some(if self.tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-self.tokens / rate) })
+    }
+
+    /// Gives back a reserved token that dispatched nothing.
+    fn unreserve(&mut self) {
+        if let Some(rate) = self.rate() {
+            self.tokens = (self.tokens + 1.0).min(Self::burst(rate));
+        }
+    }
 }
 
 /// How long DescribeTaskQueue lists a poller after its last poll (Temporal: 5 minutes).
@@ -188,6 +255,38 @@ impl Matching {
         queue.seen.insert(identity.to_string(), now_ms);
     }
 
+    /// Sets (or, with `None`, removes) the rate limit `UpdateTaskQueueConfig` gave a queue.
+    pub fn set_api_rate(&self, namespace: &str, task_queue: &str, kind: TaskKind, rate: Option<f64>) {
+        let now_ms = self.clock.now_ms();
+        let mut queues = self.queues.lock().expect("matching lock");
+        let queue = queues.entry((namespace.to_string(), task_queue.to_string(), kind)).or_default();
+        let worker_rate = queue.limiter.worker_rate;
+        queue.limiter.set(rate, worker_rate, now_ms);
+    }
+
+    /// Notes the rate a polling worker asks for (the latest poll wins, as in Temporal).
+    pub fn set_worker_rate(&self, namespace: &str, task_queue: &str, kind: TaskKind, rate: Option<f64>) {
+        let now_ms = self.clock.now_ms();
+        let mut queues = self.queues.lock().expect("matching lock");
+        let queue = queues.entry((namespace.to_string(), task_queue.to_string(), kind)).or_default();
+        let api_rate = queue.limiter.api_rate;
+        queue.limiter.set(api_rate, rate, now_ms);
+    }
+
+    /// The dispatch rate a queue runs at and where it comes from (`None`: unlimited).
+    pub fn effective_rate(&self, namespace: &str, task_queue: &str, kind: TaskKind) -> (Option<f64>, RateSource) {
+        let queues = self.queues.lock().expect("matching lock");
+        let Some(limiter) = queues.get(&(namespace.to_string(), task_queue.to_string(), kind)).map(|q| &q.limiter)
+        else {
+            return (None, RateSource::System);
+        };
+        match (limiter.api_rate, limiter.worker_rate) {
+            (Some(rate), _) => (Some(rate), RateSource::Api),
+            (None, Some(rate)) => (Some(rate), RateSource::Worker),
+            (None, None) => (None, RateSource::System),
+        }
+    }
+
     /// Recent pollers and the backlog of a queue.
     pub fn describe(&self, namespace: &str, task_queue: &str, kind: TaskKind) -> QueueInfo {
         let now_ms = self.clock.now_ms();
@@ -224,6 +323,32 @@ impl Matching {
         if stopped.is_cancelled() {
             return None;
         }
+        let mut shutdown = self.shutdown.clone();
+        // A rate-limited queue: wait for this poll's token before taking anything.
+        let wait = {
+            let mut queues = self.queues.lock().expect("matching lock");
+            let queue = queues.entry(key.clone()).or_default();
+            queue.last_poll_ms = Some(self.clock.now_ms());
+            queue.limiter.reserve(self.clock.now_ms())
+        };
+        if wait != Some(Duration::ZERO) {
+            let waited = wait.filter(|w| *w <= timeout);
+            let pause = waited.unwrap_or(timeout);
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.wait_for(|stop| *stop) => {}
+                _ = stopped.cancelled() => {}
+            }
+            let interrupted = *shutdown.borrow() || stopped.is_cancelled();
+            if waited.is_none() || interrupted {
+                let mut queues = self.queues.lock().expect("matching lock");
+                if let Some(queue) = queues.get_mut(&key) {
+                    queue.limiter.unreserve();
+                }
+                return None;
+            }
+        }
+        let timeout = timeout.saturating_sub(wait.unwrap_or_default());
         let rx = {
             let mut queues = self.queues.lock().expect("matching lock");
             let queue = queues.entry(key.clone()).or_default();
@@ -236,10 +361,9 @@ impl Matching {
             queue.pollers.push_back(tx);
             rx
         };
-        let mut waiting = Waiting { rx: Some(rx), matching: self, key };
-        let mut shutdown = self.shutdown.clone();
+        let mut waiting = Waiting { rx: Some(rx), matching: self, key: key.clone() };
         let rx = waiting.rx.as_mut().expect("set above");
-        tokio::select! {
+        let task = tokio::select! {
             task = rx => {
                 waiting.rx = None;
                 task.ok()
@@ -247,7 +371,14 @@ impl Matching {
             _ = tokio::time::sleep(timeout) => waiting.take(),
             _ = shutdown.wait_for(|stop| *stop) => waiting.take(),
             _ = stopped.cancelled() => waiting.take(),
+        };
+        if task.is_none() {
+            // Nothing dispatched: the token goes back.
+            if let Some(queue) = self.queues.lock().expect("matching lock").get_mut(&key) {
+                queue.limiter.unreserve();
+            }
         }
+        task
     }
 
     /// True if some worker is polling the queue now or did so within `recent`.
@@ -334,6 +465,31 @@ mod tests {
         m.offer("ns", "q", TaskKind::Activity, task(2));
         assert_eq!(poller.await.unwrap(), Some(task(2)));
         assert_eq!(m.backlog_len("ns", "q", TaskKind::Activity), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_limited_queue_dispatches_a_burst_then_at_its_rate_and_nothing_at_zero() {
+        let (m, _stop) = matching();
+        for n in 1..=6 {
+            m.offer("ns", "q", TaskKind::Activity, task(n));
+        }
+        m.set_worker_rate("ns", "q", TaskKind::Activity, Some(100.0));
+        m.set_api_rate("ns", "q", TaskKind::Activity, Some(2.0));
+        assert_eq!(m.effective_rate("ns", "q", TaskKind::Activity), (Some(2.0), RateSource::Api));
+        let start = tokio::time::Instant::now();
+        let mut at_ms = Vec::new();
+        for n in 1..=6 {
+            assert_eq!(m.poll("ns", "q", TaskKind::Activity, "", Duration::from_secs(60)).await, Some(task(n)));
+            at_ms.push(start.elapsed().as_millis());
+        }
+        assert_eq!(at_ms, vec![0, 0, 500, 1000, 1500, 2000], "a burst of 2, then one per 500 ms");
+
+        m.set_api_rate("ns", "q", TaskKind::Activity, Some(0.0));
+        m.offer("ns", "q", TaskKind::Activity, task(7));
+        assert_eq!(m.poll("ns", "q", TaskKind::Activity, "", Duration::from_secs(3)).await, None, "rate 0 stops all");
+        m.set_api_rate("ns", "q", TaskKind::Activity, None);
+        assert_eq!(m.effective_rate("ns", "q", TaskKind::Activity), (Some(100.0), RateSource::Worker));
+        assert_eq!(m.poll("ns", "q", TaskKind::Activity, "", Duration::from_secs(3)).await, Some(task(7)));
     }
 
     #[tokio::test(start_paused = true)]

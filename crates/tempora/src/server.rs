@@ -75,34 +75,36 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let db = config.db.clone();
     let mut wanted = vec!["default".to_string()];
     wanted.extend(config.namespaces.iter().cloned());
-    let (store, namespaces, current, open, batch_jobs) = tokio::task::spawn_blocking(move || -> store::Result<_> {
-        let mut store = open_store(&db)?;
-        let mut namespaces = store.load_namespaces()?;
-        let mut created = Vec::new();
-        for name in wanted {
-            if !namespaces.iter().any(|n| n.name == name) {
-                let record = NamespaceRecord {
-                    name,
-                    id: uuid::Uuid::new_v4().to_string(),
-                    description: String::new(),
-                    owner_email: String::new(),
-                    retention_ms: RETENTION_DEFAULT_MS,
-                    search_attributes: Default::default(),
-                    data: Default::default(),
-                    deleted: false,
-                };
-                created.push(Write::Namespace(record.clone()));
-                namespaces.push(record);
+    let (store, namespaces, current, open, batch_jobs, records) =
+        tokio::task::spawn_blocking(move || -> store::Result<_> {
+            let mut store = open_store(&db)?;
+            let mut namespaces = store.load_namespaces()?;
+            let mut created = Vec::new();
+            for name in wanted {
+                if !namespaces.iter().any(|n| n.name == name) {
+                    let record = NamespaceRecord {
+                        name,
+                        id: uuid::Uuid::new_v4().to_string(),
+                        description: String::new(),
+                        owner_email: String::new(),
+                        retention_ms: RETENTION_DEFAULT_MS,
+                        search_attributes: Default::default(),
+                        data: Default::default(),
+                        deleted: false,
+                    };
+                    created.push(Write::Namespace(record.clone()));
+                    namespaces.push(record);
+                }
             }
-        }
-        store.commit(&created)?;
-        let current = store.load_current_runs()?;
-        let open = store.load_open_executions()?;
-        let batch_jobs = store.load_batch_jobs()?;
-        Ok((store, namespaces, current, open, batch_jobs))
-    })
-    .await
-    .map_err(|e| store::Error::Backend(format!("store open task failed: {e}")))??;
+            store.commit(&created)?;
+            let current = store.load_current_runs()?;
+            let open = store.load_open_executions()?;
+            let batch_jobs = store.load_batch_jobs()?;
+            let records = store.load_records()?;
+            Ok((store, namespaces, current, open, batch_jobs, records))
+        })
+        .await
+        .map_err(|e| store::Error::Backend(format!("store open task failed: {e}")))??;
     let open_runs = open.len();
     let (store, _writer) = store::Handle::spawn(store);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -116,7 +118,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let listener =
         tokio::net::TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr: addr.clone(), source })?;
     let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-    let frontend = Arc::new(Frontend::new(service.clone(), batch_jobs));
+    let frontend = Arc::new(Frontend::new(service.clone(), batch_jobs, &records));
     frontend.resume_batches();
     service.start_retention();
     // gRPC health (`temporal operator cluster health`, the Go SDK's CheckHealth).

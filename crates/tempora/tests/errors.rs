@@ -17,7 +17,7 @@ use temporalio_protos::temporal::api::errordetails::v1::{
 use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
 use temporalio_protos::temporal::api::workflowservice::v1::{
     GetWorkerBuildIdCompatibilityRequest, GetWorkflowExecutionHistoryRequest, RespondActivityTaskCompletedRequest,
-    StartWorkflowExecutionRequest,
+    StartActivityExecutionRequest, StartWorkflowExecutionRequest,
 };
 use tonic::{Code, Request};
 
@@ -170,10 +170,20 @@ async fn unknown_workflow_history_is_not_found_and_unsupported_rpcs_name_themsel
     };
     let status = service.get_workflow_execution_history(Request::new(request)).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
-    // Worker versioning v0.1 (deprecated) is not served.
+    // Worker versioning v0.1 (deprecated) is disabled, as on Temporal's dev server.
     let versioning = GetWorkerBuildIdCompatibilityRequest { namespace: "default".into(), ..Default::default() };
     let status = service.get_worker_build_id_compatibility(Request::new(versioning)).await.unwrap_err();
-    assert_status(&status, Code::Unimplemented, "GetWorkerBuildIdCompatibility");
+    assert_eq!(
+        (status.code(), status.message()),
+        (
+            Code::PermissionDenied,
+            "Worker versioning v0.1 (Version Set-based, deprecated) is disabled on this namespace."
+        )
+    );
+    // Standalone activities are not served: the status names the method.
+    let standalone = StartActivityExecutionRequest { namespace: "default".into(), ..Default::default() };
+    let status = service.start_activity_execution(Request::new(standalone)).await.unwrap_err();
+    assert_status(&status, Code::Unimplemented, "StartActivityExecution");
     server.stop().await;
 }
 

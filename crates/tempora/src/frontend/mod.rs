@@ -14,6 +14,7 @@ mod batch;
 mod convert;
 mod interactions;
 mod namespaces;
+mod nexus;
 pub mod status;
 mod task_queues;
 mod tasks;
@@ -39,11 +40,19 @@ use crate::history::Service as History;
 pub struct Frontend {
     svc: Arc<History>,
     batches: batch::Jobs,
+    endpoints: nexus::Endpoints,
+    configs: task_queues::Configs,
 }
 
 impl Frontend {
-    pub fn new(svc: Arc<History>, batch_jobs: Vec<crate::store::BatchJobRecord>) -> Self {
-        Frontend { svc, batches: batch::Jobs::new(batch_jobs) }
+    /// The frontend over `svc`, with the batch jobs and records the store held at start.
+    pub fn new(
+        svc: Arc<History>,
+        batch_jobs: Vec<crate::store::BatchJobRecord>,
+        records: &[crate::store::Record],
+    ) -> Self {
+        let configs = task_queues::Configs::new(records, &svc.matching);
+        Frontend { svc, batches: batch::Jobs::new(batch_jobs), endpoints: nexus::Endpoints::new(records), configs }
     }
 
     fn checks(&self) -> convert::Checks<'_> {
@@ -219,16 +228,22 @@ where
             "GetWorkflowExecutionHistoryReverse" => get_workflow_execution_history_reverse,
             "DescribeTaskQueue" => describe_task_queue,
             "ListTaskQueuePartitions" => list_task_queue_partitions,
+            "UpdateTaskQueueConfig" => update_task_queue_config,
             "StartBatchOperation" => start_batch_operation,
             "DescribeBatchOperation" => describe_batch_operation,
             "ListBatchOperations" => list_batch_operations,
             "StopBatchOperation" => stop_batch_operation,
+            "UpdateWorkerBuildIdCompatibility" => update_worker_build_id_compatibility,
+            "GetWorkerBuildIdCompatibility" => get_worker_build_id_compatibility,
+            "GetWorkerTaskReachability" => get_worker_task_reachability,
+            "UpdateWorkerVersioningRules" => update_worker_versioning_rules,
+            "GetWorkerVersioningRules" => get_worker_versioning_rules,
         )
     }
 }
 
-/// Temporal's `OperatorService`: search attributes (and, later, namespaces and Nexus
-/// endpoints); other methods answer UNIMPLEMENTED naming themselves.
+/// Temporal's `OperatorService`: search attributes, namespaces, clusters and Nexus endpoints;
+/// other methods answer UNIMPLEMENTED naming themselves.
 #[derive(Clone)]
 pub struct OperatorServiceServer {
     fe: Arc<Frontend>,
@@ -266,6 +281,11 @@ where
             "ListSearchAttributes" => list_search_attributes,
             "DeleteNamespace" => delete_namespace,
             "ListClusters" => list_clusters,
+            "CreateNexusEndpoint" => create_nexus_endpoint,
+            "UpdateNexusEndpoint" => update_nexus_endpoint,
+            "DeleteNexusEndpoint" => delete_nexus_endpoint,
+            "GetNexusEndpoint" => get_nexus_endpoint,
+            "ListNexusEndpoints" => list_nexus_endpoints,
         )
     }
 }

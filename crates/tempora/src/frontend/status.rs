@@ -52,6 +52,12 @@ impl From<Error> for Status {
             ),
             Error::InvalidArgument(_) | Error::UnhandledCommand => with_detail(Code::InvalidArgument, message, None),
             Error::FailedPrecondition(_) => with_detail(Code::FailedPrecondition, message, None),
+            Error::AlreadyExists(_) => with_detail(Code::AlreadyExists, message, None),
+            Error::PermissionDenied(_) => with_detail(
+                Code::PermissionDenied,
+                message,
+                Some(any("PermissionDeniedFailure", &details::PermissionDeniedFailure::default())),
+            ),
             Error::WorkflowNotReady(_) => with_detail(
                 Code::FailedPrecondition,
                 message,

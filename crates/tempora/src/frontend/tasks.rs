@@ -62,6 +62,10 @@ impl Frontend {
     ) -> Result<ws::PollActivityTaskQueueResponse> {
         let r = r.into_inner();
         let poll = self.poll_of(r.namespace, r.task_queue, TaskKind::Activity, r.identity, r.worker_instance_key)?;
+        // The worker's own dispatch limit (`max_task_queue_activities_per_second`); the latest
+        // poll's wins, and a config's rate overrides it.
+        let worker_rate = r.task_queue_metadata.and_then(|m| m.max_tasks_per_second);
+        self.svc.matching.set_worker_rate(&poll.namespace, &poll.task_queue, poll.kind, worker_rate);
         Ok(match self.svc.poll_task(&poll).await? {
             Some(Polled::Activity(start)) => views::activity_task(*start),
             Some(_) => return Err(Error::Internal("a workflow task on an activity task queue".into())),

@@ -42,6 +42,9 @@ impl Store for LostReply {
     fn load_batch_jobs(&mut self) -> store::Result<Vec<store::BatchJobRecord>> {
         self.inner.load_batch_jobs()
     }
+    fn load_records(&mut self) -> store::Result<Vec<store::Record>> {
+        self.inner.load_records()
+    }
     fn load_open_executions(&mut self) -> store::Result<Vec<ExecutionRecord>> {
         self.inner.load_open_executions()
     }

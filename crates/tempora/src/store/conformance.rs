@@ -13,7 +13,7 @@ use temporalio_protos::temporal::api::history::v1::HistoryEvent;
 use super::memory::MemoryStore;
 use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
-use super::{Error, NamespaceRecord, Store, Write};
+use super::{Error, NamespaceRecord, Record, RecordKind, Store, Write};
 use crate::engine::state::{MutableState, RunKey, RunStatus};
 
 /// A store under test, and how to open it again on the same data.
@@ -178,6 +178,34 @@ pub fn namespaces_round_trip(fx: &mut Fixture) {
     fx.store().commit(&[Write::Namespace(a2.clone())]).unwrap();
     fx.reopen();
     assert_eq!(fx.store().load_namespaces().unwrap(), vec![a2, b]);
+}
+
+/// Records are kept per (kind, scope, id): a write replaces, a delete removes only its own.
+pub fn records_round_trip_replace_and_delete(fx: &mut Fixture) {
+    let record = |kind, scope: &str, id: &str, data: &str| Record {
+        kind,
+        scope: scope.into(),
+        id: id.into(),
+        data: data.into(),
+    };
+    let sorted = |mut v: Vec<Record>| {
+        v.sort_by(|a, b| (a.kind.as_str(), &a.scope, &a.id).cmp(&(b.kind.as_str(), &b.scope, &b.id)));
+        v
+    };
+    assert_eq!(fx.store().load_records().unwrap(), vec![]);
+    let endpoint = record(RecordKind::NexusEndpoint, "", "e1", "{}");
+    let schedule = record(RecordKind::Schedule, "default", "s1", r#"{"v":1}"#);
+    let same_id = record(RecordKind::Schedule, "other", "s1", r#"{"v":2}"#);
+    let writes: Vec<Write> = [&endpoint, &schedule, &same_id].map(|r| Write::Record(r.clone())).into();
+    fx.store().commit(&writes).unwrap();
+    fx.reopen();
+    assert_eq!(sorted(fx.store().load_records().unwrap()), vec![endpoint.clone(), schedule, same_id]);
+
+    let schedule2 = record(RecordKind::Schedule, "default", "s1", r#"{"v":3}"#);
+    let delete = Write::DeleteRecord { kind: RecordKind::Schedule, scope: "other".into(), id: "s1".into() };
+    fx.store().commit(&[Write::Record(schedule2.clone()), delete]).unwrap();
+    fx.reopen();
+    assert_eq!(sorted(fx.store().load_records().unwrap()), vec![endpoint, schedule2]);
 }
 
 pub fn namespace_id_taken_by_another_name_is_refused(fx: &mut Fixture) {
@@ -415,6 +443,7 @@ macro_rules! store_suite {
         mod $backend {
             store_suite!(@cases $backend;
                 namespaces_round_trip,
+                records_round_trip_replace_and_delete,
                 namespace_id_taken_by_another_name_is_refused,
                 new_run_round_trips,
                 appended_events_keep_their_order,

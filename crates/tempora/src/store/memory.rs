@@ -7,7 +7,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
-use super::{decode_execution, BatchJobRecord, Error, ExecutionRecord, NamespaceRecord, Result, Store, Write};
+use super::{
+    decode_execution, BatchJobRecord, Error, ExecutionRecord, NamespaceRecord, Record, RecordKind, Result, Store, Write,
+};
 
 /// One `executions` row. Its namespace and workflow id are not kept: no read uses them.
 struct Row {
@@ -28,6 +30,7 @@ pub struct MemoryStore {
     current: HashMap<(String, String), String>,
     /// (namespace, job id) → batch job.
     batch_jobs: HashMap<(String, String), BatchJobRecord>,
+    records: HashMap<(RecordKind, String, String), Record>,
 }
 
 /// How to take back one applied write when a later write of the same commit fails.
@@ -38,6 +41,7 @@ enum Undo {
     History(String, BTreeMap<i64, Vec<u8>>),
     Current((String, String), Option<String>),
     BatchJob((String, String), Option<BatchJobRecord>),
+    Record((RecordKind, String, String), Option<Record>),
 }
 
 impl MemoryStore {
@@ -74,6 +78,18 @@ impl MemoryStore {
                 let key = (namespace.clone(), job_id.clone());
                 let old = self.batch_jobs.remove(&key);
                 undo.push(Undo::BatchJob(key, old));
+                Ok(())
+            }
+            Write::Record(record) => {
+                let key = (record.kind, record.scope.clone(), record.id.clone());
+                let old = self.records.insert(key.clone(), record.clone());
+                undo.push(Undo::Record(key, old));
+                Ok(())
+            }
+            Write::DeleteRecord { kind, scope, id } => {
+                let key = (*kind, scope.clone(), id.clone());
+                let old = self.records.remove(&key);
+                undo.push(Undo::Record(key, old));
                 Ok(())
             }
             Write::DeleteExecution { namespace, workflow_id, run_id } => {
@@ -153,6 +169,7 @@ impl MemoryStore {
                 Undo::History(run_id, history) => restore(&mut self.history, run_id, Some(history)),
                 Undo::Current(key, old) => restore(&mut self.current, key, old),
                 Undo::BatchJob(key, old) => restore(&mut self.batch_jobs, key, old),
+                Undo::Record(key, old) => restore(&mut self.records, key, old),
             }
         }
         self.history.retain(|_, events| !events.is_empty());
@@ -185,6 +202,10 @@ impl Store for MemoryStore {
 
     fn load_batch_jobs(&mut self) -> Result<Vec<BatchJobRecord>> {
         Ok(self.batch_jobs.values().cloned().collect())
+    }
+
+    fn load_records(&mut self) -> Result<Vec<Record>> {
+        Ok(self.records.values().cloned().collect())
     }
 
     fn load_namespaces(&mut self) -> Result<Vec<NamespaceRecord>> {

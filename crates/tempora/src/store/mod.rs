@@ -5,7 +5,9 @@
 //! - each run's history events (protobuf bytes), append-only, keyed by (run id, event id);
 //! - the current run of every workflow id;
 //! - namespaces;
-//! - batch jobs, with the progress they resume from.
+//! - batch jobs, with the progress they resume from;
+//! - records: small objects that are not runs (Nexus endpoints, task-queue configs,
+//!   schedules), each a JSON document under (kind, scope, id).
 //!
 //! What is only cached in memory (rebuilt at start from the above): task queues and timers —
 //! both derive from the mutable state of open runs (`engine::workflow::recover`).
@@ -111,6 +113,43 @@ pub struct BatchJobRecord {
     pub reason: String,
 }
 
+/// What a record is (the `kind` column).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RecordKind {
+    /// Scope "", id the endpoint id.
+    NexusEndpoint,
+    /// Scope the namespace, id `<task queue type number>/<task queue name>`.
+    TaskQueueConfig,
+    /// Scope the namespace, id the schedule id.
+    Schedule,
+}
+
+impl RecordKind {
+    pub const ALL: [RecordKind; 3] = [RecordKind::NexusEndpoint, RecordKind::TaskQueueConfig, RecordKind::Schedule];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::NexusEndpoint => "nexus_endpoint",
+            RecordKind::TaskQueueConfig => "task_queue_config",
+            RecordKind::Schedule => "schedule",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<RecordKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+/// A small durable object that is not a run: one JSON document, read whole at start and kept
+/// in memory by its owner, written whole on each change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    pub kind: RecordKind,
+    pub scope: String,
+    pub id: String,
+    pub data: String,
+}
+
 /// A run as stored: its mutable state and full history.
 #[derive(Clone, Debug)]
 pub struct ExecutionRecord {
@@ -150,6 +189,13 @@ pub enum Write {
     DeleteBatchJob {
         namespace: String,
         job_id: String,
+    },
+    /// Inserts or replaces a record.
+    Record(Record),
+    DeleteRecord {
+        kind: RecordKind,
+        scope: String,
+        id: String,
     },
     /// Removes a run: its row, its history, and the workflow id's current pointer if it names it.
     DeleteExecution {
@@ -211,6 +257,8 @@ pub trait Store: Send + 'static {
     fn commit(&mut self, writes: &[Write]) -> Result<()>;
     fn load_namespaces(&mut self) -> Result<Vec<NamespaceRecord>>;
     fn load_batch_jobs(&mut self) -> Result<Vec<BatchJobRecord>>;
+    /// Every record, of every kind.
+    fn load_records(&mut self) -> Result<Vec<Record>>;
     /// Every run that is still open, with its history.
     fn load_open_executions(&mut self) -> Result<Vec<ExecutionRecord>>;
     fn load_execution(&mut self, run_id: &str) -> Result<Option<ExecutionRecord>>;

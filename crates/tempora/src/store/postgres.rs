@@ -17,7 +17,10 @@ use r2d2_postgres::PostgresConnectionManager;
 
 use postgres::types::ToSql;
 
-use super::{decode_execution, BatchJobRecord, Error, ExecutionRecord, NamespaceRecord, Reader, Result, Store, Write};
+use super::{
+    decode_execution, BatchJobRecord, Error, ExecutionRecord, NamespaceRecord, Reader, Record, RecordKind, Result,
+    Store, Write,
+};
 use crate::visibility::{self, query, Bind, CountRequest, Counted, Cursor, GroupValue, ListRequest, Listed};
 
 /// Most pooled read connections.
@@ -33,6 +36,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0003_visibility.sql"),
     include_str!("migrations/postgres/0004_batch_jobs.sql"),
     include_str!("migrations/postgres/0005_visibility_counts.sql"),
+    include_str!("migrations/postgres/0006_records.sql"),
 ];
 
 pub struct PostgresStore {
@@ -402,6 +406,21 @@ impl Store for PostgresStore {
                         tx.execute("DELETE FROM batch_jobs WHERE namespace = $1 AND job_id = $2", &[namespace, job_id])
                             .map_err(backend)?;
                     }
+                    Write::Record(record) => {
+                        tx.execute(
+                            "INSERT INTO records (kind, scope, id, data) VALUES ($1, $2, $3, $4)
+                             ON CONFLICT (kind, scope, id) DO UPDATE SET data = excluded.data",
+                            &[&record.kind.as_str(), &record.scope, &record.id, &record.data],
+                        )
+                        .map_err(backend)?;
+                    }
+                    Write::DeleteRecord { kind, scope, id } => {
+                        tx.execute(
+                            "DELETE FROM records WHERE kind = $1 AND scope = $2 AND id = $3",
+                            &[&kind.as_str(), scope, id],
+                        )
+                        .map_err(backend)?;
+                    }
                     Write::Namespace(ns) => {
                         let data = serde_json::to_string(ns).expect("namespace serialises");
                         tx.execute(
@@ -434,6 +453,20 @@ impl Store for PostgresStore {
             rows.into_iter()
                 .map(|r| {
                     serde_json::from_str(r.get::<_, &str>(0)).map_err(|e| Error::Corrupt(format!("batch job: {e}")))
+                })
+                .collect()
+        })
+    }
+
+    fn load_records(&mut self) -> Result<Vec<Record>> {
+        self.with_client(|client, _| {
+            let rows = client.query("SELECT kind, scope, id, data FROM records", &[]).map_err(backend)?;
+            rows.into_iter()
+                .map(|r| {
+                    let kind: &str = r.get(0);
+                    let kind =
+                        RecordKind::from_name(kind).ok_or_else(|| Error::Corrupt(format!("record kind {kind}")))?;
+                    Ok(Record { kind, scope: r.get(1), id: r.get(2), data: r.get(3) })
                 })
                 .collect()
         })

@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{decode_execution, BatchJobRecord, Error, ExecutionRecord, NamespaceRecord, Reader, Result, Store, Write};
+use super::{
+    decode_execution, BatchJobRecord, Error, ExecutionRecord, NamespaceRecord, Reader, Record, RecordKind, Result,
+    Store, Write,
+};
 use crate::visibility::{self, query, Bind, CountRequest, Counted, Cursor, GroupValue, ListRequest, Listed};
 
 /// Numbered migrations; the index + 1 is the schema version (`PRAGMA user_version`).
@@ -17,6 +20,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0003_visibility.sql"),
     include_str!("migrations/sqlite/0004_batch_jobs.sql"),
     include_str!("migrations/sqlite/0005_visibility_counts.sql"),
+    include_str!("migrations/sqlite/0006_records.sql"),
 ];
 
 /// The schema version that added visibility: a database upgraded to it gets a row for each
@@ -206,6 +210,22 @@ impl Store for SqliteStore {
                     tx.execute("DELETE FROM batch_jobs WHERE namespace = ?1 AND job_id = ?2", [namespace, job_id])
                         .map_err(backend)?;
                 }
+                Write::Record(record) => {
+                    tx.prepare_cached(
+                        "INSERT INTO records (kind, scope, id, data) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (kind, scope, id) DO UPDATE SET data = excluded.data",
+                    )
+                    .map_err(backend)?
+                    .execute(params![record.kind.as_str(), record.scope, record.id, record.data])
+                    .map_err(backend)?;
+                }
+                Write::DeleteRecord { kind, scope, id } => {
+                    tx.execute(
+                        "DELETE FROM records WHERE kind = ?1 AND scope = ?2 AND id = ?3",
+                        params![kind.as_str(), scope, id],
+                    )
+                    .map_err(backend)?;
+                }
                 Write::Namespace(ns) => {
                     let data = serde_json::to_string(ns).expect("namespace serialises");
                     tx.prepare_cached(
@@ -239,6 +259,19 @@ impl Store for SqliteStore {
         for data in rows {
             let data = data.map_err(backend)?;
             out.push(serde_json::from_str(&data).map_err(|e| Error::Corrupt(format!("batch job: {e}")))?);
+        }
+        Ok(out)
+    }
+
+    fn load_records(&mut self) -> Result<Vec<Record>> {
+        let mut stmt = self.conn.prepare("SELECT kind, scope, id, data FROM records").map_err(backend)?;
+        let rows =
+            stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).map_err(backend)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (kind, scope, id, data) = row.map_err(backend)?;
+            let kind = RecordKind::from_name(&kind).ok_or_else(|| Error::Corrupt(format!("record kind {kind}")))?;
+            out.push(Record { kind, scope, id, data });
         }
         Ok(out)
     }
@@ -429,7 +462,7 @@ mod tests {
                 .conn
                 .execute_batch(
                     "DROP TABLE visibility; DROP TABLE visibility_attributes; DROP TABLE visibility_counts;
-                     DROP TABLE batch_jobs;
+                     DROP TABLE batch_jobs; DROP TABLE records;
                      PRAGMA user_version = 2;",
                 )
                 .unwrap();
