@@ -12,6 +12,7 @@ pub(crate) mod history;
 pub(crate) mod matching;
 pub(crate) mod namespaces;
 pub(crate) mod runtime;
+pub(crate) mod schedules;
 pub mod server;
 pub(crate) mod shard;
 pub mod store;

@@ -118,8 +118,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let listener =
         tokio::net::TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr: addr.clone(), source })?;
     let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-    let frontend = Arc::new(Frontend::new(service.clone(), batch_jobs, &records));
+    let frontend = Frontend::new(service.clone(), batch_jobs, &records);
     frontend.resume_batches();
+    frontend.run_schedules();
     service.start_retention();
     // gRPC health (`temporal operator cluster health`, the Go SDK's CheckHealth).
     let (health, health_service) = tonic_health::server::health_reporter();

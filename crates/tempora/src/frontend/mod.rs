@@ -15,6 +15,7 @@ mod convert;
 mod interactions;
 mod namespaces;
 mod nexus;
+mod schedules;
 pub mod status;
 mod task_queues;
 mod tasks;
@@ -42,6 +43,9 @@ pub struct Frontend {
     batches: batch::Jobs,
     endpoints: nexus::Endpoints,
     configs: task_queues::Configs,
+    schedules: schedules::Schedules,
+    /// Itself, for background work started from a handler (`&self`).
+    me: std::sync::Weak<Frontend>,
 }
 
 impl Frontend {
@@ -50,9 +54,20 @@ impl Frontend {
         svc: Arc<History>,
         batch_jobs: Vec<crate::store::BatchJobRecord>,
         records: &[crate::store::Record],
-    ) -> Self {
+    ) -> Arc<Self> {
         let configs = task_queues::Configs::new(records, &svc.matching);
-        Frontend { svc, batches: batch::Jobs::new(batch_jobs), endpoints: nexus::Endpoints::new(records), configs }
+        Arc::new_cyclic(|me| Frontend {
+            svc,
+            batches: batch::Jobs::new(batch_jobs),
+            endpoints: nexus::Endpoints::new(records),
+            configs,
+            schedules: schedules::Schedules::new(records),
+            me: me.clone(),
+        })
+    }
+
+    fn me(&self) -> Option<Arc<Frontend>> {
+        self.me.upgrade()
     }
 
     fn checks(&self) -> convert::Checks<'_> {
@@ -238,6 +253,14 @@ where
             "GetWorkerTaskReachability" => get_worker_task_reachability,
             "UpdateWorkerVersioningRules" => update_worker_versioning_rules,
             "GetWorkerVersioningRules" => get_worker_versioning_rules,
+            "CreateSchedule" => create_schedule,
+            "DescribeSchedule" => describe_schedule,
+            "UpdateSchedule" => update_schedule,
+            "PatchSchedule" => patch_schedule,
+            "DeleteSchedule" => delete_schedule,
+            "ListSchedules" => list_schedules,
+            "CountSchedules" => count_schedules,
+            "ListScheduleMatchingTimes" => list_schedule_matching_times,
         )
     }
 }
