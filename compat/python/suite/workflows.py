@@ -532,3 +532,14 @@ class ParallelStamps:
                 *(workflow.execute_activity(activities.stamp, start_to_close_timeout=timedelta(seconds=30)) for _ in range(n))
             )
         )
+
+
+@registered
+@workflow.defn
+class Accumulate:
+    """Returns the previous scheduled run's result plus one (0 + 1 for the first)."""
+
+    @workflow.run
+    async def run(self) -> int:
+        last = workflow.get_last_completion_result(int) if workflow.has_last_completion_result() else 0
+        return (last or 0) + 1

@@ -202,3 +202,124 @@ def test_schedule_cli_create_describe_toggle_trigger_list_delete(cli: Cli):
     cli.run("schedule", "delete", "--schedule-id", schedule_id)
     missing = cli.run("schedule", "describe", "--schedule-id", schedule_id, check=False)
     assert missing.returncode == 1
+
+
+async def _run_result(client, described, index: int):
+    action = sorted(described.info.recent_actions, key=lambda a: a.started_at)[index]
+    return await client.get_workflow_handle(action.action.workflow_id).result()
+
+
+async def test_a_run_sees_the_previous_runs_result_and_a_failure_pauses(env):
+    from suite.workflows import Accumulate
+
+    client = await env.client()
+    schedule_id = sid("carry")
+    async with env.worker(client):
+        handle = await client.create_schedule(
+            schedule_id,
+            Schedule(
+                action=ScheduleActionStartWorkflow(Accumulate.run, id=f"{schedule_id}-wf", task_queue=env.task_queue),
+                spec=ScheduleSpec(cron_expressions=["0 0 1 1 *"]),
+                state=ScheduleState(paused=True),
+            ),
+            trigger_immediately=True,
+        )
+        assert await _run_result(client, await handle.describe(), 0) == 1
+        await asyncio.sleep(1.1)  # a new second: the next run's id differs
+        await handle.trigger()
+        described = await wait_until(lambda: _with_actions(handle, 2), what="the second run", timeout=15)
+        assert await _run_result(client, described, 1) == 2
+        await handle.delete()
+
+        failing_id = sid("fails")
+        handle = await client.create_schedule(
+            failing_id,
+            Schedule(
+                action=ScheduleActionStartWorkflow(Greeter.run, "", id=f"{failing_id}-wf", task_queue=env.task_queue),
+                spec=ScheduleSpec(cron_expressions=["0 0 1 1 *"]),
+                policy=SchedulePolicy(pause_on_failure=True),
+            ),
+            trigger_immediately=True,
+        )
+
+        async def paused():
+            d = await handle.describe()
+            return d if d.schedule.state.paused else None
+
+        described = await wait_until(paused, what="paused after the failure", timeout=15)
+        run_id = described.info.recent_actions[0].action.workflow_id
+        assert described.schedule.state.note == f"paused due to workflow failure: {run_id}: no name given"
+        await handle.delete()
+
+
+async def test_terminate_other_ends_the_running_run_for_the_new_one(env):
+    client = await env.client()
+    schedule_id = sid("terminate")
+    async with env.worker(client):
+        handle = await client.create_schedule(
+            schedule_id,
+            Schedule(
+                action=ScheduleActionStartWorkflow(Sleeper.run, 60.0, id=f"{schedule_id}-wf", task_queue=env.task_queue),
+                spec=ScheduleSpec(cron_expressions=["0 0 1 1 *"]),
+                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.TERMINATE_OTHER),
+            ),
+            trigger_immediately=True,
+        )
+        first = (await handle.describe()).info.recent_actions[0].action.workflow_id
+        await asyncio.sleep(1.1)
+        await handle.trigger()
+        described = await wait_until(lambda: _with_actions(handle, 2), what="the second run", timeout=15)
+        from temporalio.client import WorkflowExecutionStatus
+
+        first_status = (await client.get_workflow_handle(first).describe()).status
+        assert first_status == WorkflowExecutionStatus.TERMINATED
+        assert [a.workflow_id for a in described.info.running_actions] != [first]
+        await handle.delete()
+        await client.get_workflow_handle(described.info.recent_actions[-1].action.workflow_id).terminate("cleanup")
+
+
+async def test_list_schedules_by_query(env):
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+    from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+    from suite.workflows import CUSTOMER_ID
+
+    client = await env.client()
+    listed = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=client.namespace))
+    if CUSTOMER_ID.name not in listed.custom_attributes:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=client.namespace,
+                search_attributes={CUSTOMER_ID.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD},
+            )
+        )
+    tag = uuid.uuid4().hex[:8]
+    ids = {}
+    for name, paused in [("a", True), ("b", False)]:
+        ids[name] = sid(f"q{name}")
+        await client.create_schedule(
+            ids[name],
+            Schedule(
+                action=greeter_action(env, f"{ids[name]}-wf"),
+                spec=ScheduleSpec(cron_expressions=["0 0 1 1 *"]),
+                state=ScheduleState(paused=paused),
+            ),
+            search_attributes=TypedSearchAttributes([SearchAttributePair(CUSTOMER_ID, f"{tag}-{name}")]),
+        )
+
+    async def listed_ids(query: str) -> list[str]:
+        return sorted([s.id async for s in await client.list_schedules(query=query)])
+
+    mine = f"{CUSTOMER_ID.name} IN ('{tag}-a', '{tag}-b')"
+    assert await wait_until(lambda: _eq(listed_ids(mine), sorted(ids.values())), what="both listed", timeout=15)
+    assert await wait_until(
+        lambda: _eq(listed_ids(f"{mine} AND TemporalSchedulePaused = true"), [ids["a"]]), what="the paused one", timeout=15
+    )
+    for schedule_id in ids.values():
+        await client.get_schedule_handle(schedule_id).delete()
+
+
+async def _eq(coro, expected) -> bool:
+    got = await coro
+    return got == expected

@@ -41,6 +41,10 @@ pub struct StartWorkflow {
     pub cron_schedule: String,
     /// Delay before the first workflow task (cron, workflow retry).
     pub first_task_backoff_ms: Millis,
+    /// What a client start carries from an earlier run (a schedule's previous result or
+    /// failure); a continued run's own `continued` wins.
+    pub last_completion_result: Option<common::Payloads>,
+    pub continued_failure: Option<temporalio_protos::temporal::api::failure::v1::Failure>,
 }
 
 /// How a run is closing, for `Tx::next_run`.
@@ -130,8 +134,8 @@ pub fn start(mut req: StartWorkflow, now: Millis) -> (MutableState, Vec<history:
         first_execution_run_id,
         continued_execution_run_id: continued.run_id,
         initiator: continued.initiator,
-        continued_failure: continued.failure,
-        last_completion_result: continued.last_completion_result,
+        continued_failure: continued.failure.or(req.continued_failure),
+        last_completion_result: continued.last_completion_result.or(req.last_completion_result),
         parent_workflow_namespace: req.parent.as_ref().map(|p| p.namespace.clone()).unwrap_or_default(),
         parent_workflow_execution: req
             .parent
@@ -233,6 +237,8 @@ impl Tx<'_> {
             header: a.header.clone(),
             priority: None,
             parent: state.parent.clone(),
+            last_completion_result: None,
+            continued_failure: None,
             continued: Some(Continued {
                 run_id: state.key.run_id.to_string(),
                 first_execution_run_id: state.first_execution_run_id.clone(),
@@ -358,6 +364,8 @@ impl Tx<'_> {
             header: started.header.clone(),
             priority: started.priority.clone(),
             parent: state.parent.clone(),
+            last_completion_result: None,
+            continued_failure: None,
             continued: Some(Continued {
                 run_id: state.key.run_id.to_string(),
                 first_execution_run_id: state.first_execution_run_id.clone(),

@@ -93,6 +93,8 @@ impl Checks<'_> {
             priority: r.priority,
             cron_schedule: r.cron_schedule,
             first_task_backoff_ms: start_delay_ms,
+            last_completion_result: r.last_completion_result,
+            continued_failure: r.continued_failure,
             ..Default::default()
         };
         Ok((start, policy))
