@@ -18,11 +18,12 @@ use temporalio_protos::temporal::api::schedule::v1::{
 use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
 use temporalio_protos::temporal::api::workflow::v1::NewWorkflowExecutionInfo;
 use temporalio_protos::temporal::api::workflowservice::v1::{
-    CreateScheduleRequest, DescribeScheduleRequest, DescribeScheduleResponse,
+    CreateScheduleRequest, DeleteScheduleRequest, DescribeScheduleRequest, DescribeScheduleResponse,
+    ListScheduleMatchingTimesRequest,
 };
 use tonic::{Code, Request};
 
-use support::{poll, OnDisk};
+use support::{client, on_tempora_and_reference, poll, OnDisk};
 
 fn every_second(workflow_id: &str) -> Schedule {
     Schedule {
@@ -106,4 +107,93 @@ async fn a_schedule_catches_up_after_a_restart_and_never_starts_a_time_twice() {
     assert!(seconds.windows(2).all(|w| w[1] - w[0] == 1), "a gap in the scheduled times: {seconds:?}");
     assert!(seconds.len() as i64 >= 7 && (seconds.len() as i64) <= info.action_count + 1, "{seconds:?} vs {info:?}");
     server.stop().await;
+}
+
+/// Specs written the ways users write them: what Describe returns and the times a schedule
+/// matches, on tempora and on the real server.
+fn specs() -> Vec<ScheduleSpec> {
+    let cron = |c: &[&str], zone: &str| ScheduleSpec {
+        cron_string: c.iter().map(|s| s.to_string()).collect(),
+        timezone_name: zone.into(),
+        ..Default::default()
+    };
+    let seconds = |s: i64| prost_types::Duration { seconds: s, nanos: 0 };
+    vec![
+        cron(&["0 12 * * MON"], ""),
+        cron(&["*/15 9-17 * * MON-FRI"], "America/New_York"),
+        cron(&["30 2 * * *"], "Europe/Berlin"),
+        cron(&["0 0 29 2 *", "@hourly"], ""),
+        ScheduleSpec {
+            // No jitter here: it is seeded by the namespace's id, which differs between servers
+            // (the spec module's tests hold jittered times read from the real server).
+            interval: vec![IntervalSpec { interval: Some(seconds(5400)), phase: Some(seconds(900)) }],
+            ..Default::default()
+        },
+        ScheduleSpec {
+            calendar: vec![temporalio_protos::temporal::api::schedule::v1::CalendarSpec {
+                hour: "8,20".into(),
+                day_of_week: "sat,SUN".into(),
+                ..Default::default()
+            }],
+            exclude_calendar: vec![temporalio_protos::temporal::api::schedule::v1::CalendarSpec {
+                hour: "20".into(),
+                day_of_month: "1-7".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn specs_and_matching_times_match_the_real_temporal_server() {
+    let Some((ours, theirs)) = on_tempora_and_reference(async |url: &str| {
+        let client = client(url).await;
+        let mut service = client.connection().workflow_service();
+        let mut out = Vec::new();
+        for (i, spec) in specs().into_iter().enumerate() {
+            let id = format!("diff-{i}-{}", uuid::Uuid::new_v4());
+            let mut schedule = every_second("diff");
+            schedule.spec = Some(spec);
+            schedule.state = Some(temporalio_protos::temporal::api::schedule::v1::ScheduleState {
+                paused: true,
+                ..Default::default()
+            });
+            let create = CreateScheduleRequest {
+                namespace: "default".into(),
+                schedule_id: id.clone(),
+                schedule: Some(schedule),
+                request_id: id.clone(),
+                ..Default::default()
+            };
+            service.create_schedule(Request::new(create)).await.unwrap();
+            let described = describe(&client, &id).await.unwrap();
+            let times = service
+                .list_schedule_matching_times(Request::new(ListScheduleMatchingTimesRequest {
+                    namespace: "default".into(),
+                    schedule_id: id.clone(),
+                    start_time: Some(prost_types::Timestamp { seconds: 1_709_251_200, nanos: 0 }), // 2024-03-01
+                    end_time: Some(prost_types::Timestamp { seconds: 1_712_102_400, nanos: 0 }),   // 2024-04-03
+                }))
+                .await
+                .unwrap()
+                .into_inner()
+                .start_time;
+            let schedule = described.schedule.unwrap();
+            out.push((schedule.spec, schedule.policies, times));
+            let delete =
+                DeleteScheduleRequest { namespace: "default".into(), schedule_id: id, identity: String::new() };
+            service.delete_schedule(Request::new(delete)).await.unwrap();
+        }
+        out
+    })
+    .await
+    else {
+        return;
+    };
+    for (i, (ours, theirs)) in ours.iter().zip(&theirs).enumerate() {
+        assert_eq!(ours.0, theirs.0, "spec {i}: Describe's spec");
+        assert_eq!(ours.1, theirs.1, "spec {i}: Describe's policies");
+        assert_eq!(ours.2, theirs.2, "spec {i}: matching times");
+    }
 }
