@@ -199,6 +199,22 @@ def test_schedule_cli_create_describe_toggle_trigger_list_delete(cli: Cli):
     assert int(described["info"].get("actionCount", 0)) == 1, described["info"]
     listed = cli.jsonl("schedule", "list")
     assert schedule_id in [s["scheduleId"] for s in listed]
+    cli.run("schedule", "update", "--schedule-id", schedule_id, "--interval", "2h/15m",
+            "--workflow-id", "cli-wf", "--task-queue", "cli-q", "--type", "Nobody", "--overlap-policy", "AllowAll")
+    described = cli.json("schedule", "describe", "--schedule-id", schedule_id)
+    assert described["schedule"]["spec"]["interval"] == [{"interval": "7200s", "phase": "900s"}], described["schedule"]["spec"]
+    assert described["schedule"]["policies"]["overlapPolicy"] == "SCHEDULE_OVERLAP_POLICY_ALLOW_ALL"
+    cli.run("schedule", "backfill", "--schedule-id", schedule_id, "--start-time", "2024-03-01T00:00:00Z",
+            "--end-time", "2024-03-01T04:00:00Z", "--overlap-policy", "AllowAll")
+    runs = []
+    for _ in range(50):
+        runs = [w["execution"]["workflowId"] for w in cli.jsonl("workflow", "list", "--query", "WorkflowId STARTS_WITH 'cli-wf-2024'")]
+        if len(runs) == 2:
+            break
+        import time
+
+        time.sleep(0.2)
+    assert sorted(runs) == ["cli-wf-2024-03-01T00:15:00Z", "cli-wf-2024-03-01T02:15:00Z"], runs
     cli.run("schedule", "delete", "--schedule-id", schedule_id)
     missing = cli.run("schedule", "describe", "--schedule-id", schedule_id, check=False)
     assert missing.returncode == 1
