@@ -108,3 +108,38 @@ async def test_a_queue_rate_limit_spaces_out_activity_dispatch(env, cli: Cli):
             ParallelStamps.run, 6, id=env.workflow_id("unlimited"), task_queue=env.task_queue
         )
     assert max(stamps) - min(stamps) < 0.9, stamps
+
+
+async def test_activity_commands_single_and_batch(env, cli: Cli):
+    """`temporal activity pause/update-options` on one workflow (the …ActivityExecution RPCs)
+    and `activity unpause --query` (a batch job)."""
+    import asyncio
+
+    from temporalio.client import Client
+
+    from suite.support import wait_until
+    from suite.workflows import OperatedActivity
+
+    client = await Client.connect(env.address, namespace=cli.namespace)
+    key = env.workflow_id("cli-activity")
+    async with env.worker(client, activities=[activities.fails_until_released], workflows=[OperatedActivity]):
+        handle = await client.start_workflow(OperatedActivity.run, args=[key, 300, 0], id=key, task_queue=env.task_queue)
+        await wait_until(lambda: activities.operated_calls.get(key, 0) >= 2, what="two attempts")
+        await asyncio.to_thread(cli.run, "activity", "pause", "--workflow-id", key, "--activity-id", "operated",
+                                "--reason", "looking")
+
+        async def paused():
+            pending = (await handle.describe()).raw_description.pending_activities
+            return pending and pending[0].paused
+
+        await wait_until(paused, what="the activity paused")
+        out = (await asyncio.to_thread(cli.run, "activity", "update-options", "--workflow-id", key,
+                                       "--activity-id", "operated", "--start-to-close-timeout", "20s")).stdout
+        assert "20s" in out, out
+        pending = (await handle.describe()).raw_description.pending_activities[0]
+        assert pending.activity_options.start_to_close_timeout.seconds == 20
+        activities.operated_released.add(key)
+        out = (await asyncio.to_thread(cli.run, "activity", "unpause", "--query", f"WorkflowId = '{key}'",
+                                       "--yes")).stdout
+        assert "Started batch for job ID:" in out, out
+        assert (await handle.result())["attempt"] >= 2

@@ -127,3 +127,87 @@ impl Frontend {
         Ok(ws::UpdateActivityOptionsResponse { activity_options: Some(options) })
     }
 }
+
+/// The `…ActivityExecution` forms the CLI sends (workflow id and activity id as fields). With
+/// a workflow id they are the workflow-activity operations above; without one they name a
+/// standalone activity, which tempora does not run, so there is none to find.
+impl Frontend {
+    fn workflow_activity(workflow_id: &str, run_id: &str, activity_id: &str) -> Result<WorkflowExecution> {
+        if workflow_id.is_empty() {
+            return Err(Error::not_found(format!("activity not found for ID: {activity_id}")));
+        }
+        Ok(WorkflowExecution { workflow_id: workflow_id.to_string(), run_id: run_id.to_string() })
+    }
+
+    pub async fn pause_activity_execution(
+        &self,
+        r: Request<ws::PauseActivityExecutionRequest>,
+    ) -> Result<ws::PauseActivityExecutionResponse> {
+        let r = r.into_inner();
+        let execution = Self::workflow_activity(&r.workflow_id, &r.run_id, &r.activity_id)?;
+        let request = ws::PauseActivityRequest {
+            namespace: r.namespace,
+            execution: Some(execution),
+            identity: r.identity,
+            activity: Some(ws::pause_activity_request::Activity::Id(r.activity_id)),
+            reason: r.reason,
+            request_id: r.request_id,
+        };
+        self.pause_activity(Request::new(request)).await.map(|_| ws::PauseActivityExecutionResponse {})
+    }
+
+    pub async fn unpause_activity_execution(
+        &self,
+        r: Request<ws::UnpauseActivityExecutionRequest>,
+    ) -> Result<ws::UnpauseActivityExecutionResponse> {
+        let r = r.into_inner();
+        let execution = Self::workflow_activity(&r.workflow_id, &r.run_id, &r.activity_id)?;
+        let request = ws::UnpauseActivityRequest {
+            namespace: r.namespace,
+            execution: Some(execution),
+            identity: r.identity,
+            activity: Some(ws::unpause_activity_request::Activity::Id(r.activity_id)),
+            jitter: r.jitter,
+            ..Default::default()
+        };
+        self.unpause_activity(Request::new(request)).await.map(|_| ws::UnpauseActivityExecutionResponse {})
+    }
+
+    pub async fn reset_activity_execution(
+        &self,
+        r: Request<ws::ResetActivityExecutionRequest>,
+    ) -> Result<ws::ResetActivityExecutionResponse> {
+        let r = r.into_inner();
+        let execution = Self::workflow_activity(&r.workflow_id, &r.run_id, &r.activity_id)?;
+        let request = ws::ResetActivityRequest {
+            namespace: r.namespace,
+            execution: Some(execution),
+            identity: r.identity,
+            activity: Some(ws::reset_activity_request::Activity::Id(r.activity_id)),
+            reset_heartbeat: r.reset_heartbeat,
+            keep_paused: r.keep_paused,
+            jitter: r.jitter,
+            restore_original_options: r.restore_original_options,
+        };
+        self.reset_activity(Request::new(request)).await.map(|_| ws::ResetActivityExecutionResponse {})
+    }
+
+    pub async fn update_activity_execution_options(
+        &self,
+        r: Request<ws::UpdateActivityExecutionOptionsRequest>,
+    ) -> Result<ws::UpdateActivityExecutionOptionsResponse> {
+        let r = r.into_inner();
+        let execution = Self::workflow_activity(&r.workflow_id, &r.run_id, &r.activity_id)?;
+        let request = ws::UpdateActivityOptionsRequest {
+            namespace: r.namespace,
+            execution: Some(execution),
+            identity: r.identity,
+            activity_options: r.activity_options,
+            update_mask: r.update_mask,
+            activity: Some(ws::update_activity_options_request::Activity::Id(r.activity_id)),
+            restore_original: r.restore_original,
+        };
+        let updated = self.update_activity_options(Request::new(request)).await?;
+        Ok(ws::UpdateActivityExecutionOptionsResponse { activity_options: updated.activity_options })
+    }
+}

@@ -98,6 +98,9 @@ fn operation_type(op: &Operation) -> BatchOperationType {
         Operation::DeletionOperation(_) => BatchOperationType::DeleteWorkflow,
         Operation::ResetOperation(_) => BatchOperationType::ResetWorkflow,
         Operation::UpdateWorkflowOptionsOperation(_) => BatchOperationType::UpdateWorkflowExecutionOptions,
+        Operation::UnpauseActivitiesOperation(_) => BatchOperationType::UnpauseActivity,
+        Operation::ResetActivitiesOperation(_) => BatchOperationType::ResetActivity,
+        Operation::UpdateActivityOptionsOperation(_) => BatchOperationType::UpdateActivityOptions,
         _ => BatchOperationType::Unspecified,
     }
 }
@@ -110,6 +113,9 @@ fn identity_of(op: &Operation) -> String {
         Operation::DeletionOperation(o) => o.identity.clone(),
         Operation::ResetOperation(o) => o.identity.clone(),
         Operation::UpdateWorkflowOptionsOperation(o) => o.identity.clone(),
+        Operation::UnpauseActivitiesOperation(o) => o.identity.clone(),
+        Operation::ResetActivitiesOperation(o) => o.identity.clone(),
+        Operation::UpdateActivityOptionsOperation(o) => o.identity.clone(),
         _ => String::new(),
     }
 }
@@ -576,6 +582,64 @@ impl Frontend {
                 }))
                 .await
                 .map(drop),
+            Operation::UnpauseActivitiesOperation(o) => {
+                use temporalio_protos::temporal::api::batch::v1::batch_operation_unpause_activities::Activity as Which;
+                use ws::unpause_activity_request::Activity;
+                let activity = match &o.activity {
+                    Some(Which::Type(t)) => Activity::Type(t.clone()),
+                    Some(Which::MatchAll(_)) | None => Activity::UnpauseAll(true),
+                };
+                self.unpause_activity(Request::new(ws::UnpauseActivityRequest {
+                    namespace,
+                    execution: Some(execution),
+                    identity: o.identity.clone(),
+                    activity: Some(activity),
+                    reset_attempts: o.reset_attempts,
+                    reset_heartbeat: o.reset_heartbeat,
+                    jitter: o.jitter,
+                }))
+                .await
+                .map(drop)
+            }
+            Operation::ResetActivitiesOperation(o) => {
+                use temporalio_protos::temporal::api::batch::v1::batch_operation_reset_activities::Activity as Which;
+                use ws::reset_activity_request::Activity;
+                let activity = match &o.activity {
+                    Some(Which::Type(t)) => Activity::Type(t.clone()),
+                    Some(Which::MatchAll(_)) | None => Activity::MatchAll(true),
+                };
+                self.reset_activity(Request::new(ws::ResetActivityRequest {
+                    namespace,
+                    execution: Some(execution),
+                    identity: o.identity.clone(),
+                    activity: Some(activity),
+                    reset_heartbeat: o.reset_heartbeat,
+                    keep_paused: o.keep_paused,
+                    jitter: o.jitter,
+                    restore_original_options: o.restore_original_options,
+                }))
+                .await
+                .map(drop)
+            }
+            Operation::UpdateActivityOptionsOperation(o) => {
+                use temporalio_protos::temporal::api::batch::v1::batch_operation_update_activity_options::Activity as Which;
+                use ws::update_activity_options_request::Activity;
+                let activity = match &o.activity {
+                    Some(Which::Type(t)) => Activity::Type(t.clone()),
+                    Some(Which::MatchAll(_)) | None => Activity::MatchAll(true),
+                };
+                self.update_activity_options(Request::new(ws::UpdateActivityOptionsRequest {
+                    namespace,
+                    execution: Some(execution),
+                    identity: o.identity.clone(),
+                    activity_options: o.activity_options.clone(),
+                    update_mask: o.update_mask.clone(),
+                    activity: Some(activity),
+                    restore_original: o.restore_original,
+                }))
+                .await
+                .map(drop)
+            }
             other => Err(Error::invalid(format!(
                 "The operation type {} is not supported for this namespace",
                 operation_name(other)
