@@ -5,6 +5,7 @@
 //! `compare` starts tempora (the release binary next to this one) and the reference Temporal
 //! server (`shared/tools/reference-server`), runs the same load on both, and prints ratios.
 
+mod schedules;
 mod visibility;
 
 use std::path::PathBuf;
@@ -87,6 +88,17 @@ enum Command {
         db: Option<String>,
         #[arg(long)]
         tempora: Option<PathBuf>,
+    },
+    /// Run an every-second schedule on tempora and on the reference server; report how late
+    /// each run started.
+    Schedules {
+        /// How long each schedule runs.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        #[arg(long)]
+        tempora: Option<PathBuf>,
+        #[arg(long, default_value = "../shared/tools/reference-server")]
+        reference: PathBuf,
     },
     /// Start tempora, put N workflows to sleep on timers, report RSS, restart, report again.
     Timers {
@@ -431,6 +443,9 @@ async fn main() -> Result<()> {
             compare(load, tempora, reference, no_latency, db).await?
         }
         Command::Timers { workflows, tempora } => timers(workflows, tempora).await?,
+        Command::Schedules { seconds, tempora, reference } => {
+            schedules::run(schedules::Options { seconds, tempora, reference }).await?
+        }
         Command::Visibility { closed, open, iterations, db, tempora } => {
             visibility::run(visibility::Options { closed, open, iterations, db, tempora }).await?
         }
