@@ -339,3 +339,26 @@ async def test_list_schedules_by_query(env):
 async def _eq(coro, expected) -> bool:
     got = await coro
     return got == expected
+
+
+@pytest.mark.deadline(40)
+async def test_limited_actions_stop_after_the_last_one(env):
+    client = await env.client()
+    schedule_id = sid("limited")
+    async with env.worker(client):
+        handle = await client.create_schedule(
+            schedule_id,
+            Schedule(
+                action=greeter_action(env, f"{schedule_id}-wf"),
+                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=1))]),
+                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.ALLOW_ALL),
+                state=ScheduleState(limited_actions=True, remaining_actions=2),
+            ),
+        )
+        described = await wait_until(lambda: _with_actions(handle, 2), what="two runs", timeout=20)
+        await asyncio.sleep(3)
+        described = await handle.describe()
+        await handle.delete()
+    assert described.info.num_actions == 2
+    assert described.schedule.state.remaining_actions == 0
+    assert described.info.next_action_times == []
