@@ -330,9 +330,19 @@ impl Frontend {
     async fn fire_due_schedules(&self) -> Millis {
         let now_ms = self.svc.now_ms();
         let mut wake_at = now_ms + IDLE_WAKE_MS;
-        for (_, entry) in self.schedules.all() {
+        for ((namespace, id), entry) in self.schedules.all() {
             let mut guard = entry.lock_owned().await;
             let Some(loaded) = guard.as_ref() else { continue };
+            if self.svc.namespaces.get(&namespace).is_err() {
+                // The namespace was deleted: its schedules go with it.
+                let delete =
+                    Write::DeleteRecord { kind: RecordKind::Schedule, scope: namespace.clone(), id: id.clone() };
+                if self.svc.store().commit(vec![delete]).await.is_ok() {
+                    *guard = None;
+                    self.schedules.by_key.lock().expect("schedules lock").remove(&(namespace, id));
+                }
+                continue;
+            }
             let due = loaded.record.next_wakeup_ms(&loaded.spec).is_some_and(|t| t <= now_ms);
             if due {
                 self.act(&mut guard).await;
