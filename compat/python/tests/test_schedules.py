@@ -268,16 +268,17 @@ async def test_a_run_sees_the_previous_runs_result_and_a_failure_pauses(env):
         await handle.delete()
 
 
-async def test_terminate_other_ends_the_running_run_for_the_new_one(env):
+@pytest.mark.parametrize("policy", ["TERMINATE_OTHER", "CANCEL_OTHER"])
+async def test_terminate_or_cancel_other_ends_the_running_run_for_the_new_one(env, policy):
     client = await env.client()
-    schedule_id = sid("terminate")
+    schedule_id = sid(policy.lower().replace("_", "-"))
     async with env.worker(client):
         handle = await client.create_schedule(
             schedule_id,
             Schedule(
                 action=ScheduleActionStartWorkflow(Sleeper.run, 60.0, id=f"{schedule_id}-wf", task_queue=env.task_queue),
                 spec=ScheduleSpec(cron_expressions=["0 0 1 1 *"]),
-                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.TERMINATE_OTHER),
+                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy[policy]),
             ),
             trigger_immediately=True,
         )
@@ -288,7 +289,8 @@ async def test_terminate_other_ends_the_running_run_for_the_new_one(env):
         from temporalio.client import WorkflowExecutionStatus
 
         first_status = (await client.get_workflow_handle(first).describe()).status
-        assert first_status == WorkflowExecutionStatus.TERMINATED
+        expected = "TERMINATED" if policy == "TERMINATE_OTHER" else "CANCELED"
+        assert first_status == WorkflowExecutionStatus[expected]
         assert [a.workflow_id for a in described.info.running_actions] != [first]
         await handle.delete()
         await client.get_workflow_handle(described.info.recent_actions[-1].action.workflow_id).terminate("cleanup")

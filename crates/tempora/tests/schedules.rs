@@ -199,3 +199,56 @@ async fn specs_and_matching_times_match_the_real_temporal_server() {
         assert_eq!(ours.2, theirs.2, "spec {i}: matching times");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_schedule_requests_get_temporal_errors() {
+    use temporalio_protos::temporal::api::workflowservice::v1::{ListSchedulesRequest, UpdateScheduleRequest};
+    let (server, client) = support::start_server(":memory:").await;
+    let mut service = client.connection().workflow_service();
+    let create = |id: &str, schedule: Schedule| CreateScheduleRequest {
+        namespace: "default".into(),
+        schedule_id: id.into(),
+        schedule: Some(schedule),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        ..Default::default()
+    };
+    let mut bad_cron = every_second("w");
+    bad_cron.spec = Some(ScheduleSpec { cron_string: vec!["61 * * * *".into()], ..Default::default() });
+    let status = service.create_schedule(Request::new(create("bad-cron", bad_cron))).await.unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::InvalidArgument, "Invalid schedule spec: Minute is not in range [0-59]")
+    );
+    let no_action = Schedule { action: None, ..every_second("w") };
+    let status = service.create_schedule(Request::new(create("no-action", no_action))).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+
+    let status = describe(&client, "missing").await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+
+    let mut paused = every_second("w");
+    paused.state =
+        Some(temporalio_protos::temporal::api::schedule::v1::ScheduleState { paused: true, ..Default::default() });
+    service.create_schedule(Request::new(create("s", paused.clone()))).await.unwrap();
+    let token = describe(&client, "s").await.unwrap().conflict_token;
+    let update = |token: Vec<u8>| UpdateScheduleRequest {
+        namespace: "default".into(),
+        schedule_id: "s".into(),
+        schedule: Some(paused.clone()),
+        conflict_token: token,
+        request_id: uuid::Uuid::new_v4().to_string(),
+        ..Default::default()
+    };
+    service.update_schedule(Request::new(update(token.clone()))).await.unwrap();
+    let status = service.update_schedule(Request::new(update(token))).await.unwrap_err();
+    assert_eq!((status.code(), status.message()), (Code::FailedPrecondition, "mismatched conflict token"));
+
+    let list =
+        ListSchedulesRequest { namespace: "default".into(), query: "WorkflowType = 'x'".into(), ..Default::default() };
+    let status = service.list_schedules(Request::new(list)).await.unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::InvalidArgument, r#"invalid query filter for schedules: cannot filter on "WorkflowType""#)
+    );
+    server.stop().await;
+}

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use temporalio_protos::temporal::api::common::v1::{Payload, SearchAttributes, WorkflowExecution};
-use temporalio_protos::temporal::api::enums::v1::WorkflowExecutionStatus;
+use temporalio_protos::temporal::api::enums::v1::{WorkflowExecutionStatus, WorkflowIdReusePolicy};
 use temporalio_protos::temporal::api::history::v1::history_event::Attributes;
 use temporalio_protos::temporal::api::schedule::v1 as sched;
 use temporalio_protos::temporal::api::workflowservice::v1 as ws;
@@ -453,14 +453,17 @@ impl Frontend {
             continued_failure: record.last_failure.clone(),
             user_metadata: info.user_metadata.clone(),
             priority: info.priority.clone(),
+            // A scheduled time runs once, even if its run has closed (as in Temporal); a
+            // manual start may reuse a closed run's id.
+            workflow_id_reuse_policy: match start.manual {
+                true => WorkflowIdReusePolicy::AllowDuplicate as i32,
+                false => WorkflowIdReusePolicy::RejectDuplicate as i32,
+            },
             ..Default::default()
         };
+        // The same start repeated after a crash (same request id) answers with the run it made.
         match self.start_workflow_execution(Request::new(request)).await {
             Ok(started) => Some(WorkflowExecution { workflow_id, run_id: started.run_id }),
-            Err(Error::AlreadyStarted { run_id, .. }) if !run_id.is_empty() => {
-                // Made before a restart (same request id) or by someone else: not twice.
-                Some(WorkflowExecution { workflow_id, run_id })
-            }
             Err(e) => {
                 tracing::warn!(schedule_id = %record.schedule_id, %workflow_id, error = %e, "scheduled start failed");
                 None
