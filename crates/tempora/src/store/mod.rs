@@ -227,16 +227,22 @@ impl Write {
     /// A run's new state and events; `expected_version` is the version read (`None`: new run).
     /// Its visibility row is written too.
     pub fn execution(state: &MutableState, new_events: &[HistoryEvent], expected_version: Option<u64>) -> Write {
-        Self::run(state, new_events, expected_version, true)
+        Self::run(state, new_events, expected_version, Some(visibility::Row::of(state)))
     }
 
     /// A transition of a run read as `before`: its visibility row is written only when
     /// something a query can see changed.
     pub fn transition(state: &MutableState, new_events: &[HistoryEvent], before: &MutableState) -> Write {
-        Self::run(state, new_events, Some(before.transitions), visibility::needs_write(before, state))
+        let visibility = visibility::needs_write(before, state).then(|| visibility::Row::of_transition(before, state));
+        Self::run(state, new_events, Some(before.transitions), visibility)
     }
 
-    fn run(state: &MutableState, new_events: &[HistoryEvent], expected_version: Option<u64>, visible: bool) -> Write {
+    fn run(
+        state: &MutableState,
+        new_events: &[HistoryEvent],
+        expected_version: Option<u64>,
+        visibility: Option<visibility::Row>,
+    ) -> Write {
         Write::Execution {
             run_id: state.key.run_id.to_string(),
             namespace: state.key.namespace.to_string(),
@@ -246,7 +252,7 @@ impl Write {
             expected_version,
             state_json: serde_json::to_vec(state).expect("mutable state serialises"),
             new_events: new_events.iter().map(|e| (e.event_id, e.encode_to_vec())).collect(),
-            visibility: visible.then(|| Box::new(visibility::Row::of(state))),
+            visibility: visibility.map(Box::new),
         }
     }
 }

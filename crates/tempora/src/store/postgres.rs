@@ -121,6 +121,9 @@ fn write_visibility(tx: &mut postgres::Transaction<'_>, st: &Statements, row: &v
     let values: Vec<Box<dyn ToSql + Sync>> = row.values().into_iter().map(bind).collect();
     let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v.as_ref()).collect();
     tx.execute(&st.upsert_visibility, &refs).map_err(backend)?;
+    if row.attributes_unchanged {
+        return Ok(());
+    }
     tx.execute(&st.delete_attributes, &[&row.run_id]).map_err(backend)?;
     if !row.attributes.is_empty() {
         let names: Vec<&str> = row.attributes.iter().map(|a| a.name.as_str()).collect();

@@ -320,6 +320,9 @@ fn write_visibility(tx: &rusqlite::Transaction<'_>, row: &visibility::Row) -> Re
         .map_err(backend)?
         .execute(rusqlite::params_from_iter(row.values().into_iter().map(bind)))
         .map_err(backend)?;
+    if row.attributes_unchanged {
+        return Ok(());
+    }
     tx.prepare_cached("DELETE FROM visibility_attributes WHERE run_id = ?1")
         .map_err(backend)?
         .execute([&row.run_id])

@@ -60,6 +60,9 @@ pub struct Row {
     /// `WorkflowExecutionInfo` as List returns it.
     pub info: Vec<u8>,
     pub attributes: Vec<AttributeRow>,
+    /// The stored attribute rows are already these (the run's search attributes did not
+    /// change): the writer leaves them, saving a delete and re-insert in four indexes.
+    pub attributes_unchanged: bool,
 }
 
 fn ns(ms: i64) -> i64 {
@@ -95,7 +98,13 @@ impl Row {
             namespace_division: None,
             info: info.encode_to_vec(),
             attributes: attribute_rows(&search_attributes),
+            attributes_unchanged: false,
         }
+    }
+
+    /// The row of `state` when it was last written as `before`.
+    pub fn of_transition(before: &MutableState, state: &MutableState) -> Row {
+        Row { attributes_unchanged: before.search_attributes == state.search_attributes, ..Row::of(state) }
     }
 
     /// The key List orders by: close time (running last-most), start time, run id.
