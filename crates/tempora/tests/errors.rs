@@ -363,3 +363,38 @@ async fn eager_start_and_eager_activities_come_back_in_the_responses() {
     assert_eq!(count_events(&history_event_types(&c, &id).await, "EVENT_TYPE_ACTIVITY_TASK_COMPLETED"), 1);
     server.stop().await;
 }
+
+/// An eager start while a poller already waits on the queue: the first workflow task goes to
+/// the starter, never to the waiting poller (it used to be offered to matching first, and a
+/// waiting poll sometimes won the race; twenty tries make a regression show).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_eager_start_is_not_raced_by_a_waiting_poller() {
+    use temporalio_protos::temporal::api::workflowservice::v1::PollWorkflowTaskQueueRequest;
+    let (server, c, mut service) = raw_service().await;
+    let mut lost = 0;
+    for _ in 0..20 {
+        let mut poller = c.connection().workflow_service();
+        let poll = PollWorkflowTaskQueueRequest {
+            namespace: "default".into(),
+            task_queue: Some(TaskQueue { name: "race-q".into(), ..Default::default() }),
+            identity: "poller".into(),
+            ..Default::default()
+        };
+        let waiting = tokio::spawn(async move { poller.poll_workflow_task_queue(Request::new(poll)).await });
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let mut start = StartWorkflowExecutionRequest {
+            request_eager_execution: true,
+            identity: "me".into(),
+            ..start_request(&unique("eager-race"))
+        };
+        start.task_queue = Some(TaskQueue { name: "race-q".into(), ..Default::default() });
+        let started = service.start_workflow_execution(Request::new(start)).await.unwrap().into_inner();
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        if started.eager_workflow_task.is_none() || waiting.is_finished() {
+            lost += 1;
+        }
+        waiting.abort();
+    }
+    assert_eq!(lost, 0, "eager starts whose task a waiting poller took, of 20");
+    server.stop().await;
+}

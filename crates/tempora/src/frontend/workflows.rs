@@ -15,7 +15,6 @@ use crate::engine::request::Request as Change;
 use crate::engine::state::RunKey;
 use crate::error::{Error, Result};
 use crate::history::Polled;
-use crate::matching::TaskKind;
 
 /// Temporal's frontend long-poll expiry for history.
 const HISTORY_POLL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
@@ -90,18 +89,17 @@ impl Frontend {
         let (eager, identity) = (r.request_eager_execution, r.identity.clone());
         let (start, policy) = self.start_request(r)?;
         let key = start.key.clone();
-        let started = self.svc.start_workflow(start, policy).await?;
         // Eager start: the caller's worker gets the first workflow task in the answer.
-        let mut eager_workflow_task = None;
+        let (started, eager_task) = match eager {
+            true => self.svc.start_workflow_eagerly(start, policy, identity).await?,
+            false => (self.svc.start_workflow(start, policy).await?, None),
+        };
+        let eager_workflow_task = match eager_task {
+            Some(Polled::WorkflowTask(task)) => Some(views::workflow_task(*task)),
+            _ => None,
+        };
         let run = RunKey { run_id: started.run_id.clone(), ..key };
         let first_execution_run_id = self.first_run_of(&run).await;
-        if eager && started.started {
-            if let Some(Polled::WorkflowTask(task)) =
-                self.svc.start_eagerly(&run, TaskKind::Workflow, 0, 0, identity).await?
-            {
-                eager_workflow_task = Some(views::workflow_task(*task));
-            }
-        }
         Ok(ws::StartWorkflowExecutionResponse {
             run_id: started.run_id.to_string(),
             first_execution_run_id,

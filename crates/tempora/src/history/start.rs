@@ -31,6 +31,36 @@ impl Service {
         self.runtime.complete("start", async move { this.start_now(req, policy, None).await }).await
     }
 
+    /// An eager start: starts a run and starts its first workflow task for the caller's
+    /// worker in the same step, before the task is offered to any poller (a poller could
+    /// otherwise take it first). `None` when no run was created or the task could not be
+    /// started for the caller; the task is then offered as usual.
+    pub async fn start_workflow_eagerly(
+        self: &Arc<Self>,
+        req: StartWorkflow,
+        policy: StartPolicy,
+        identity: String,
+    ) -> Result<(Started, Option<super::Polled>)> {
+        let this = self.clone();
+        self.runtime
+            .complete("start", async move {
+                let (started, held) = this.start_inner(req, policy, None, true).await?;
+                if !started.started {
+                    return Ok((started, None));
+                }
+                let run = RunKey { run_id: started.run_id.clone(), ..held.0 };
+                let taken = this.start_eagerly(&run, crate::matching::TaskKind::Workflow, 0, 0, identity).await;
+                match taken {
+                    Ok(Some(polled @ super::Polled::WorkflowTask(_))) => Ok((started, Some(polled))),
+                    other => {
+                        this.perform(&run, held.1);
+                        other.map(|_| (started, None))
+                    }
+                }
+            })
+            .await
+    }
+
     /// `SignalWithStartWorkflowExecution`: signals the running run, or starts a new run (as the
     /// reuse policy allows) with the signal as its first event after the start.
     pub async fn signal_with_start(
@@ -61,7 +91,20 @@ impl Service {
         }
     }
 
-    async fn start_now(&self, mut req: StartWorkflow, policy: StartPolicy, signal: Option<Signal>) -> Result<Started> {
+    async fn start_now(&self, req: StartWorkflow, policy: StartPolicy, signal: Option<Signal>) -> Result<Started> {
+        self.start_inner(req, policy, signal, false).await.map(|(started, _)| started)
+    }
+
+    /// A start; with `hold_dispatch`, the new run's workflow-task dispatch is not performed
+    /// but returned (with the run's key), for the caller to start the task itself or perform it.
+    async fn start_inner(
+        &self,
+        mut req: StartWorkflow,
+        policy: StartPolicy,
+        signal: Option<Signal>,
+        hold_dispatch: bool,
+    ) -> Result<(Started, (RunKey, Vec<crate::engine::Effect>))> {
+        let held_none = |key: &RunKey| (key.clone(), Vec::new());
         let current = self.current_slot(&req.key.namespace, &req.key.workflow_id);
         let starting = current.starts.lock().await;
         let (namespace, workflow_id) = (req.key.namespace.clone(), req.key.workflow_id.clone());
@@ -71,11 +114,15 @@ impl Service {
         match (decision, existing_key) {
             (StartDecision::Start, _) => {}
             (StartDecision::Refuse(e), _) => return Err(e),
-            (StartDecision::Existing { started }, Some(key)) => return Ok(Started { run_id: key.run_id, started }),
+            (StartDecision::Existing { started }, Some(key)) => {
+                let held = held_none(&key);
+                return Ok((Started { run_id: key.run_id, started }, held));
+            }
             (StartDecision::SignalExisting, Some(key)) => {
                 let signal = signal.expect("decided on a signal");
                 self.execute_now(&key, Request::Signal(signal)).await?;
-                return Ok(Started { run_id: key.run_id, started: false });
+                let held = held_none(&key);
+                return Ok((Started { run_id: key.run_id, started: false }, held));
             }
             (StartDecision::TerminateThenStart, Some(key)) => {
                 let reason = "terminated by a new start with the same workflow id".to_string();
@@ -127,8 +174,11 @@ impl Service {
         self.cache_run(state, events);
         current.set(Current::Run(key.run_id.clone()));
         drop(starting);
+        let (held, effects): (Vec<_>, Vec<_>) = effects
+            .into_iter()
+            .partition(|e| hold_dispatch && matches!(e, crate::engine::Effect::DispatchWorkflowTask { .. }));
         self.perform(&key, effects);
-        Ok(Started { run_id: key.run_id, started: true })
+        Ok((Started { run_id: key.run_id.clone(), started: true }, (key, held)))
     }
 
     /// `ResetWorkflowExecution`: a new run replaying `base` up to the workflow task that
