@@ -398,3 +398,65 @@ async fn an_eager_start_is_not_raced_by_a_waiting_poller() {
     assert_eq!(lost, 0, "eager starts whose task a waiting poller took, of 20");
     server.stop().await;
 }
+
+/// The same for eager activities: an activity the completing worker asked to run itself
+/// comes back in the completion's answer even while an activity poller waits on the queue.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_eager_activity_is_not_raced_by_a_waiting_poller() {
+    use temporalio_protos::temporal::api::command::v1::{command, Command, ScheduleActivityTaskCommandAttributes};
+    use temporalio_protos::temporal::api::common::v1::ActivityType;
+    use temporalio_protos::temporal::api::enums::v1::CommandType;
+    use temporalio_protos::temporal::api::workflowservice::v1::{
+        PollActivityTaskQueueRequest, RespondWorkflowTaskCompletedRequest,
+    };
+    let (server, c, mut service) = raw_service().await;
+    let mut lost = 0;
+    for _ in 0..20 {
+        let queue = || Some(TaskQueue { name: "race-a".into(), ..Default::default() });
+        let mut start = StartWorkflowExecutionRequest {
+            request_eager_execution: true,
+            identity: "me".into(),
+            ..start_request(&unique("eager-activity-race"))
+        };
+        start.task_queue = queue();
+        let started = service.start_workflow_execution(Request::new(start)).await.unwrap().into_inner();
+        let task = started.eager_workflow_task.expect("eager start");
+        let mut poller = c.connection().workflow_service();
+        let poll = PollActivityTaskQueueRequest {
+            namespace: "default".into(),
+            task_queue: queue(),
+            identity: "poller".into(),
+            ..Default::default()
+        };
+        let waiting = tokio::spawn(async move { poller.poll_activity_task_queue(Request::new(poll)).await });
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let schedule = Command {
+            command_type: CommandType::ScheduleActivityTask as i32,
+            attributes: Some(command::Attributes::ScheduleActivityTaskCommandAttributes(
+                ScheduleActivityTaskCommandAttributes {
+                    activity_id: "a".into(),
+                    activity_type: Some(ActivityType { name: "Act".into() }),
+                    task_queue: queue(),
+                    start_to_close_timeout: Some(prost_types::Duration { seconds: 30, nanos: 0 }),
+                    request_eager_execution: true,
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        };
+        let complete = RespondWorkflowTaskCompletedRequest {
+            task_token: task.task_token,
+            commands: vec![schedule],
+            identity: "me".into(),
+            ..Default::default()
+        };
+        let answer = service.respond_workflow_task_completed(Request::new(complete)).await.unwrap().into_inner();
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        if answer.activity_tasks.len() != 1 || waiting.is_finished() {
+            lost += 1;
+        }
+        waiting.abort();
+    }
+    assert_eq!(lost, 0, "eager activities a waiting poller took, of 20");
+    server.stop().await;
+}

@@ -120,48 +120,25 @@ impl Frontend {
             updates_waiting: false,
         };
         let run = token.run();
-        let outcome = self.svc.execute(&run, Change::CompleteWorkflowTask(Box::new(complete))).await?;
+        let request = Change::CompleteWorkflowTask(Box::new(complete));
+        let (outcome, eager) = match eager_activities.is_empty() {
+            true => (self.svc.execute(&run, request).await?, Vec::new()),
+            false => self.svc.complete_with_eager_activities(&run, request, eager_activities, identity).await?,
+        };
         match outcome {
             Outcome::Applied(Reply::WorkflowTaskCompleted(completed)) => Ok(ws::RespondWorkflowTaskCompletedResponse {
                 reset_history_event_id: completed?.reset_history_event_id,
-                activity_tasks: self.start_eager_activities(&run, &eager_activities, identity).await?,
+                activity_tasks: eager
+                    .into_iter()
+                    .filter_map(|p| match p {
+                        Polled::Activity(start) => Some(views::activity_task(*start)),
+                        _ => None,
+                    })
+                    .collect(),
                 ..Default::default()
             }),
             _ => Ok(ws::RespondWorkflowTaskCompletedResponse::default()),
         }
-    }
-
-    /// Eager activity dispatch: activities the worker asked to run itself, on the workflow's
-    /// own task queue, start now and go back in the completion's answer.
-    async fn start_eager_activities(
-        &self,
-        run: &RunKey,
-        activity_ids: &[String],
-        identity: String,
-    ) -> Result<Vec<ws::PollActivityTaskQueueResponse>> {
-        if activity_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let attempts = self
-            .svc
-            .read(run, |e| {
-                let of_queue = |a: &&crate::engine::state::Activity| a.task_queue == e.state.task_queue;
-                activity_ids
-                    .iter()
-                    .filter_map(|id| e.state.pending_activity_by_id(id).filter(of_queue))
-                    .map(|a| (a.scheduled_event_id, a.attempt))
-                    .collect::<Vec<_>>()
-            })
-            .await?;
-        let mut tasks = Vec::new();
-        for (scheduled_event_id, attempt) in attempts {
-            let started =
-                self.svc.start_eagerly(run, TaskKind::Activity, scheduled_event_id, attempt, identity.clone()).await?;
-            if let Some(Polled::Activity(start)) = started {
-                tasks.push(views::activity_task(*start));
-            }
-        }
-        Ok(tasks)
     }
 
     pub async fn respond_workflow_task_failed(

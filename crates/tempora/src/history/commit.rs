@@ -39,7 +39,63 @@ impl Service {
         self.execute(key, request).await.map(|_| ())
     }
 
-    pub(super) async fn execute_now(&self, key: &RunKey, mut request: Request) -> Result<Outcome> {
+    pub(super) async fn execute_now(&self, key: &RunKey, request: Request) -> Result<Outcome> {
+        self.execute_inner(key, request, false).await.map(|(outcome, _)| outcome)
+    }
+
+    /// A workflow-task completion whose worker asked to run some of its activities itself
+    /// (`eager_activity_ids`, on the run's own queue): those start for the worker before they
+    /// are offered to any poller (a waiting poller would otherwise take them first); the
+    /// others, and any that cannot start, are offered as usual.
+    pub async fn complete_with_eager_activities(
+        self: &Arc<Self>,
+        key: &RunKey,
+        request: Request,
+        eager_activity_ids: Vec<String>,
+        identity: String,
+    ) -> Result<(Outcome, Vec<super::Polled>)> {
+        let (this, key) = (self.clone(), key.clone());
+        self.runtime
+            .complete("transition", async move {
+                let (outcome, held) = this.execute_inner(&key, request, true).await?;
+                let eager: std::collections::HashSet<i64> = this
+                    .read(&key, |e| {
+                        let ids = eager_activity_ids.iter();
+                        ids.filter_map(|id| e.state.pending_activity_by_id(id))
+                            .filter(|a| a.task_queue == e.state.task_queue)
+                            .map(|a| a.scheduled_event_id)
+                            .collect()
+                    })
+                    .await
+                    .unwrap_or_default();
+                let mut polled = Vec::new();
+                for effect in held {
+                    if let Effect::DispatchActivityTask { scheduled_event_id, attempt, .. } = &effect {
+                        if eager.contains(scheduled_event_id) {
+                            let kind = TaskKind::Activity;
+                            let started =
+                                this.start_eagerly(&key, kind, *scheduled_event_id, *attempt, identity.clone()).await;
+                            if let Ok(Some(task @ super::Polled::Activity(_))) = started {
+                                polled.push(task);
+                                continue;
+                            }
+                        }
+                    }
+                    this.perform(&key, vec![effect]);
+                }
+                Ok((outcome, polled))
+            })
+            .await
+    }
+
+    /// Applies and commits; with `hold_activity_dispatch`, the activity dispatches of a
+    /// transition that starts no new run are returned instead of performed.
+    async fn execute_inner(
+        &self,
+        key: &RunKey,
+        mut request: Request,
+        hold_activity_dispatch: bool,
+    ) -> Result<(Outcome, Vec<Effect>)> {
         let mut guard = loop {
             let guard = self.run_slot(key).await?.lock_owned().await;
             if guard.is_some() {
@@ -66,7 +122,7 @@ impl Service {
             // Effects derived from unchanged state (a re-armed timer) still apply.
             drop(guard);
             self.perform(key, applied.effects);
-            return Ok(Outcome::Unchanged);
+            return Ok((Outcome::Unchanged, Vec::new()));
         }
         state.transitions += 1;
         let mut writes = vec![Write::transition(&state, &applied.events, &exec.state)];
@@ -81,6 +137,7 @@ impl Service {
             self.reload_later(key);
             return Err(e.into());
         }
+        let mut held = Vec::new();
         install(exec, state, applied.events);
         check_replay(exec);
         if !exec.state.is_open() {
@@ -101,9 +158,14 @@ impl Service {
             self.perform(&next_key, next.effects);
         } else {
             drop(guard);
-            self.perform(key, applied.effects);
+            let (hold, now): (Vec<_>, Vec<_>) = applied
+                .effects
+                .into_iter()
+                .partition(|e| hold_activity_dispatch && matches!(e, Effect::DispatchActivityTask { .. }));
+            held = hold;
+            self.perform(key, now);
         }
-        Ok(Outcome::Applied(applied.reply))
+        Ok((Outcome::Applied(applied.reply), held))
     }
 
     /// Carries out a committed transition's effects.
