@@ -70,8 +70,11 @@ impl Service {
                     .unwrap_or_default();
                 let mut polled = Vec::new();
                 for effect in held {
-                    if let Effect::DispatchActivityTask { scheduled_event_id, attempt, .. } = &effect {
-                        if eager.contains(scheduled_event_id) {
+                    if let Effect::DispatchActivityTask { task_queue, scheduled_event_id, attempt } = &effect {
+                        // A rate-limited queue dispatches through matching only, eager or not.
+                        let limited =
+                            this.matching.effective_rate(&key.namespace, task_queue, TaskKind::Activity).0.is_some();
+                        if eager.contains(scheduled_event_id) && !limited {
                             let kind = TaskKind::Activity;
                             let started =
                                 this.start_eagerly(&key, kind, *scheduled_event_id, *attempt, identity.clone()).await;
