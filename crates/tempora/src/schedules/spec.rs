@@ -506,8 +506,9 @@ fn parse_temporal_duration(s: &str) -> Result<i64, String> {
     go_parse_duration(&out)
 }
 
-/// Go's `time.ParseDuration`, nanoseconds, with its error texts.
-fn go_parse_duration(orig: &str) -> Result<i64, String> {
+/// Go's `time.ParseDuration`, nanoseconds, with its error texts (also what visibility
+/// queries use for ExecutionDuration).
+pub(crate) fn go_parse_duration(orig: &str) -> Result<i64, String> {
     let invalid = || format!("time: invalid duration {}", go_quote(orig));
     let mut s = orig;
     let mut neg = false;

@@ -1310,68 +1310,9 @@ fn days_as_hours(s: &str) -> String {
     out
 }
 
-/// Go's `time.ParseDuration`: `[-+]?([0-9]*(\.[0-9]*)?[a-z]+)+`, units ns us µs ms s m h.
+/// Go's `time.ParseDuration` (one port, shared with schedule specs).
 fn go_duration(s: &str) -> Option<i64> {
-    const OVERFLOW: u64 = 1 << 63;
-    let (negative, mut rest) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    if rest == "0" {
-        return Some(0);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total: u64 = 0;
-    while !rest.is_empty() {
-        let int_len = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let mut whole: u64 = 0;
-        for d in rest[..int_len].bytes() {
-            whole = whole.checked_mul(10)?.checked_add(u64::from(d - b'0')).filter(|v| *v <= OVERFLOW)?;
-        }
-        rest = &rest[int_len..];
-        let (mut fraction, mut scale, mut fraction_len) = (0u64, 1f64, 0);
-        if let Some(after) = rest.strip_prefix('.') {
-            fraction_len = after.bytes().take_while(u8::is_ascii_digit).count();
-            // Digits past u64 precision are read and ignored, as Go does.
-            for d in after[..fraction_len].bytes() {
-                match fraction.checked_mul(10).and_then(|f| f.checked_add(u64::from(d - b'0'))) {
-                    Some(f) if f <= OVERFLOW => {
-                        fraction = f;
-                        scale *= 10.0;
-                    }
-                    _ => break,
-                }
-            }
-            rest = &after[fraction_len..];
-        }
-        if int_len == 0 && fraction_len == 0 {
-            return None;
-        }
-        let unit_len = rest.find(|c: char| c == '.' || c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit: u64 = match &rest[..unit_len] {
-            "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        let mut v = whole.checked_mul(unit).filter(|v| *v <= OVERFLOW)?;
-        if fraction > 0 {
-            v += (fraction as f64 * (unit as f64 / scale)) as u64;
-        }
-        total = total.checked_add(v).filter(|t| *t <= OVERFLOW)?;
-    }
-    if negative {
-        Some((-i128::from(total)) as i64)
-    } else {
-        i64::try_from(total).ok()
-    }
+    crate::schedules::spec::go_parse_duration(s).ok()
 }
 
 /// Temporal's `ParseHHMMSSDuration`: `fmt.Sscanf(d, "%d:%d:%d")` (trailing text ignored).
