@@ -99,26 +99,26 @@ impl Frontend {
         let key = (r.namespace.clone(), r.schedule_id.clone());
         let entry: Entry = Arc::new(tokio::sync::Mutex::new(None));
         let mut guard = entry.clone().lock_owned().await;
-        {
+        let existing = {
             let mut by_key = self.schedules.by_key.lock().expect("schedules lock");
-            if let Some(existing) = by_key.get(&key) {
-                // A repeated create (same request id) answers as the first did.
-                if let Ok(existing) = existing.try_lock() {
-                    if let Some(loaded) =
-                        existing.as_ref().filter(|l| !r.request_id.is_empty() && l.record.request_id == r.request_id)
-                    {
-                        return Ok(ws::CreateScheduleResponse {
-                            conflict_token: conflict_token(loaded.record.conflict_token),
-                        });
-                    }
-                }
-                return Err(Error::AlreadyStarted {
-                    message: "schedule with this ID is already registered".into(),
-                    start_request_id: String::new(),
-                    run_id: String::new(),
-                });
+            let existing = by_key.get(&key).cloned();
+            if existing.is_none() {
+                by_key.insert(key.clone(), entry.clone());
             }
-            by_key.insert(key.clone(), entry.clone());
+            existing
+        };
+        if let Some(existing) = existing {
+            // A repeated create (same request id) answers as the first did, once that is done.
+            let existing = existing.lock().await;
+            let same = existing.as_ref().filter(|l| !r.request_id.is_empty() && l.record.request_id == r.request_id);
+            if let Some(loaded) = same {
+                return Ok(ws::CreateScheduleResponse { conflict_token: conflict_token(loaded.record.conflict_token) });
+            }
+            return Err(Error::AlreadyStarted {
+                message: "schedule with this ID is already registered".into(),
+                start_request_id: String::new(),
+                run_id: String::new(),
+            });
         }
         let now_ms = self.svc.now_ms();
         let info = sched::ScheduleInfo { create_time: Some(proto::timestamp(now_ms)), ..Default::default() };
@@ -361,10 +361,10 @@ impl Frontend {
         let before = loaded.record.clone();
         loaded.record.advance(&loaded.spec, self.svc.now_ms());
         let actions = loaded.record.process_buffer();
-        if actions.is_empty() && loaded.record.last_processed_ms == before.last_processed_ms {
-            if serde_json::to_string(&loaded.record).ok() != serde_json::to_string(&before).ok() {
-                let _ = self.commit_schedule(&loaded.record).await;
-            }
+        // Nothing due and nothing to start: only the buffer (skips) can have changed.
+        let unchanged =
+            loaded.record.last_processed_ms == before.last_processed_ms && loaded.record.buffer == before.buffer;
+        if actions.is_empty() && unchanged {
             return;
         }
         // Committed with the starts still buffered: a crash from here on makes them again.
@@ -495,10 +495,11 @@ impl Frontend {
             let Some(loaded) = guard.as_mut() else { return };
             let (status, failure, result) = outcome.unwrap_or((WorkflowExecutionStatus::Terminated, None, None));
             loaded.record.closed(&run, status, failure, result);
-            fe.act(&mut guard).await;
-            if let Some(loaded) = guard.as_ref() {
-                let _ = fe.commit_schedule(&loaded.record).await;
+            // The close is committed; what it lets start next commits itself.
+            if let Err(e) = fe.commit_schedule(&loaded.record).await {
+                tracing::warn!(%schedule_id, error = %e, "a tracked run's close not committed");
             }
+            fe.act(&mut guard).await;
             fe.schedules.wake.notify_one();
         });
     }
