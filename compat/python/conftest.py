@@ -95,12 +95,16 @@ def server_address(request):
             returncode=2,
         )
     address = f"127.0.0.1:{_free_port()}"
+    http_port, ui_port = _free_port(), _free_port()
+    os.environ["TEMPORA_HTTP_ADDRESS"] = f"127.0.0.1:{http_port}"
+    os.environ["TEMPORA_UI_ADDRESS"] = f"127.0.0.1:{ui_port}"
     fd, log_name = tempfile.mkstemp(prefix="tempora-compat-python-", suffix=".log")
     log = Path(log_name)
     with os.fdopen(fd, "wb") as log_file:
         proc = subprocess.Popen(
             [str(binary), "server", "start", "--ip", "127.0.0.1",
-             "--port", address.rsplit(":", 1)[1], "--db", ":memory:"],
+             "--port", address.rsplit(":", 1)[1], "--db", ":memory:",
+             "--http-port", str(http_port), "--ui-port", str(ui_port)],
             stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
     try:
@@ -128,3 +132,21 @@ def env(server_address, request):
     env = Env(address=server_address, test_name=request.node.name)
     yield env
     env.close()
+
+
+@pytest.fixture(scope="session")
+def http_address(server_address):
+    """host:port of the server's HTTP API (TEMPORA_HTTP_ADDRESS with TEMPORA_ADDRESS)."""
+    address = os.environ.get("TEMPORA_HTTP_ADDRESS")
+    if not address:
+        pytest.skip("the server under test has no HTTP address (set TEMPORA_HTTP_ADDRESS)")
+    return address
+
+
+@pytest.fixture(scope="session")
+def ui_address(server_address):
+    """host:port of the server's web UI (TEMPORA_UI_ADDRESS with TEMPORA_ADDRESS)."""
+    address = os.environ.get("TEMPORA_UI_ADDRESS")
+    if not address:
+        pytest.skip("the server under test has no UI address (set TEMPORA_UI_ADDRESS)")
+    return address

@@ -139,7 +139,7 @@ func tryStartTempora(bin string) (*tempora, error) {
 	}
 	defer logFile.Close()
 	address := "127.0.0.1:" + strconv.Itoa(port)
-	cmd := exec.Command(bin, "server", "start", "--ip", "127.0.0.1", "--port", strconv.Itoa(port), "--db", ":memory:")
+	cmd := exec.Command(bin, "server", "start", "--ip", "127.0.0.1", "--port", strconv.Itoa(port), "--db", ":memory:", "--http-port", "0", "--ui-port", "0")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -203,7 +203,7 @@ async function startTempora(): Promise<string> {
   const out = fs.openSync(serverLog, 'a');
   // The watchdog shell kills tempora when this process goes away, even on SIGKILL.
   const watchdog =
-    '"$0" server start --ip 127.0.0.1 --port "$1" --db :memory: & srv=$!; ' +
+    '"$0" server start --ip 127.0.0.1 --port "$1" --db :memory: --http-port 0 --ui-port 0 & srv=$!; ' +
     'trap \'kill $srv 2>/dev/null; wait $srv; exit 0\' TERM INT; ' +
     'while kill -0 "$2" 2>/dev/null && kill -0 $srv 2>/dev/null; do sleep 1; done; ' +
     'kill $srv 2>/dev/null; wait $srv';

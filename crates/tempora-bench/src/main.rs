@@ -293,7 +293,7 @@ async fn start_tempora(binary: &PathBuf, db: &str) -> Result<TemporaProcess> {
     let port = free_port()?;
     let t = Instant::now();
     let child = tokio::process::Command::new(binary)
-        .args(["server", "start", "--db", db, "--port", &port.to_string()])
+        .args(["server", "start", "--db", db, "--port", &port.to_string(), "--http-port", "0", "--ui-port", "0"])
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -342,9 +342,26 @@ async fn compare(
         Some(db) => db,
         None => dir.join("bench.db").to_str().context("path")?.to_string(),
     };
+    // One server at a time: the reference keeps working in the background for a while after
+    // a load (its task queues, visibility), which on two cores slows whatever runs beside it.
     let ours = start_tempora(&binary, &db).await?;
     let our_pid = ours.child.id().context("pid")?;
     println!("tempora ready after {:.1} ms", ours.ready_after.as_secs_f64() * 1000.0);
+    let one = Load { workflows: 50, activities: load.activities, concurrency: 1 };
+    let measure = |address: String, pid: u32| async move {
+        let warm = Load { workflows: 20, activities: load.activities, concurrency: 10 };
+        run_load(&address, None, warm).await?;
+        let loaded = run_load(&address, Some(pid), load).await?;
+        let single = if no_latency { None } else { Some(run_load(&address, Some(pid), one).await?) };
+        Ok::<_, anyhow::Error>((loaded, single))
+    };
+    let result = measure(ours.address.clone(), our_pid).await;
+    drop(ours);
+    let (a, a1) = result?;
+    print_report("tempora", load, &a);
+    if let Some(a1) = &a1 {
+        print_report("tempora", one, a1);
+    }
     let port = free_port()?;
     let t = Instant::now();
     let (ref_address, ref_pid) = start_reference(&reference, port)?;
@@ -352,36 +369,25 @@ async fn compare(
         "reference ready after {:.1} ms (includes the script's own wait loop)",
         t.elapsed().as_secs_f64() * 1000.0
     );
-    let result = async {
-        let warm = Load { workflows: 20, activities: load.activities, concurrency: 10 };
-        run_load(&ours.address, None, warm).await?;
-        run_load(&ref_address, None, warm).await?;
-        let a = run_load(&ours.address, Some(our_pid), load).await?;
-        print_report("tempora", load, &a);
-        let b = run_load(&ref_address, Some(ref_pid), load).await?;
-        print_report("reference", load, &b);
-        println!(
-            "ratios (tempora vs reference): throughput {:.1}x  cpu/wf 1/{:.1}  rss idle 1/{:.1}  rss after 1/{:.1}",
-            a.workflows_per_s / b.workflows_per_s,
-            b.cpu_ms_per_workflow / a.cpu_ms_per_workflow,
-            b.idle_rss_mb / a.idle_rss_mb,
-            b.rss_after_mb / a.rss_after_mb
-        );
-        if !no_latency {
-            let one = Load { workflows: 50, activities: load.activities, concurrency: 1 };
-            let a = run_load(&ours.address, Some(our_pid), one).await?;
-            print_report("tempora", one, &a);
-            let b = run_load(&ref_address, Some(ref_pid), one).await?;
-            print_report("reference", one, &b);
-            println!("latency at C=1: p50 1/{:.1}", b.p50_ms / a.p50_ms);
-        }
-        Ok::<_, anyhow::Error>(())
-    }
-    .await;
+    let result = measure(ref_address, ref_pid).await;
     stop_reference(&reference, port);
-    drop(ours);
     let _ = std::fs::remove_dir_all(&dir);
-    result
+    let (b, b1) = result?;
+    print_report("reference", load, &b);
+    if let Some(b1) = &b1 {
+        print_report("reference", one, b1);
+    }
+    println!(
+        "ratios (tempora vs reference): throughput {:.1}x  cpu/wf 1/{:.1}  rss idle 1/{:.1}  rss after 1/{:.1}",
+        a.workflows_per_s / b.workflows_per_s,
+        b.cpu_ms_per_workflow / a.cpu_ms_per_workflow,
+        b.idle_rss_mb / a.idle_rss_mb,
+        b.rss_after_mb / a.rss_after_mb
+    );
+    if let (Some(a1), Some(b1)) = (a1, b1) {
+        println!("latency at C=1: p50 1/{:.1}", b1.p50_ms / a1.p50_ms);
+    }
+    Ok(())
 }
 
 async fn timers(workflows: usize, tempora: Option<PathBuf>) -> Result<()> {

@@ -35,6 +35,12 @@ enum ServerCommand {
         /// Namespace to create if missing (repeatable); `default` always exists.
         #[arg(long = "namespace", short = 'n')]
         namespaces: Vec<String>,
+        /// Port of Temporal's HTTP/JSON API; 0 turns it off.
+        #[arg(long, default_value_t = 7243)]
+        http_port: u16,
+        /// Port of the web UI; 0 turns it off.
+        #[arg(long, default_value_t = 8233)]
+        ui_port: u16,
     },
 }
 
@@ -45,8 +51,12 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let Command::Server { command: ServerCommand::Start { ip, port, db, namespaces } } = cli.command;
-    let running = match server::start(Config { ip, port, db, namespaces, ..Default::default() }).await {
+    let Command::Server { command: ServerCommand::Start { ip, port, db, namespaces, http_port, ui_port } } =
+        cli.command;
+    let on = |port: u16| (port != 0).then_some(port);
+    let config =
+        Config { ip, port, db, namespaces, http_port: on(http_port), ui_port: on(ui_port), ..Default::default() };
+    let running = match server::start(config).await {
         Ok(running) => running,
         Err(e) => {
             eprintln!("tempora: {e}");
@@ -54,6 +64,12 @@ async fn main() -> std::process::ExitCode {
         }
     };
     println!("tempora listening on {}", running.addr);
+    if let Some(addr) = running.http_addr {
+        println!("HTTP API on http://{addr}");
+    }
+    if let Some(addr) = running.ui_addr {
+        println!("web UI on http://{addr}");
+    }
     wait_for_signal().await;
     tracing::info!("shutting down");
     running.stop().await;

@@ -30,6 +30,10 @@ pub struct Config {
     pub namespaces: Vec<String>,
     /// Per-run limits (Temporal's defaults).
     pub limits: crate::engine::Limits,
+    /// Port of Temporal's HTTP/JSON API (`0`: any free port); `None`: not served.
+    pub http_port: Option<u16>,
+    /// Port of the web UI (`0`: any free port); `None`: not served.
+    pub ui_port: Option<u16>,
 }
 
 impl Default for Config {
@@ -40,6 +44,8 @@ impl Default for Config {
             db: "tempora.db".into(),
             namespaces: Vec::new(),
             limits: Default::default(),
+            http_port: None,
+            ui_port: None,
         }
     }
 }
@@ -55,8 +61,13 @@ pub enum StartError {
 /// A running server.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where the HTTP API listens, if it is served.
+    pub http_addr: Option<SocketAddr>,
+    /// Where the UI listens, if it is served.
+    pub ui_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
+    http: Vec<JoinHandle<()>>,
     timers: JoinHandle<()>,
     store: store::Handle,
     runtime: Runtime,
@@ -114,11 +125,29 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     service.set_timers(timers);
     service.recover(current, open);
 
-    let addr = format!("{}:{}", config.ip, config.port);
-    let listener =
-        tokio::net::TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr: addr.clone(), source })?;
-    let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+    let (listener, local) = bind(&config.ip, config.port).await?;
+    let http_listener = match config.http_port {
+        Some(port) => Some(bind(&config.ip, port).await?),
+        None => None,
+    };
+    let ui_listener = match config.ui_port {
+        Some(port) => Some(bind(&config.ip, port).await?),
+        None => None,
+    };
     let frontend = Frontend::new(service.clone(), batch_jobs, &records);
+    let gateway = crate::http::Gateway::new(
+        WorkflowServiceServer::new(frontend.clone()),
+        crate::frontend::OperatorServiceServer::new(frontend.clone()),
+    );
+    let mut http = Vec::new();
+    let http_addr = http_listener.map(|(listener, addr)| {
+        http.push(serve_http(listener, crate::http::router(gateway.clone()), shutdown_rx.clone()));
+        addr
+    });
+    let ui_addr = ui_listener.map(|(listener, addr)| {
+        http.push(serve_http(listener, crate::ui::router(gateway.clone()), shutdown_rx.clone()));
+        addr
+    });
     frontend.resume_batches();
     frontend.run_schedules();
     service.start_retention();
@@ -142,8 +171,48 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             tracing::error!(error = %e, "grpc server failed");
         }
     });
-    tracing::info!(address = %local, db = %redact(&config.db), open_runs, "tempora server started");
-    Ok(Running { addr: local, shutdown: shutdown_tx, server, timers: timers_join, store, runtime })
+    tracing::info!(address = %local, http = ?http_addr, ui = ?ui_addr, db = %redact(&config.db), open_runs, "tempora server started");
+    Ok(Running {
+        addr: local,
+        http_addr,
+        ui_addr,
+        shutdown: shutdown_tx,
+        server,
+        http,
+        timers: timers_join,
+        store,
+        runtime,
+    })
+}
+
+async fn bind(ip: &str, port: u16) -> Result<(tokio::net::TcpListener, SocketAddr), StartError> {
+    let addr = format!("{ip}:{port}");
+    let listener =
+        tokio::net::TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr: addr.clone(), source })?;
+    let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+    Ok((listener, local))
+}
+
+/// Serves an HTTP router until shutdown (requests in flight are finished first).
+fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tokio::spawn(async move {
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "http server failed");
+        }
+    })
 }
 
 impl Running {
@@ -151,6 +220,9 @@ impl Running {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
+        for http in self.http {
+            let _ = http.await;
+        }
         let _ = self.timers.await;
         // Background work (commits in flight, cross-run jobs) ends before the store closes.
         self.runtime.wait().await;

@@ -6,6 +6,10 @@ use crate::server::{self, Config, Running};
 /// A tempora server running inside the test process on an ephemeral port.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The HTTP API (always served, on an ephemeral port).
+    pub http_addr: SocketAddr,
+    /// The UI (always served, on an ephemeral port).
+    pub ui_addr: SocketAddr,
     running: Running,
 }
 
@@ -27,9 +31,20 @@ impl TestServer {
 
     async fn try_start_with(db: &str, limits: crate::engine::Limits) -> Result<TestServer, String> {
         let db = backend_db(db).await;
-        let config = Config { ip: "127.0.0.1".into(), port: 0, db, namespaces: Vec::new(), limits };
+        let config = Config {
+            ip: "127.0.0.1".into(),
+            port: 0,
+            db,
+            namespaces: Vec::new(),
+            limits,
+            http_port: Some(0),
+            ui_port: Some(0),
+        };
         let running = server::start(config).await.map_err(|e| e.to_string())?;
-        Ok(TestServer { addr: running.addr, running })
+        let (Some(http_addr), Some(ui_addr)) = (running.http_addr, running.ui_addr) else {
+            return Err("the HTTP API and the UI were not started".into());
+        };
+        Ok(TestServer { addr: running.addr, http_addr, ui_addr, running })
     }
 
     /// `http://127.0.0.1:PORT`, for `ConnectionOptions::new(Url)`.

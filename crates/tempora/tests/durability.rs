@@ -225,7 +225,7 @@ impl ServerProcess {
         use std::io::BufRead;
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tempora"))
-            .args(["server", "start", "--db", db, "--port", &port.to_string()])
+            .args(["server", "start", "--db", db, "--port", &port.to_string(), "--http-port", "0", "--ui-port", "0"])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
