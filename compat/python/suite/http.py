@@ -105,6 +105,7 @@ async def scenario(http: Http, env, *, worker_running) -> list[tuple[str, int, A
     await step("count", http.get(f"{ns}/workflow-count?query={quote(query)}"))
     await step("terminate", http.post(f"{w}/terminate", {"reason": "done", "details": ["bye"], "identity": "http-test"}))
     await step("describe, terminated", http.get(f"{w}"))
+    await step("list, terminated", http.get(f"{ns}/workflows?query={quote(query)}"))
     await step("signal, terminated", http.post(f"{w}/signal/add", {"input": ["late"]}))
     await step("count by status", http.get(f"{ns}/workflow-count?query={quote(query + ' GROUP BY ExecutionStatus')}"))
 

@@ -61,7 +61,7 @@ async def test_the_http_api_runs_a_workflow_end_to_end(env, http_address):
     signals = [e["workflowExecutionSignaledEventAttributes"] for e in events if "workflowExecutionSignaledEventAttributes" in e]
     assert [s["input"] for s in signals] == [["first"], ["second"]]
     standard = steps["history, standard payloads"][1]
-    assert len(standard["history"]["events"]) == 2 and standard["nextPageToken"]
+    assert len(standard["history"]["events"]) >= 2 and standard["nextPageToken"]
     assert standard["history"]["events"][0]["workflowExecutionStartedEventAttributes"]["memo"]["fields"]["m1"]["metadata"]
     reverse = steps["history reverse"][1]["history"]["events"]
     assert reverse[0]["eventId"] == events[-1]["eventId"]
@@ -156,14 +156,26 @@ def differences(ours, theirs, path="$"):
             else:
                 out.extend(differences(ours[key], theirs[key], f"{path}.{key}"))
         return out
-    if isinstance(ours, list) and isinstance(theirs, list) and len(ours) == len(theirs):
-        return [d for i, (a, b) in enumerate(zip(ours, theirs)) for d in differences(a, b, f"{path}[{i}]")]
+    if isinstance(ours, list) and isinstance(theirs, list):
+        out = [d for i, (a, b) in enumerate(zip(ours, theirs)) for d in differences(a, b, f"{path}[{i}]")]
+        if len(ours) != len(theirs):
+            out.append(f"{path}: {len(ours)} items != real {len(theirs)}")
+        return out
     return [] if ours == theirs else [f"{path}: {json.dumps(ours)[:160]} != real {json.dumps(theirs)[:160]}"]
 
 
 # Steps whose answers are server facts rather than API behaviour (versions, capabilities,
 # limits, cluster names), left out of the comparison.
 NOT_COMPARED = {"namespace"}
+
+# Known differences, each with its reason; anything else fails the test.
+KNOWN = {
+    # Temporal cuts history pages at transaction boundaries (a page may hold more events than
+    # asked for); tempora cuts at the page size. Clients follow the token either way.
+    "history, standard payloads: $.history.events: 2 items != real 3",
+    # Go's JSON parser reports the line and column; prost-reflect's does not.
+    'unknown field: $.message: "temporalproto: unknown field \\"bogusField\\"" != real "temporalproto: (line 1:2): unknown field \\"bogusField\\""',
+}
 
 
 @pytest.mark.skipif(os.environ.get("TEMPORA_REFERENCE") != "1", reason="needs TEMPORA_REFERENCE=1 (starts the real Temporal server)")
@@ -180,4 +192,5 @@ async def test_the_http_api_answers_as_the_real_server_does(env, http_address):
         if status != ref_status:
             report.append(f"{name}: HTTP {status} != real {ref_status}")
         report.extend(f"{name}: {d}" for d in differences(normalize(body), normalize(ref_body)))
+    report = [r for r in report if r not in KNOWN]
     assert not report, "\n".join(report)

@@ -13,7 +13,13 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
     #[error("{message}")]
-    AlreadyStarted { message: String, start_request_id: String, run_id: String },
+    AlreadyStarted {
+        message: String,
+        start_request_id: String,
+        run_id: String,
+        /// Filled in by the frontend when it knows the run's chain.
+        first_execution_run_id: String,
+    },
     /// The worker's completion raced with new events; it must take a new workflow task.
     #[error("UnhandledCommand")]
     UnhandledCommand,

@@ -16,6 +16,7 @@ pub(crate) mod runtime;
 pub(crate) mod schedules;
 pub mod server;
 pub(crate) mod shard;
+pub(crate) mod stats;
 pub mod store;
 pub mod testing;
 pub(crate) mod timers;

@@ -145,7 +145,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         addr
     });
     let ui_addr = ui_listener.map(|(listener, addr)| {
-        http.push(serve_http(listener, crate::ui::router(gateway.clone()), shutdown_rx.clone()));
+        http.push(serve_http(listener, crate::ui::router(gateway.clone(), service.clone()), shutdown_rx.clone()));
         addr
     });
     frontend.resume_batches();

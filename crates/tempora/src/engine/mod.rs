@@ -28,6 +28,9 @@ mod tests;
 
 use std::collections::HashMap;
 
+/// Where event task ids start (Temporal starts its first id range there too).
+const TASK_ID_BASE: i64 = 1 << 20;
+
 use prost::Message;
 use temporalio_protos::temporal::api::enums::v1::EventType;
 use temporalio_protos::temporal::api::history::v1::{history_event::Attributes, HistoryEvent};
@@ -228,6 +231,8 @@ impl<'a> Tx<'a> {
             event_id,
             event_time: Some(proto::timestamp(self.now)),
             event_type: event_type(&attributes) as i32,
+            // Opaque to clients; in Temporal the id of the transaction that wrote the event.
+            task_id: TASK_ID_BASE + self.state.transitions as i64,
             attributes: Some(attributes),
             worker_may_ignore,
             ..Default::default()

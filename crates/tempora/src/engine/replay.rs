@@ -82,6 +82,7 @@ fn apply_workflow_task(state: &mut MutableState, event: &HistoryEvent) {
                 started_time_ms: 0,
                 started_identity: String::new(),
                 started_request_id: String::new(),
+                started_build_id: String::new(),
                 speculative: false,
             });
         }
@@ -90,6 +91,7 @@ fn apply_workflow_task(state: &mut MutableState, event: &HistoryEvent) {
                 w.started_event_id = id;
                 w.started_time_ms = at;
                 w.started_identity = a.identity.clone();
+                w.started_build_id = a.worker_version.as_ref().map(|v| v.build_id.clone()).unwrap_or_default();
             }
         }
         A::WorkflowTaskCompletedEventAttributes(a) => {

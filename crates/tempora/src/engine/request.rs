@@ -67,6 +67,9 @@ pub enum Request {
     StartWorkflowTask {
         identity: String,
         request_id: String,
+        /// The poller's build id (empty if it gave none), shown as its version in history.
+        #[serde(default)]
+        build_id: String,
         sticky_poll: bool,
         updates: Vec<UpdateRequest>,
     },
@@ -250,8 +253,10 @@ impl Tx<'_> {
                 let options = self.operate_activities(&selector, &operation)?;
                 Ok((true, Reply::ActivityOptions(Box::new(options))))
             }
-            Request::StartWorkflowTask { identity, request_id, sticky_poll, updates } => {
-                let Some(task) = self.start_workflow_task(&identity, &request_id) else { return done(false) };
+            Request::StartWorkflowTask { identity, request_id, build_id, sticky_poll, updates } => {
+                let Some(task) = self.start_workflow_task(&identity, &request_id, &build_id) else {
+                    return done(false);
+                };
                 let from = if sticky_poll { task.previous_started_event_id.max(0) as usize } else { 0 };
                 let mut shown = history[from.min(history.len())..].to_vec();
                 shown.extend(self.events.iter().cloned());

@@ -151,6 +151,7 @@ fn start_wft() -> Request {
     Request::StartWorkflowTask {
         identity: "worker".into(),
         request_id: "r".into(),
+        build_id: String::new(),
         sticky_poll: false,
         updates: Vec::new(),
     }

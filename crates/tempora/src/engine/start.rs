@@ -101,6 +101,7 @@ pub fn decide(
             message,
             start_request_id: current.request_id.clone(),
             run_id: current.run_id.to_string(),
+            first_execution_run_id: String::new(),
         })
     };
     let run_id = &current.run_id;

@@ -430,6 +430,9 @@ pub struct WorkflowTask {
     pub started_time_ms: Millis,
     pub started_identity: String,
     pub started_request_id: String,
+    /// The build id of the worker that started it (empty if it gave none).
+    #[serde(default)]
+    pub started_build_id: String,
     /// Scheduled only to deliver updates: unwritten until it has something to write, and
     /// dropped without a trace if the worker only rejects (Temporal's speculative task).
     #[serde(default)]

@@ -58,7 +58,7 @@ impl Run {
 
     fn start_wft(&mut self) -> (i64, i32) {
         let (started, _, _) =
-            self.step(|tx| tx.start_workflow_task("worker", "r").expect("a workflow task is scheduled"));
+            self.step(|tx| tx.start_workflow_task("worker", "r", "").expect("a workflow task is scheduled"));
         (started.scheduled_event_id, started.attempt)
     }
 
@@ -312,7 +312,7 @@ fn workflow_task_failures_after_the_first_are_transient() {
     let (_, types, _) =
         run.step(|tx| tx.fail_workflow_task(sched, attempt, WorkflowTaskFailedCause::Unspecified, None, "w").unwrap());
     assert_eq!(types, vec![E::WorkflowTaskFailed]);
-    let (started, types, _) = run.step(|tx| tx.start_workflow_task("w", "r").unwrap());
+    let (started, types, _) = run.step(|tx| tx.start_workflow_task("w", "r", "").unwrap());
     assert!(types.is_empty(), "a transient attempt writes nothing when it starts");
     assert_eq!(started.attempt, 2);
     assert_eq!(started.transient_events.len(), 2);
@@ -410,7 +410,7 @@ fn a_speculative_task_that_only_rejects_leaves_no_events() {
     let history_len = run.history.len();
     let (scheduled, _, _) = run.step(|tx| tx.schedule_speculative_workflow_task());
     assert!(scheduled);
-    let (started, types, _) = run.step(|tx| tx.start_workflow_task("worker", "r2").unwrap());
+    let (started, types, _) = run.step(|tx| tx.start_workflow_task("worker", "r2", "").unwrap());
     assert!(types.is_empty(), "a speculative task writes nothing when it starts");
     assert_eq!(started.transient_events.len(), 2, "the worker still sees its scheduled and started events");
     let req = CompleteWorkflowTask {
@@ -436,7 +436,7 @@ fn a_signal_makes_a_waiting_speculative_task_a_normal_one() {
     let signal = super::external::Signal { name: "s".into(), ..Default::default() };
     let (_, types, _) = run.step(|tx| tx.signal(&signal).unwrap());
     assert_eq!(types, vec![E::WorkflowTaskScheduled, E::WorkflowExecutionSignaled]);
-    let (_, types, _) = run.step(|tx| tx.start_workflow_task("worker", "r").unwrap());
+    let (_, types, _) = run.step(|tx| tx.start_workflow_task("worker", "r", "").unwrap());
     assert_eq!(types, vec![E::WorkflowTaskStarted]);
 }
 

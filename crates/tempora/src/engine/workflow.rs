@@ -126,7 +126,8 @@ pub fn start(mut req: StartWorkflow, now: Millis) -> (MutableState, Vec<history:
         workflow_type: Some(common::WorkflowType { name: req.workflow_type }),
         task_queue: Some(normal_queue(&req.task_queue)),
         input: req.input,
-        workflow_execution_timeout: Some(proto::duration(req.execution_timeout_ms)),
+        // Unset when the execution has no timeout, as in Temporal.
+        workflow_execution_timeout: (req.execution_timeout_ms > 0).then(|| proto::duration(req.execution_timeout_ms)),
         workflow_run_timeout: Some(proto::duration(req.run_timeout_ms)),
         workflow_task_timeout: Some(proto::duration(req.task_timeout_ms)),
         original_execution_run_id: req.key.run_id.to_string(),
@@ -142,14 +143,14 @@ pub fn start(mut req: StartWorkflow, now: Millis) -> (MutableState, Vec<history:
             .as_ref()
             .map(|p| common::WorkflowExecution { workflow_id: p.workflow_id.clone(), run_id: p.run_id.clone() }),
         parent_initiated_event_id: req.parent.as_ref().map_or(0, |p| p.initiated_event_id),
-        root_workflow_execution: Some(root_workflow_execution),
+        // Only a run with a parent names its root; a root run leaves it unset.
+        root_workflow_execution: req.parent.is_some().then_some(root_workflow_execution),
         workflow_execution_expiration_time: (req.execution_timeout_ms > 0)
             .then(|| proto::timestamp(execution_start_ms + req.execution_timeout_ms)),
         retry_policy: req.retry_policy,
         attempt: req.attempt.max(1),
         cron_schedule: req.cron_schedule.clone(),
-        first_workflow_task_backoff: (req.first_task_backoff_ms > 0)
-            .then(|| proto::duration(req.first_task_backoff_ms)),
+        first_workflow_task_backoff: Some(proto::duration(req.first_task_backoff_ms.max(0))),
         memo: req.memo,
         search_attributes: req.search_attributes,
         header: req.header,

@@ -124,6 +124,7 @@ impl Tx<'_> {
             started_time_ms: 0,
             started_identity: String::new(),
             started_request_id: String::new(),
+            started_build_id: String::new(),
             speculative,
         });
         self.effects.push(Effect::DispatchWorkflowTask {
@@ -145,6 +146,12 @@ impl Tx<'_> {
             scheduled_event_id: wft.scheduled_event_id,
             identity: wft.started_identity.clone(),
             request_id: wft.started_request_id.clone(),
+            worker_version: (!wft.started_build_id.is_empty()).then(|| {
+                temporalio_protos::temporal::api::common::v1::WorkerVersionStamp {
+                    build_id: wft.started_build_id.clone(),
+                    ..Default::default()
+                }
+            }),
             history_size_bytes: self.state.history_size_bytes,
             suggest_continue_as_new: self.state.next_event_id >= self.limits.history_count_suggest_continue_as_new
                 || self.state.history_size_bytes >= self.limits.history_size_bytes_suggest_continue_as_new,
@@ -154,13 +161,19 @@ impl Tx<'_> {
 
     /// A worker polled the scheduled workflow task. `None` if there is none to start (the
     /// queued task was stale).
-    pub fn start_workflow_task(&mut self, identity: &str, request_id: &str) -> Option<StartedWorkflowTask> {
+    pub fn start_workflow_task(
+        &mut self,
+        identity: &str,
+        request_id: &str,
+        build_id: &str,
+    ) -> Option<StartedWorkflowTask> {
         let mut wft = self.state.workflow_task.clone()?;
         if wft.is_started() || !self.state.is_open() {
             return None;
         }
         wft.started_identity = identity.to_string();
         wft.started_request_id = request_id.to_string();
+        wft.started_build_id = build_id.to_string();
         wft.started_time_ms = self.now;
         let mut transient_events = Vec::new();
         if wft.is_transient() {
@@ -318,7 +331,15 @@ impl Tx<'_> {
             scheduled_event_id: wft.scheduled_event_id,
             started_event_id: wft.started_event_id,
             identity: req.identity.clone(),
-            binary_checksum: req.binary_checksum.clone(),
+            // A worker that names its build gets it recorded as its version, the checksum
+            // only otherwise (as Temporal records them).
+            binary_checksum: if req.build_id.is_empty() { req.binary_checksum.clone() } else { String::new() },
+            worker_version: (!req.build_id.is_empty()).then(|| {
+                temporalio_protos::temporal::api::common::v1::WorkerVersionStamp {
+                    build_id: req.build_id.clone(),
+                    ..Default::default()
+                }
+            }),
             sdk_metadata: req.sdk_metadata.clone(),
             metering_metadata: req.metering_metadata,
             ..Default::default()

@@ -181,6 +181,7 @@ impl Frontend {
                     ),
                     start_request_id: String::new(),
                     run_id: existing.record.job_id.clone(),
+                    first_execution_run_id: String::new(),
                 });
             }
             let total = if listed { (r.executions.len() + r.target_executions.len()) as i64 } else { 0 };

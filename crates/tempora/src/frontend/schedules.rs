@@ -81,8 +81,9 @@ impl Schedules {
     }
 }
 
-fn not_found(id: &str) -> Error {
-    Error::not_found(format!("schedule {id:?} not found"))
+/// Temporal's message does not name the schedule.
+fn not_found(_id: &str) -> Error {
+    Error::not_found("schedule not found")
 }
 
 fn conflict_token(n: i64) -> Vec<u8> {
@@ -118,6 +119,7 @@ impl Frontend {
                 message: "schedule with this ID is already registered".into(),
                 start_request_id: String::new(),
                 run_id: String::new(),
+                first_execution_run_id: String::new(),
             });
         }
         let now_ms = self.svc.now_ms();
@@ -170,8 +172,9 @@ impl Frontend {
         Ok(ws::DescribeScheduleResponse {
             schedule: Some(loaded.record.schedule.clone()),
             info: Some(info),
-            memo: Some(loaded.record.memo.clone().unwrap_or_default()),
-            search_attributes: Some(loaded.record.search_attributes.clone().unwrap_or_default()),
+            // Unset when empty, as Temporal answers.
+            memo: loaded.record.memo.clone().filter(|m| !m.fields.is_empty()),
+            search_attributes: loaded.record.search_attributes.clone().filter(|s| !s.indexed_fields.is_empty()),
             conflict_token: conflict_token(loaded.record.conflict_token),
         })
     }
@@ -546,6 +549,14 @@ impl Frontend {
         }
         if let Some(sa) = &info.search_attributes {
             self.checked_schedule_attributes(namespace, Some(sa.clone()))?;
+        }
+        // The queue's kind is stored as Temporal stores it.
+        if let Some(sched::schedule_action::Action::StartWorkflow(info)) =
+            schedule.action.as_mut().and_then(|a| a.action.as_mut())
+        {
+            if let Some(queue) = info.task_queue.as_mut().filter(|q| q.kind == 0) {
+                queue.kind = temporalio_protos::temporal::api::enums::v1::TaskQueueKind::Normal as i32;
+            }
         }
         let policies = schedule.policies.get_or_insert_with(Default::default);
         policies.overlap_policy = machine::resolve(policies.overlap_policy);

@@ -42,12 +42,16 @@ impl From<Error> for Status {
             Error::NotFound(_) => {
                 with_detail(Code::NotFound, message, Some(any("NotFoundFailure", &details::NotFoundFailure::default())))
             }
-            Error::AlreadyStarted { start_request_id, run_id, .. } => with_detail(
+            Error::AlreadyStarted { start_request_id, run_id, first_execution_run_id, .. } => with_detail(
                 Code::AlreadyExists,
                 message,
                 Some(any(
                     "WorkflowExecutionAlreadyStartedFailure",
-                    &details::WorkflowExecutionAlreadyStartedFailure { start_request_id, run_id, ..Default::default() },
+                    &details::WorkflowExecutionAlreadyStartedFailure {
+                        start_request_id,
+                        run_id,
+                        first_execution_run_id,
+                    },
                 )),
             ),
             Error::InvalidArgument(_) | Error::UnhandledCommand => with_detail(Code::InvalidArgument, message, None),
@@ -127,9 +131,13 @@ mod tests {
 
     #[test]
     fn already_started_names_the_run() {
-        let s: Status =
-            Error::AlreadyStarted { message: "running".into(), start_request_id: "r".into(), run_id: "run".into() }
-                .into();
+        let s: Status = Error::AlreadyStarted {
+            message: "running".into(),
+            start_request_id: "r".into(),
+            run_id: "run".into(),
+            first_execution_run_id: "first".into(),
+        }
+        .into();
         assert_eq!(s.code(), Code::AlreadyExists);
         let rpc = decode(&s);
         let d = details::WorkflowExecutionAlreadyStartedFailure::decode(&*rpc.details[0].value).unwrap();

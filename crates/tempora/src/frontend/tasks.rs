@@ -39,7 +39,16 @@ impl Frontend {
         let task_queue = task_queue.unwrap_or_default();
         check_id(&task_queue.name, "TaskQueue")?;
         let sticky = task_queue.kind == TaskQueueKind::Sticky as i32;
-        Ok(Poll { namespace, task_queue: task_queue.name, kind, identity, sticky, worker, timeout: TASK_POLL_TIMEOUT })
+        Ok(Poll {
+            namespace,
+            task_queue: task_queue.name,
+            kind,
+            identity,
+            sticky,
+            worker,
+            build_id: String::new(),
+            timeout: TASK_POLL_TIMEOUT,
+        })
     }
 
     pub async fn poll_workflow_task_queue(
@@ -47,7 +56,15 @@ impl Frontend {
         r: Request<ws::PollWorkflowTaskQueueRequest>,
     ) -> Result<ws::PollWorkflowTaskQueueResponse> {
         let r = r.into_inner();
-        let poll = self.poll_of(r.namespace, r.task_queue, TaskKind::Workflow, r.identity, r.worker_instance_key)?;
+        let mut poll =
+            self.poll_of(r.namespace, r.task_queue, TaskKind::Workflow, r.identity, r.worker_instance_key)?;
+        poll.build_id = r
+            .deployment_options
+            .map(|d| d.build_id)
+            .filter(|b| !b.is_empty())
+            .or_else(|| r.worker_version_capabilities.map(|c| c.build_id).filter(|b| !b.is_empty()))
+            // sdk-core (Python, TypeScript) sends its build id as the binary checksum.
+            .unwrap_or(r.binary_checksum);
         Ok(match self.svc.poll_task(&poll).await? {
             Some(Polled::WorkflowTask(start)) => views::workflow_task(*start),
             Some(Polled::Query(query)) => views::query_task(*query),

@@ -1,7 +1,9 @@
 //! Responses built from domain values: poll responses, history pages, describe, namespaces.
 
 use temporalio_protos::temporal::api::common::v1::{ActivityType, WorkflowExecution, WorkflowType};
-use temporalio_protos::temporal::api::enums::v1::{NamespaceState, PendingActivityState, PendingWorkflowTaskState};
+use temporalio_protos::temporal::api::enums::v1::{
+    EventType, NamespaceState, PendingActivityState, PendingWorkflowTaskState,
+};
 use temporalio_protos::temporal::api::history::v1::{history_event::Attributes, History, HistoryEvent};
 use temporalio_protos::temporal::api::namespace::v1::{namespace_info, NamespaceConfig, NamespaceInfo};
 use temporalio_protos::temporal::api::replication::v1::{ClusterReplicationConfig, NamespaceReplicationConfig};
@@ -168,6 +170,49 @@ pub(super) fn history_poll_expired(from_event_id: i64) -> ws::GetWorkflowExecuti
     }
 }
 
+/// Where a reset may go: the first completed workflow task of each build that completed one.
+fn reset_points(exec: &Execution) -> Option<wf::ResetPoints> {
+    let mut points: Vec<wf::ResetPointInfo> = Vec::new();
+    for event in &exec.history {
+        let Some(Attributes::WorkflowTaskCompletedEventAttributes(a)) = &event.attributes else { continue };
+        let build_id = a.worker_version.as_ref().map(|v| v.build_id.clone()).unwrap_or_default();
+        if points.iter().any(|p| p.build_id == build_id && p.binary_checksum == a.binary_checksum) {
+            continue;
+        }
+        points.push(wf::ResetPointInfo {
+            build_id,
+            binary_checksum: a.binary_checksum.clone(),
+            run_id: exec.state.key.run_id.to_string(),
+            first_workflow_task_completed_id: event.event_id,
+            create_time: event.event_time,
+            resettable: true,
+            ..Default::default()
+        });
+    }
+    (!points.is_empty()).then_some(wf::ResetPoints { points })
+}
+
+/// Deadlines and the request that started the run.
+fn extended_info(exec: &Execution) -> wf::WorkflowExecutionExtendedInfo {
+    let s = &exec.state;
+    let mut request_id_infos = std::collections::HashMap::new();
+    if !s.create_request_id.is_empty() {
+        request_id_infos.insert(
+            s.create_request_id.clone(),
+            wf::RequestIdInfo { event_type: EventType::WorkflowExecutionStarted as i32, event_id: 1, buffered: false },
+        );
+    }
+    wf::WorkflowExecutionExtendedInfo {
+        execution_expiration_time: (s.execution_timeout_ms > 0)
+            .then(|| proto::timestamp(s.execution_start() + s.execution_timeout_ms)),
+        run_expiration_time: s.run_deadline_ms().map(proto::timestamp),
+        cancel_requested: s.cancel_requested,
+        original_start_time: Some(proto::timestamp(s.start_time_ms)),
+        request_id_infos,
+        ..Default::default()
+    }
+}
+
 pub(super) fn describe(exec: &Execution) -> ws::DescribeWorkflowExecutionResponse {
     let s = &exec.state;
     let started = exec.history.first().and_then(|e| match &e.attributes {
@@ -241,13 +286,19 @@ pub(super) fn describe(exec: &Execution) -> ws::DescribeWorkflowExecutionRespons
     ws::DescribeWorkflowExecutionResponse {
         execution_config: Some(wf::WorkflowExecutionConfig {
             task_queue: Some(normal_queue(&s.task_queue)),
-            workflow_execution_timeout: Some(proto::duration(s.execution_timeout_ms)),
+            workflow_execution_timeout: (s.execution_timeout_ms > 0).then(|| proto::duration(s.execution_timeout_ms)),
             workflow_run_timeout: Some(proto::duration(s.run_timeout_ms)),
             default_workflow_task_timeout: Some(proto::duration(s.workflow_task_timeout_ms)),
             ..Default::default()
         }),
+        workflow_extended_info: Some(extended_info(exec)),
         workflow_execution_info: Some(wf::WorkflowExecutionInfo {
             history_length: exec.history.len() as i64,
+            auto_reset_points: reset_points(exec),
+            most_recent_worker_version_stamp: exec.history.iter().rev().find_map(|e| match &e.attributes {
+                Some(Attributes::WorkflowTaskCompletedEventAttributes(a)) => a.worker_version.clone(),
+                _ => None,
+            }),
             memo: s.memo.as_ref().map(|m| m.decode()).or(started.memo),
             search_attributes: s.search_attributes.as_ref().map(|m| m.decode()).or(started.search_attributes),
             priority,

@@ -1,8 +1,11 @@
 //! Workflow RPCs from clients: start, signal, cancel, terminate, reset, delete, history,
 //! describe.
 
-use temporalio_protos::temporal::api::common::v1::WorkflowExecution;
-use temporalio_protos::temporal::api::enums::v1::{HistoryEventFilterType, WorkflowExecutionStatus};
+use temporalio_protos::temporal::api::common::v1::link::workflow_event::{
+    EventReference, Reference, RequestIdReference,
+};
+use temporalio_protos::temporal::api::common::v1::{link, Link, WorkflowExecution};
+use temporalio_protos::temporal::api::enums::v1::{EventType, HistoryEventFilterType, WorkflowExecutionStatus};
 use temporalio_protos::temporal::api::workflow::v1::WorkflowExecutionOptions;
 use temporalio_protos::temporal::api::workflowservice::v1 as ws;
 use tonic::Request;
@@ -19,6 +22,26 @@ use crate::history::Polled;
 /// Temporal's frontend long-poll expiry for history.
 const HISTORY_POLL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 const HISTORY_PAGE_SIZE_DEFAULT: usize = 1000;
+
+/// A link to an event of a run, as Temporal returns with starts and signals.
+fn event_link(run: &RunKey, reference: Reference) -> Link {
+    Link {
+        variant: Some(link::Variant::WorkflowEvent(link::WorkflowEvent {
+            namespace: run.namespace.to_string(),
+            workflow_id: run.workflow_id.to_string(),
+            run_id: run.run_id.to_string(),
+            reference: Some(reference),
+        })),
+    }
+}
+
+/// A signal's event, found through the signal's request id.
+fn signaled_reference(request_id: &str) -> Reference {
+    Reference::RequestIdRef(RequestIdReference {
+        request_id: request_id.to_string(),
+        event_type: EventType::WorkflowExecutionSignaled as i32,
+    })
+}
 
 impl Frontend {
     /// The run a request names in `namespace` (the current run if no run id is given).
@@ -90,9 +113,17 @@ impl Frontend {
         let (start, policy) = self.start_request(r)?;
         let key = start.key.clone();
         // Eager start: the caller's worker gets the first workflow task in the answer.
-        let (started, eager_task) = match eager {
-            true => self.svc.start_workflow_eagerly(start, policy, identity).await?,
-            false => (self.svc.start_workflow(start, policy).await?, None),
+        let result = match eager {
+            true => self.svc.start_workflow_eagerly(start, policy, identity).await,
+            false => self.svc.start_workflow(start, policy).await.map(|started| (started, None)),
+        };
+        let (started, eager_task) = match result {
+            Err(Error::AlreadyStarted { message, start_request_id, run_id, .. }) => {
+                let run = RunKey { run_id: run_id.clone().into(), ..key };
+                let first_execution_run_id = self.first_run_of(&run).await;
+                return Err(Error::AlreadyStarted { message, start_request_id, run_id, first_execution_run_id });
+            }
+            other => other?,
         };
         let eager_workflow_task = match eager_task {
             Some(Polled::WorkflowTask(task)) => Some(views::workflow_task(*task)),
@@ -106,7 +137,13 @@ impl Frontend {
             started: started.started,
             status: WorkflowExecutionStatus::Running as i32,
             eager_workflow_task,
-            ..Default::default()
+            link: Some(event_link(
+                &run,
+                Reference::EventRef(EventReference {
+                    event_id: 1,
+                    event_type: EventType::WorkflowExecutionStarted as i32,
+                }),
+            )),
         })
     }
 
@@ -152,13 +189,15 @@ impl Frontend {
             ..Default::default()
         })?;
         let key = RunKey { run_id: String::new().into(), ..start.key.clone() };
+        let reference = signaled_reference(&signal.request_id);
         let started = self.svc.signal_with_start(start, signal, policy).await?;
-        let first_execution_run_id = self.first_run_of(&RunKey { run_id: started.run_id.clone(), ..key }).await;
+        let run = RunKey { run_id: started.run_id.clone(), ..key };
+        let first_execution_run_id = self.first_run_of(&run).await;
         Ok(ws::SignalWithStartWorkflowExecutionResponse {
             first_execution_run_id,
             run_id: started.run_id.to_string(),
             started: started.started,
-            ..Default::default()
+            signal_link: Some(event_link(&run, reference)),
         })
     }
 
@@ -170,6 +209,7 @@ impl Frontend {
         check_id(&r.signal_name, "SignalName")?;
         self.checks().payloads(&r.input)?;
         let key = self.run_of(&r.namespace, r.workflow_execution).await?;
+        let reference = signaled_reference(&r.request_id);
         let signal = Signal {
             name: r.signal_name,
             input: r.input,
@@ -179,7 +219,7 @@ impl Frontend {
             external: None,
         };
         self.svc.execute_done(&key, Change::Signal(signal)).await?;
-        Ok(ws::SignalWorkflowExecutionResponse::default())
+        Ok(ws::SignalWorkflowExecutionResponse { link: Some(event_link(&key, reference)) })
     }
 
     pub async fn request_cancel_workflow_execution(

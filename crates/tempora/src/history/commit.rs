@@ -144,6 +144,7 @@ impl Service {
         install(exec, state, applied.events);
         check_replay(exec);
         if !exec.state.is_open() {
+            self.stats.closed(&key.namespace, exec.state.status, exec.state.close_time_ms);
             // Closed runs leave memory; whoever asks later reads them from the store. Holders
             // of this slot keep a consistent (closed, unchanging) copy.
             self.forget_run(key);
@@ -151,6 +152,7 @@ impl Service {
             self.updates.run_closed(&key.run_id);
         }
         if let Some(next) = applied.new_run {
+            self.stats.started(&key.namespace, next.state.start_time_ms);
             // The next run becomes current before this run's lock is released, so a start
             // that read this run closed sees the pointer moved (`start::current_run_status`).
             let next_key = next.state.key.clone();

@@ -46,6 +46,8 @@ pub struct Service {
     queries: queries::Registry,
     updates: updates::Registry,
     limits: Limits,
+    /// The last hour's activity, for the UI's overview.
+    pub(crate) stats: crate::stats::Stats,
 }
 
 impl Service {
@@ -68,6 +70,7 @@ impl Service {
             queries: Default::default(),
             updates: Default::default(),
             limits,
+            stats: Default::default(),
         })
     }
 

@@ -26,6 +26,8 @@ pub struct Poll {
     pub sticky: bool,
     /// The worker's instance key (empty if it gave none), for `ShutdownWorker`.
     pub worker: String,
+    /// The worker's build id (empty if it gave none).
+    pub build_id: String,
     pub timeout: Duration,
 }
 
@@ -105,6 +107,7 @@ impl Service {
             identity,
             sticky: false,
             worker: String::new(),
+            build_id: String::new(),
             timeout: Duration::ZERO,
         };
         match self.take_task(&task, &poll).await {
@@ -118,9 +121,13 @@ impl Service {
         let request_id = uuid::Uuid::new_v4().to_string();
         let identity = poll.identity.clone();
         let request = match poll.kind {
-            TaskKind::Workflow => {
-                Request::StartWorkflowTask { identity, request_id, sticky_poll: poll.sticky, updates: Vec::new() }
-            }
+            TaskKind::Workflow => Request::StartWorkflowTask {
+                identity,
+                request_id,
+                build_id: poll.build_id.clone(),
+                sticky_poll: poll.sticky,
+                updates: Vec::new(),
+            },
             TaskKind::Activity => Request::StartActivityTask {
                 scheduled_event_id: task.scheduled_event_id,
                 attempt: task.attempt,
@@ -128,9 +135,18 @@ impl Service {
                 request_id,
             },
         };
+        let namespace = &task.run.namespace;
         Ok(match self.execute(&task.run, request).await? {
-            Outcome::Applied(Reply::WorkflowTaskStarted(start)) => Some(Polled::WorkflowTask(start)),
-            Outcome::Applied(Reply::ActivityStarted(start)) => Some(Polled::Activity(start)),
+            Outcome::Applied(Reply::WorkflowTaskStarted(start)) => {
+                let (scheduled, started) = (start.task.scheduled_time_ms, start.task.started_time_ms);
+                self.stats.task_started(namespace, TaskKind::Workflow, started - scheduled, started);
+                Some(Polled::WorkflowTask(start))
+            }
+            Outcome::Applied(Reply::ActivityStarted(start)) => {
+                let (scheduled, started) = (start.activity.attempt_scheduled_time_ms, start.activity.started_time_ms);
+                self.stats.task_started(namespace, TaskKind::Activity, started - scheduled, started);
+                Some(Polled::Activity(start))
+            }
             Outcome::Applied(_) | Outcome::Unchanged => None,
         })
     }

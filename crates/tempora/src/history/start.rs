@@ -174,6 +174,7 @@ impl Service {
         self.cache_run(state, events);
         current.set(Current::Run(key.run_id.clone()));
         drop(starting);
+        self.stats.started(&key.namespace, self.clock.now_ms());
         let (held, effects): (Vec<_>, Vec<_>) = effects
             .into_iter()
             .partition(|e| hold_dispatch && matches!(e, crate::engine::Effect::DispatchWorkflowTask { .. }));

@@ -172,6 +172,7 @@ async fn a_query_waits_while_a_workflow_task_is_scheduled() {
     let take = Request::StartWorkflowTask {
         identity: "w".into(),
         request_id: "t1".into(),
+        build_id: String::new(),
         sticky_poll: false,
         updates: Vec::new(),
     };

@@ -34,7 +34,14 @@ pub(crate) fn json_to_message(
     if shorthand {
         shorthand_in(d, &mut value);
     }
-    DynamicMessage::deserialize_with_options(d.clone(), value, &DeserializeOptions::new()).map_err(|e| e.to_string())
+    DynamicMessage::deserialize_with_options(d.clone(), value, &DeserializeOptions::new()).map_err(|e| {
+        let text = e.to_string();
+        // Temporal's words for the common mistake (it also gives the line and column).
+        match text.strip_prefix("unrecognized field name '").and_then(|r| r.split_once('\'')) {
+            Some((field, _)) => format!("temporalproto: unknown field \"{field}\""),
+            None => text,
+        }
+    })
 }
 
 fn metadata(p: &Json, key: &str) -> Option<Vec<u8>> {

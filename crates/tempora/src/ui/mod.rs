@@ -12,6 +12,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use crate::history::Service as History;
 use crate::http::{Gateway, Payloads};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
@@ -52,11 +53,29 @@ fn settings() -> serde_json::Value {
     })
 }
 
-/// The UI port's router: the API (standard payloads), settings, assets, and the page for
-/// every other path (the application routes in the browser).
-pub(crate) fn router(gateway: Arc<Gateway>) -> axum::Router {
+/// `/ui/overview?namespace=NS`: the last hour per minute (`crate::stats`).
+fn overview(svc: &History, query: Option<&str>) -> Response {
+    let namespace = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "namespace")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| "default".into());
+    let overview = svc.stats.overview(&namespace, svc.now_ms());
+    let value = serde_json::to_value(overview).unwrap_or_default();
+    crate::http::json_response(StatusCode::OK, &value, false)
+}
+
+/// The UI port's router: the API (standard payloads), settings, the overview's figures,
+/// assets, and the page for every other path (the application routes in the browser).
+pub(crate) fn router(gateway: Arc<Gateway>, svc: Arc<History>) -> axum::Router {
     let api = gateway.clone();
     axum::Router::new()
+        .route(
+            "/ui/overview",
+            get(move |uri: axum::http::Uri| {
+                let svc = svc.clone();
+                async move { overview(&svc, uri.query()) }
+            }),
+        )
         .route("/api/v1/settings", get(|| async { crate::http::json_response(StatusCode::OK, &settings(), false) }))
         .route("/static/app.js", get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
         .route("/static/app.css", get(|| async { asset("text/css; charset=utf-8", APP_CSS) }))

@@ -71,7 +71,15 @@ fn ns(ms: i64) -> i64 {
 
 impl Row {
     pub fn of(state: &MutableState) -> Row {
-        let info = execution_info(state);
+        // What Temporal's visibility holds: no first run id, and the counters only once the
+        // run has closed (they would be stale: a running run's row is not rewritten per event).
+        let mut info = execution_info(state);
+        info.first_run_id = String::new();
+        if state.close_time_ms == 0 {
+            info.history_length = 0;
+            info.history_size_bytes = 0;
+            info.state_transition_count = 0;
+        }
         let close_time = (state.close_time_ms > 0).then(|| ns(state.close_time_ms));
         let execution_time = ns(execution_time_ms(state));
         let (root_workflow_id, root_run_id) = state.root_execution();

@@ -75,9 +75,14 @@ function duration(ms) {
   if (ms < 3600000) return `${Math.floor(ms / 60000)} m ${Math.round((ms % 60000) / 1000)} s`;
   return `${Math.floor(ms / 3600000)} h ${Math.round((ms % 3600000) / 60000)} m`;
 }
+const STATUS_NAMES = {
+  RUNNING: 'Running', COMPLETED: 'Completed', FAILED: 'Failed', CANCELED: 'Canceled',
+  TERMINATED: 'Terminated', CONTINUED_AS_NEW: 'ContinuedAsNew', TIMED_OUT: 'TimedOut',
+};
+// `WORKFLOW_EXECUTION_STATUS_TIMED_OUT` (or already `TimedOut`) → `TimedOut`, as queries spell it.
 function statusName(s) {
-  return String(s || '').replace('WORKFLOW_EXECUTION_STATUS_', '').replace('_', ' ').toLowerCase()
-    .replace(/(^| )\w/g, (c) => c.toUpperCase()).replace(' ', '');
+  const key = String(s || '').replace('WORKFLOW_EXECUTION_STATUS_', '');
+  return STATUS_NAMES[key] || String(s || '');
 }
 function badge(status) {
   const name = statusName(status);
@@ -315,6 +320,8 @@ async function workflowPage(ns, wid, rid) {
   document.querySelectorAll('.tabs [data-view]').forEach((b) => {
     b.onclick = () => {
       state.view = b.dataset.view;
+      // Kept in the address, so a reload (or the refresh after an action) shows the same view.
+      history.replaceState(null, '', `${location.pathname}?view=${state.view}`);
       document.querySelectorAll('.tabs [data-view]').forEach((x) => x.classList.toggle('active', x === b));
       render();
     };
