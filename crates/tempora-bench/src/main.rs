@@ -6,6 +6,7 @@
 //! server (`shared/tools/reference-server`), runs the same load on both, and prints ratios.
 
 mod schedules;
+mod ui;
 mod visibility;
 
 use std::path::PathBuf;
@@ -99,6 +100,20 @@ enum Command {
         tempora: Option<PathBuf>,
         #[arg(long, default_value = "../shared/tools/reference-server")]
         reference: PathBuf,
+    },
+    /// Time what the UI's workflow list and workflow pages fetch, against a run of many events.
+    Ui {
+        /// Runs in the store.
+        #[arg(long, default_value_t = 1_000)]
+        runs: usize,
+        /// Events in the history of the run whose page is timed.
+        #[arg(long, default_value_t = 10_000)]
+        events: usize,
+        /// Rounds.
+        #[arg(long, default_value_t = 20)]
+        iterations: usize,
+        #[arg(long)]
+        tempora: Option<PathBuf>,
     },
     /// Start tempora, put N workflows to sleep on timers, report RSS, restart, report again.
     Timers {
@@ -449,6 +464,9 @@ async fn main() -> Result<()> {
             compare(load, tempora, reference, no_latency, db).await?
         }
         Command::Timers { workflows, tempora } => timers(workflows, tempora).await?,
+        Command::Ui { runs, events, iterations, tempora } => {
+            ui::run(ui::Options { runs, events, iterations, tempora }).await?
+        }
         Command::Schedules { seconds, tempora, reference } => {
             schedules::run(schedules::Options { seconds, tempora, reference }).await?
         }
