@@ -164,15 +164,20 @@ def differences(ours, theirs, path="$"):
     return [] if ours == theirs else [f"{path}: {json.dumps(ours)[:160]} != real {json.dumps(theirs)[:160]}"]
 
 
-# Steps whose answers are server facts rather than API behaviour (versions, capabilities,
-# limits, cluster names), left out of the comparison.
-NOT_COMPARED = {"namespace"}
+# Steps left out of the comparison (none today).
+NOT_COMPARED: set[str] = set()
+
+# What each server says it supports, not how the API answers: compared nowhere.
+SERVER_FACTS = ("$.namespaceInfo.capabilities.",)
 
 # Known differences, each with its reason; anything else fails the test.
 KNOWN = {
     # Temporal cuts history pages at transaction boundaries (a page may hold more events than
     # asked for); tempora cuts at the page size. Clients follow the token either way.
     "history, standard payloads: $.history.events: 2 items != real 3",
+    # tempora advertises only the limits it enforces; it has no separate limit on the size of
+    # a workflow task's completion (each payload in it is checked).
+    'namespace: $.namespaceInfo.limits.workflowTaskCompletionSizeLimitError: missing (real server: "41943040")',
     # Go's JSON parser reports the line and column; prost-reflect's does not.
     'unknown field: $.message: "temporalproto: unknown field \\"bogusField\\"" != real "temporalproto: (line 1:2): unknown field \\"bogusField\\""',
 }
@@ -191,6 +196,10 @@ async def test_the_http_api_answers_as_the_real_server_does(env, http_address):
             continue
         if status != ref_status:
             report.append(f"{name}: HTTP {status} != real {ref_status}")
-        report.extend(f"{name}: {d}" for d in differences(normalize(body), normalize(ref_body)))
+        report.extend(
+            f"{name}: {d}"
+            for d in differences(normalize(body), normalize(ref_body))
+            if not d.startswith(SERVER_FACTS)
+        )
     report = [r for r in report if r not in KNOWN]
     assert not report, "\n".join(report)

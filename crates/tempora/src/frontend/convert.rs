@@ -52,6 +52,9 @@ impl Checks<'_> {
             return Err(Error::invalid("RequestId exceeds length limit."));
         }
         self.payloads(&r.input)?;
+        if r.memo.as_ref().map_or(0, |m| m.encoded_len()) > self.0.blob_bytes_max {
+            return Err(Error::invalid("Memo size exceeds limit."));
+        }
         let execution_timeout_ms = non_negative(&r.workflow_execution_timeout, "WorkflowExecutionTimeout")?;
         let mut run_timeout_ms = non_negative(&r.workflow_run_timeout, "WorkflowRunTimeout")?;
         if execution_timeout_ms > 0 && (run_timeout_ms == 0 || run_timeout_ms > execution_timeout_ms) {

@@ -63,7 +63,7 @@ impl Frontend {
             (true, false) => self.svc.namespaces.by_id(&r.id)?,
             (true, true) => return Err(Error::invalid("Namespace not set on request.")),
         };
-        Ok(views::namespace(&ns))
+        Ok(views::namespace(&ns, self.svc.limits()))
     }
 
     /// Namespaces by name, in pages; the token is the last name of the previous page.
@@ -79,7 +79,10 @@ impl Frontend {
         } else {
             Vec::new()
         };
-        Ok(ws::ListNamespacesResponse { namespaces: page.iter().map(views::namespace).collect(), next_page_token })
+        Ok(ws::ListNamespacesResponse {
+            namespaces: page.iter().map(|n| views::namespace(n, self.svc.limits())).collect(),
+            next_page_token,
+        })
     }
 
     /// OperatorService `DeleteNamespace`: the namespace disappears at once (renamed, as in
@@ -179,7 +182,7 @@ impl Frontend {
                 Ok(record.clone())
             })
             .await?;
-        let described = views::namespace(&record);
+        let described = views::namespace(&record, self.svc.limits());
         Ok(ws::UpdateNamespaceResponse {
             namespace_info: described.namespace_info,
             config: described.config,

@@ -2,7 +2,7 @@
 
 use temporalio_protos::temporal::api::common::v1::{ActivityType, WorkflowExecution, WorkflowType};
 use temporalio_protos::temporal::api::enums::v1::{
-    EventType, NamespaceState, PendingActivityState, PendingWorkflowTaskState,
+    ArchivalState, EventType, NamespaceState, PendingActivityState, PendingWorkflowTaskState,
 };
 use temporalio_protos::temporal::api::history::v1::{history_event::Attributes, History, HistoryEvent};
 use temporalio_protos::temporal::api::namespace::v1::{namespace_info, NamespaceConfig, NamespaceInfo};
@@ -26,7 +26,7 @@ pub(super) fn execution_of(key: &RunKey) -> WorkflowExecution {
     WorkflowExecution { workflow_id: key.workflow_id.to_string(), run_id: key.run_id.to_string() }
 }
 
-pub(super) fn namespace(ns: &NamespaceRecord) -> ws::DescribeNamespaceResponse {
+pub(super) fn namespace(ns: &NamespaceRecord, limits: &crate::engine::Limits) -> ws::DescribeNamespaceResponse {
     ws::DescribeNamespaceResponse {
         namespace_info: Some(NamespaceInfo {
             name: if ns.deleted { ns.deleted_name() } else { ns.name.clone() },
@@ -46,11 +46,20 @@ pub(super) fn namespace(ns: &NamespaceRecord) -> ws::DescribeNamespaceResponse {
                 worker_poll_complete_on_shutdown: true,
                 ..Default::default()
             }),
-            limits: Some(namespace_info::Limits::default()),
+            // Only the limits tempora enforces: payloads in requests and commands, a start's memo.
+            limits: Some(namespace_info::Limits {
+                blob_size_limit_error: limits.blob_bytes_max as i64,
+                memo_size_limit_error: limits.blob_bytes_max as i64,
+                ..Default::default()
+            }),
+            supports_schedules: true,
             ..Default::default()
         }),
         config: Some(NamespaceConfig {
             workflow_execution_retention_ttl: Some(proto::duration(ns.retention_ms)),
+            bad_binaries: Some(Default::default()),
+            history_archival_state: ArchivalState::Disabled as i32,
+            visibility_archival_state: ArchivalState::Disabled as i32,
             ..Default::default()
         }),
         replication_config: Some(NamespaceReplicationConfig {
