@@ -24,6 +24,26 @@ pub(crate) fn bytes_to_json(bytes: &[u8], d: &MessageDescriptor, shorthand: bool
     Ok(value)
 }
 
+/// Encoded message bytes of type `d` → JSON text; without shorthand straight from the message
+/// (no intermediate `Value`: a history page of a thousand events is written in one pass).
+pub(crate) fn bytes_to_json_text(
+    bytes: &[u8],
+    d: &MessageDescriptor,
+    shorthand: bool,
+    pretty: bool,
+) -> Result<Vec<u8>, String> {
+    if shorthand || pretty {
+        let value = bytes_to_json(bytes, d, shorthand)?;
+        let text = if pretty { serde_json::to_vec_pretty(&value) } else { serde_json::to_vec(&value) };
+        return text.map_err(|e| e.to_string());
+    }
+    let message = DynamicMessage::decode(d.clone(), bytes).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    let mut serializer = serde_json::Serializer::new(&mut out);
+    message.serialize_with_options(&mut serializer, &SerializeOptions::new()).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
 /// JSON → a message of type `d`. Unknown fields are refused (as grpc-gateway does); field
 /// names may be lowerCamel or as in the proto; enums names or numbers.
 pub(crate) fn json_to_message(

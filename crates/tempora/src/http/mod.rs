@@ -35,7 +35,8 @@ const BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 /// The HTTP API over the in-process gRPC services.
 pub(crate) struct Gateway {
-    routes: Routes,
+    /// Read from the descriptors on the first request: an idle server keeps neither in memory.
+    routes: std::sync::OnceLock<Routes>,
     workflow: WorkflowServiceServer,
     operator: OperatorServiceServer,
 }
@@ -50,7 +51,7 @@ pub(crate) enum Payloads {
 
 impl Gateway {
     pub(crate) fn new(workflow: WorkflowServiceServer, operator: OperatorServiceServer) -> Arc<Gateway> {
-        Arc::new(Gateway { routes: Routes::new(descriptors::bindings()), workflow, operator })
+        Arc::new(Gateway { routes: std::sync::OnceLock::new(), workflow, operator })
     }
 
     /// Answers one HTTP request.
@@ -60,7 +61,8 @@ impl Gateway {
         let has = |switch: &str| form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == switch);
         let shorthand = payloads == Payloads::Shorthand && !has("noPayloadShorthand");
         let pretty = has("pretty");
-        let (route, vars) = match self.routes.find(parts.method.as_str(), parts.uri.path()) {
+        let routes = self.routes.get_or_init(|| Routes::new(descriptors::bindings()));
+        let (route, vars) = match routes.find(parts.method.as_str(), parts.uri.path()) {
             Match::Found(route, vars) => (route, vars),
             Match::MethodNotAllowed => return error(Code::Unimplemented, "Method Not Allowed", None, false),
             Match::NotFound => return error(Code::NotFound, "Not Found", None, false),
@@ -75,8 +77,8 @@ impl Gateway {
         };
         let method = &route.binding.method;
         match self.call(method, message.encode_to_vec(), &parts.headers).await {
-            Ok(bytes) => match json::bytes_to_json(&bytes, &method.output(), shorthand) {
-                Ok(value) => json_response(StatusCode::OK, &value, pretty),
+            Ok(bytes) => match json::bytes_to_json_text(&bytes, &method.output(), shorthand, pretty) {
+                Ok(text) => json_bytes_response(StatusCode::OK, text),
                 Err(e) => error(Code::Internal, &format!("cannot encode the response: {e}"), None, pretty),
             },
             Err(status) => error(status.code(), status.message(), Some(status.details()), pretty),
@@ -189,6 +191,10 @@ pub(crate) fn error(code: Code, message: &str, details: Option<&[u8]>, pretty: b
 
 pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value, pretty: bool) -> Response {
     let body = if pretty { serde_json::to_vec_pretty(value) } else { serde_json::to_vec(value) }.unwrap_or_default();
+    json_bytes_response(status, body)
+}
+
+fn json_bytes_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = (status, Body::from(body)).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
