@@ -267,6 +267,52 @@ async fn a_terminated_workflows_late_activity_completion_is_not_found() {
     server.stop().await;
 }
 
+/// A worker that ignores the namespace's advertised blob limit and sends a bigger result has
+/// the task failed and the run terminated by the server, quoting the limit (as Temporal).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_completion_over_the_blob_limit_fails_the_task_and_terminates_the_run() {
+    use temporalio_protos::temporal::api::command::v1::{command, Command, CompleteWorkflowExecutionCommandAttributes};
+    use temporalio_protos::temporal::api::enums::v1::CommandType;
+    use temporalio_protos::temporal::api::history::v1::history_event::Attributes;
+    use temporalio_protos::temporal::api::workflowservice::v1::{
+        PollWorkflowTaskQueueRequest, RespondWorkflowTaskCompletedRequest,
+    };
+    let (server, c, mut service) = raw_service().await;
+    let id = unique("big");
+    start_raw(&c, start_request(&id)).await.unwrap();
+    let queue = Some(TaskQueue { name: "q".into(), ..Default::default() });
+    let poll = PollWorkflowTaskQueueRequest { namespace: "default".into(), task_queue: queue, ..Default::default() };
+    let task = service.poll_workflow_task_queue(Request::new(poll)).await.unwrap().into_inner();
+    let big = Payload {
+        metadata: [("encoding".to_string(), b"binary/plain".to_vec())].into(),
+        data: vec![b'x'; 3 * 1024 * 1024],
+        ..Default::default()
+    };
+    let complete = Command {
+        command_type: CommandType::CompleteWorkflowExecution as i32,
+        attributes: Some(command::Attributes::CompleteWorkflowExecutionCommandAttributes(
+            CompleteWorkflowExecutionCommandAttributes { result: Some(Payloads { payloads: vec![big] }) },
+        )),
+        ..Default::default()
+    };
+    let request = RespondWorkflowTaskCompletedRequest {
+        task_token: task.task_token,
+        commands: vec![complete],
+        ..Default::default()
+    };
+    let _ = service.respond_workflow_task_completed(Request::new(request)).await;
+    let events = support::history(&c, &id, "").await;
+    let failed = events.iter().any(|e| matches!(e.attributes, Some(Attributes::WorkflowTaskFailedEventAttributes(_))));
+    assert!(failed, "the task is failed before the run is terminated: {events:?}");
+    match events.last().and_then(|e| e.attributes.clone()) {
+        Some(Attributes::WorkflowExecutionTerminatedEventAttributes(a)) => {
+            assert!(a.reason.contains("over the limit"), "{}", a.reason)
+        }
+        other => panic!("the run must end terminated: {other:?}"),
+    }
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn grpc_health_reports_the_workflow_service_serving() {
     use tonic_health::pb::health_check_response::ServingStatus;
