@@ -18,6 +18,7 @@ pub mod server;
 pub(crate) mod shard;
 pub(crate) mod stats;
 pub mod store;
+pub(crate) mod telemetry;
 pub mod testing;
 pub(crate) mod timers;
 pub mod token;

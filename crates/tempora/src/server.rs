@@ -83,6 +83,7 @@ fn open_store(db: &str) -> store::Result<Box<dyn Store>> {
 
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    crate::telemetry::install();
     let db = config.db.clone();
     let mut wanted = vec!["default".to_string()];
     wanted.extend(config.namespaces.iter().cloned());

@@ -258,7 +258,7 @@ async fn a_result_over_the_namespace_blob_limit_fails_the_workflow_task_and_the_
     })
     .await;
     let events = history(&client, &id, "").await;
-    assert!(!events.iter().any(|e| is_close(e)), "the run stays open");
+    assert!(!events.iter().any(is_close), "the run stays open");
     terminate(&handle, "cleanup").await;
 }
 

@@ -153,6 +153,16 @@ pub(super) fn wait_budget(metadata: &tonic::metadata::MetadataMap) -> Duration {
     deadline.saturating_sub(MARGIN).min(TASK_POLL_TIMEOUT)
 }
 
+/// How long a task poll may wait: Temporal's long poll, or less if the caller's deadline
+/// (`grpc-timeout`) comes first, keeping a second to answer (empty) before it.
+pub(super) fn poll_budget(metadata: &tonic::metadata::MetadataMap) -> Duration {
+    const MARGIN: Duration = Duration::from_secs(1);
+    match caller_deadline(metadata) {
+        Some(deadline) => deadline.saturating_sub(MARGIN).min(TASK_POLL_TIMEOUT),
+        None => TASK_POLL_TIMEOUT,
+    }
+}
+
 /// The caller's deadline (`grpc-timeout`), if it sent one.
 fn caller_deadline(metadata: &tonic::metadata::MetadataMap) -> Option<Duration> {
     let value = metadata.get("grpc-timeout")?.to_str().ok()?;
@@ -281,5 +291,17 @@ mod tests {
         assert_eq!(wait_budget(&metadata), Duration::from_millis(9_500));
         metadata.insert("grpc-timeout", "2H".parse().unwrap());
         assert_eq!(wait_budget(&metadata), TASK_POLL_TIMEOUT);
+    }
+
+    #[test]
+    fn a_task_poll_answers_a_second_before_the_caller_deadline() {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        assert_eq!(poll_budget(&metadata), TASK_POLL_TIMEOUT);
+        metadata.insert("grpc-timeout", "70S".parse().unwrap());
+        assert_eq!(poll_budget(&metadata), TASK_POLL_TIMEOUT, "the SDKs' 70 s: Temporal's minute");
+        metadata.insert("grpc-timeout", "5000m".parse().unwrap());
+        assert_eq!(poll_budget(&metadata), Duration::from_secs(4));
+        metadata.insert("grpc-timeout", "500m".parse().unwrap());
+        assert_eq!(poll_budget(&metadata), Duration::ZERO);
     }
 }

@@ -116,6 +116,8 @@ impl NamedService for WorkflowServiceServer {
 struct Unary<Req, Resp, F> {
     handler: Option<F>,
     fe: Arc<Frontend>,
+    /// The RPC's name, for metrics.
+    operation: &'static str,
     _types: PhantomData<fn(Req) -> Resp>,
 }
 
@@ -132,9 +134,13 @@ where
     fn call(&mut self, request: tonic::Request<Req>) -> Self::Future {
         let handler = self.handler.take();
         let fe = self.fe.clone();
+        let operation = self.operation;
         Box::pin(async move {
             let handler = handler.ok_or_else(|| tonic::Status::internal("handler called twice"))?;
-            handler(fe, request).await.map(tonic::Response::new).map_err(tonic::Status::from)
+            let began = std::time::Instant::now();
+            let result = handler(fe, request).await;
+            crate::telemetry::request(operation, began.elapsed(), result.as_ref().err());
+            result.map(tonic::Response::new).map_err(tonic::Status::from)
         })
     }
 }
@@ -142,6 +148,7 @@ where
 fn unary<Req, Resp, B, F, Fut>(
     fe: Arc<Frontend>,
     req: http::Request<B>,
+    operation: &'static str,
     handler: F,
 ) -> BoxFuture<http::Response<Body>, Infallible>
 where
@@ -158,7 +165,7 @@ where
         let mut grpc = Grpc::new(tonic_prost::ProstCodec::<Resp, Req>::default())
             .apply_compression_config(accept, EnabledCompressionEncodings::default())
             .apply_max_message_size_config(Some(MESSAGE_BYTES_MAX), Some(MESSAGE_BYTES_MAX));
-        let service = Unary { handler: Some(handler), fe, _types: PhantomData };
+        let service = Unary { handler: Some(handler), fe, operation, _types: PhantomData };
         Ok(grpc.unary(service, req).await)
     })
 }
@@ -166,7 +173,7 @@ where
 macro_rules! route {
     ($fe:expr, $req:expr, $method:expr; $($name:literal => $handler:ident),* $(,)?) => {
         match $method {
-            $($name => unary($fe, $req, |fe, r| async move { fe.$handler(r).await }),)*
+            $($name => unary($fe, $req, $name, |fe, r| async move { fe.$handler(r).await }),)*
             other => {
                 let status = tonic::Status::unimplemented(format!("method {other} is not implemented by tempora"));
                 Box::pin(async move { Ok(status.into_http()) })

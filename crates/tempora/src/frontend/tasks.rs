@@ -55,9 +55,11 @@ impl Frontend {
         &self,
         r: Request<ws::PollWorkflowTaskQueueRequest>,
     ) -> Result<ws::PollWorkflowTaskQueueResponse> {
+        let budget = super::convert::poll_budget(r.metadata());
         let r = r.into_inner();
         let mut poll =
             self.poll_of(r.namespace, r.task_queue, TaskKind::Workflow, r.identity, r.worker_instance_key)?;
+        poll.timeout = budget;
         poll.build_id = r
             .deployment_options
             .map(|d| d.build_id)
@@ -77,8 +79,11 @@ impl Frontend {
         &self,
         r: Request<ws::PollActivityTaskQueueRequest>,
     ) -> Result<ws::PollActivityTaskQueueResponse> {
+        let budget = super::convert::poll_budget(r.metadata());
         let r = r.into_inner();
-        let poll = self.poll_of(r.namespace, r.task_queue, TaskKind::Activity, r.identity, r.worker_instance_key)?;
+        let mut poll =
+            self.poll_of(r.namespace, r.task_queue, TaskKind::Activity, r.identity, r.worker_instance_key)?;
+        poll.timeout = budget;
         // The worker's own dispatch limit (`max_task_queue_activities_per_second`); the latest
         // poll's wins, and a config's rate overrides it.
         let worker_rate = r.task_queue_metadata.and_then(|m| m.max_tasks_per_second);

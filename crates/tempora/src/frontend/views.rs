@@ -50,10 +50,9 @@ pub(super) fn namespace(ns: &NamespaceRecord, limits: &crate::engine::Limits) ->
             limits: Some(namespace_info::Limits {
                 blob_size_limit_error: limits.blob_bytes_max as i64,
                 memo_size_limit_error: limits.blob_bytes_max as i64,
-                ..Default::default()
+                workflow_task_completion_size_limit_error: 0,
             }),
             supports_schedules: true,
-            ..Default::default()
         }),
         config: Some(NamespaceConfig {
             workflow_execution_retention_ttl: Some(proto::duration(ns.retention_ms)),

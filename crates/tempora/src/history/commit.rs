@@ -145,6 +145,7 @@ impl Service {
         check_replay(exec);
         if !exec.state.is_open() {
             self.stats.closed(&key.namespace, exec.state.status, exec.state.close_time_ms);
+            crate::telemetry::run_closed(&key.namespace, &exec.state.workflow_type, exec.state.status);
             // Closed runs leave memory; whoever asks later reads them from the store. Holders
             // of this slot keep a consistent (closed, unchanging) copy.
             self.forget_run(key);

@@ -71,6 +71,7 @@ impl Service {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let Some(task) = self.matching.poll(&poll.namespace, &poll.task_queue, poll.kind, &poll.worker, left).await
             else {
+                crate::telemetry::poll_timed_out(&poll.namespace, &poll.task_queue, poll.kind);
                 return Ok(None);
             };
             let taken = match &task.query_id {
@@ -140,11 +141,13 @@ impl Service {
             Outcome::Applied(Reply::WorkflowTaskStarted(start)) => {
                 let (scheduled, started) = (start.task.scheduled_time_ms, start.task.started_time_ms);
                 self.stats.task_started(namespace, TaskKind::Workflow, started - scheduled, started);
+                crate::telemetry::task_started(namespace, &poll.task_queue, TaskKind::Workflow, started - scheduled);
                 Some(Polled::WorkflowTask(start))
             }
             Outcome::Applied(Reply::ActivityStarted(start)) => {
                 let (scheduled, started) = (start.activity.attempt_scheduled_time_ms, start.activity.started_time_ms);
                 self.stats.task_started(namespace, TaskKind::Activity, started - scheduled, started);
+                crate::telemetry::task_started(namespace, &poll.task_queue, TaskKind::Activity, started - scheduled);
                 Some(Polled::Activity(start))
             }
             Outcome::Applied(_) | Outcome::Unchanged => None,

@@ -200,9 +200,14 @@ fn json_bytes_response(status: StatusCode, body: Vec<u8>) -> Response {
     response
 }
 
-/// The HTTP port's router: the API, payloads in shorthand.
+/// The HTTP port's router: `/metrics` (Prometheus) and the API, payloads in shorthand.
 pub(crate) fn router(gateway: Arc<Gateway>) -> axum::Router {
-    axum::Router::new().fallback(move |request: axum::extract::Request| {
+    let metrics = axum::routing::get(|| async {
+        let mut response = crate::telemetry::render().into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+        response
+    });
+    axum::Router::new().route("/metrics", metrics).fallback(move |request: axum::extract::Request| {
         let gateway = gateway.clone();
         async move { gateway.handle(request, Payloads::Shorthand).await }
     })

@@ -449,7 +449,9 @@ fn commit_group(store: &mut dyn Store, group: &mut Vec<(Vec<Write>, oneshot::Sen
         return;
     }
     let writes: Vec<Write> = group.iter_mut().flat_map(|(w, _)| std::mem::take(w)).collect();
+    let began = std::time::Instant::now();
     let result = store.commit(&writes);
+    crate::telemetry::persistence("Commit", began.elapsed(), result.is_err());
     if let Err(e) = &result {
         tracing::error!(error = %e, transitions = group.len(), "commit failed");
     }

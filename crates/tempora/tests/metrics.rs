@@ -1,0 +1,96 @@
+//! Prometheus metrics at `/metrics` on the HTTP port, under Temporal server's names and
+//! labels: a start, a failed start, a poll that takes the workflow task, a poll that times
+//! out and a terminate, each seen in a scrape.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use temporalio_protos::temporal::api::common::v1::{WorkflowExecution, WorkflowType};
+use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
+use temporalio_protos::temporal::api::workflowservice::v1::{
+    PollWorkflowTaskQueueRequest, StartWorkflowExecutionRequest, TerminateWorkflowExecutionRequest,
+};
+use tonic::Request;
+
+use support::{start_server, unique};
+
+/// GET /metrics (blocking: run it off the runtime that serves it).
+fn scrape(address: std::net::SocketAddr) -> String {
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to the HTTP port");
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+/// The value of the sample of `name` whose labels include every one of `labels`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scrape_shows_requests_storage_tasks_polls_and_outcomes() {
+    let (server, client) = start_server(":memory:").await;
+    let mut service = client.connection().workflow_service();
+    let queue = unique("metrics-q");
+    let workflow_id = unique("metrics-wf");
+    let start = StartWorkflowExecutionRequest {
+        namespace: "default".into(),
+        workflow_id: workflow_id.clone(),
+        workflow_type: Some(WorkflowType { name: "MetricsWf".into() }),
+        task_queue: Some(TaskQueue { name: queue.clone(), ..Default::default() }),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        ..Default::default()
+    };
+    service.start_workflow_execution(Request::new(start.clone())).await.unwrap();
+    let refused = StartWorkflowExecutionRequest { workflow_id: String::new(), ..start };
+    service.start_workflow_execution(Request::new(refused)).await.unwrap_err();
+    let poll = PollWorkflowTaskQueueRequest {
+        namespace: "default".into(),
+        task_queue: Some(TaskQueue { name: queue.clone(), ..Default::default() }),
+        identity: "metrics-test".into(),
+        ..Default::default()
+    };
+    let task = service.poll_workflow_task_queue(Request::new(poll.clone())).await.unwrap().into_inner();
+    assert!(!task.task_token.is_empty(), "the poll took the workflow task");
+    // Nothing is there: this poll answers empty a second before the call's deadline.
+    let mut empty = Request::new(PollWorkflowTaskQueueRequest {
+        task_queue: Some(TaskQueue { name: unique("empty-q"), ..Default::default() }),
+        ..poll
+    });
+    empty.set_timeout(Duration::from_secs(2));
+    let _ = service.poll_workflow_task_queue(empty).await;
+    let terminate = TerminateWorkflowExecutionRequest {
+        namespace: "default".into(),
+        workflow_execution: Some(WorkflowExecution { workflow_id, run_id: String::new() }),
+        reason: "done".into(),
+        ..Default::default()
+    };
+    service.terminate_workflow_execution(Request::new(terminate)).await.unwrap();
+
+    let address = server.http_addr;
+    let text = tokio::task::spawn_blocking(move || scrape(address)).await.unwrap();
+    let start_op = r#"operation="StartWorkflowExecution""#;
+    assert!(sample(&text, "service_requests", &[start_op, r#"service_name="frontend""#]) >= Some(2.0), "{text}");
+    assert!(sample(&text, "service_latency_count", &[start_op]) >= Some(2.0), "{text}");
+    assert!(text.contains("service_latency_bucket{"), "{text}");
+    let invalid = r#"error_type="serviceerror_InvalidArgument""#;
+    assert_eq!(sample(&text, "service_error_with_type", &[start_op, invalid]), Some(1.0), "{text}");
+    assert!(sample(&text, "persistence_requests", &[r#"operation="Commit""#]) >= Some(2.0), "{text}");
+    assert!(sample(&text, "persistence_latency_count", &[]) >= Some(2.0), "{text}");
+    let queue_label = format!(r#"taskqueue="{queue}""#);
+    let workflow_task = [r#"namespace="default""#, queue_label.as_str(), r#"task_type="Workflow""#];
+    assert_eq!(sample(&text, "task_schedule_to_start_latency_count", &workflow_task), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "poll_success", &workflow_task), Some(1.0), "{text}");
+    assert!(sample(&text, "poll_timeouts", &[r#"task_type="Workflow""#]) >= Some(1.0), "{text}");
+    let terminated = [r#"namespace="default""#, r#"workflowType="MetricsWf""#];
+    assert_eq!(sample(&text, "workflow_terminate", &terminated), Some(1.0), "{text}");
+    server.stop().await;
+}
