@@ -26,6 +26,15 @@ struct ActivityTarget {
     activity: ActivityRef,
 }
 
+/// A worker's build id: from its deployment options, else its older versioning field, else
+/// its binary checksum (where sdk-core, for Python and TypeScript, sends it); empty if none.
+fn build_id(deployment: Option<String>, versioning: Option<String>, binary_checksum: &str) -> String {
+    deployment
+        .filter(|b| !b.is_empty())
+        .or(versioning.filter(|b| !b.is_empty()))
+        .unwrap_or_else(|| binary_checksum.to_string())
+}
+
 impl Frontend {
     fn poll_of(
         &self,
@@ -60,13 +69,11 @@ impl Frontend {
         let mut poll =
             self.poll_of(r.namespace, r.task_queue, TaskKind::Workflow, r.identity, r.worker_instance_key)?;
         poll.timeout = budget;
-        poll.build_id = r
-            .deployment_options
-            .map(|d| d.build_id)
-            .filter(|b| !b.is_empty())
-            .or_else(|| r.worker_version_capabilities.map(|c| c.build_id).filter(|b| !b.is_empty()))
-            // sdk-core (Python, TypeScript) sends its build id as the binary checksum.
-            .unwrap_or(r.binary_checksum);
+        poll.build_id = build_id(
+            r.deployment_options.map(|d| d.build_id),
+            r.worker_version_capabilities.map(|c| c.build_id),
+            &r.binary_checksum,
+        );
         Ok(match self.svc.poll_task(&poll).await? {
             Some(Polled::WorkflowTask(start)) => views::workflow_task(*start),
             Some(Polled::Query(query)) => views::query_task(*query),
@@ -125,14 +132,11 @@ impl Frontend {
             attempt: token.attempt,
             commands: r.commands,
             identity: r.identity,
-            build_id: r
-                .deployment_options
-                .as_ref()
-                .map(|d| d.build_id.clone())
-                .filter(|b| !b.is_empty())
-                .or_else(|| r.worker_version_stamp.as_ref().map(|s| s.build_id.clone()).filter(|b| !b.is_empty()))
-                // sdk-core (Python, TypeScript) sends its build id as the binary checksum.
-                .unwrap_or_else(|| r.binary_checksum.clone()),
+            build_id: build_id(
+                r.deployment_options.map(|d| d.build_id),
+                r.worker_version_stamp.map(|s| s.build_id),
+                &r.binary_checksum,
+            ),
             binary_checksum: r.binary_checksum,
             sdk_metadata: r.sdk_metadata,
             metering_metadata: r.metering_metadata,

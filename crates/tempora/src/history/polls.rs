@@ -140,18 +140,22 @@ impl Service {
         Ok(match self.execute(&task.run, request).await? {
             Outcome::Applied(Reply::WorkflowTaskStarted(start)) => {
                 let (scheduled, started) = (start.task.scheduled_time_ms, start.task.started_time_ms);
-                self.stats.task_started(namespace, TaskKind::Workflow, started - scheduled, started);
-                crate::telemetry::task_started(namespace, &poll.task_queue, TaskKind::Workflow, started - scheduled);
+                self.task_started(namespace, &poll.task_queue, TaskKind::Workflow, scheduled, started);
                 Some(Polled::WorkflowTask(start))
             }
             Outcome::Applied(Reply::ActivityStarted(start)) => {
                 let (scheduled, started) = (start.activity.attempt_scheduled_time_ms, start.activity.started_time_ms);
-                self.stats.task_started(namespace, TaskKind::Activity, started - scheduled, started);
-                crate::telemetry::task_started(namespace, &poll.task_queue, TaskKind::Activity, started - scheduled);
+                self.task_started(namespace, &poll.task_queue, TaskKind::Activity, scheduled, started);
                 Some(Polled::Activity(start))
             }
             Outcome::Applied(_) | Outcome::Unchanged => None,
         })
+    }
+
+    /// A task left its queue: counted for the UI's overview and for the metrics.
+    fn task_started(&self, namespace: &str, task_queue: &str, kind: TaskKind, scheduled_ms: i64, started_ms: i64) {
+        self.stats.task_started(namespace, kind, started_ms - scheduled_ms, started_ms);
+        crate::telemetry::task_started(namespace, task_queue, kind, started_ms - scheduled_ms);
     }
 
     /// A query task for a worker, if its caller still waits.
