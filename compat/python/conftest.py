@@ -16,11 +16,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -57,28 +55,6 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function):
     return True
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_until_listening(address: str, proc: subprocess.Popen, log: Path, limit: float) -> None:
-    host, port = address.rsplit(":", 1)
-    end = time.monotonic() + limit
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"tempora exited with code {proc.returncode} before listening; log:\n{log.read_text()}"
-            )
-        try:
-            with socket.create_connection((host, int(port)), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"tempora did not listen on {address} within {limit:g} s; log:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="session")
 def server_address(request):
     """host:port of the server under test."""
@@ -87,7 +63,9 @@ def server_address(request):
         yield external
         return
 
-    binary = Path(os.environ.get("TEMPORA_BIN") or HERE / "../../target/debug/tempora").resolve()
+    from suite.servers import binary as tempora_binary, free_port as _free_port, wait_until_listening
+
+    binary = tempora_binary()
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         pytest.exit(
             f"tempora binary not found at {binary}: build it, or set TEMPORA_BIN "
@@ -108,7 +86,7 @@ def server_address(request):
             stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
     try:
-        _wait_until_listening(address, proc, log, limit=30)
+        wait_until_listening(address, proc, log, limit=30)
         print(f"\ntempora {binary} on {address}, log {log}", file=sys.stderr)
         yield address
     finally:

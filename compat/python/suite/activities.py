@@ -208,3 +208,18 @@ async def fails_until_released(key: str) -> int:
 async def stamp() -> float:
     """When this attempt started (the worker's wall clock)."""
     return time.time()
+
+
+# --- completed from outside the worker -------------------------------------------------------
+
+
+class Outside:
+    """An activity that hands its task token out and is completed by someone else."""
+
+    def __init__(self) -> None:
+        self.tokens: asyncio.Queue[bytes] = asyncio.Queue()
+
+    @activity.defn(name="completed_outside")
+    async def completed_outside(self) -> str:
+        await self.tokens.put(activity.info().task_token)
+        activity.raise_complete_async()

@@ -543,3 +543,13 @@ class Accumulate:
     async def run(self) -> int:
         last = workflow.get_last_completion_result(int) if workflow.has_last_completion_result() else 0
         return (last or 0) + 1
+
+
+@registered
+@workflow.defn
+class CompletedOutside:
+    @workflow.run
+    async def run(self) -> str:
+        return await workflow.execute_activity(
+            "completed_outside", start_to_close_timeout=timedelta(seconds=60), result_type=str
+        )

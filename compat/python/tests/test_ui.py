@@ -175,3 +175,33 @@ async def test_task_queue_and_overview_pages(env, ui_address):
         legend = await page.locator(".legend.started").inner_text()
         assert legend.startswith("started (") and legend != "started (0 total)"
         await browser.shot("overview")
+
+
+@pytest.mark.deadline(60)
+async def test_with_authentication_on_the_page_asks_for_a_key_and_shows_only_what_it_allows():
+    from temporalio.client import Client
+
+    from suite.servers import tempora
+
+    with tempora("--api-key", "ui-reader=default:read", "--api-key", "ui-writer=default:write") as server:
+        writer = await Client.connect(server.address, api_key="ui-writer", tls=False)
+        workflow_id = f"ui-auth-{uuid.uuid4().hex[:8]}"
+        await writer.start_workflow(Greeter.run, "auth", id=workflow_id, task_queue="nobody-polls")
+        async with open_browser(server.ui_address) as browser:
+            page = browser.page
+            await browser.open("/namespaces/default/workflows")
+            await page.locator("#sign-in").wait_for()
+            await page.fill("#api-key", "wrong-key")
+            await page.click("#sign-in button")
+            await page.locator("#sign-in").wait_for()
+            assert "unknown API key" in await page.locator("main").inner_text()
+            await page.fill("#api-key", "ui-reader")
+            await page.click("#sign-in button")
+            await page.get_by_role("link", name=workflow_id, exact=True).wait_for()
+            # A reader may look, not act: terminating is refused with the server's reason.
+            await page.get_by_role("link", name=workflow_id, exact=True).click()
+            browser.answers = ["not allowed"]
+            await page.click("#terminate")
+            await page.locator(".flash.error", has_text="needs the write role").wait_for()
+            assert (await writer.get_workflow_handle(workflow_id).describe()).status == \
+                WorkflowExecutionStatus.RUNNING

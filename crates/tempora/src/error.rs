@@ -36,6 +36,13 @@ pub enum Error {
     WorkflowNotReady(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A namespace's request rate (`concurrent: false`) or concurrent long polls went over
+    /// their limit.
+    #[error("{message}")]
+    Throttled { message: String, concurrent: bool },
+    /// No valid credentials (authentication is on).
+    #[error("{0}")]
+    Unauthenticated(String),
     /// Storage is unreachable or failed; nothing was changed. Clients retry.
     #[error("{0}")]
     Unavailable(String),

@@ -4,6 +4,7 @@
 //! Public only what the binary, the benchmark and the integration tests use; everything else
 //! is `pub(crate)`.
 
+pub mod auth;
 pub mod clock;
 pub mod engine;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod store;
 pub(crate) mod telemetry;
 pub mod testing;
 pub(crate) mod timers;
+pub mod tls;
 pub mod token;
 pub(crate) mod ui;
 pub mod visibility;

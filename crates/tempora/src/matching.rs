@@ -287,6 +287,19 @@ impl Matching {
         }
     }
 
+    /// Every queue's backlog: its namespace, name, kind, size and the age of its oldest task.
+    pub fn backlogs(&self) -> Vec<(String, String, TaskKind, usize, Millis)> {
+        let now_ms = self.clock.now_ms();
+        let queues = self.queues.lock().expect("matching lock");
+        queues
+            .iter()
+            .map(|((namespace, task_queue, kind), queue)| {
+                let age = queue.backlog.front().map_or(0, |(_, at)| (now_ms - at).max(0));
+                (namespace.clone(), task_queue.clone(), *kind, queue.backlog.len(), age)
+            })
+            .collect()
+    }
+
     /// Recent pollers and the backlog of a queue.
     pub fn describe(&self, namespace: &str, task_queue: &str, kind: TaskKind) -> QueueInfo {
         let now_ms = self.clock.now_ms();

@@ -51,6 +51,11 @@ impl Namespaces {
         self.by_name.write().expect("namespaces lock").insert(record.name.clone(), record);
     }
 
+    /// Whether a namespace of that name exists (and is not deleted).
+    pub(crate) fn exists(&self, name: &str) -> bool {
+        self.by_name.read().expect("namespaces lock").get(name).is_some_and(|n| !n.deleted)
+    }
+
     /// The namespace a request names; INVALID_ARGUMENT if it names none.
     pub(crate) fn get(&self, name: &str) -> Result<NamespaceRecord> {
         if name.is_empty() {

@@ -14,6 +14,8 @@ use crate::runtime::Runtime;
 use crate::store::{self, postgres::PostgresStore, sqlite::SqliteStore, NamespaceRecord, Store, Write};
 use crate::timers::Timers;
 
+pub use crate::frontend::gate::RateLimits;
+
 /// The gRPC service name health checks ask about.
 const WORKFLOW_SERVICE: &str = "temporal.api.workflowservice.v1.WorkflowService";
 
@@ -34,6 +36,12 @@ pub struct Config {
     pub http_port: Option<u16>,
     /// Port of the web UI (`0`: any free port); `None`: not served.
     pub ui_port: Option<u16>,
+    /// TLS (and mutual TLS) on every port; `None`: plain TCP.
+    pub tls: Option<crate::tls::TlsConfig>,
+    /// API keys and JWT verification; authentication is off when it names neither.
+    pub auth: crate::auth::AuthConfig,
+    /// Per-namespace request and long-poll limits.
+    pub rate_limits: RateLimits,
 }
 
 impl Default for Config {
@@ -46,6 +54,9 @@ impl Default for Config {
             limits: Default::default(),
             http_port: None,
             ui_port: None,
+            tls: None,
+            auth: Default::default(),
+            rate_limits: Default::default(),
         }
     }
 }
@@ -56,6 +67,9 @@ pub enum StartError {
     Store(#[from] store::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
+    /// A setting that cannot be used (an unreadable certificate, a bad JWKS file…).
+    #[error("{0}")]
+    Config(String),
 }
 
 /// A running server.
@@ -84,6 +98,10 @@ fn open_store(db: &str) -> store::Result<Box<dyn Store>> {
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     crate::telemetry::install();
+    // Settings are checked before anything is opened.
+    let tls = config.tls.as_ref().map(|t| t.load()).transpose().map_err(StartError::Config)?;
+    let auth = crate::auth::Authenticator::new(&config.auth).map_err(StartError::Config)?;
+    let gate = Arc::new(crate::frontend::gate::Gate::new(auth, config.rate_limits));
     let db = config.db.clone();
     let mut wanted = vec!["default".to_string()];
     wanted.extend(config.namespaces.iter().cloned());
@@ -135,20 +153,35 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Some(port) => Some(bind(&config.ip, port).await?),
         None => None,
     };
-    let frontend = Frontend::new(service.clone(), batch_jobs, &records);
+    let frontend = Frontend::new(service.clone(), batch_jobs, &records, gate.clone());
     let gateway = crate::http::Gateway::new(
         WorkflowServiceServer::new(frontend.clone()),
         crate::frontend::OperatorServiceServer::new(frontend.clone()),
     );
     let mut http = Vec::new();
-    let http_addr = http_listener.map(|(listener, addr)| {
-        http.push(serve_http(listener, crate::http::router(gateway.clone()), shutdown_rx.clone()));
-        addr
-    });
-    let ui_addr = ui_listener.map(|(listener, addr)| {
-        http.push(serve_http(listener, crate::ui::router(gateway.clone(), service.clone()), shutdown_rx.clone()));
-        addr
-    });
+    let https = tls.as_ref().map(|t| t.http.clone());
+    let http_addr = match http_listener {
+        Some((listener, addr)) => {
+            let router = crate::http::router(gateway.clone(), service.clone());
+            http.push(
+                serve_http(listener, https.clone(), router, shutdown_rx.clone())
+                    .map_err(|source| StartError::Bind { addr: addr.to_string(), source })?,
+            );
+            Some(addr)
+        }
+        None => None,
+    };
+    let ui_addr = match ui_listener {
+        Some((listener, addr)) => {
+            let router = crate::ui::router(gateway.clone(), service.clone(), gate.clone());
+            http.push(
+                serve_http(listener, https, router, shutdown_rx.clone())
+                    .map_err(|source| StartError::Bind { addr: addr.to_string(), source })?,
+            );
+            Some(addr)
+        }
+        None => None,
+    };
     frontend.resume_batches();
     frontend.run_schedules();
     service.start_retention();
@@ -158,8 +191,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // Small request/response messages: Nagle plus delayed ACKs would add ~40 ms per RPC.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut stop = shutdown_rx;
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls.grpc).map_err(|e| StartError::Config(format!("TLS: {e}")))?;
+    }
     let server = tokio::spawn(async move {
-        let result = tonic::transport::Server::builder()
+        let result = builder
             // The CLI compresses its health checks too.
             .add_service(health_service.accept_compressed(tonic::codec::CompressionEncoding::Gzip))
             .add_service(WorkflowServiceServer::new(frontend.clone()))
@@ -194,26 +231,39 @@ async fn bind(ip: &str, port: u16) -> Result<(tokio::net::TcpListener, SocketAdd
     Ok((listener, local))
 }
 
-/// Serves an HTTP router until shutdown (requests in flight are finished first).
+/// Serves an HTTP router until shutdown (requests in flight are finished first), over TLS
+/// when an acceptor is given.
 fn serve_http(
     listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     router: axum::Router,
     mut stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
+) -> std::io::Result<JoinHandle<()>> {
     use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    tokio::spawn(async move {
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let task = match tls {
+        Some(acceptor) => {
+            let listener = crate::tls::TlsListener::new(listener, acceptor)?;
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stopped).await {
+                    tracing::error!(error = %e, "https server failed");
+                }
             })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "http server failed");
         }
-    })
+        None => {
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stopped).await {
+                    tracing::error!(error = %e, "http server failed");
+                }
+            })
+        }
+    };
+    Ok(task)
 }
 
 impl Running {

@@ -34,6 +34,31 @@ pub(crate) fn install() -> Option<&'static PrometheusHandle> {
 }
 
 /// The text exposition of every metric recorded so far.
+/// Task queue backlogs as gauges (`approximate_backlog_count`, `approximate_backlog_age_seconds`),
+/// set from matching just before a scrape.
+pub(crate) fn backlogs(queues: Vec<(String, String, TaskKind, usize, crate::clock::Millis)>) {
+    for (namespace, task_queue, kind, count, age_ms) in queues {
+        let labels = [("namespace", namespace), ("taskqueue", task_queue), ("task_type", task_type(kind).to_string())];
+        metrics::gauge!("approximate_backlog_count", &labels).set(count as f64);
+        metrics::gauge!("approximate_backlog_age_seconds", &labels).set(age_ms as f64 / 1000.0);
+    }
+}
+
+/// What one pass of a schedule did: `schedule_action_success` (runs started),
+/// `schedule_missed_catchup_window`, `schedule_buffer_overruns`, per namespace.
+pub(crate) fn schedule(namespace: &str, started: i64, missed: i64, dropped: i64) {
+    let labels = [("namespace", namespace.to_string())];
+    for (name, n) in [
+        ("schedule_action_success", started),
+        ("schedule_missed_catchup_window", missed),
+        ("schedule_buffer_overruns", dropped),
+    ] {
+        if n > 0 {
+            metrics::counter!(name, &labels).increment(n as u64);
+        }
+    }
+}
+
 pub(crate) fn render() -> String {
     install().map(PrometheusHandle::render).unwrap_or_default()
 }
@@ -51,7 +76,8 @@ fn error_type(e: &Error) -> &'static str {
         Error::FailedPrecondition(_) | Error::WorkflowNotReady(_) => "serviceerror_FailedPrecondition",
         Error::AlreadyExists(_) => "serviceerror_AlreadyExists",
         Error::PermissionDenied(_) => "serviceerror_PermissionDenied",
-        Error::ResourceExhausted(_) => "serviceerror_ResourceExhausted",
+        Error::ResourceExhausted(_) | Error::Throttled { .. } => "serviceerror_ResourceExhausted",
+        Error::Unauthenticated(_) => "serviceerror_Unauthenticated",
         Error::Unavailable(_) => "serviceerror_Unavailable",
         Error::Unimplemented(_) => "serviceerror_Unimplemented",
         Error::DeadlineExceeded(_) => "serviceerror_DeadlineExceeded",
@@ -59,14 +85,19 @@ fn error_type(e: &Error) -> &'static str {
     }
 }
 
+/// The `namespace` label of a request that names no existing namespace (Temporal's).
+pub(crate) const UNKNOWN_NAMESPACE: &str = "_unknown_";
+
 /// One frontend RPC: `service_requests`, `service_latency`, and `service_error_with_type`
-/// when it failed.
-pub(crate) fn request(operation: &'static str, elapsed: Duration, error: Option<&Error>) {
-    let labels = [("operation", operation), ("service_name", "frontend")];
+/// when it failed, per operation and namespace.
+pub(crate) fn request(operation: &'static str, namespace: &str, elapsed: Duration, error: Option<&Error>) {
+    let labels =
+        [("operation", operation.to_string()), ("service_name", "frontend".into()), ("namespace", namespace.into())];
     metrics::counter!("service_requests", &labels).increment(1);
     metrics::histogram!("service_latency", &labels).record(elapsed.as_secs_f64());
     if let Some(e) = error {
-        let labels = [("operation", operation), ("service_name", "frontend"), ("error_type", error_type(e))];
+        let mut labels = labels.to_vec();
+        labels.push(("error_type", error_type(e).into()));
         metrics::counter!("service_error_with_type", &labels).increment(1);
     }
 }

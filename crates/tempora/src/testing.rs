@@ -39,6 +39,10 @@ impl TestServer {
             limits,
             http_port: Some(0),
             ui_port: Some(0),
+            // Tests drive the server harder than any one namespace's limit allows (the
+            // limits themselves are tested through the binary).
+            rate_limits: server::RateLimits { requests_per_second: 0.0, concurrent_polls: 0 },
+            ..Default::default()
         };
         let running = server::start(config).await.map_err(|e| e.to_string())?;
         let (Some(http_addr), Some(ui_addr)) = (running.http_addr, running.ui_addr) else {

@@ -60,4 +60,15 @@ impl TaskToken {
         }
         Ok(token)
     }
+
+    /// `parse`, for a request that names `namespace`: a token of another namespace is refused
+    /// (as Temporal does), so a caller allowed in one namespace cannot act in another with a
+    /// token it obtained there.
+    pub fn parse_in(bytes: &[u8], activity: bool, namespace: &str) -> Result<TaskToken> {
+        let token = TaskToken::parse(bytes, activity)?;
+        if !namespace.is_empty() && token.namespace != namespace {
+            return Err(Error::invalid("Operation requested with a token from a different namespace."));
+        }
+        Ok(token)
+    }
 }

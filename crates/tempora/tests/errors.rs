@@ -2,6 +2,7 @@
 //! client (its typed errors where it has them, its raw gRPC service elsewhere). Also here, as
 //! they show only in raw responses: eager dispatch and a worker's shutdown ending its polls.
 
+mod hostile;
 mod support;
 
 use prost::Message;
@@ -504,5 +505,29 @@ async fn an_eager_activity_is_not_raced_by_a_waiting_poller() {
         waiting.abort();
     }
     assert_eq!(lost, 0, "eager activities a waiting poller took, of 20");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_rpc_answers_hostile_input_with_a_status_and_keeps_serving() {
+    let inputs = std::env::var("TEMPORA_FUZZ_INPUTS").ok().and_then(|v| v.parse().ok()).unwrap_or(6000);
+    let (server, client) = start_server(":memory:").await;
+    let began = std::time::Instant::now();
+    let (tried, codes) = hostile::every_rpc_survives_hostile_bytes(server.url(), inputs).await;
+    eprintln!("hostile input: {tried} inputs in {:?}, no panic, no hang; answers {codes:?}", began.elapsed());
+    assert!(codes.get("Ok").copied().unwrap_or(0) > 0 && codes.get("InvalidArgument").copied().unwrap_or(0) > 0);
+    // Still serving: a new namespace takes a start (the fuzzing may have changed `default`).
+    let namespace = unique("after-fuzz");
+    let mut service = client.connection().workflow_service();
+    let register = temporalio_protos::temporal::api::workflowservice::v1::RegisterNamespaceRequest {
+        namespace: namespace.clone(),
+        workflow_execution_retention_period: Some(prost_types::Duration { seconds: 86400, nanos: 0 }),
+        ..Default::default()
+    };
+    service.register_namespace(Request::new(register)).await.expect("register after fuzzing");
+    let run_id = start_raw(&client, StartWorkflowExecutionRequest { namespace, ..start_request(&unique("after")) })
+        .await
+        .expect("start after fuzzing");
+    assert!(!run_id.is_empty());
     server.stop().await;
 }

@@ -50,8 +50,19 @@ async fn a_scrape_shows_requests_storage_tasks_polls_and_outcomes() {
         ..Default::default()
     };
     service.start_workflow_execution(Request::new(start.clone())).await.unwrap();
-    let refused = StartWorkflowExecutionRequest { workflow_id: String::new(), ..start };
+    let refused = StartWorkflowExecutionRequest { workflow_id: String::new(), ..start.clone() };
     service.start_workflow_execution(Request::new(refused)).await.unwrap_err();
+    // A workflow task no worker takes: the queue's backlog.
+    let idle_queue = unique("idle-q");
+    let waiting = StartWorkflowExecutionRequest {
+        workflow_id: unique("waiting-wf"),
+        task_queue: Some(TaskQueue { name: idle_queue.clone(), ..Default::default() }),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        ..start.clone()
+    };
+    service.start_workflow_execution(Request::new(waiting)).await.unwrap();
+    let nowhere = StartWorkflowExecutionRequest { namespace: unique("no-such-namespace"), ..start.clone() };
+    service.start_workflow_execution(Request::new(nowhere)).await.unwrap_err();
     let poll = PollWorkflowTaskQueueRequest {
         namespace: "default".into(),
         task_queue: Some(TaskQueue { name: queue.clone(), ..Default::default() }),
@@ -78,11 +89,18 @@ async fn a_scrape_shows_requests_storage_tasks_polls_and_outcomes() {
     let address = server.http_addr;
     let text = tokio::task::spawn_blocking(move || scrape(address)).await.unwrap();
     let start_op = r#"operation="StartWorkflowExecution""#;
-    assert!(sample(&text, "service_requests", &[start_op, r#"service_name="frontend""#]) >= Some(2.0), "{text}");
-    assert!(sample(&text, "service_latency_count", &[start_op]) >= Some(2.0), "{text}");
+    let in_default = r#"namespace="default""#;
+    assert!(
+        sample(&text, "service_requests", &[start_op, r#"service_name="frontend""#, in_default]) >= Some(2.0),
+        "{text}"
+    );
+    // A namespace that does not exist is not a label value.
+    assert!(!text.contains("no-such-namespace"), "{text}");
+    assert!(sample(&text, "service_requests", &[start_op, r#"namespace="_unknown_""#]) >= Some(1.0), "{text}");
+    assert!(sample(&text, "service_latency_count", &[start_op, in_default]) >= Some(2.0), "{text}");
     assert!(text.contains("service_latency_bucket{"), "{text}");
     let invalid = r#"error_type="serviceerror_InvalidArgument""#;
-    assert_eq!(sample(&text, "service_error_with_type", &[start_op, invalid]), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "service_error_with_type", &[start_op, invalid, in_default]), Some(1.0), "{text}");
     assert!(sample(&text, "persistence_requests", &[r#"operation="Commit""#]) >= Some(2.0), "{text}");
     assert!(sample(&text, "persistence_latency_count", &[]) >= Some(2.0), "{text}");
     let queue_label = format!(r#"taskqueue="{queue}""#);
@@ -90,6 +108,11 @@ async fn a_scrape_shows_requests_storage_tasks_polls_and_outcomes() {
     assert_eq!(sample(&text, "task_schedule_to_start_latency_count", &workflow_task), Some(1.0), "{text}");
     assert_eq!(sample(&text, "poll_success", &workflow_task), Some(1.0), "{text}");
     assert!(sample(&text, "poll_timeouts", &[r#"task_type="Workflow""#]) >= Some(1.0), "{text}");
+    let idle = format!(r#"taskqueue="{idle_queue}""#);
+    let idle_labels = [r#"namespace="default""#, idle.as_str(), r#"task_type="Workflow""#];
+    assert_eq!(sample(&text, "approximate_backlog_count", &idle_labels), Some(1.0), "{text}");
+    assert!(sample(&text, "approximate_backlog_age_seconds", &idle_labels) >= Some(0.0), "{text}");
+    assert_eq!(sample(&text, "approximate_backlog_count", &workflow_task), Some(0.0), "{text}");
     let terminated = [r#"namespace="default""#, r#"workflowType="MetricsWf""#];
     assert_eq!(sample(&text, "workflow_terminate", &terminated), Some(1.0), "{text}");
     server.stop().await;

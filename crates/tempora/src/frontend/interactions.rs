@@ -64,7 +64,7 @@ impl Frontend {
         r: Request<ws::RespondQueryTaskCompletedRequest>,
     ) -> Result<ws::RespondQueryTaskCompletedResponse> {
         let r = r.into_inner();
-        let token = TaskToken::parse(&r.task_token, false)?;
+        let token = TaskToken::parse_in(&r.task_token, false, &r.namespace)?;
         if token.query_id.is_empty() {
             return Err(Error::invalid("the task token is not a query task's"));
         }

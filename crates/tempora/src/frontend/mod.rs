@@ -12,6 +12,7 @@
 mod activities;
 mod batch;
 mod convert;
+pub(crate) mod gate;
 mod interactions;
 mod namespaces;
 mod nexus;
@@ -44,6 +45,8 @@ pub struct Frontend {
     endpoints: nexus::Endpoints,
     configs: task_queues::Configs,
     schedules: schedules::Schedules,
+    /// Authentication, authorization and rate limits, before every handler.
+    gate: Arc<gate::Gate>,
     /// Itself, for background work started from a handler (`&self`).
     me: std::sync::Weak<Frontend>,
 }
@@ -54,6 +57,7 @@ impl Frontend {
         svc: Arc<History>,
         batch_jobs: Vec<crate::store::BatchJobRecord>,
         records: &[crate::store::Record],
+        gate: Arc<gate::Gate>,
     ) -> Arc<Self> {
         let configs = task_queues::Configs::new(records, &svc.matching);
         Arc::new_cyclic(|me| Frontend {
@@ -62,6 +66,7 @@ impl Frontend {
             endpoints: nexus::Endpoints::new(records),
             configs,
             schedules: schedules::Schedules::new(records),
+            gate,
             me: me.clone(),
         })
     }
@@ -123,7 +128,7 @@ struct Unary<Req, Resp, F> {
 
 impl<Req, Resp, F, Fut> UnaryService<Req> for Unary<Req, Resp, F>
 where
-    Req: Send + 'static,
+    Req: gate::Namespaced + Send + 'static,
     Resp: Send + 'static,
     F: FnOnce(Arc<Frontend>, tonic::Request<Req>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Resp, Error>> + Send + 'static,
@@ -138,8 +143,20 @@ where
         Box::pin(async move {
             let handler = handler.ok_or_else(|| tonic::Status::internal("handler called twice"))?;
             let began = std::time::Instant::now();
-            let result = handler(fe, request).await;
-            crate::telemetry::request(operation, began.elapsed(), result.as_ref().err());
+            // Only namespaces that exist become label values (requests may name anything).
+            let namespace = match request.get_ref().namespace() {
+                Some(n) if fe.svc.namespaces.exists(n) => n.to_string(),
+                _ => crate::telemetry::UNKNOWN_NAMESPACE.to_string(),
+            };
+            let result = match fe.gate.admit(operation, request.get_ref().namespace(), request.metadata()) {
+                Ok(admission) => {
+                    let result = handler(fe, request).await;
+                    drop(admission);
+                    result
+                }
+                Err(e) => Err(e),
+            };
+            crate::telemetry::request(operation, &namespace, began.elapsed(), result.as_ref().err());
             result.map(tonic::Response::new).map_err(tonic::Status::from)
         })
     }
@@ -152,7 +169,7 @@ fn unary<Req, Resp, B, F, Fut>(
     handler: F,
 ) -> BoxFuture<http::Response<Body>, Infallible>
 where
-    Req: Message + Default + Send + 'static,
+    Req: Message + Default + gate::Namespaced + Send + 'static,
     Resp: Message + Send + 'static,
     B: tonic::codegen::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<StdError> + Send + 'static,

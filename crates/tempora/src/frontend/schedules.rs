@@ -423,6 +423,13 @@ impl Frontend {
         if let Err(e) = self.commit_schedule(&loaded.record).await {
             tracing::warn!(schedule_id = %loaded.record.schedule_id, error = %e, "schedule progress not committed");
         }
+        let (was, now) = (&before.info, &loaded.record.info);
+        crate::telemetry::schedule(
+            &loaded.record.namespace,
+            now.action_count - was.action_count,
+            now.missed_catchup_window - was.missed_catchup_window,
+            now.buffer_dropped - was.buffer_dropped,
+        );
     }
 
     /// Starts the run of one buffered time; `None` if it could not be started (logged).

@@ -72,6 +72,19 @@ impl From<Error> for Status {
                 message,
                 Some(any("ResourceExhaustedFailure", &details::ResourceExhaustedFailure::default())),
             ),
+            Error::Throttled { concurrent, .. } => {
+                use temporalio_protos::temporal::api::enums::v1::{ResourceExhaustedCause, ResourceExhaustedScope};
+                let cause = match concurrent {
+                    true => ResourceExhaustedCause::ConcurrentLimit,
+                    false => ResourceExhaustedCause::RpsLimit,
+                };
+                let detail = details::ResourceExhaustedFailure {
+                    cause: cause as i32,
+                    scope: ResourceExhaustedScope::Namespace as i32,
+                };
+                with_detail(Code::ResourceExhausted, message, Some(any("ResourceExhaustedFailure", &detail)))
+            }
+            Error::Unauthenticated(_) => with_detail(Code::Unauthenticated, message, None),
             Error::Unavailable(_) => with_detail(Code::Unavailable, message, None),
             Error::Unimplemented(_) => with_detail(Code::Unimplemented, message, None),
             Error::Internal(_) => with_detail(Code::Internal, message, None),

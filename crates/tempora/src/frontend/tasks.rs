@@ -107,7 +107,7 @@ impl Frontend {
         r: Request<ws::RespondWorkflowTaskCompletedRequest>,
     ) -> Result<ws::RespondWorkflowTaskCompletedResponse> {
         let r = r.into_inner();
-        let token = TaskToken::parse(&r.task_token, false)?;
+        let token = TaskToken::parse_in(&r.task_token, false, &r.namespace)?;
         self.svc.namespaces.get(&token.namespace)?;
         let eager_activities: Vec<String> = r
             .commands
@@ -172,7 +172,7 @@ impl Frontend {
         r: Request<ws::RespondWorkflowTaskFailedRequest>,
     ) -> Result<ws::RespondWorkflowTaskFailedResponse> {
         let r = r.into_inner();
-        let token = TaskToken::parse(&r.task_token, false)?;
+        let token = TaskToken::parse_in(&r.task_token, false, &r.namespace)?;
         self.svc.namespaces.get(&token.namespace)?;
         let fail = Change::FailWorkflowTask {
             scheduled_event_id: token.scheduled_event_id,
@@ -186,8 +186,8 @@ impl Frontend {
     }
 
     /// The activity a task token names.
-    fn by_token(&self, token: &[u8]) -> Result<ActivityTarget> {
-        let token = TaskToken::parse(token, true)?;
+    fn by_token(&self, token: &[u8], namespace: &str) -> Result<ActivityTarget> {
+        let token = TaskToken::parse_in(token, true, namespace)?;
         self.svc.namespaces.get(&token.namespace)?;
         let activity = ActivityRef::Token { scheduled_event_id: token.scheduled_event_id, attempt: token.attempt };
         Ok(ActivityTarget { run: token.run(), activity })
@@ -224,7 +224,7 @@ impl Frontend {
     ) -> Result<ws::RespondActivityTaskCompletedResponse> {
         let r = r.into_inner();
         self.checks().payloads(&r.result)?;
-        let target = self.by_token(&r.task_token)?;
+        let target = self.by_token(&r.task_token, &r.namespace)?;
         self.on_activity(target, ActivityAction::Complete { result: r.result, identity: r.identity }).await?;
         Ok(Default::default())
     }
@@ -257,7 +257,7 @@ impl Frontend {
     ) -> Result<ws::RespondActivityTaskFailedResponse> {
         let r = r.into_inner();
         let action = self.fail_action(r.failure, r.last_heartbeat_details, r.identity)?;
-        let target = self.by_token(&r.task_token)?;
+        let target = self.by_token(&r.task_token, &r.namespace)?;
         self.on_activity(target, action).await?;
         Ok(Default::default())
     }
@@ -279,7 +279,7 @@ impl Frontend {
     ) -> Result<ws::RespondActivityTaskCanceledResponse> {
         let r = r.into_inner();
         self.checks().payloads(&r.details)?;
-        let target = self.by_token(&r.task_token)?;
+        let target = self.by_token(&r.task_token, &r.namespace)?;
         self.on_activity(target, ActivityAction::Cancel { details: r.details, identity: r.identity }).await?;
         Ok(Default::default())
     }
@@ -301,7 +301,7 @@ impl Frontend {
     ) -> Result<ws::RecordActivityTaskHeartbeatResponse> {
         let r = r.into_inner();
         self.checks().payloads(&r.details)?;
-        let target = self.by_token(&r.task_token)?;
+        let target = self.by_token(&r.task_token, &r.namespace)?;
         let answer = self.on_activity(target, ActivityAction::Heartbeat { details: r.details }).await?;
         Ok(ws::RecordActivityTaskHeartbeatResponse {
             cancel_requested: answer.cancel_requested,

@@ -201,14 +201,33 @@ fn json_bytes_response(status: StatusCode, body: Vec<u8>) -> Response {
 }
 
 /// The HTTP port's router: `/metrics` (Prometheus) and the API, payloads in shorthand.
-pub(crate) fn router(gateway: Arc<Gateway>) -> axum::Router {
-    let metrics = axum::routing::get(|| async {
-        let mut response = crate::telemetry::render().into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
-        response
+/// The HTTP API port: the API, `/metrics`, and probes for orchestrators — `/healthz` (the
+/// process answers) and `/readyz` (the store answers a read), both open without credentials.
+pub(crate) fn router(gateway: Arc<Gateway>, svc: Arc<crate::history::Service>) -> axum::Router {
+    let scraped = svc.clone();
+    let metrics = axum::routing::get(move || {
+        crate::telemetry::backlogs(scraped.matching.backlogs());
+        async {
+            let mut response = crate::telemetry::render().into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+            response
+        }
     });
-    axum::Router::new().route("/metrics", metrics).fallback(move |request: axum::extract::Request| {
-        let gateway = gateway.clone();
-        async move { gateway.handle(request, Payloads::Shorthand).await }
-    })
+    let ready = axum::routing::get(move || {
+        let svc = svc.clone();
+        async move {
+            match svc.store().load_current_run("", "").await {
+                Ok(_) => (StatusCode::OK, "ready\n".to_string()),
+                Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
+            }
+        }
+    });
+    axum::Router::new()
+        .route("/metrics", metrics)
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .route("/readyz", ready)
+        .fallback(move |request: axum::extract::Request| {
+            let gateway = gateway.clone();
+            async move { gateway.handle(request, Payloads::Shorthand).await }
+        })
 }

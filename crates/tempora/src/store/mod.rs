@@ -43,6 +43,9 @@ pub enum Error {
     TooNew { found: i64, supported: i64 },
     #[error("storage error: {0}")]
     Backend(String),
+    /// The disk (or the database's quota) is full: nothing was written.
+    #[error("storage is full: {0}")]
+    Full(String),
     #[error("corrupt stored record: {0}")]
     Corrupt(String),
     #[error("the store is shut down")]
@@ -58,6 +61,10 @@ impl From<Error> for crate::error::Error {
     fn from(e: Error) -> Self {
         match e {
             Error::Closed => crate::error::Error::Unavailable("the server is shutting down".into()),
+            Error::Full(_) => crate::error::Error::Unavailable(
+                "storage is full (no space left on the database's disk); nothing was changed, retry once space is freed"
+                    .into(),
+            ),
             _ => crate::error::Error::Unavailable("storage is unavailable; nothing was changed, retry".into()),
         }
     }

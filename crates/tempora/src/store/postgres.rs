@@ -183,7 +183,10 @@ fn count(client: &mut Client, request: &CountRequest) -> Result<Counted> {
 
 fn backend(e: postgres::Error) -> Error {
     tracing::warn!(error = %e, "postgres error");
-    Error::Backend(e.to_string())
+    match e.code() {
+        Some(&postgres::error::SqlState::DISK_FULL) => Error::Full(e.to_string()),
+        _ => Error::Backend(e.to_string()),
+    }
 }
 
 impl PostgresStore {

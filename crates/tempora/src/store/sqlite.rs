@@ -47,7 +47,10 @@ pub struct SqliteStore {
 }
 
 fn backend(e: rusqlite::Error) -> Error {
-    Error::Backend(e.to_string())
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => Error::Full(e.to_string()),
+        _ => Error::Backend(e.to_string()),
+    }
 }
 
 impl SqliteStore {
@@ -95,6 +98,95 @@ impl SqliteStore {
         }
         Ok(())
     }
+}
+
+/// What a backup or restore found in the copy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupSummary {
+    pub schema_version: i64,
+    pub executions: i64,
+    pub bytes: u64,
+}
+
+/// Copies the database at `db` into a new file `out`, online: the copy is one read
+/// transaction's snapshot (`VACUUM INTO`), so a server may go on writing meanwhile, and the
+/// copy holds every transaction committed before it began. The copy is then checked.
+pub fn backup(db: &str, out: &str) -> Result<BackupSummary> {
+    if !std::path::Path::new(db).exists() {
+        return Err(Error::Backend(format!("no database at {db}")));
+    }
+    if std::path::Path::new(out).exists() {
+        return Err(Error::Backend(format!("{out} already exists; a backup never overwrites a file")));
+    }
+    let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(backend)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(backend)?;
+    conn.execute("VACUUM INTO ?1", params![out]).map_err(|e| Error::Backend(format!("backup to {out} failed: {e}")))?;
+    drop(conn);
+    let summary = check_copy(out)?;
+    let file = File::open(out).map_err(|e| Error::Backend(format!("cannot open {out}: {e}")))?;
+    file.sync_all().map_err(|e| Error::Backend(format!("cannot sync {out}: {e}")))?;
+    Ok(summary)
+}
+
+/// Replaces the database at `db` with the backup `from`. The server must be stopped: the
+/// database's lock is taken first (refused while a server holds it), the backup is checked,
+/// then copied beside `db` and renamed over it, and the old write-ahead log is removed so it
+/// cannot be replayed onto the restored file.
+pub fn restore(from: &str, db: &str) -> Result<BackupSummary> {
+    let summary = check_copy(from)?;
+    let target = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(db)
+        .map_err(|e| Error::Backend(format!("cannot open {db}: {e}")))?;
+    match target.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked(db.to_string())),
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::Backend(format!("cannot lock {db}: {e}"))),
+    }
+    let staging = format!("{db}.restoring");
+    let io = |what: &str, e: std::io::Error| Error::Backend(format!("restore: cannot {what}: {e}"));
+    std::fs::copy(from, &staging).map_err(|e| io(&format!("copy {from} to {staging}"), e))?;
+    File::open(&staging).and_then(|f| f.sync_all()).map_err(|e| io(&format!("sync {staging}"), e))?;
+    for suffix in ["-wal", "-shm"] {
+        match std::fs::remove_file(format!("{db}{suffix}")) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&format!("remove {db}{suffix}"), e)),
+        }
+    }
+    std::fs::rename(&staging, db).map_err(|e| io(&format!("rename {staging} to {db}"), e))?;
+    if let Some(dir) = std::path::Path::new(db).parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io("sync the directory", e))?;
+    }
+    drop(target);
+    Ok(summary)
+}
+
+/// Opens a copy read-only, runs SQLite's integrity check and reads its schema version and
+/// execution count.
+fn check_copy(path: &str) -> Result<BackupSummary> {
+    let bad = |why: String| Error::Corrupt(format!("{path}: {why}"));
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| bad(format!("cannot open: {e}")))?;
+    let check: String =
+        conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(|e| bad(format!("not a database: {e}")))?;
+    if check != "ok" {
+        return Err(bad(format!("integrity check failed: {check}")));
+    }
+    let schema_version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(backend)?;
+    if schema_version == 0 {
+        return Err(bad("not a tempora database (no schema)".into()));
+    }
+    if schema_version > MIGRATIONS.len() as i64 {
+        return Err(Error::TooNew { found: schema_version, supported: MIGRATIONS.len() as i64 });
+    }
+    let executions: i64 =
+        conn.query_row("SELECT count(*) FROM executions", [], |r| r.get(0)).map_err(|e| bad(e.to_string()))?;
+    let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or_default();
+    Ok(BackupSummary { schema_version, executions, bytes })
 }
 
 fn history(conn: &Connection, run_id: &str) -> Result<Vec<Vec<u8>>> {

@@ -12,6 +12,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use crate::frontend::gate::Gate;
 use crate::history::Service as History;
 use crate::http::{Gateway, Payloads};
 
@@ -53,12 +54,18 @@ fn settings() -> serde_json::Value {
     })
 }
 
-/// `/ui/overview?namespace=NS`: the last hour per minute (`crate::stats`).
-fn overview(svc: &History, query: Option<&str>) -> Response {
+/// `/ui/overview?namespace=NS`: the last hour per minute (`crate::stats`); it needs what
+/// counting the namespace's workflows needs.
+fn overview(svc: &History, gate: &Gate, query: Option<&str>, headers: &axum::http::HeaderMap) -> Response {
     let namespace = form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .find(|(k, _)| k == "namespace")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_else(|| "default".into());
+    let authorization = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if let Err(e) = gate.check_auth("CountWorkflowExecutions", Some(&namespace), authorization) {
+        let status = tonic::Status::from(e);
+        return crate::http::error(status.code(), status.message(), Some(status.details()), false);
+    }
     let overview = svc.stats.overview(&namespace, svc.now_ms());
     let value = serde_json::to_value(overview).unwrap_or_default();
     crate::http::json_response(StatusCode::OK, &value, false)
@@ -66,14 +73,14 @@ fn overview(svc: &History, query: Option<&str>) -> Response {
 
 /// The UI port's router: the API (standard payloads), settings, the overview's figures,
 /// assets, and the page for every other path (the application routes in the browser).
-pub(crate) fn router(gateway: Arc<Gateway>, svc: Arc<History>) -> axum::Router {
+pub(crate) fn router(gateway: Arc<Gateway>, svc: Arc<History>, gate: Arc<Gate>) -> axum::Router {
     let api = gateway.clone();
     axum::Router::new()
         .route(
             "/ui/overview",
-            get(move |uri: axum::http::Uri| {
-                let svc = svc.clone();
-                async move { overview(&svc, uri.query()) }
+            get(move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+                let (svc, gate) = (svc.clone(), gate.clone());
+                async move { overview(&svc, &gate, uri.query(), &headers) }
             }),
         )
         .route("/api/v1/settings", get(|| async { crate::http::json_response(StatusCode::OK, &settings(), false) }))

@@ -17,10 +17,17 @@ class ApiError extends Error {
   constructor(message, code, status) { super(message); this.code = code; this.status = status; }
 }
 
+// With authentication on, the API key (or JWT) the user signed in with, for this tab only.
+const KEY = 'tempora.apiKey';
+function credentials() {
+  const key = sessionStorage.getItem(KEY);
+  return key ? { authorization: `Bearer ${key}` } : {};
+}
+
 async function api(path, { method = 'GET', body } = {}) {
   const response = await fetch('/api/v1' + path, {
     method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers: { ...credentials(), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const json = await response.json().catch(() => ({}));
@@ -135,7 +142,10 @@ async function header(ns) {
   if (!namespaces) {
     try {
       namespaces = (await api('/namespaces')).namespaces?.map((n) => n.namespaceInfo.name) || ['default'];
-    } catch (e) { namespaces = ['default']; }
+    } catch (e) {
+      if (e.status === 401) throw e;
+      namespaces = [ns];
+    }
   }
   const nav = [
     ['Workflows', `/namespaces/${enc(ns)}/workflows`],
@@ -170,8 +180,27 @@ async function route() {
     if (section === 'overview') return await overviewPage(ns);
     return await workflowsPage(ns);
   } catch (e) {
+    if (e.status === 401) return signIn(e.message);
     $main.innerHTML = `<div class="error-box">${esc(e.message)}</div>`;
   }
+}
+
+// The server asks for credentials: take an API key (or JWT) and try again with it.
+function signIn(message) {
+  namespaces = null;
+  $top.innerHTML = '<span class="brand">tempora</span>';
+  $main.innerHTML = `
+    <h1>Sign in</h1>
+    <p class="muted">${esc(message)}</p>
+    <form id="sign-in" class="query">
+      <input id="api-key" type="password" placeholder="API key or JWT" autocomplete="off" size="60">
+      <button type="submit">Sign in</button>
+    </form>`;
+  document.getElementById('sign-in').onsubmit = (ev) => {
+    ev.preventDefault();
+    sessionStorage.setItem(KEY, document.getElementById('api-key').value.trim());
+    route();
+  };
 }
 
 // ---------------------------------------------------------------------------- workflow list
@@ -698,7 +727,7 @@ async function taskQueuePage(ns, name) {
 async function overviewPage(ns) {
   $main.innerHTML = '<h1>Overview</h1><div id="overview"><p class="muted">Loading…</p></div>';
   const draw = async () => {
-    const r = await fetch(`/ui/overview?namespace=${enc(ns)}`).then((x) => x.json());
+    const r = await fetch(`/ui/overview?namespace=${enc(ns)}`, { headers: credentials() }).then((x) => x.json());
     const chart = (title, series, unit) => {
       const width = 600;
       const height = 140;

@@ -1,0 +1,150 @@
+//! TLS for every port (rustls with ring): the server's certificate chain and key, and with a
+//! client CA, mutual TLS — a client must present a certificate that CA signed.
+//!
+//! gRPC uses tonic's TLS acceptor; the HTTP API and UI ports use a listener that completes
+//! handshakes off the accept loop (a slow or silent client cannot hold up the others).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
+
+/// Where the PEM files are.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TlsConfig {
+    /// The server's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// The server's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// When set, clients must present a certificate signed by one of these CAs (PEM).
+    pub client_ca: Option<PathBuf>,
+}
+
+/// A handshake that does not finish in this time is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The loaded certificates, ready for both kinds of port.
+pub(crate) struct Tls {
+    pub grpc: tonic::transport::ServerTlsConfig,
+    pub http: tokio_rustls::TlsAcceptor,
+}
+
+fn read(what: &str, path: &PathBuf) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read the TLS {what} {}: {e}", path.display()))
+}
+
+impl TlsConfig {
+    /// Reads and checks the files (a bad file fails the start, not the first handshake).
+    pub(crate) fn load(&self) -> Result<Tls, String> {
+        let cert_pem = read("certificate", &self.cert)?;
+        let key_pem = read("key", &self.key)?;
+        let ca_pem = self.client_ca.as_ref().map(|ca| read("client CA", ca)).transpose()?;
+
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(&cert_pem)
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("TLS certificate {}: {e}", self.cert.display()))?;
+        if certs.is_empty() {
+            return Err(format!("TLS certificate {}: no PEM certificate in it", self.cert.display()));
+        }
+        let key = PrivateKeyDer::from_pem_slice(&key_pem)
+            .map_err(|e| format!("TLS key {}: no usable PEM private key: {e}", self.key.display()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?;
+        let builder = match (&ca_pem, &self.client_ca) {
+            (Some(ca_pem), Some(ca_path)) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_slice_iter(ca_pem) {
+                    let cert = cert.map_err(|e| format!("TLS client CA {}: {e}", ca_path.display()))?;
+                    roots.add(cert).map_err(|e| format!("TLS client CA {}: {e}", ca_path.display()))?;
+                }
+                if roots.is_empty() {
+                    return Err(format!("TLS client CA {}: no PEM certificate in it", ca_path.display()));
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                    .build()
+                    .map_err(|e| format!("TLS client CA {}: {e}", ca_path.display()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        let mut http = builder
+            .with_single_cert(certs, key)
+            .map_err(|e| format!("TLS certificate {} and key {}: {e}", self.cert.display(), self.key.display()))?;
+        http.alpn_protocols = vec![b"http/1.1".to_vec()];
+
+        let identity = tonic::transport::Identity::from_pem(&cert_pem, &key_pem);
+        let mut grpc = tonic::transport::ServerTlsConfig::new().identity(identity);
+        if let Some(ca_pem) = &ca_pem {
+            grpc = grpc.client_ca_root(tonic::transport::Certificate::from_pem(ca_pem));
+        }
+        Ok(Tls { grpc, http: tokio_rustls::TlsAcceptor::from(Arc::new(http)) })
+    }
+}
+
+/// An HTTP listener whose connections are TLS streams.
+pub(crate) struct TlsListener {
+    accepted: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    /// Accepts on `listener` and hands over connections whose handshake completed; the accept
+    /// task ends when the returned listener is dropped.
+    pub(crate) fn new(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor) -> std::io::Result<TlsListener> {
+        let local = listener.local_addr()?;
+        let (tx, accepted) = mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = tokio::select! {
+                    _ = tx.closed() => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok(accepted) => accepted,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                };
+                let _ = tcp.set_nodelay(true);
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { accepted, local })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.accepted.recv().await {
+            Some(accepted) => accepted,
+            // The accept task is gone (it only ends when this listener is dropped).
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
