@@ -127,6 +127,10 @@ struct StartArgs {
     /// Log filter, e.g. `info` or `tempora=debug` [default: info; RUST_LOG also works].
     #[arg(long, env = "TEMPORA_LOG_LEVEL")]
     log_level: Option<String>,
+    /// Send traces (a span per RPC and per state transition) to this OpenTelemetry collector,
+    /// OTLP over gRPC, e.g. http://localhost:4317 [default: off].
+    #[arg(long, env = "TEMPORA_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
 /// The `--config` file.
@@ -142,6 +146,7 @@ struct FileConfig {
     ui_port: Option<u16>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
+    otlp_endpoint: Option<String>,
     tls: Option<FileTls>,
     #[serde(default)]
     auth: FileAuth,
@@ -181,8 +186,15 @@ struct FileRateLimits {
     concurrent_polls: Option<usize>,
 }
 
+/// How the process reports on itself.
+struct Telemetry {
+    log_format: LogFormat,
+    log_level: String,
+    otlp_endpoint: Option<String>,
+}
+
 /// The settings a start runs with, and how to log.
-fn settings(args: StartArgs) -> Result<(Config, LogFormat, String), String> {
+fn settings(args: StartArgs) -> Result<(Config, Telemetry), String> {
     let file: FileConfig = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -236,19 +248,59 @@ fn settings(args: StartArgs) -> Result<(Config, LogFormat, String), String> {
         rate_limits,
         ..Default::default()
     };
-    let log_format = args.log_format.or(file.log_format).unwrap_or_default();
-    let log_level =
-        args.log_level.or(file.log_level).or_else(|| std::env::var("RUST_LOG").ok()).unwrap_or("info".into());
-    Ok((config, log_format, log_level))
+    let telemetry = Telemetry {
+        log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+        log_level: args
+            .log_level
+            .or(file.log_level)
+            .or_else(|| std::env::var("RUST_LOG").ok())
+            .unwrap_or_else(|| "info".into()),
+        otlp_endpoint: args.otlp_endpoint.or(file.otlp_endpoint),
+    };
+    Ok((config, telemetry))
 }
 
-fn init_logging(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| "info".into());
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().flatten_event(true).init(),
+/// Logs to stderr under the log filter; with an OTLP endpoint, also tempora's spans (debug
+/// level, whatever the log filter) to the collector. The returned provider is shut down at
+/// exit, which sends what is still buffered.
+fn init_telemetry(t: &Telemetry) -> Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>, String> {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
+    let filter = tracing_subscriber::EnvFilter::try_new(&t.log_level)
+        .map_err(|e| format!("log level {:?}: {e}", t.log_level))?;
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match t.log_format {
+        LogFormat::Text => logs.boxed(),
+        LogFormat::Json => logs.json().flatten_event(true).boxed(),
     }
+    .with_filter(filter);
+    let provider = match &t.otlp_endpoint {
+        Some(endpoint) => {
+            use opentelemetry_otlp::WithExportConfig;
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .build()
+                .map_err(|e| format!("OTLP endpoint {endpoint}: {e}"))?;
+            let resource = opentelemetry_sdk::Resource::builder().with_service_name("tempora").build();
+            Some(
+                opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                    .with_batch_exporter(exporter)
+                    .with_resource(resource)
+                    .build(),
+            )
+        }
+        None => None,
+    };
+    let traces = provider.as_ref().map(|p| {
+        let spans = tracing_subscriber::filter::Targets::new().with_target("tempora", tracing::Level::DEBUG);
+        tracing_opentelemetry::layer().with_tracer(p.tracer("tempora")).with_filter(spans)
+    });
+    tracing_subscriber::registry().with(logs).with(traces).init();
+    Ok(provider)
 }
 
 #[tokio::main]
@@ -260,14 +312,20 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn serve(args: StartArgs) -> std::process::ExitCode {
-    let (config, log_format, log_level) = match settings(args) {
+    let (config, telemetry) = match settings(args) {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("tempora: {e}");
             return std::process::ExitCode::from(2);
         }
     };
-    init_logging(log_format, &log_level);
+    let traces = match init_telemetry(&telemetry) {
+        Ok(traces) => traces,
+        Err(e) => {
+            eprintln!("tempora: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let scheme = if config.tls.is_some() { "https" } else { "http" };
     let running = match server::start(config).await {
         Ok(running) => running,
@@ -286,6 +344,10 @@ async fn serve(args: StartArgs) -> std::process::ExitCode {
     wait_for_signal().await;
     tracing::info!("shutting down");
     running.stop().await;
+    if let Some(provider) = traces {
+        // Sends the spans still buffered; blocking, so off the async workers.
+        let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+    }
     std::process::ExitCode::SUCCESS
 }
 

@@ -14,9 +14,7 @@ use temporalio_protos::temporal::api::common::v1::RetryPolicy;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::{ActivityOptions, WorkerOptions, WorkflowContext, WorkflowResult};
 
-use support::{
-    client, describe, latest_result, skip_on_postgres, start, temp_db, wait_for_event, wait_until, with_worker, OnDisk,
-};
+use support::{client, describe, latest_result, start, temp_db, wait_for_event, wait_until, with_worker, OnDisk};
 
 /// Counts calls of each step across workers and restarts.
 #[derive(Default, Clone)]
@@ -183,20 +181,24 @@ async fn restart_during_retry_backoff_keeps_the_retry() {
     assert_eq!(counts.flaky.load(Ordering::SeqCst), 2, "one failed attempt and one success, no more");
 }
 
+/// One server per database: SQLite's file lock, PostgreSQL's server lock (which names the
+/// session holding it).
 #[tokio::test(flavor = "multi_thread")]
-async fn a_second_server_on_the_same_file_is_refused() {
-    if skip_on_postgres("the file lock is SQLite's; skipped on PostgreSQL") {
-        return;
-    }
+async fn a_second_server_on_the_same_database_is_refused() {
     let (_dir, db) = temp_db();
     let first = TestServer::start(&db).await;
     let second = TestServer::try_start(&db).await;
     match second {
-        Err(message) => assert!(message.contains("in use by another tempora server"), "{message}"),
-        Ok(_) => panic!("a second server started on a file in use"),
+        Err(message) => {
+            assert!(message.contains("in use by another tempora server"), "{message}");
+            if tempora::testing::is_postgres() {
+                assert!(message.contains(&format!("held by tempora pid {}", std::process::id())), "{message}");
+            }
+        }
+        Ok(_) => panic!("a second server started on a database in use"),
     }
     first.stop().await;
-    // Once the first has stopped, the file can be opened again.
+    // Once the first has stopped, the database can be opened again.
     TestServer::start(&db).await.stop().await;
 }
 

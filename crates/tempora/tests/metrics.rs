@@ -1,6 +1,7 @@
 //! Prometheus metrics at `/metrics` on the HTTP port, under Temporal server's names and
 //! labels: a start, a failed start, a poll that takes the workflow task, a poll that times
-//! out and a terminate, each seen in a scrape.
+//! out and a terminate, each seen in a scrape. And traces: the binary's spans reach an
+//! OpenTelemetry collector over OTLP.
 
 mod support;
 
@@ -116,4 +117,85 @@ async fn a_scrape_shows_requests_storage_tasks_polls_and_outcomes() {
     let terminated = [r#"namespace="default""#, r#"workflowType="MetricsWf""#];
     assert_eq!(sample(&text, "workflow_terminate", &terminated), Some(1.0), "{text}");
     server.stop().await;
+}
+
+/// A stand-in OpenTelemetry collector: keeps the names of the spans it is sent.
+#[derive(Clone, Default)]
+struct Collector {
+    spans: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService for Collector {
+    async fn export(
+        &self,
+        request: Request<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>,
+    ) -> Result<
+        tonic::Response<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse>,
+        tonic::Status,
+    > {
+        let mut names = self.spans.lock().unwrap();
+        for resource in request.into_inner().resource_spans {
+            for scope in resource.scope_spans {
+                names.extend(scope.spans.into_iter().map(|span| span.name));
+            }
+        }
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spans_of_rpcs_and_transitions_reach_an_otlp_collector() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector_addr = listener.local_addr().unwrap();
+    let collector = Collector::default();
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let serving = collector.clone();
+    tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(serving))
+            .serve_with_incoming(incoming)
+            .await;
+    });
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_tempora"))
+        .args(["server", "start", "--db", ":memory:", "--http-port", "0", "--ui-port", "0", "--port"])
+        .arg(port.to_string())
+        .arg("--otlp-endpoint")
+        .arg(format!("http://{collector_addr}"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start the tempora binary");
+    let url = format!("http://127.0.0.1:{port}");
+    support::wait_until("the server listening", async || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())
+        .await;
+    let client = support::client(&url).await;
+    let workflow_id = unique("traced");
+    let start = StartWorkflowExecutionRequest {
+        namespace: "default".into(),
+        workflow_id: workflow_id.clone(),
+        workflow_type: Some(WorkflowType { name: "Traced".into() }),
+        task_queue: Some(TaskQueue { name: unique("traced-q"), ..Default::default() }),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        ..Default::default()
+    };
+    let mut service = client.connection().workflow_service();
+    service.start_workflow_execution(Request::new(start)).await.unwrap();
+    let signal = temporalio_protos::temporal::api::workflowservice::v1::SignalWorkflowExecutionRequest {
+        namespace: "default".into(),
+        workflow_execution: Some(WorkflowExecution { workflow_id, run_id: String::new() }),
+        signal_name: "poke".into(),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        ..Default::default()
+    };
+    service.signal_workflow_execution(Request::new(signal)).await.unwrap();
+    // A clean stop sends what is still buffered.
+    let stopped = std::process::Command::new("kill").arg("-TERM").arg(server.id().to_string()).status().unwrap();
+    assert!(stopped.success());
+    let status = tokio::task::spawn_blocking(move || server.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status}");
+    let names = collector.spans.lock().unwrap().clone();
+    assert!(names.iter().any(|n| n == "StartWorkflowExecution"), "{names:?}");
+    assert!(names.iter().any(|n| n == "transition"), "{names:?}");
 }

@@ -134,6 +134,34 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// The request's kind, for traces.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Signal { .. } => "Signal",
+            Request::RequestCancel { .. } => "RequestCancel",
+            Request::Terminate { .. } => "Terminate",
+            Request::ResetStickyTaskQueue => "ResetStickyTaskQueue",
+            Request::UpdateOptions { .. } => "UpdateOptions",
+            Request::OperateActivities { .. } => "OperateActivities",
+            Request::StartWorkflowTask { .. } => "StartWorkflowTask",
+            Request::CompleteWorkflowTask { .. } => "CompleteWorkflowTask",
+            Request::FailWorkflowTask { .. } => "FailWorkflowTask",
+            Request::StartActivityTask { .. } => "StartActivityTask",
+            Request::Activity { .. } => "Activity",
+            Request::DeliverUpdates => "DeliverUpdates",
+            Request::FireTimer { .. } => "FireTimer",
+            Request::ChildStarted { .. } => "ChildStarted",
+            Request::ChildStartFailed { .. } => "ChildStartFailed",
+            Request::ChildClosed { .. } => "ChildClosed",
+            Request::ExternalDelivered { .. } => "ExternalDelivered",
+            Request::FromRun { .. } => "FromRun",
+            Request::ParentClosed { .. } => "ParentClosed",
+            Request::Reset { .. } => "Reset",
+        }
+    }
+}
+
 /// What the caller of a request learns.
 #[derive(Clone, Debug)]
 pub enum Reply {

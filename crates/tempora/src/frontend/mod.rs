@@ -34,6 +34,7 @@ use prost::Message;
 use tonic::body::Body;
 use tonic::codegen::{http, BoxFuture, Bytes, CompressionEncoding, EnabledCompressionEncodings, Service, StdError};
 use tonic::server::{Grpc, NamedService, UnaryService};
+use tracing::Instrument;
 
 use crate::error::Error;
 use crate::history::Service as History;
@@ -148,9 +149,10 @@ where
                 Some(n) if fe.svc.namespaces.exists(n) => n.to_string(),
                 _ => crate::telemetry::UNKNOWN_NAMESPACE.to_string(),
             };
+            let span = tracing::debug_span!("rpc", otel.name = operation, namespace = %namespace);
             let result = match fe.gate.admit(operation, request.get_ref().namespace(), request.metadata()) {
                 Ok(admission) => {
-                    let result = handler(fe, request).await;
+                    let result = handler(fe, request).instrument(span).await;
                     drop(admission);
                     result
                 }

@@ -30,8 +30,10 @@ impl Service {
     /// Applies `request` to the run `key` names and commits it. Runs to completion even if
     /// the caller goes away (tonic drops a handler's future when its client leaves).
     pub async fn execute(self: &Arc<Self>, key: &RunKey, request: Request) -> Result<Outcome> {
+        use tracing::Instrument;
+        let span = tracing::debug_span!("transition", request = request.name(), run_id = %key.run_id);
         let (this, key) = (self.clone(), key.clone());
-        self.runtime.complete("transition", async move { this.execute_now(&key, request).await }).await
+        self.runtime.complete("transition", async move { this.execute_now(&key, request).await }.instrument(span)).await
     }
 
     /// `execute` for callers that only care whether it worked.

@@ -476,3 +476,24 @@ store_suite!(memory);
 store_suite!(sqlite_memory);
 store_suite!(sqlite_file);
 store_suite!(postgres);
+
+/// The writer's group commit: a conflict of one run fails only that run's transition; the
+/// others of its group are committed.
+#[test]
+fn a_conflict_in_a_group_commit_fails_only_its_own_transition() {
+    let mut store = MemoryStore::new();
+    store.commit(&new_run("wf", "run-1", 1)).unwrap();
+    let stale = vec![Write::execution(&state("default", "wf", "run-1", RUNNING, 3), &[], Some(7))];
+    let mut group = Vec::new();
+    let mut replies = Vec::new();
+    for writes in [new_run("a", "run-a", 1), stale, new_run("b", "run-b", 1)] {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        group.push((writes, tx));
+        replies.push(rx);
+    }
+    super::commit_group(&mut store, &mut group);
+    let results: Vec<super::Result<()>> = replies.into_iter().map(|mut rx| rx.try_recv().expect("replied")).collect();
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert!(matches!(&results[1], Err(Error::Conflict(r)) if r == "run-1"), "{results:?}");
+    assert!(stored(&mut store, "run-a").is_some() && stored(&mut store, "run-b").is_some());
+}

@@ -37,7 +37,8 @@ use crate::visibility::{self, CountRequest, Counted, ListRequest, Listed};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
-    #[error("database file {0} is in use by another tempora server")]
+    /// Another server holds the database (its file lock, or PostgreSQL's server lock).
+    #[error("{0} is in use by another tempora server")]
     Locked(String),
     #[error("database schema version {found} is newer than this tempora supports ({supported}); upgrade tempora")]
     TooNew { found: i64, supported: i64 },
@@ -455,12 +456,28 @@ fn commit_group(store: &mut dyn Store, group: &mut Vec<(Vec<Write>, oneshot::Sen
     if group.is_empty() {
         return;
     }
+    let sizes: Vec<usize> = group.iter().map(|(w, _)| w.len()).collect();
     let writes: Vec<Write> = group.iter_mut().flat_map(|(w, _)| std::mem::take(w)).collect();
     let began = std::time::Instant::now();
     let result = store.commit(&writes);
     crate::telemetry::persistence("Commit", began.elapsed(), result.is_err());
-    if let Err(e) = &result {
-        tracing::error!(error = %e, transitions = group.len(), "commit failed");
+    match &result {
+        // A run changed by another writer fails the transaction, but only its own transition
+        // is wrong: the others are committed again, each alone, so they do not fail with it.
+        Err(Error::Conflict(run_id)) if group.len() > 1 => {
+            tracing::warn!(run_id = %run_id, transitions = group.len(), "conflict in a group commit; committing its transitions one by one");
+            let mut writes = writes.into_iter();
+            for ((_, reply), size) in group.drain(..).zip(sizes) {
+                let own: Vec<Write> = writes.by_ref().take(size).collect();
+                let began = std::time::Instant::now();
+                let alone = store.commit(&own);
+                crate::telemetry::persistence("Commit", began.elapsed(), alone.is_err());
+                let _ = reply.send(alone);
+            }
+            return;
+        }
+        Err(e) => tracing::error!(error = %e, transitions = group.len(), "commit failed"),
+        Ok(()) => {}
     }
     for (_, reply) in group.drain(..) {
         let _ = reply.send(result.clone());

@@ -8,6 +8,12 @@
 //!
 //! Connections: the writer thread owns one (with its prepared statements) for group commits;
 //! reads go through a pool (`r2d2`) so they run concurrently with commits and with each other.
+//!
+//! One server per database: the writer's session holds an advisory lock (the server lock),
+//! taken at open and again on every reconnect, as SQLite's file lock. A second server waits a
+//! moment for it (a killed server's session takes that long to end), then refuses to start,
+//! naming the holder; a server whose connection dropped and whose lock another server took
+//! commits nothing more (UNAVAILABLE). Several nodes on one database is the cluster's job.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,8 +45,57 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0006_records.sql"),
 ];
 
+/// The advisory lock key of the server lock (`temp`), per database.
+const SERVER_LOCK_KEY: i64 = 0x7465_6d70;
+/// How long opening the store waits for the server lock.
+const SERVER_LOCK_WAIT: Duration = Duration::from_secs(5);
+/// How long a reconnecting writer waits for it (its own dropped session may still hold it).
+const SERVER_LOCK_REGAIN: Duration = Duration::from_secs(2);
+
+/// Takes the server lock on this session, trying until `wait` has passed; then
+/// `Error::Locked` naming the session that holds it.
+fn take_server_lock(client: &mut Client, wait: Duration) -> Result<()> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let row = client.query_one("SELECT pg_try_advisory_lock($1)", &[&SERVER_LOCK_KEY]).map_err(backend)?;
+        if row.get::<_, bool>(0) {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let holder = client
+        .query_opt(
+            "SELECT a.application_name, coalesce(host(a.client_addr), 'a local socket'), a.backend_start::text
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objid::bigint = $1
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            &[&SERVER_LOCK_KEY],
+        )
+        .map_err(backend)?
+        .map(|r| {
+            format!(
+                "{}, connected from {} since {}",
+                r.get::<_, String>(0),
+                r.get::<_, String>(1),
+                r.get::<_, String>(2)
+            )
+        })
+        .unwrap_or_else(|| "a session that just ended; try again".into());
+    let database: String = client.query_one("SELECT current_database()", &[]).map_err(backend)?.get(0);
+    Err(Error::Locked(format!("PostgreSQL database {database} (held by {holder})")))
+}
+
+/// The name this server's sessions show in `pg_stat_activity`.
+fn application_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("tempora pid {} on {}", std::process::id(), host.trim())
+}
+
 pub struct PostgresStore {
-    url: String,
+    config: postgres::Config,
     client: Option<(Client, Statements)>,
     readers: Arc<PostgresReader>,
 }
@@ -192,9 +247,12 @@ fn backend(e: postgres::Error) -> Error {
 impl PostgresStore {
     /// Connects and migrates the schema (creating it on an empty database).
     pub fn open(url: &str) -> Result<PostgresStore> {
-        let mut client = Client::connect(url, NoTls).map_err(backend)?;
+        let mut config: postgres::Config = url.parse().map_err(backend)?;
+        config.application_name(&application_name());
+        let mut client = config.connect(NoTls).map_err(backend)?;
+        take_server_lock(&mut client, SERVER_LOCK_WAIT)?;
         migrate(&mut client)?;
-        let config: postgres::Config = url.parse().map_err(backend)?;
+        let statements = Statements::prepare(&mut client)?;
         let pool = r2d2::Pool::builder()
             .max_size(READ_POOL_MAX)
             .min_idle(Some(1))
@@ -202,10 +260,10 @@ impl PostgresStore {
             // A broken connection is noticed on use (and dropped by the pool); checking each
             // one before use would cost a round trip per read.
             .test_on_check_out(false)
-            .build(PostgresConnectionManager::new(config, NoTls))
+            .build(PostgresConnectionManager::new(config.clone(), NoTls))
             .map_err(|e| Error::Backend(format!("read pool: {e}")))?;
         let readers = Arc::new(PostgresReader { pool: Some(pool) });
-        Ok(PostgresStore { url: url.to_string(), client: None, readers })
+        Ok(PostgresStore { config, client: Some((client, statements)), readers })
     }
 
     /// Runs `f` on the connection, (re)connecting first if needed; a connection found broken
@@ -213,7 +271,8 @@ impl PostgresStore {
     fn with_client<T>(&mut self, f: impl FnOnce(&mut Client, &Statements) -> Result<T>) -> Result<T> {
         if self.client.as_ref().is_none_or(|(c, _)| c.is_closed()) {
             self.client = None;
-            let mut client = Client::connect(&self.url, NoTls).map_err(backend)?;
+            let mut client = self.config.connect(NoTls).map_err(backend)?;
+            take_server_lock(&mut client, SERVER_LOCK_REGAIN)?;
             let statements = Statements::prepare(&mut client)?;
             self.client = Some((client, statements));
         }

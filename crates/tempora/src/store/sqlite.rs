@@ -68,7 +68,7 @@ impl SqliteStore {
                 .map_err(|e| Error::Backend(format!("cannot open {path}: {e}")))?;
             match file.try_lock() {
                 Ok(()) => {}
-                Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked(path.to_string())),
+                Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked(format!("database file {path}"))),
                 Err(std::fs::TryLockError::Error(e)) => return Err(Error::Backend(format!("cannot lock {path}: {e}"))),
             }
             (Connection::open(path).map_err(backend)?, Some(file))
@@ -143,7 +143,7 @@ pub fn restore(from: &str, db: &str) -> Result<BackupSummary> {
         .map_err(|e| Error::Backend(format!("cannot open {db}: {e}")))?;
     match target.try_lock() {
         Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked(db.to_string())),
+        Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked(format!("database file {db}"))),
         Err(std::fs::TryLockError::Error(e)) => return Err(Error::Backend(format!("cannot lock {db}: {e}"))),
     }
     let staging = format!("{db}.restoring");
