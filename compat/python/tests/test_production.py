@@ -76,6 +76,19 @@ def test_settings_come_from_flags_variables_and_a_config_file(tmp_path):
         assert variable in help_text
 
 
+async def start_load(client: Client, task_queue: str, acknowledged: list[str], stopping: asyncio.Event,
+                     loaders: int = 4) -> list[asyncio.Task]:
+    async def load(loader: int) -> None:
+        i = 0
+        while not stopping.is_set():
+            handle = await client.start_workflow(workflows.Greeter.run, f"{loader}-{i}",
+                                                 id=f"load-{loader}-{i}", task_queue=task_queue)
+            acknowledged.append(handle.id)
+            i += 1
+
+    return [asyncio.create_task(load(n)) for n in range(loaders)]
+
+
 async def test_online_backup_under_load_restores_every_start_acknowledged_before_it(tmp_path):
     live, copy, restored = tmp_path / "live.db", tmp_path / "backup.db", tmp_path / "restored.db"
     acknowledged: list[str] = []
@@ -84,16 +97,7 @@ async def test_online_backup_under_load_restores_every_start_acknowledged_before
         client = await Client.connect(server.address)
         async with Worker(client, task_queue=task_queue, workflows=[workflows.Greeter]):
             stopping = asyncio.Event()
-
-            async def load(loader: int) -> None:
-                i = 0
-                while not stopping.is_set():
-                    handle = await client.start_workflow(workflows.Greeter.run, f"{loader}-{i}",
-                                                         id=f"load-{loader}-{i}", task_queue=task_queue)
-                    acknowledged.append(handle.id)
-                    i += 1
-
-            loaders = [asyncio.create_task(load(n)) for n in range(4)]
+            loaders = await start_load(client, task_queue, acknowledged, stopping)
             await asyncio.sleep(1.5)
             before = list(acknowledged)
             backup = await asyncio.to_thread(tempora_command, "db", "backup", "--db", str(live), str(copy))
@@ -125,19 +129,6 @@ async def test_online_backup_under_load_restores_every_start_acknowledged_before
     assert refused.returncode != 0 and "garbage.db" in refused.stderr, refused
     pg = tempora_command("db", "backup", "--db", "postgres://postgres@127.0.0.1/test", str(tmp_path / "pg"))
     assert pg.returncode != 0 and "pg_dump" in pg.stderr
-
-
-async def start_load(client: Client, task_queue: str, acknowledged: list[str], stopping: asyncio.Event,
-                     loaders: int = 4) -> list[asyncio.Task]:
-    async def load(loader: int) -> None:
-        i = 0
-        while not stopping.is_set():
-            handle = await client.start_workflow(workflows.Greeter.run, f"{loader}-{i}",
-                                                 id=f"load-{loader}-{i}", task_queue=task_queue)
-            acknowledged.append(handle.id)
-            i += 1
-
-    return [asyncio.create_task(load(n)) for n in range(loaders)]
 
 
 @pytest.mark.deadline(120)

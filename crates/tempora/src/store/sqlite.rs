@@ -59,18 +59,7 @@ impl SqliteStore {
         let (conn, lock) = if path == ":memory:" {
             (Connection::open_in_memory().map_err(backend)?, None)
         } else {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .map_err(|e| Error::Backend(format!("cannot open {path}: {e}")))?;
-            match file.try_lock() {
-                Ok(()) => {}
-                Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked(format!("database file {path}"))),
-                Err(std::fs::TryLockError::Error(e)) => return Err(Error::Backend(format!("cannot lock {path}: {e}"))),
-            }
+            let file = lock_file(path)?;
             (Connection::open(path).map_err(backend)?, Some(file))
         };
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;")
@@ -97,6 +86,23 @@ impl SqliteStore {
             tx.commit().map_err(backend)?;
         }
         Ok(())
+    }
+}
+
+/// Opens (creating if needed) the database file and locks it exclusively: held for as long
+/// as the returned file is, refused while another server (or restore) holds it.
+fn lock_file(path: &str) -> Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| Error::Backend(format!("cannot open {path}: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked(format!("database file {path}"))),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::Backend(format!("cannot lock {path}: {e}"))),
     }
 }
 
@@ -134,18 +140,7 @@ pub fn backup(db: &str, out: &str) -> Result<BackupSummary> {
 /// cannot be replayed onto the restored file.
 pub fn restore(from: &str, db: &str) -> Result<BackupSummary> {
     let summary = check_copy(from)?;
-    let target = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(db)
-        .map_err(|e| Error::Backend(format!("cannot open {db}: {e}")))?;
-    match target.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked(format!("database file {db}"))),
-        Err(std::fs::TryLockError::Error(e)) => return Err(Error::Backend(format!("cannot lock {db}: {e}"))),
-    }
+    let target = lock_file(db)?;
     let staging = format!("{db}.restoring");
     let io = |what: &str, e: std::io::Error| Error::Backend(format!("restore: cannot {what}: {e}"));
     std::fs::copy(from, &staging).map_err(|e| io(&format!("copy {from} to {staging}"), e))?;
