@@ -121,6 +121,10 @@ struct StartArgs {
     /// Long polls waiting at once per namespace, 0 for no limit [default: 1200, Temporal's].
     #[arg(long, env = "TEMPORA_RATE_LIMIT_POLLS")]
     rate_limit_polls: Option<usize>,
+    /// Memory for open runs kept in memory, in MiB; idle runs beyond it are evicted and read
+    /// again from the database when needed [default: 32].
+    #[arg(long, env = "TEMPORA_RUN_CACHE_MB")]
+    run_cache_mb: Option<usize>,
     /// Log lines as text or JSON objects [default: text].
     #[arg(long, env = "TEMPORA_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
@@ -144,6 +148,7 @@ struct FileConfig {
     namespaces: Vec<String>,
     http_port: Option<u16>,
     ui_port: Option<u16>,
+    run_cache_mb: Option<usize>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
     otlp_endpoint: Option<String>,
@@ -246,6 +251,10 @@ fn settings(args: StartArgs) -> Result<(Config, Telemetry), String> {
         tls,
         auth,
         rate_limits,
+        run_cache_bytes_max: args
+            .run_cache_mb
+            .or(file.run_cache_mb)
+            .map_or(tempora::server::RUN_CACHE_BYTES_DEFAULT, |mb| mb.saturating_mul(1024 * 1024)),
         ..Default::default()
     };
     let telemetry = Telemetry {

@@ -3,7 +3,8 @@
 //! A queued task is only a pointer to a run (and an activity attempt); the run's mutable state
 //! is the truth. A poller that takes a task asks the service to *start* it, which fails
 //! harmlessly for a stale pointer, so duplicates and leftovers are safe. Queues are rebuilt
-//! from mutable state at start, which makes them safe to keep only in memory.
+//! at start from the store's work index (derived from mutable state), which makes them safe to
+//! keep only in memory.
 //!
 //! A task offered while a poller waits goes straight to it (sync match); otherwise it waits in
 //! the backlog. A poll whose caller vanished (or timed out) hands a task it was given back.

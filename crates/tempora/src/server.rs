@@ -42,7 +42,12 @@ pub struct Config {
     pub auth: crate::auth::AuthConfig,
     /// Per-namespace request and long-poll limits.
     pub rate_limits: RateLimits,
+    /// Memory the cache of open runs may use before idle runs are evicted.
+    pub run_cache_bytes_max: usize,
 }
+
+/// The run cache's default budget.
+pub const RUN_CACHE_BYTES_DEFAULT: usize = 32 * 1024 * 1024;
 
 impl Default for Config {
     fn default() -> Self {
@@ -57,6 +62,7 @@ impl Default for Config {
             tls: None,
             auth: Default::default(),
             rate_limits: Default::default(),
+            run_cache_bytes_max: RUN_CACHE_BYTES_DEFAULT,
         }
     }
 }
@@ -85,6 +91,7 @@ pub struct Running {
     timers: JoinHandle<()>,
     store: store::Handle,
     runtime: Runtime,
+    service: Arc<Service>,
 }
 
 /// `postgres://…` (or `postgresql://…`) selects PostgreSQL; anything else is a SQLite file.
@@ -105,44 +112,52 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let db = config.db.clone();
     let mut wanted = vec!["default".to_string()];
     wanted.extend(config.namespaces.iter().cloned());
-    let (store, namespaces, current, open, batch_jobs, records) =
-        tokio::task::spawn_blocking(move || -> store::Result<_> {
-            let mut store = open_store(&db)?;
-            let mut namespaces = store.load_namespaces()?;
-            let mut created = Vec::new();
-            for name in wanted {
-                if !namespaces.iter().any(|n| n.name == name) {
-                    let record = NamespaceRecord {
-                        name,
-                        id: uuid::Uuid::new_v4().to_string(),
-                        description: String::new(),
-                        owner_email: String::new(),
-                        retention_ms: RETENTION_DEFAULT_MS,
-                        search_attributes: Default::default(),
-                        data: Default::default(),
-                        deleted: false,
-                    };
-                    created.push(Write::Namespace(record.clone()));
-                    namespaces.push(record);
-                }
+    // Work due before the timer queue's first bound: every task to offer and the timers of
+    // the first window (later ones are read from the store as their window comes).
+    let loaded_until_ms = clock.now_ms() + crate::timers::WINDOW_MS;
+    let (store, namespaces, due, batch_jobs, records) = tokio::task::spawn_blocking(move || -> store::Result<_> {
+        let mut store = open_store(&db)?;
+        let mut namespaces = store.load_namespaces()?;
+        let mut created = Vec::new();
+        for name in wanted {
+            if !namespaces.iter().any(|n| n.name == name) {
+                let record = NamespaceRecord {
+                    name,
+                    id: uuid::Uuid::new_v4().to_string(),
+                    description: String::new(),
+                    owner_email: String::new(),
+                    retention_ms: RETENTION_DEFAULT_MS,
+                    search_attributes: Default::default(),
+                    data: Default::default(),
+                    deleted: false,
+                };
+                created.push(Write::Namespace(record.clone()));
+                namespaces.push(record);
             }
-            store.commit(&created)?;
-            let current = store.load_current_runs()?;
-            let open = store.load_open_executions()?;
-            let batch_jobs = store.load_batch_jobs()?;
-            let records = store.load_records()?;
-            Ok((store, namespaces, current, open, batch_jobs, records))
-        })
-        .await
-        .map_err(|e| store::Error::Backend(format!("store open task failed: {e}")))??;
-    let open_runs = open.len();
+        }
+        store.commit(&created)?;
+        let due = store.load_work(i64::MIN, loaded_until_ms)?;
+        let batch_jobs = store.load_batch_jobs()?;
+        let records = store.load_records()?;
+        Ok((store, namespaces, due, batch_jobs, records))
+    })
+    .await
+    .map_err(|e| store::Error::Backend(format!("store open task failed: {e}")))??;
+    let due_work = due.len();
     let (store, _writer) = store::Handle::spawn(store);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let runtime = Runtime::new(shutdown_rx.clone());
-    let service = Service::new(clock.clone(), store.clone(), runtime.clone(), config.limits, namespaces);
-    let (timers, timers_join) = Timers::spawn(clock, Arc::downgrade(&service), shutdown_rx.clone());
+    let service = Service::new(
+        clock.clone(),
+        store.clone(),
+        runtime.clone(),
+        config.limits,
+        namespaces,
+        config.run_cache_bytes_max,
+    );
+    let (timers, timers_join) = Timers::spawn(clock, Arc::downgrade(&service), loaded_until_ms, shutdown_rx.clone());
     service.set_timers(timers);
-    service.recover(current, open);
+    service.recover(due);
 
     let (listener, local) = bind(&config.ip, config.port).await?;
     let http_listener = match config.http_port {
@@ -209,7 +224,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             tracing::error!(error = %e, "grpc server failed");
         }
     });
-    tracing::info!(address = %local, http = ?http_addr, ui = ?ui_addr, db = %redact(&config.db), open_runs, "tempora server started");
+    tracing::info!(address = %local, http = ?http_addr, ui = ?ui_addr, db = %redact(&config.db), due_work, "tempora server started");
     Ok(Running {
         addr: local,
         http_addr,
@@ -220,6 +235,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         timers: timers_join,
         store,
         runtime,
+        service,
     })
 }
 
@@ -267,6 +283,11 @@ fn serve_http(
 }
 
 impl Running {
+    /// How many open runs are in memory (the run cache).
+    pub fn cached_runs(&self) -> usize {
+        self.service.cache_usage().0
+    }
+
     /// Answers in-flight polls, stops accepting requests, and closes the store.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);

@@ -44,6 +44,12 @@ pub(crate) fn backlogs(queues: Vec<(String, String, TaskKind, usize, crate::cloc
     }
 }
 
+/// The run cache as gauges (`run_cache_runs`, `run_cache_bytes`), set just before a scrape.
+pub(crate) fn run_cache((runs, bytes): (usize, usize)) {
+    metrics::gauge!("run_cache_runs").set(runs as f64);
+    metrics::gauge!("run_cache_bytes").set(bytes as f64);
+}
+
 /// What one pass of a schedule did: `schedule_action_success` (runs started),
 /// `schedule_missed_catchup_window`, `schedule_buffer_overruns`, per namespace.
 pub(crate) fn schedule(namespace: &str, started: i64, missed: i64, dropped: i64) {

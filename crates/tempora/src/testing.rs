@@ -21,15 +21,25 @@ impl TestServer {
 
     /// Like `start`, but returns the error (e.g. the database file is in use).
     pub async fn try_start(db: &str) -> Result<TestServer, String> {
-        Self::try_start_with(db, Default::default()).await
+        Self::try_start_with(db, Default::default(), run_cache_bytes()).await
     }
 
     /// Starts a server with its own per-run limits (to reach them in a test quickly).
     pub async fn start_with_limits(db: &str, limits: crate::engine::Limits) -> TestServer {
-        Self::try_start_with(db, limits).await.expect("tempora test server starts")
+        Self::try_start_with(db, limits, run_cache_bytes()).await.expect("tempora test server starts")
     }
 
-    async fn try_start_with(db: &str, limits: crate::engine::Limits) -> Result<TestServer, String> {
+    /// Starts a server whose run cache may hold `bytes` (0: every idle run is evicted as soon
+    /// as it is counted, so every request reads its run from the store).
+    pub async fn start_with_run_cache(db: &str, bytes: usize) -> TestServer {
+        Self::try_start_with(db, Default::default(), bytes).await.expect("tempora test server starts")
+    }
+
+    async fn try_start_with(
+        db: &str,
+        limits: crate::engine::Limits,
+        run_cache_bytes_max: usize,
+    ) -> Result<TestServer, String> {
         let db = backend_db(db).await;
         let config = Config {
             ip: "127.0.0.1".into(),
@@ -42,6 +52,7 @@ impl TestServer {
             // Tests drive the server harder than any one namespace's limit allows (the
             // limits themselves are tested through the binary).
             rate_limits: server::RateLimits { requests_per_second: 0.0, concurrent_polls: 0 },
+            run_cache_bytes_max,
             ..Default::default()
         };
         let running = server::start(config).await.map_err(|e| e.to_string())?;
@@ -56,10 +67,22 @@ impl TestServer {
         format!("http://{}", self.addr)
     }
 
+    /// How many open runs the server holds in memory.
+    pub fn cached_runs(&self) -> usize {
+        self.running.cached_runs()
+    }
+
     /// Stops the server and closes its store (the database file can be reopened afterwards).
     pub async fn stop(self) {
         self.running.stop().await;
     }
+}
+
+/// The run cache of test servers: the default, or `TEMPORA_TEST_RUN_CACHE_BYTES` (e.g. `0`,
+/// to run a suite with every idle run evicted).
+fn run_cache_bytes() -> usize {
+    let bytes = std::env::var("TEMPORA_TEST_RUN_CACHE_BYTES").ok().and_then(|b| b.parse().ok());
+    bytes.unwrap_or(server::RUN_CACHE_BYTES_DEFAULT)
 }
 
 /// True when integration tests run on PostgreSQL (`TEMPORA_TEST_BACKEND=postgres`).

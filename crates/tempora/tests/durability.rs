@@ -292,3 +292,70 @@ async fn a_timer_survives_a_server_restart_and_fires_on_time() {
     // The timer kept its original deadline: not lost, not restarted from zero.
     assert!(took >= Duration::from_millis(3000) && took < Duration::from_millis(5500), "took {took:?}");
 }
+
+/// Issue 16's "a node holds only what it works on": a restart reads no run (start-up does not
+/// grow with the open runs), yet every sleeping run's timer fires at its original deadline.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_loads_no_run_and_every_timer_still_fires_on_time() {
+    let started = std::time::Instant::now();
+    let (disk, server, c) = OnDisk::start("naps").await;
+    let counts = Counts::default();
+    let ids: Vec<String> = (0..20).map(|i| format!("{}-{i}", disk.workflow_id)).collect();
+    with_worker(&c, workflow_worker(&disk.queue, &counts), async {
+        for id in &ids {
+            start(&c, Nap::run, 4000, &disk.queue, id).await;
+        }
+        for id in &ids {
+            wait_for_event(&c, id, "EVENT_TYPE_TIMER_STARTED").await;
+        }
+    })
+    .await;
+    server.stop().await;
+
+    let (server, c) = disk.serve().await;
+    assert_eq!(server.cached_runs(), 0, "a restart loaded runs");
+    // Reading one run loads that run only.
+    assert_eq!(describe(&c, &ids[0]).await.pending_activities.len(), 0);
+    assert_eq!(server.cached_runs(), 1);
+    let results = with_worker(&c, workflow_worker(&disk.queue, &counts), async {
+        let mut results = Vec::new();
+        for id in &ids {
+            results.push(latest_result::<Nap>(&c, id).await);
+        }
+        results
+    })
+    .await;
+    let took = started.elapsed();
+    server.stop().await;
+    assert!(results.iter().all(|r| r == "woke"), "{results:?}");
+    assert!(took >= Duration::from_millis(4000) && took < Duration::from_millis(9000), "took {took:?}");
+}
+
+/// With no room in the run cache, every request reads its run from the store: workflows of
+/// activities on two queues, a retry after a backoff and a timer still end as they would.
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_work_when_every_idle_run_is_evicted() {
+    let disk = OnDisk::new("no-cache");
+    let server = TestServer::start_with_run_cache(&disk.db, 0).await;
+    let c = client(&server.url()).await;
+    let counts = Counts::default();
+    let two = format!("{}-two", disk.workflow_id);
+    let retry = format!("{}-retry", disk.workflow_id);
+    let nap = format!("{}-nap", disk.workflow_id);
+    let (a, b, n) = with_worker(&c, workflow_worker(&disk.queue, &counts), async {
+        start(&c, TwoQueues::run, (disk.queue.clone(), 4), &disk.queue, &two).await;
+        start(&c, RetryAcrossRestart::run, 7, &disk.queue, &retry).await;
+        start(&c, Nap::run, 500, &disk.queue, &nap).await;
+        with_worker(&c, second_worker(&disk.queue, &counts), async {
+            let a = latest_result::<TwoQueues>(&c, &two).await;
+            let b = latest_result::<RetryAcrossRestart>(&c, &retry).await;
+            let n = latest_result::<Nap>(&c, &nap).await;
+            (a, b, n)
+        })
+        .await
+    })
+    .await;
+    assert_eq!((a, b, n.as_str()), (10, 70, "woke"));
+    assert_eq!(server.cached_runs(), 0);
+    server.stop().await;
+}

@@ -101,6 +101,9 @@ pub enum Effect {
     ReportToParent { parent: ParentInfo, close_event: Box<HistoryEvent> },
     /// This run closed with children still open: apply their parent close policies.
     ParentClosed { children: Vec<ClosingChild> },
+    /// Find out whether this child's parent closed without its close policy being applied to
+    /// this run (the server stopped in between), and apply it if so (after a restart).
+    CheckParent { parent: state::ParentInfo },
     /// An update was accepted, completed or rejected: tell whoever waits for it.
     UpdateProgress { update_id: String, progress: updates::UpdateProgress },
 }

@@ -8,7 +8,7 @@ use temporalio_protos::temporal::api::enums::v1::{ContinueAsNewInitiator, RetryS
 use temporalio_protos::temporal::api::history::v1 as history;
 use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
 
-use super::state::{Encoded, MutableState, ParentInfo, RunKey, RunStatus, WorkflowTask};
+use super::state::{ClosePolicy, Encoded, MutableState, ParentInfo, RunKey, RunStatus, WorkflowTask};
 use super::{cron, Effect, Timer, Tx};
 use crate::clock::{proto, Millis};
 
@@ -420,7 +420,10 @@ impl Tx<'_> {
     }
 }
 
-/// The timers and dispatches an open run needs after a restart, derived from its state alone.
+/// What an open run waits on — its timers, the tasks to offer, the work it owes other runs —
+/// derived from its state alone. The store keeps this set as an index beside each run (so a
+/// restart finds it without loading runs), and a run loaded after an unknown commit outcome
+/// offers it again.
 pub fn recover(state: &MutableState) -> Vec<Effect> {
     let mut effects = Vec::new();
     if !state.is_open() {
@@ -447,6 +450,9 @@ pub fn recover(state: &MutableState) -> Vec<Effect> {
     }
     for initiated_event_id in state.external.keys().copied() {
         effects.push(Effect::DeliverExternal { initiated_event_id });
+    }
+    if let Some(parent) = state.parent.as_ref().filter(|p| p.close_policy != ClosePolicy::Abandon) {
+        effects.push(Effect::CheckParent { parent: parent.clone() });
     }
     for timer in state.timers.values() {
         effects.push(Effect::Timer {

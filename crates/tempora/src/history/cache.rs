@@ -1,7 +1,14 @@
-//! Runs in memory, by shard: every open run is cached (loaded at start), closed runs are read
-//! from the store when asked for and not kept. Also each workflow id's current-run pointer.
+//! Runs in memory, by shard: a cache of open runs, loaded from the store when first needed and
+//! evicted when idle once the cache holds more than its byte budget (closed runs are read from
+//! the store when asked for and never kept). Also each workflow id's current-run pointer,
+//! likewise a cache of what the store holds.
+//!
+//! Nothing here is the only copy of anything: every cached run and pointer is as its last
+//! commit left it in the store, and a run's pending work is known to matching and the timers
+//! (and the store's work index) whether or not the run is cached. So any idle entry may go.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 
 use temporalio_protos::temporal::api::history::v1::HistoryEvent;
@@ -20,13 +27,38 @@ pub struct Execution {
     pub history: Vec<HistoryEvent>,
     /// Carries `next_event_id`; changes whenever history grows or the run closes.
     pub(super) changed: watch::Sender<i64>,
+    /// About how much memory this run holds (what the cache budget counts).
+    pub(super) bytes: usize,
 }
 
 impl Execution {
     pub(super) fn new(state: MutableState, history: Vec<HistoryEvent>) -> Self {
         let (changed, _) = watch::channel(state.next_event_id);
-        Execution { state, history, changed }
+        let bytes = std::mem::size_of::<Execution>() + STATE_BYTES + events_bytes(&history);
+        Execution { state, history, changed, bytes }
     }
+
+    /// Appends committed events, keeping the size count.
+    pub(super) fn extend(&mut self, events: Vec<HistoryEvent>) {
+        self.bytes += events_bytes(&events);
+        self.history.extend(events);
+    }
+
+    /// Whether anyone waits on this run's changes (a waiter must keep the run it subscribed to).
+    fn watched(&self) -> bool {
+        self.changed.receiver_count() > 0
+    }
+}
+
+/// What a run's mutable state holds beyond its struct, about (its maps, strings, encoded
+/// payloads): a flat guess, as measuring it would cost more than it is worth.
+const STATE_BYTES: usize = 2 * 1024;
+
+/// The memory decoded events take: each a `HistoryEvent` value plus what it points to (about
+/// its encoded size).
+fn events_bytes(events: &[HistoryEvent]) -> usize {
+    use prost::Message;
+    events.iter().map(|e| std::mem::size_of::<HistoryEvent>() + e.encoded_len()).sum()
 }
 
 /// The changes of one run, to wait on. A run that can no longer change (closed, or read from
@@ -63,68 +95,188 @@ impl CurrentSlot {
 /// What memory knows of a workflow id's current run.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(super) enum Current {
-    #[default]
     None,
     Run(RunId),
-    /// A start's commit outcome is unknown and the store could not be asked either: the store
-    /// is asked on next use, so a retried start can never create a second run.
+    /// Not known here (never asked, or a start's commit outcome is unknown and the store could
+    /// not be asked either): the store is asked on next use, so a retried start can never
+    /// create a second run.
+    #[default]
     Unknown,
 }
+
+/// A cached run: its slot, the bytes it was last counted at, and when it was last used.
+struct Cached {
+    slot: RunSlot,
+    bytes: usize,
+    used: u64,
+}
+
+/// Current-run pointers a shard keeps before it drops the idle ones (they are a cache of one
+/// indexed read each).
+const CURRENT_PER_SHARD_MAX: usize = 64;
 
 /// The runs and current pointers of one shard.
 #[derive(Default)]
 pub(super) struct Shard {
-    runs: StdMutex<HashMap<RunId, RunSlot>>,
+    runs: StdMutex<HashMap<RunId, Cached>>,
     current: StdMutex<HashMap<(String, String), Arc<CurrentSlot>>>,
 }
 
-/// Every shard this node owns (all of them, on a single node).
-pub(super) struct Shards(Vec<Shard>);
+/// Every shard this node owns (all of them, on a single node), and the cache's budget.
+pub(super) struct Shards {
+    shards: Vec<Shard>,
+    /// Bytes of all cached runs, as last counted.
+    bytes: AtomicUsize,
+    bytes_max: usize,
+    /// Use counter: orders runs by last use, for eviction.
+    tick: AtomicU64,
+}
 
 impl Shards {
-    pub(super) fn new() -> Self {
-        Shards((0..SHARD_COUNT).map(|_| Shard::default()).collect())
+    pub(super) fn new(bytes_max: usize) -> Self {
+        Shards {
+            shards: (0..SHARD_COUNT).map(|_| Shard::default()).collect(),
+            bytes: AtomicUsize::new(0),
+            bytes_max,
+            tick: AtomicU64::new(0),
+        }
     }
 
     pub(super) fn of(&self, namespace: &str, workflow_id: &str) -> &Shard {
-        &self.0[ShardId::of(namespace, workflow_id, SHARD_COUNT).0 as usize]
+        &self.shards[ShardId::of(namespace, workflow_id, SHARD_COUNT).0 as usize]
     }
 
     fn of_run(&self, key: &RunKey) -> &Shard {
         self.of(&key.namespace, &key.workflow_id)
     }
+
+    /// The cached slot of a run, marked as used now.
+    fn get(&self, key: &RunKey) -> Option<RunSlot> {
+        let mut runs = self.of_run(key).runs.lock().expect("runs lock");
+        let cached = runs.get_mut(&key.run_id)?;
+        cached.used = self.tick.fetch_add(1, Ordering::Relaxed);
+        Some(cached.slot.clone())
+    }
+
+    fn contains(&self, key: &RunKey) -> bool {
+        self.of_run(key).runs.lock().expect("runs lock").contains_key(&key.run_id)
+    }
+
+    /// Caches `slot` unless the run is cached already; the slot to use, and whether it was this one.
+    fn insert(&self, key: &RunKey, slot: RunSlot, bytes: usize, replace: bool) -> (RunSlot, bool) {
+        let used = self.tick.fetch_add(1, Ordering::Relaxed);
+        let mut runs = self.of_run(key).runs.lock().expect("runs lock");
+        if let Some(existing) = runs.get(&key.run_id).filter(|_| !replace) {
+            return (existing.slot.clone(), false);
+        }
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if let Some(old) = runs.insert(key.run_id.clone(), Cached { slot: slot.clone(), bytes, used }) {
+            self.bytes.fetch_sub(old.bytes, Ordering::Relaxed);
+        }
+        (slot, true)
+    }
+
+    fn remove(&self, key: &RunKey) {
+        if let Some(old) = self.of_run(key).runs.lock().expect("runs lock").remove(&key.run_id) {
+            self.bytes.fetch_sub(old.bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a cached run at its new size (its history grew).
+    fn resize(&self, key: &RunKey, bytes: usize) {
+        let mut runs = self.of_run(key).runs.lock().expect("runs lock");
+        if let Some(cached) = runs.get_mut(&key.run_id) {
+            self.bytes.fetch_add(bytes, Ordering::Relaxed);
+            self.bytes.fetch_sub(std::mem::replace(&mut cached.bytes, bytes), Ordering::Relaxed);
+        }
+    }
+
+    /// Cached runs and the bytes they are counted at.
+    pub(super) fn usage(&self) -> (usize, usize) {
+        let runs = self.shards.iter().map(|s| s.runs.lock().expect("runs lock").len()).sum();
+        (runs, self.bytes.load(Ordering::Relaxed))
+    }
+
+    /// Over budget: evicts the least recently used idle runs until a quarter of the budget is
+    /// free. Idle: nobody holds the slot (no transition waits for or holds its lock, no reader
+    /// has it), nobody waits on its changes, and it is not awaiting a reload. Holders get a
+    /// slot only through a shard's map, under its lock, so an idle run cannot be picked up
+    /// while it is removed.
+    fn evict(&self) {
+        if self.bytes.load(Ordering::Relaxed) <= self.bytes_max {
+            return;
+        }
+        let target = self.bytes_max / 4 * 3;
+        let idle = |cached: &Cached| {
+            Arc::strong_count(&cached.slot) == 1
+                && cached.slot.try_lock().is_ok_and(|guard| guard.as_ref().is_some_and(|exec| !exec.watched()))
+        };
+        let mut candidates: Vec<(u64, usize, RunId)> = Vec::new();
+        for (i, shard) in self.shards.iter().enumerate() {
+            let runs = shard.runs.lock().expect("runs lock");
+            candidates.extend(runs.iter().filter(|(_, c)| idle(c)).map(|(id, c)| (c.used, i, id.clone())));
+        }
+        candidates.sort_unstable();
+        let mut evicted = 0usize;
+        for (_, i, run_id) in candidates {
+            if self.bytes.load(Ordering::Relaxed) <= target {
+                break;
+            }
+            let mut runs = self.shards[i].runs.lock().expect("runs lock");
+            if runs.get(&run_id).is_some_and(idle) {
+                let cached = runs.remove(&run_id).expect("checked above");
+                self.bytes.fetch_sub(cached.bytes, Ordering::Relaxed);
+                evicted += 1;
+            }
+        }
+        tracing::debug!(
+            evicted,
+            bytes = self.bytes.load(Ordering::Relaxed),
+            "run cache over budget: idle runs evicted"
+        );
+    }
 }
 
 impl Service {
-    /// Puts an open run in memory (a start, a continue-as-new, recovery).
+    /// Puts an open run in memory (a start, a continue-as-new).
     pub(super) fn cache_run(&self, state: MutableState, history: Vec<HistoryEvent>) {
         let key = state.key.clone();
-        let slot = Arc::new(Mutex::new(Some(Execution::new(state, history))));
-        self.shards.of_run(&key).runs.lock().expect("runs lock").insert(key.run_id, slot);
+        let exec = Execution::new(state, history);
+        let bytes = exec.bytes;
+        self.shards.insert(&key, Arc::new(Mutex::new(Some(exec))), bytes, true);
+        self.shards.evict();
     }
 
     pub(super) fn forget_run(&self, key: &RunKey) {
-        self.shards.of_run(key).runs.lock().expect("runs lock").remove(&key.run_id);
+        self.shards.remove(key);
     }
 
     pub(super) fn is_cached(&self, key: &RunKey) -> bool {
-        self.shards.of_run(key).runs.lock().expect("runs lock").contains_key(&key.run_id)
+        self.shards.contains(key)
     }
 
-    /// The slot of a run, loading it from the store if it is not in memory. Open runs stay in
-    /// memory; a closed run read from the store is handed out without being cached.
+    /// Counts a cached run at its size after a commit grew it.
+    pub(super) fn cached_grew(&self, key: &RunKey, bytes: usize) {
+        self.shards.resize(key, bytes);
+        self.shards.evict();
+    }
+
+    /// The slot of a run, loading it from the store if it is not in memory. An open run is
+    /// cached; a closed run read from the store is handed out without being cached. Loading a
+    /// run offers none of its work: that is known already (see `take_up`).
     pub(super) async fn run_slot(&self, key: &RunKey) -> Result<RunSlot> {
-        let shard = self.shards.of_run(key);
-        let cached = shard.runs.lock().expect("runs lock").get(&key.run_id).cloned();
-        if let Some(slot) = cached {
+        if let Some(slot) = self.shards.get(key) {
             let mut guard = slot.lock().await;
             if guard.is_none() {
                 // Dropped after a commit whose outcome is unknown: the store has the truth.
                 // Its pending tasks and timers are offered again (duplicates are harmless).
                 let record = self.load(key).await?;
                 let effects = workflow::recover(&record.state);
-                *guard = Some(Execution::new(record.state, record.history));
+                let exec = Execution::new(record.state, record.history);
+                let bytes = exec.bytes;
+                *guard = Some(exec);
                 drop(guard);
+                self.cached_grew(key, bytes);
                 self.perform(key, effects);
             } else {
                 drop(guard);
@@ -134,27 +286,23 @@ impl Service {
         let record = self.load(key).await?;
         let open = record.state.is_open();
         tracing::debug!(run_id = %key.run_id, open, events = record.history.len(), "run loaded from the store");
-        let effects = workflow::recover(&record.state);
-        let slot = Arc::new(Mutex::new(Some(Execution::new(record.state, record.history))));
+        let exec = Execution::new(record.state, record.history);
+        let bytes = exec.bytes;
+        let slot = Arc::new(Mutex::new(Some(exec)));
         if !open {
             return Ok(slot);
         }
-        // Every open run is loaded at start, so an open run found only now was created by a
-        // start whose commit outcome was unknown: its work has never been offered.
-        let (slot, inserted) = {
-            let mut runs = shard.runs.lock().expect("runs lock");
-            match runs.get(&key.run_id) {
-                Some(existing) => (existing.clone(), false),
-                None => {
-                    runs.insert(key.run_id.clone(), slot.clone());
-                    (slot, true)
-                }
-            }
-        };
-        if inserted {
-            self.perform(key, effects);
-        }
+        let (slot, _) = self.shards.insert(key, slot, bytes, false);
+        self.shards.evict();
         Ok(slot)
+    }
+
+    /// Takes up a run this node may never have offered the work of (a start whose commit
+    /// outcome was unknown): loads it and offers its pending work (duplicates are harmless).
+    pub(super) async fn take_up(&self, key: &RunKey) -> Result<()> {
+        let effects = self.read(key, |exec| workflow::recover(&exec.state)).await?;
+        self.perform(key, effects);
+        Ok(())
     }
 
     /// A run from the store, if it is the run `key` names (a run id given with another
@@ -189,7 +337,12 @@ impl Service {
     pub(super) fn current_slot(&self, namespace: &str, workflow_id: &str) -> Arc<CurrentSlot> {
         let shard = self.shards.of(namespace, workflow_id);
         let mut map = shard.current.lock().expect("current lock");
-        map.entry((namespace.to_string(), workflow_id.to_string())).or_default().clone()
+        let key = (namespace.to_string(), workflow_id.to_string());
+        if map.len() >= CURRENT_PER_SHARD_MAX && !map.contains_key(&key) {
+            // Idle pointers (held by no start or reader) go: the store holds each of them.
+            map.retain(|_, slot| Arc::strong_count(slot) > 1);
+        }
+        map.entry(key).or_default().clone()
     }
 
     /// Sets what memory knows of a workflow id's current run (recovery, starts, new runs).
@@ -234,7 +387,7 @@ impl Service {
                     Ok(None) => Attempt::Done,
                     Ok(Some(run_id)) => {
                         let key = RunKey::new(namespace, workflow_id, run_id);
-                        match this.run_slot(&key).await {
+                        match this.take_up(&key).await {
                             Ok(_) | Err(Error::NotFound(_)) => Attempt::Done,
                             Err(_) => Attempt::Again,
                         }
@@ -282,12 +435,5 @@ impl Service {
     /// Reads a run and subscribes to its changes, in one look.
     pub(crate) async fn observe<T>(&self, key: &RunKey, f: impl FnOnce(&Execution) -> T) -> Result<(T, Changes)> {
         self.read(key, |exec| (f(exec), Changes(exec.changed.subscribe()))).await
-    }
-
-    /// At start: the current run of every workflow id, as the store has them.
-    pub(super) fn recover_current(&self, current: Vec<(String, String, String)>) {
-        for (namespace, workflow_id, run_id) in current {
-            self.set_current(&namespace, &workflow_id, Current::Run(run_id.into()));
-        }
     }
 }

@@ -145,7 +145,9 @@ impl Service {
         let mut held = Vec::new();
         install(exec, state, applied.events);
         check_replay(exec);
-        if !exec.state.is_open() {
+        if exec.state.is_open() {
+            self.cached_grew(key, exec.bytes);
+        } else {
             self.stats.closed(&key.namespace, exec.state.status, exec.state.close_time_ms);
             crate::telemetry::run_closed(&key.namespace, &exec.state.workflow_type, exec.state.status);
             // Closed runs leave memory; whoever asks later reads them from the store. Holders
@@ -203,6 +205,7 @@ impl Service {
                     self.later(relatives::report_to_parent(run.clone(), parent, *close_event))
                 }
                 Effect::ParentClosed { children } => self.later(relatives::parent_closed(run.clone(), children)),
+                Effect::CheckParent { parent } => self.later(relatives::check_parent(run.clone(), parent)),
                 Effect::UpdateProgress { update_id, progress } => self.updates.progressed(run, &update_id, progress),
             }
         }
@@ -250,14 +253,20 @@ impl Service {
     }
 
     /// Fires a due timer (called by the timer loop).
-    pub(super) fn fire_timer(self: &Arc<Self>, run: RunKey, timer: Timer) {
-        // Every open run is in memory; a timer of a run that is not has outlived its run, and
-        // must not load the run's whole history from the store just to find that out.
-        if !self.is_cached(&run) {
-            return;
-        }
+    pub(super) fn fire_timer(self: &Arc<Self>, run: RunKey, at_ms: crate::clock::Millis, timer: Timer) {
         let this = self.clone();
         self.runtime.spawn(async move {
+            // A timer of a run that is not in memory may have outlived its deadline (the run
+            // closed, the activity finished): the run's work index says whether it is still
+            // wanted, so a stale one costs one indexed read, not loading the run's history.
+            // A sticky queue's deadline is in no index and always fires.
+            let durable = !matches!(timer, Timer::StickyTimeout { .. });
+            if durable && !this.is_cached(&run) {
+                let item = crate::store::work_key(&Effect::Timer { at_ms, timer: timer.clone() });
+                if let Ok(false) = this.store.has_work(&run.run_id, &item).await {
+                    return;
+                }
+            }
             if let Err(e) = this.execute(&run, Request::FireTimer(timer)).await {
                 tracing::warn!(run_id = %run.run_id, error = %e, "timer not applied");
             }
@@ -267,7 +276,8 @@ impl Service {
     /// A worker shut down: tasks waiting on its sticky queue go to the normal queue now.
     pub fn sticky_queue_gone(self: &Arc<Self>, namespace: &str, sticky_queue: &str) {
         for task in self.matching.remove(namespace, sticky_queue, TaskKind::Workflow) {
-            self.fire_timer(task.run, Timer::StickyTimeout { force: true });
+            let now = self.clock.now_ms();
+            self.fire_timer(task.run, now, Timer::StickyTimeout { force: true });
         }
     }
 }
@@ -279,7 +289,7 @@ fn install(
     events: Vec<temporalio_protos::temporal::api::history::v1::HistoryEvent>,
 ) {
     exec.state = state;
-    exec.history.extend(events);
+    exec.extend(events);
     exec.changed.send_replace(exec.state.next_event_id);
 }
 

@@ -27,7 +27,7 @@ pub use updates::UpdateStatus;
 
 use crate::clock::Clock;
 use crate::engine::state::RunKey;
-use crate::engine::{workflow, Limits, Timer};
+use crate::engine::{Effect, Limits, Timer};
 use crate::matching::Matching;
 use crate::namespaces::Namespaces;
 use crate::runtime::Runtime;
@@ -57,6 +57,7 @@ impl Service {
         runtime: Runtime,
         limits: Limits,
         namespaces: Vec<NamespaceRecord>,
+        run_cache_bytes_max: usize,
     ) -> Arc<Service> {
         Arc::new_cyclic(|me| Service {
             me: me.clone(),
@@ -65,7 +66,7 @@ impl Service {
             namespaces: Namespaces::new(store.clone(), namespaces),
             store,
             timers: StdMutex::new(None),
-            shards: cache::Shards::new(),
+            shards: cache::Shards::new(run_cache_bytes_max),
             runtime,
             queries: Default::default(),
             updates: Default::default(),
@@ -96,35 +97,43 @@ impl Service {
         &self.runtime
     }
 
-    /// Loads what a restart needs: current runs, and every open run, whose pending tasks and
-    /// timers are re-armed.
-    pub fn recover(self: &Arc<Self>, current: Vec<(String, String, String)>, open: Vec<store::ExecutionRecord>) {
-        self.recover_current(current);
-        // Every open run is in memory before any of their work starts: that work (a child's
-        // check, a delivery) may read another open run, which must not be loaded twice.
-        let mut pending = Vec::new();
-        let mut children = Vec::new();
-        for record in open {
-            let key = record.state.key.clone();
-            pending.push((key.clone(), workflow::recover(&record.state)));
-            if let Some(parent) = record.state.parent.clone() {
-                children.push((key, parent));
+    /// Takes up, after a restart, the work the store's work index holds as due: tasks to
+    /// offer, work owed to other runs, and the timers due before the timer queue's bound. No
+    /// run is loaded for it (a run is loaded when its task is taken or its timer fires), so a
+    /// start costs the same whatever the number of open runs.
+    pub fn recover(self: &Arc<Self>, due: Vec<store::WorkRow>) {
+        for row in due {
+            match row.effect() {
+                Ok(effect) => self.perform(&row.run(), vec![effect]),
+                Err(e) => tracing::error!(run_id = %row.run_id, error = %e, "work item skipped"),
             }
-            self.cache_run(record.state, record.history);
         }
-        for (key, effects) in pending {
-            self.perform(&key, effects);
-        }
-        // A parent may have closed while its close policy could not be applied.
-        for (child, parent) in children {
-            self.later(relatives::check_parent(child, parent));
-        }
+    }
+
+    /// Runs and bytes in the run cache.
+    pub(crate) fn cache_usage(&self) -> (usize, usize) {
+        self.shards.usage()
     }
 }
 
 impl Fire for Service {
-    fn fire(self: Arc<Self>, run: RunKey, timer: Timer) {
-        self.fire_timer(run, timer);
+    fn fire(self: Arc<Self>, run: RunKey, at_ms: crate::clock::Millis, timer: Timer) {
+        self.fire_timer(run, at_ms, timer);
+    }
+
+    fn load(
+        self: Arc<Self>,
+        from_ms: crate::clock::Millis,
+        to_ms: crate::clock::Millis,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<crate::timers::Due>> + Send>> {
+        Box::pin(async move {
+            let rows = self.store.load_work(from_ms, to_ms).await.ok()?;
+            let timers = rows.into_iter().filter_map(|row| match row.effect() {
+                Ok(Effect::Timer { at_ms, timer }) => Some((at_ms, row.run(), timer)),
+                _ => None,
+            });
+            Some(timers.collect())
+        })
     }
 }
 

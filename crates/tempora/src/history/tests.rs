@@ -45,15 +45,17 @@ impl Store for LostReply {
     fn load_records(&mut self) -> store::Result<Vec<store::Record>> {
         self.inner.load_records()
     }
-    fn load_open_executions(&mut self) -> store::Result<Vec<ExecutionRecord>> {
-        self.inner.load_open_executions()
-    }
     fn load_execution(&mut self, run_id: &str) -> store::Result<Option<ExecutionRecord>> {
         self.check()?;
         self.inner.load_execution(run_id)
     }
-    fn load_current_runs(&mut self) -> store::Result<Vec<(String, String, String)>> {
-        self.inner.load_current_runs()
+    fn load_work(&mut self, from_ms: i64, to_ms: i64) -> store::Result<Vec<store::WorkRow>> {
+        self.check()?;
+        self.inner.load_work(from_ms, to_ms)
+    }
+    fn has_work(&mut self, run_id: &str, item: &str) -> store::Result<bool> {
+        self.check()?;
+        self.inner.has_work(run_id, item)
     }
     fn load_current_run(&mut self, namespace: &str, workflow_id: &str) -> store::Result<Option<String>> {
         self.check()?;
@@ -79,7 +81,7 @@ async fn a_start_whose_outcome_is_unknown_is_never_applied_twice() {
     let (handle, _writer) = store::Handle::spawn(Box::new(store));
     let (_stop, shutdown) = watch::channel(false);
     let runtime = Runtime::new(shutdown);
-    let service = Service::new(Arc::new(SystemClock), handle.clone(), runtime, Limits::default(), Vec::new());
+    let service = Service::new(Arc::new(SystemClock), handle.clone(), runtime, Limits::default(), Vec::new(), 1 << 20);
 
     fault.store(true, Ordering::SeqCst);
     let first = service.start_workflow(start_request("r1"), StartPolicy::default()).await;
@@ -112,8 +114,14 @@ fn service() -> (Arc<Service>, crate::store::Handle, watch::Sender<bool>) {
     let store = SqliteStore::open(":memory:").unwrap();
     let (handle, _writer) = crate::store::Handle::spawn(Box::new(store));
     let (stop, shutdown) = watch::channel(false);
-    let service =
-        Service::new(Arc::new(SystemClock), handle.clone(), Runtime::new(shutdown), Limits::default(), Vec::new());
+    let service = Service::new(
+        Arc::new(SystemClock),
+        handle.clone(),
+        Runtime::new(shutdown),
+        Limits::default(),
+        Vec::new(),
+        1 << 20,
+    );
     (service, handle, stop)
 }
 

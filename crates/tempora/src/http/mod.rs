@@ -207,6 +207,7 @@ pub(crate) fn router(gateway: Arc<Gateway>, svc: Arc<crate::history::Service>) -
     let scraped = svc.clone();
     let metrics = axum::routing::get(move || {
         crate::telemetry::backlogs(scraped.matching.backlogs());
+        crate::telemetry::run_cache(scraped.cache_usage());
         async {
             let mut response = crate::telemetry::render().into_response();
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));

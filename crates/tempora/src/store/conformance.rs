@@ -14,7 +14,7 @@ use super::memory::MemoryStore;
 use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::{Error, NamespaceRecord, Record, RecordKind, Store, Write};
-use crate::engine::state::{MutableState, RunKey, RunStatus};
+use crate::engine::state::{MutableState, RunKey, RunStatus, UserTimer};
 
 /// A store under test, and how to open it again on the same data.
 pub struct Fixture {
@@ -154,14 +154,23 @@ fn current_run(store: &mut dyn Store, workflow_id: &str) -> Option<String> {
     store.load_current_run("default", workflow_id).expect("load current run")
 }
 
-fn sorted_current_runs(store: &mut dyn Store) -> Vec<(String, String, String)> {
-    let mut runs = store.load_current_runs().expect("load current runs");
-    runs.sort();
-    runs
+/// A running state of `default/wf/run-1` at version `transitions`, waiting on user timers
+/// firing at the given times.
+fn waiting(transitions: u64, fire_times_ms: &[i64]) -> MutableState {
+    let mut s = state("default", "wf", "run-1", RUNNING, transitions);
+    for (i, fire_time_ms) in fire_times_ms.iter().enumerate() {
+        let timer_id = format!("t{i}");
+        let timer =
+            UserTimer { timer_id: timer_id.clone(), started_event_id: 5 + i as i64, fire_time_ms: *fire_time_ms };
+        s.timers.insert(timer_id, timer);
+    }
+    s
 }
 
-fn triple(namespace: &str, workflow_id: &str, run_id: &str) -> (String, String, String) {
-    (namespace.into(), workflow_id.into(), run_id.into())
+/// (run id, due) of the work index entries due in `[from, to)`, in due order.
+fn due(store: &mut dyn Store, from_ms: i64, to_ms: i64) -> Vec<(String, i64)> {
+    let rows = store.load_work(from_ms, to_ms).expect("load work");
+    rows.into_iter().map(|row| (row.run_id, row.due_ms)).collect()
 }
 
 // ---- the cases ----
@@ -295,10 +304,9 @@ pub fn a_conflict_applies_nothing_of_its_batch(fx: &mut Fixture) {
     assert_eq!(stored(fx.store(), "fresh-1"), None);
     assert_eq!(stored(fx.store(), "run-1"), Some((1, RUNNING, vec![1])));
     assert_eq!(stored(fx.store(), "other-1"), Some((1, RUNNING, vec![1])));
-    assert_eq!(
-        sorted_current_runs(fx.store()),
-        vec![triple("default", "other", "other-1"), triple("default", "wf", "run-1")]
-    );
+    assert_eq!(current_run(fx.store(), "other").as_deref(), Some("other-1"));
+    assert_eq!(current_run(fx.store(), "wf").as_deref(), Some("run-1"));
+    assert_eq!(current_run(fx.store(), "later"), None);
     // The run the failed batch created can still be created (its events were not kept).
     fx.store().commit(&new_run("fresh", "fresh-1", 2)).unwrap();
     assert_eq!(stored(fx.store(), "fresh-1"), Some((1, RUNNING, vec![1, 2])));
@@ -328,27 +336,41 @@ pub fn an_event_id_is_written_once(fx: &mut Fixture) {
     assert_eq!(stored(fx.store(), "run-1"), Some((1, RUNNING, vec![1, 2])));
 }
 
-pub fn only_running_runs_are_open(fx: &mut Fixture) {
-    fx.store().commit(&new_run("a", "a-1", 3)).unwrap();
-    let done = state("default", "b", "b-1", COMPLETED, 1);
-    fx.store().commit(&[Write::execution(&done, &events(1..=2), None)]).unwrap();
-    fx.store().commit(&new_run("c", "c-1", 1)).unwrap();
-    fx.store().commit(&[transition("c", "c-1", COMPLETED, 2, &events(2..=2))]).unwrap();
-    let mut late = events(2..=4);
-    late.reverse();
-    fx.store().commit(&new_run("d", "d-1", 1)).unwrap();
-    fx.store().commit(&[transition("d", "d-1", RUNNING, 2, &late)]).unwrap();
+/// The work index is what the run's last written state waits on: written whole with a new
+/// run, by difference with a transition, emptied when the run closes or is deleted, and only
+/// committed with its transaction.
+pub fn the_work_index_follows_each_runs_state(fx: &mut Fixture) {
+    let first = waiting(1, &[3_000, 1_000]);
+    fx.store().commit(&[Write::execution(&first, &events(1..=2), None)]).unwrap();
     fx.reopen();
+    assert_eq!(due(fx.store(), 0, 10_000), vec![("run-1".into(), 1_000), ("run-1".into(), 3_000)]);
+    assert_eq!(due(fx.store(), 1_000, 3_000), vec![("run-1".into(), 1_000)], "from inclusive, to exclusive");
+    let item = |s: &MutableState, i: usize| super::work_key(&crate::engine::workflow::recover(s)[i]);
+    assert!(fx.store().has_work("run-1", &item(&first, 0)).unwrap());
 
-    let mut open: Vec<(String, Vec<i64>)> = fx
-        .store()
-        .load_open_executions()
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.state.key.run_id.to_string(), r.history.iter().map(|e| e.event_id).collect()))
-        .collect();
-    open.sort();
-    assert_eq!(open, vec![("a-1".into(), vec![1, 2, 3]), ("d-1".into(), vec![1, 2, 3, 4])]);
+    // A transition: the timer at 1 s fired, one at 5 s was started.
+    let second = waiting(2, &[3_000, 5_000]);
+    fx.store().commit(&[Write::transition(&second, &events(3..=3), &first)]).unwrap();
+    fx.reopen();
+    assert_eq!(due(fx.store(), 0, 10_000), vec![("run-1".into(), 3_000), ("run-1".into(), 5_000)]);
+
+    // A batch that fails writes none of its index change.
+    let stale = Write::transition(&waiting(3, &[]), &[], &waiting(1, &[]));
+    assert!(matches!(fx.store().commit(&[stale]), Err(Error::Conflict(_))));
+    assert_eq!(due(fx.store(), 0, 10_000).len(), 2);
+
+    // Another run's entries are its own; closing a run empties its index, deleting it too.
+    let other = waiting(1, &[4_000]);
+    let other = MutableState { key: RunKey::new("default", "other", "run-2"), ..other };
+    fx.store().commit(&[Write::execution(&other, &events(1..=1), None)]).unwrap();
+    let closed = MutableState { status: COMPLETED, ..waiting(3, &[]) };
+    fx.store().commit(&[Write::transition(&closed, &events(4..=4), &second)]).unwrap();
+    fx.reopen();
+    assert_eq!(due(fx.store(), i64::MIN, i64::MAX), vec![("run-2".into(), 4_000)]);
+    assert!(!fx.store().has_work("run-1", &item(&first, 0)).unwrap());
+    fx.store().commit(&[delete("other", "run-2")]).unwrap();
+    fx.reopen();
+    assert_eq!(due(fx.store(), i64::MIN, i64::MAX), vec![]);
 }
 
 /// Continue-as-new: the old run closes, the new one is created and the pointer moves, in one
@@ -368,21 +390,17 @@ pub fn continue_as_new_moves_the_pointer(fx: &mut Fixture) {
     assert_eq!(current_run(fx.store(), "wf").as_deref(), Some("run-2"));
     assert_eq!(stored(fx.store(), "run-1"), Some((2, CONTINUED_AS_NEW, vec![1, 2])));
     assert_eq!(stored(fx.store(), "run-2"), Some((1, RUNNING, vec![1])));
-    assert_eq!(sorted_current_runs(fx.store()), vec![triple("default", "wf", "run-2")]);
 }
 
 /// One pointer per (namespace, workflow id): the same workflow id in two namespaces is two.
 pub fn current_runs_per_namespace_and_workflow(fx: &mut Fixture) {
-    assert_eq!(sorted_current_runs(fx.store()), vec![]);
+    assert_eq!(fx.store().load_current_run("default", "wf").unwrap(), None);
     fx.store()
         .commit(&[current("default", "wf", "r1"), current("other", "wf", "r2"), current("default", "wf2", "r3")])
         .unwrap();
     fx.store().commit(&[current("default", "wf2", "r4")]).unwrap();
     fx.reopen();
-    assert_eq!(
-        sorted_current_runs(fx.store()),
-        vec![triple("default", "wf", "r1"), triple("default", "wf2", "r4"), triple("other", "wf", "r2")]
-    );
+    assert_eq!(fx.store().load_current_run("default", "wf").unwrap().as_deref(), Some("r1"));
     assert_eq!(fx.store().load_current_run("other", "wf").unwrap().as_deref(), Some("r2"));
     assert_eq!(fx.store().load_current_run("default", "wf2").unwrap().as_deref(), Some("r4"));
     assert_eq!(fx.store().load_current_run("other", "wf2").unwrap(), None);
@@ -416,7 +434,7 @@ pub fn delete_removes_the_run_and_only_its_pointer(fx: &mut Fixture) {
     fx.reopen();
     assert_eq!(stored(fx.store(), "run-2"), None);
     assert_eq!(current_run(fx.store(), "wf"), None);
-    assert_eq!(sorted_current_runs(fx.store()), vec![triple("other", "wf", "run-2")]);
+    assert_eq!(fx.store().load_current_run("other", "wf").unwrap().as_deref(), Some("run-2"));
 }
 
 /// A backend's reader (PostgreSQL's pool) sees what the writer committed.
@@ -435,6 +453,13 @@ pub fn reader_sees_committed_data(fx: &mut Fixture) {
     assert_eq!((record.state.transitions, record.history.len()), (2, 3));
     // Encoded as the writer stored it.
     assert_eq!(record.history[2].encode_to_vec(), events(3..=3)[0].encode_to_vec());
+
+    let waits = MutableState { key: RunKey::new("default", "wf2", "run-2"), ..waiting(1, &[7_000]) };
+    fx.store().commit(&[Write::execution(&waits, &events(1..=1), None)]).unwrap();
+    let rows = reader.load_work(0, 10_000).unwrap();
+    assert_eq!(rows.iter().map(|r| (r.run_id.as_str(), r.due_ms)).collect::<Vec<_>>(), vec![("run-2", 7_000)]);
+    assert!(reader.has_work("run-2", &rows[0].item).unwrap());
+    assert!(!reader.has_work("run-1", &rows[0].item).unwrap());
 }
 
 /// One `#[test]` per case for one backend, in a module named after it.
@@ -452,7 +477,7 @@ macro_rules! store_suite {
                 a_conflict_applies_nothing_of_its_batch,
                 a_second_new_run_with_the_same_id_is_refused,
                 an_event_id_is_written_once,
-                only_running_runs_are_open,
+                the_work_index_follows_each_runs_state,
                 continue_as_new_moves_the_pointer,
                 current_runs_per_namespace_and_workflow,
                 delete_removes_the_run_and_only_its_pointer,

@@ -8,12 +8,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
 use super::{
-    decode_execution, BatchJobRecord, Error, ExecutionRecord, NamespaceRecord, Record, RecordKind, Result, Store, Write,
+    decode_execution, BatchJobRecord, Error, ExecutionRecord, NamespaceRecord, Record, RecordKind, Result, Store,
+    WorkChange, WorkRow, Write,
 };
 
-/// One `executions` row. Its namespace and workflow id are not kept: no read uses them.
+/// One `executions` row. Its namespace, workflow id and status are not kept: no read uses them.
 struct Row {
-    status: i32,
     version: u64,
     state_json: Vec<u8>,
 }
@@ -31,6 +31,8 @@ pub struct MemoryStore {
     /// (namespace, job id) → batch job.
     batch_jobs: HashMap<(String, String), BatchJobRecord>,
     records: HashMap<(RecordKind, String, String), Record>,
+    /// run id → the run's work index (item → entry).
+    work: HashMap<String, BTreeMap<String, WorkRow>>,
 }
 
 /// How to take back one applied write when a later write of the same commit fails.
@@ -42,6 +44,7 @@ enum Undo {
     Current((String, String), Option<String>),
     BatchJob((String, String), Option<BatchJobRecord>),
     Record((RecordKind, String, String), Option<Record>),
+    Work(String, Option<BTreeMap<String, WorkRow>>),
 }
 
 impl MemoryStore {
@@ -51,10 +54,22 @@ impl MemoryStore {
 
     fn apply(&mut self, write: &Write, undo: &mut Vec<Undo>) -> Result<()> {
         match write {
-            Write::Execution { run_id, status, version, expected_version, state_json, new_events, .. } => {
-                let row = Row { status: *status, version: *version, state_json: state_json.clone() };
+            Write::Execution {
+                run_id,
+                namespace,
+                workflow_id,
+                version,
+                expected_version,
+                state_json,
+                new_events,
+                work,
+                ..
+            } => {
+                let row = Row { version: *version, state_json: state_json.clone() };
                 self.put_row(run_id, row, *expected_version, undo)?;
-                self.append_events(run_id, new_events, undo)
+                self.append_events(run_id, new_events, undo)?;
+                self.change_work(namespace, workflow_id, run_id, work, undo);
+                Ok(())
             }
             Write::Current { namespace, workflow_id, run_id } => {
                 let key = (namespace.clone(), workflow_id.clone());
@@ -127,6 +142,38 @@ impl MemoryStore {
         Ok(())
     }
 
+    fn change_work(
+        &mut self,
+        namespace: &str,
+        workflow_id: &str,
+        run_id: &str,
+        change: &WorkChange,
+        undo: &mut Vec<Undo>,
+    ) {
+        let old = self.work.get(run_id).cloned();
+        let entries = self.work.entry(run_id.to_string()).or_default();
+        if change.replace {
+            entries.clear();
+        }
+        for item in &change.removed {
+            entries.remove(item);
+        }
+        for (item, due_ms) in &change.added {
+            let row = WorkRow {
+                namespace: namespace.to_string(),
+                workflow_id: workflow_id.to_string(),
+                run_id: run_id.to_string(),
+                item: item.clone(),
+                due_ms: *due_ms,
+            };
+            entries.insert(item.clone(), row);
+        }
+        if entries.is_empty() {
+            self.work.remove(run_id);
+        }
+        undo.push(Undo::Work(run_id.to_string(), old));
+    }
+
     fn put_namespace(&mut self, ns: &NamespaceRecord, undo: &mut Vec<Undo>) -> Result<()> {
         let id = match self.namespaces.get(&ns.name) {
             Some((id, _)) => id.clone(),
@@ -146,6 +193,9 @@ impl MemoryStore {
         }
         if let Some(history) = self.history.remove(run_id) {
             undo.push(Undo::History(run_id.to_string(), history));
+        }
+        if let Some(work) = self.work.remove(run_id) {
+            undo.push(Undo::Work(run_id.to_string(), Some(work)));
         }
         // The pointer goes only if it names this run: a later run of the id keeps it.
         let key = (namespace.to_string(), workflow_id.to_string());
@@ -170,6 +220,7 @@ impl MemoryStore {
                 Undo::Current(key, old) => restore(&mut self.current, key, old),
                 Undo::BatchJob(key, old) => restore(&mut self.batch_jobs, key, old),
                 Undo::Record(key, old) => restore(&mut self.records, key, old),
+                Undo::Work(run_id, old) => restore(&mut self.work, run_id, old),
             }
         }
         self.history.retain(|_, events| !events.is_empty());
@@ -214,20 +265,25 @@ impl Store for MemoryStore {
         Ok(out)
     }
 
-    fn load_open_executions(&mut self) -> Result<Vec<ExecutionRecord>> {
-        let running = crate::engine::state::RunStatus::Running.number();
-        let mut open: Vec<(&String, &Row)> = self.rows.iter().filter(|(_, row)| row.status == running).collect();
-        // The SQL backends promise no order; a fixed one keeps runs over this store repeatable.
-        open.sort_by(|a, b| a.0.cmp(b.0));
-        open.into_iter().map(|(run_id, row)| self.record(run_id, row)).collect()
-    }
-
     fn load_execution(&mut self, run_id: &str) -> Result<Option<ExecutionRecord>> {
         self.rows.get(run_id).map(|row| self.record(run_id, row)).transpose()
     }
 
-    fn load_current_runs(&mut self) -> Result<Vec<(String, String, String)>> {
-        Ok(self.current.iter().map(|((ns, wf), run)| (ns.clone(), wf.clone(), run.clone())).collect())
+    fn load_work(&mut self, from_ms: i64, to_ms: i64) -> Result<Vec<WorkRow>> {
+        let mut due: Vec<WorkRow> = self
+            .work
+            .values()
+            .flat_map(|entries| entries.values())
+            .filter(|row| row.due_ms >= from_ms && row.due_ms < to_ms)
+            .cloned()
+            .collect();
+        // Due order, then a fixed one among equals, so runs over this store repeat.
+        due.sort_by(|a, b| (a.due_ms, &a.run_id, &a.item).cmp(&(b.due_ms, &b.run_id, &b.item)));
+        Ok(due)
+    }
+
+    fn has_work(&mut self, run_id: &str, item: &str) -> Result<bool> {
+        Ok(self.work.get(run_id).is_some_and(|entries| entries.contains_key(item)))
     }
 
     fn load_current_run(&mut self, namespace: &str, workflow_id: &str) -> Result<Option<String>> {

@@ -9,8 +9,14 @@
 //! - records: small objects that are not runs (Nexus endpoints, task-queue configs,
 //!   schedules), each a JSON document under (kind, scope, id).
 //!
-//! What is only cached in memory (rebuilt at start from the above): task queues and timers —
-//! both derive from the mutable state of open runs (`engine::workflow::recover`).
+//! - each open run's work index (`run_work`): what the run waits on — timers with their due
+//!   time, tasks to offer, work owed to other runs — derived from its mutable state
+//!   (`engine::workflow::recover`) and rewritten in the same transaction as the state, so a
+//!   restart (or a node taking over a shard) finds due work without loading any run.
+//!
+//! What is only cached in memory: runs (loaded on demand, evicted when idle), task queues
+//! (pointers, rebuilt at start from the work index) and the timers due soon (read from the
+//! work index a window ahead).
 //!
 //! Values that only move forward: `next_event_id` (event ids of a run), the schema version.
 //!
@@ -182,6 +188,8 @@ pub enum Write {
         new_events: Vec<(i64, Vec<u8>)>,
         /// The run's visibility row, when something a query can see changed.
         visibility: Option<Box<visibility::Row>>,
+        /// The change to the run's work index.
+        work: WorkChange,
     },
     Current {
         namespace: String,
@@ -233,16 +241,18 @@ impl Write {
     }
 
     /// A run's new state and events; `expected_version` is the version read (`None`: new run).
-    /// Its visibility row is written too.
+    /// Its visibility row and work index are written whole.
     pub fn execution(state: &MutableState, new_events: &[HistoryEvent], expected_version: Option<u64>) -> Write {
-        Self::run(state, new_events, expected_version, Some(visibility::Row::of(state)))
+        let work = WorkChange::replace(state);
+        Self::run(state, new_events, expected_version, Some(visibility::Row::of(state)), work)
     }
 
     /// A transition of a run read as `before`: its visibility row is written only when
-    /// something a query can see changed.
+    /// something a query can see changed, its work index by difference.
     pub fn transition(state: &MutableState, new_events: &[HistoryEvent], before: &MutableState) -> Write {
         let visibility = visibility::needs_write(before, state).then(|| visibility::Row::of_transition(before, state));
-        Self::run(state, new_events, Some(before.transitions), visibility)
+        let work = WorkChange::between(before, state);
+        Self::run(state, new_events, Some(before.transitions), visibility, work)
     }
 
     fn run(
@@ -250,6 +260,7 @@ impl Write {
         new_events: &[HistoryEvent],
         expected_version: Option<u64>,
         visibility: Option<visibility::Row>,
+        work: WorkChange,
     ) -> Write {
         Write::Execution {
             run_id: state.key.run_id.to_string(),
@@ -261,7 +272,79 @@ impl Write {
             state_json: serde_json::to_vec(state).expect("mutable state serialises"),
             new_events: new_events.iter().map(|e| (e.event_id, e.encode_to_vec())).collect(),
             visibility: visibility.map(Box::new),
+            work,
         }
+    }
+}
+
+/// One entry of the work index: something an open run waits on (an `Effect` of
+/// `engine::workflow::recover`, serialised: the entry's key within its run) and when it is due
+/// (its time for a timer, 0 for work to do at once).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkRow {
+    pub namespace: String,
+    pub workflow_id: String,
+    pub run_id: String,
+    pub item: String,
+    pub due_ms: i64,
+}
+
+impl WorkRow {
+    pub fn run(&self) -> crate::engine::state::RunKey {
+        crate::engine::state::RunKey::new(self.namespace.clone(), self.workflow_id.clone(), self.run_id.clone())
+    }
+
+    /// The effect this entry stands for.
+    pub fn effect(&self) -> Result<crate::engine::Effect> {
+        serde_json::from_str(&self.item).map_err(|e| Error::Corrupt(format!("work item of run {}: {e}", self.run_id)))
+    }
+}
+
+/// How a write changes its run's work index: entries removed and added (by key), after
+/// removing every entry first when `replace`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorkChange {
+    pub replace: bool,
+    pub removed: Vec<String>,
+    pub added: Vec<(String, i64)>,
+    /// `hash(namespace, workflow_id) mod SHARD_COUNT`, stored with each entry.
+    pub shard: i32,
+}
+
+impl WorkChange {
+    /// The whole index of a run as `state` has it.
+    pub fn replace(state: &MutableState) -> WorkChange {
+        WorkChange { replace: true, added: work_of(state).into_iter().collect(), ..WorkChange::of(state) }
+    }
+
+    /// What changed between two states of a run.
+    pub fn between(before: &MutableState, after: &MutableState) -> WorkChange {
+        let (old, new) = (work_of(before), work_of(after));
+        let removed = old.keys().filter(|k| !new.contains_key(*k)).cloned().collect();
+        let added = new.into_iter().filter(|(k, _)| !old.contains_key(k)).collect();
+        WorkChange { removed, added, ..WorkChange::of(after) }
+    }
+
+    fn of(state: &MutableState) -> WorkChange {
+        let shard = crate::shard::ShardId::of(&state.key.namespace, &state.key.workflow_id, crate::shard::SHARD_COUNT);
+        WorkChange { shard: shard.0 as i32, ..Default::default() }
+    }
+}
+
+/// The work index entries of a run: key → due time.
+fn work_of(state: &MutableState) -> std::collections::BTreeMap<String, i64> {
+    crate::engine::workflow::recover(state).iter().map(|effect| (work_key(effect), work_due_ms(effect))).collect()
+}
+
+/// The key of an effect in its run's work index.
+pub fn work_key(effect: &crate::engine::Effect) -> String {
+    serde_json::to_string(effect).expect("effects serialise")
+}
+
+fn work_due_ms(effect: &crate::engine::Effect) -> i64 {
+    match effect {
+        crate::engine::Effect::Timer { at_ms, .. } => *at_ms,
+        _ => 0,
     }
 }
 
@@ -273,11 +356,11 @@ pub trait Store: Send + 'static {
     fn load_batch_jobs(&mut self) -> Result<Vec<BatchJobRecord>>;
     /// Every record, of every kind.
     fn load_records(&mut self) -> Result<Vec<Record>>;
-    /// Every run that is still open, with its history.
-    fn load_open_executions(&mut self) -> Result<Vec<ExecutionRecord>>;
     fn load_execution(&mut self, run_id: &str) -> Result<Option<ExecutionRecord>>;
-    /// (namespace, workflow id, run id) of every workflow id's current run.
-    fn load_current_runs(&mut self) -> Result<Vec<(String, String, String)>>;
+    /// The work index entries due in `[from_ms, to_ms)`, in due order.
+    fn load_work(&mut self, from_ms: i64, to_ms: i64) -> Result<Vec<WorkRow>>;
+    /// Whether a run's work index holds an entry (a timer that is still wanted).
+    fn has_work(&mut self, run_id: &str, item: &str) -> Result<bool>;
     /// The current run id of one workflow id.
     fn load_current_run(&mut self, namespace: &str, workflow_id: &str) -> Result<Option<String>>;
     /// A way to read beside the writer (a connection pool), if the backend has one. Reads then
@@ -298,6 +381,8 @@ pub trait Store: Send + 'static {
 /// committed before they started.
 pub trait Reader: Send + Sync + 'static {
     fn load_execution(&self, run_id: &str) -> Result<Option<ExecutionRecord>>;
+    fn load_work(&self, from_ms: i64, to_ms: i64) -> Result<Vec<WorkRow>>;
+    fn has_work(&self, run_id: &str, item: &str) -> Result<bool>;
     fn load_current_run(&self, namespace: &str, workflow_id: &str) -> Result<Option<String>>;
     fn list_executions(&self, request: &ListRequest) -> Result<Vec<Listed>>;
     fn count_executions(&self, request: &CountRequest) -> Result<Counted>;
@@ -320,6 +405,8 @@ enum Request {
     Commit(Vec<Write>, oneshot::Sender<Result<()>>),
     LoadExecution(String, oneshot::Sender<Result<Option<ExecutionRecord>>>),
     LoadCurrentRun(String, String, oneshot::Sender<Result<Option<String>>>),
+    LoadWork(i64, i64, oneshot::Sender<Result<Vec<WorkRow>>>),
+    HasWork(String, String, oneshot::Sender<Result<bool>>),
     List(Box<ListRequest>, oneshot::Sender<Result<Vec<Listed>>>),
     Count(Box<CountRequest>, oneshot::Sender<Result<Counted>>),
 }
@@ -383,6 +470,25 @@ impl Handle {
         rx.await.map_err(|_| Error::Closed)?
     }
 
+    pub async fn load_work(&self, from_ms: i64, to_ms: i64) -> Result<Vec<WorkRow>> {
+        if let Some(reader) = self.reader.clone() {
+            return read_blocking(move || reader.load_work(from_ms, to_ms)).await;
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Request::LoadWork(from_ms, to_ms, reply)).await.map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    pub async fn has_work(&self, run_id: &str, item: &str) -> Result<bool> {
+        let (run_id, item) = (run_id.to_string(), item.to_string());
+        if let Some(reader) = self.reader.clone() {
+            return read_blocking(move || reader.has_work(&run_id, &item)).await;
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Request::HasWork(run_id, item, reply)).await.map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
     /// A page of a visibility query (beside the writer when the backend can read there).
     pub async fn list_executions(&self, request: ListRequest) -> Result<Vec<Listed>> {
         if let Some(reader) = self.reader.clone() {
@@ -428,6 +534,14 @@ fn writer_loop(mut store: Box<dyn Store>, mut rx: mpsc::Receiver<Request>) {
                 Request::LoadCurrentRun(namespace, workflow_id, reply) => {
                     commit_group(store.as_mut(), &mut group);
                     let _ = reply.send(store.load_current_run(&namespace, &workflow_id));
+                }
+                Request::LoadWork(from_ms, to_ms, reply) => {
+                    commit_group(store.as_mut(), &mut group);
+                    let _ = reply.send(store.load_work(from_ms, to_ms));
+                }
+                Request::HasWork(run_id, item, reply) => {
+                    commit_group(store.as_mut(), &mut group);
+                    let _ = reply.send(store.has_work(&run_id, &item));
                 }
                 Request::List(request, reply) => {
                     commit_group(store.as_mut(), &mut group);

@@ -25,7 +25,7 @@ use postgres::types::ToSql;
 
 use super::{
     decode_execution, BatchJobRecord, Error, ExecutionRecord, NamespaceRecord, Reader, Record, RecordKind, Result,
-    Store, Write,
+    Store, WorkChange, WorkRow, Write,
 };
 use crate::visibility::{self, query, Bind, CountRequest, Counted, Cursor, GroupValue, ListRequest, Listed};
 
@@ -43,6 +43,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0004_batch_jobs.sql"),
     include_str!("migrations/postgres/0005_visibility_counts.sql"),
     include_str!("migrations/postgres/0006_records.sql"),
+    include_str!("migrations/postgres/0007_run_work.sql"),
 ];
 
 /// The advisory lock key of the server lock (`temp`), per database.
@@ -126,6 +127,9 @@ struct Statements {
     upsert_visibility: Statement,
     delete_attributes: Statement,
     insert_attributes: Statement,
+    delete_run_work: Statement,
+    delete_work: Statement,
+    insert_work: Statement,
 }
 
 impl Statements {
@@ -157,6 +161,17 @@ impl Statements {
                 )
                 .map_err(backend)?,
             upsert_visibility: client.prepare(&visibility::upsert_sql(query::Dialect::Postgres)).map_err(backend)?,
+            delete_run_work: client.prepare("DELETE FROM run_work WHERE run_id = $1").map_err(backend)?,
+            delete_work: client
+                .prepare("DELETE FROM run_work WHERE run_id = $1 AND item = ANY($2::TEXT[])")
+                .map_err(backend)?,
+            // All of a transition's new entries in one statement.
+            insert_work: client
+                .prepare(
+                    "INSERT INTO run_work (run_id, item, namespace, workflow_id, shard, due_ms)
+                     SELECT $1, w.item, $3, $4, $5, w.due FROM UNNEST($2::TEXT[], $6::BIGINT[]) AS w(item, due)",
+                )
+                .map_err(backend)?,
             delete_attributes: client
                 .prepare("DELETE FROM visibility_attributes WHERE run_id = $1")
                 .map_err(backend)?,
@@ -303,6 +318,56 @@ fn load_execution(client: &mut Client, run_id: &str) -> Result<Option<ExecutionR
     }
 }
 
+fn load_work(client: &mut Client, from_ms: i64, to_ms: i64) -> Result<Vec<WorkRow>> {
+    let rows = client
+        .query(
+            "SELECT namespace, workflow_id, run_id, item, due_ms FROM run_work
+             WHERE due_ms >= $1 AND due_ms < $2 ORDER BY due_ms",
+            &[&from_ms, &to_ms],
+        )
+        .map_err(backend)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| WorkRow {
+            namespace: r.get(0),
+            workflow_id: r.get(1),
+            run_id: r.get(2),
+            item: r.get(3),
+            due_ms: r.get(4),
+        })
+        .collect())
+}
+
+fn has_work(client: &mut Client, run_id: &str, item: &str) -> Result<bool> {
+    let row = client
+        .query_opt("SELECT 1 FROM run_work WHERE run_id = $1 AND item = $2", &[&run_id, &item])
+        .map_err(backend)?;
+    Ok(row.is_some())
+}
+
+/// A run's change to the work index, with the statements `prepare` made (or made for the
+/// occasion, during a migration).
+fn write_work(
+    tx: &mut postgres::Transaction<'_>,
+    statements: (&Statement, &Statement, &Statement),
+    (namespace, workflow_id, run_id): (&String, &String, &String),
+    change: &WorkChange,
+) -> Result<()> {
+    let (delete_run, delete, insert) = statements;
+    if change.replace {
+        tx.execute(delete_run, &[run_id]).map_err(backend)?;
+    }
+    if !change.removed.is_empty() {
+        tx.execute(delete, &[run_id, &change.removed]).map_err(backend)?;
+    }
+    if !change.added.is_empty() {
+        let items: Vec<&str> = change.added.iter().map(|(item, _)| item.as_str()).collect();
+        let due: Vec<i64> = change.added.iter().map(|(_, due)| *due).collect();
+        tx.execute(insert, &[run_id, &items, namespace, workflow_id, &change.shard, &due]).map_err(backend)?;
+    }
+    Ok(())
+}
+
 fn load_current_run(client: &mut Client, namespace: &str, workflow_id: &str) -> Result<Option<String>> {
     let row = client
         .query_opt(
@@ -330,6 +395,14 @@ impl Reader for PostgresReader {
         self.with_client(|client| load_current_run(client, namespace, workflow_id))
     }
 
+    fn load_work(&self, from_ms: i64, to_ms: i64) -> Result<Vec<WorkRow>> {
+        self.with_client(|client| load_work(client, from_ms, to_ms))
+    }
+
+    fn has_work(&self, run_id: &str, item: &str) -> Result<bool> {
+        self.with_client(|client| has_work(client, run_id, item))
+    }
+
     fn list_executions(&self, request: &ListRequest) -> Result<Vec<Listed>> {
         self.with_client(|client| list(client, request))
     }
@@ -342,6 +415,33 @@ impl Reader for PostgresReader {
 /// The schema version that added visibility: a database upgraded to it gets a row for each
 /// run it already holds.
 const VISIBILITY_VERSION: usize = 3;
+/// The schema version that added the work index: filled from the open runs it already holds.
+const WORK_VERSION: usize = 7;
+
+fn backfill_work(tx: &mut postgres::Transaction<'_>) -> Result<()> {
+    let running = crate::engine::state::RunStatus::Running.number();
+    let states: Vec<Vec<u8>> = tx
+        .query("SELECT state FROM executions WHERE status = $1", &[&running])
+        .map_err(backend)?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
+    let delete_run = tx.prepare("DELETE FROM run_work WHERE run_id = $1").map_err(backend)?;
+    let delete = tx.prepare("DELETE FROM run_work WHERE run_id = $1 AND item = ANY($2::TEXT[])").map_err(backend)?;
+    let insert = tx
+        .prepare(
+            "INSERT INTO run_work (run_id, item, namespace, workflow_id, shard, due_ms)
+             SELECT $1, w.item, $3, $4, $5, w.due FROM UNNEST($2::TEXT[], $6::BIGINT[]) AS w(item, due)",
+        )
+        .map_err(backend)?;
+    for state in states {
+        let record = decode_execution(&state, Vec::new())?;
+        let key = &record.state.key;
+        let names = (&key.namespace.to_string(), &key.workflow_id.to_string(), &key.run_id.to_string());
+        write_work(tx, (&delete_run, &delete, &insert), names, &WorkChange::replace(&record.state))?;
+    }
+    Ok(())
+}
 
 fn backfill_visibility(tx: &mut postgres::Transaction<'_>) -> Result<()> {
     let states: Vec<Vec<u8>> =
@@ -390,6 +490,9 @@ fn migrate(client: &mut Client) -> Result<()> {
             if i + 1 == VISIBILITY_VERSION {
                 backfill_visibility(&mut tx)?;
             }
+            if i + 1 == WORK_VERSION {
+                backfill_work(&mut tx)?;
+            }
             tx.execute("UPDATE tempora_schema SET version = $1", &[&(i as i32 + 1)]).map_err(backend)?;
         }
         tx.commit().map_err(backend)
@@ -412,6 +515,7 @@ impl Store for PostgresStore {
                         state_json,
                         new_events,
                         visibility,
+                        work,
                     } => {
                         let version = *version as i64;
                         let written = match expected_version {
@@ -439,12 +543,15 @@ impl Store for PostgresStore {
                         if let Some(row) = visibility {
                             write_visibility(&mut tx, st, row)?;
                         }
+                        let statements = (&st.delete_run_work, &st.delete_work, &st.insert_work);
+                        write_work(&mut tx, statements, (namespace, workflow_id, run_id), work)?;
                     }
                     Write::Current { namespace, workflow_id, run_id } => {
                         tx.execute(&st.upsert_current, &[namespace, workflow_id, run_id]).map_err(backend)?;
                     }
                     Write::DeleteExecution { namespace, workflow_id, run_id } => {
                         tx.execute("DELETE FROM history_events WHERE run_id = $1", &[run_id]).map_err(backend)?;
+                        tx.execute("DELETE FROM run_work WHERE run_id = $1", &[run_id]).map_err(backend)?;
                         tx.execute("DELETE FROM executions WHERE run_id = $1", &[run_id]).map_err(backend)?;
                         tx.execute("DELETE FROM visibility WHERE run_id = $1", &[run_id]).map_err(backend)?;
                         tx.execute("DELETE FROM visibility_attributes WHERE run_id = $1", &[run_id])
@@ -537,19 +644,12 @@ impl Store for PostgresStore {
         })
     }
 
-    fn load_open_executions(&mut self) -> Result<Vec<ExecutionRecord>> {
-        let running = crate::engine::state::RunStatus::Running.number();
-        self.with_client(|client, _| {
-            let rows =
-                client.query("SELECT run_id, state FROM executions WHERE status = $1", &[&running]).map_err(backend)?;
-            let mut out = Vec::with_capacity(rows.len());
-            for row in rows {
-                let run_id: String = row.get(0);
-                let state: Vec<u8> = row.get(1);
-                out.push(decode_execution(&state, history(client, &run_id)?)?);
-            }
-            Ok(out)
-        })
+    fn load_work(&mut self, from_ms: i64, to_ms: i64) -> Result<Vec<WorkRow>> {
+        self.with_client(|client, _| load_work(client, from_ms, to_ms))
+    }
+
+    fn has_work(&mut self, run_id: &str, item: &str) -> Result<bool> {
+        self.with_client(|client, _| has_work(client, run_id, item))
     }
 
     fn load_execution(&mut self, run_id: &str) -> Result<Option<ExecutionRecord>> {
@@ -571,12 +671,43 @@ impl Store for PostgresStore {
     fn count_executions(&mut self, request: &CountRequest) -> Result<Counted> {
         self.with_client(|client, _| count(client, request))
     }
+}
 
-    fn load_current_runs(&mut self) -> Result<Vec<(String, String, String)>> {
-        self.with_client(|client, _| {
-            let rows =
-                client.query("SELECT namespace, workflow_id, run_id FROM current_executions", &[]).map_err(backend)?;
-            Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
-        })
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::state::{MutableState, RunKey, RunStatus, UserTimer};
+
+    /// A database written before the work index gets one at upgrade, from its open runs.
+    #[test]
+    fn open_runs_stored_before_the_work_index_are_found_after_the_upgrade() {
+        let Ok(base) = std::env::var("TEMPORA_TEST_POSTGRES_URL") else {
+            eprintln!("TEMPORA_TEST_POSTGRES_URL is unset: PostgreSQL upgrade test skipped");
+            return;
+        };
+        let name = format!("tempora_upgrade_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = Client::connect(&base, NoTls).expect("connect to the test PostgreSQL");
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("create test database");
+        let url = crate::testing::with_database(&base, &name);
+        {
+            let mut store = PostgresStore::open(&url).unwrap();
+            let mut state = MutableState {
+                key: RunKey::new("default", "old-wf", "old-run"),
+                next_event_id: 2,
+                status: RunStatus::Running,
+                ..Default::default()
+            };
+            let timer = UserTimer { timer_id: "t".into(), started_event_id: 1, fire_time_ms: 9_000 };
+            state.timers.insert("t".into(), timer);
+            store.commit(&[Write::execution(&state, &[], None)]).unwrap();
+            // Back to the schema of a tempora without the work index.
+            let mut old = Client::connect(&url, NoTls).unwrap();
+            old.batch_execute("DROP TABLE run_work; UPDATE tempora_schema SET version = 6").unwrap();
+        }
+        let mut store = PostgresStore::open(&url).unwrap();
+        let due = store.load_work(i64::MIN, i64::MAX).unwrap();
+        drop(store);
+        let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        assert_eq!(due.iter().map(|w| (w.run_id.as_str(), w.due_ms)).collect::<Vec<_>>(), [("old-run", 9_000)]);
     }
 }

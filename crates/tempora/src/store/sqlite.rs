@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
     decode_execution, BatchJobRecord, Error, ExecutionRecord, NamespaceRecord, Reader, Record, RecordKind, Result,
-    Store, Write,
+    Store, WorkChange, WorkRow, Write,
 };
 use crate::visibility::{self, query, Bind, CountRequest, Counted, Cursor, GroupValue, ListRequest, Listed};
 
@@ -21,11 +21,83 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0004_batch_jobs.sql"),
     include_str!("migrations/sqlite/0005_visibility_counts.sql"),
     include_str!("migrations/sqlite/0006_records.sql"),
+    include_str!("migrations/sqlite/0007_run_work.sql"),
 ];
 
 /// The schema version that added visibility: a database upgraded to it gets a row for each
 /// run it already holds.
 const VISIBILITY_VERSION: usize = 3;
+/// The schema version that added the work index: filled from the open runs it already holds.
+const WORK_VERSION: usize = 7;
+
+fn backfill_work(tx: &rusqlite::Transaction<'_>) -> Result<()> {
+    let running = crate::engine::state::RunStatus::Running.number();
+    let mut select = tx.prepare("SELECT state FROM executions WHERE status = ?1").map_err(backend)?;
+    let mut rows = select.query([running]).map_err(backend)?;
+    while let Some(row) = rows.next().map_err(backend)? {
+        let state: Vec<u8> = row.get(0).map_err(backend)?;
+        let record = decode_execution(&state, Vec::new())?;
+        let key = &record.state.key;
+        write_work(tx, &key.namespace, &key.workflow_id, &key.run_id, &WorkChange::replace(&record.state))?;
+    }
+    Ok(())
+}
+
+fn write_work(
+    tx: &rusqlite::Transaction<'_>,
+    namespace: &str,
+    workflow_id: &str,
+    run_id: &str,
+    change: &WorkChange,
+) -> Result<()> {
+    if change.replace {
+        tx.prepare_cached("DELETE FROM run_work WHERE run_id = ?1")
+            .map_err(backend)?
+            .execute([run_id])
+            .map_err(backend)?;
+    }
+    let mut delete = tx.prepare_cached("DELETE FROM run_work WHERE run_id = ?1 AND item = ?2").map_err(backend)?;
+    for item in &change.removed {
+        delete.execute([run_id, item]).map_err(backend)?;
+    }
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT INTO run_work (run_id, item, namespace, workflow_id, shard, due_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .map_err(backend)?;
+    for (item, due_ms) in &change.added {
+        insert.execute(params![run_id, item, namespace, workflow_id, change.shard, due_ms]).map_err(backend)?;
+    }
+    Ok(())
+}
+
+fn load_work(conn: &Connection, from_ms: i64, to_ms: i64) -> Result<Vec<WorkRow>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT namespace, workflow_id, run_id, item, due_ms FROM run_work
+             WHERE due_ms >= ?1 AND due_ms < ?2 ORDER BY due_ms",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([from_ms, to_ms], |r| {
+            Ok(WorkRow {
+                namespace: r.get(0)?,
+                workflow_id: r.get(1)?,
+                run_id: r.get(2)?,
+                item: r.get(3)?,
+                due_ms: r.get(4)?,
+            })
+        })
+        .map_err(backend)?;
+    rows.collect::<std::result::Result<_, _>>().map_err(backend)
+}
+
+fn has_work(conn: &Connection, run_id: &str, item: &str) -> Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM run_work WHERE run_id = ?1 AND item = ?2")
+        .map_err(backend)?
+        .exists([run_id, item])
+        .map_err(backend)
+}
 
 fn backfill_visibility(tx: &rusqlite::Transaction<'_>) -> Result<()> {
     let mut select = tx.prepare("SELECT state FROM executions").map_err(backend)?;
@@ -81,6 +153,9 @@ impl SqliteStore {
             tx.execute_batch(sql).map_err(backend)?;
             if i + 1 == VISIBILITY_VERSION {
                 backfill_visibility(&tx)?;
+            }
+            if i + 1 == WORK_VERSION {
+                backfill_work(&tx)?;
             }
             tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1)).map_err(backend)?;
             tx.commit().map_err(backend)?;
@@ -227,6 +302,7 @@ impl Store for SqliteStore {
                     state_json,
                     new_events,
                     visibility,
+                    work,
                 } => {
                     let version = *version as i64;
                     let written = match expected_version {
@@ -259,6 +335,7 @@ impl Store for SqliteStore {
                     if let Some(row) = visibility {
                         write_visibility(&tx, row)?;
                     }
+                    write_work(&tx, namespace, workflow_id, run_id, work)?;
                 }
                 Write::Current { namespace, workflow_id, run_id } => {
                     tx.prepare_cached(
@@ -271,6 +348,7 @@ impl Store for SqliteStore {
                 }
                 Write::DeleteExecution { namespace, workflow_id, run_id } => {
                     tx.execute("DELETE FROM history_events WHERE run_id = ?1", [run_id]).map_err(backend)?;
+                    tx.execute("DELETE FROM run_work WHERE run_id = ?1", [run_id]).map_err(backend)?;
                     tx.execute("DELETE FROM executions WHERE run_id = ?1", [run_id]).map_err(backend)?;
                     tx.execute("DELETE FROM visibility WHERE run_id = ?1", [run_id]).map_err(backend)?;
                     tx.execute("DELETE FROM visibility_attributes WHERE run_id = ?1", [run_id]).map_err(backend)?;
@@ -363,26 +441,16 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    fn load_open_executions(&mut self) -> Result<Vec<ExecutionRecord>> {
-        let running = crate::engine::state::RunStatus::Running.number();
-        let rows: Vec<(String, Vec<u8>)> = {
-            let mut stmt =
-                self.conn.prepare("SELECT run_id, state FROM executions WHERE status = ?1").map_err(backend)?;
-            let rows = stmt.query_map([running], |r| Ok((r.get(0)?, r.get(1)?))).map_err(backend)?;
-            rows.collect::<std::result::Result<_, _>>().map_err(backend)?
-        };
-        rows.into_iter().map(|(run_id, state)| decode_execution(&state, history(&self.conn, &run_id)?)).collect()
-    }
-
     fn load_execution(&mut self, run_id: &str) -> Result<Option<ExecutionRecord>> {
         load_execution(&self.conn, run_id)
     }
 
-    fn load_current_runs(&mut self) -> Result<Vec<(String, String, String)>> {
-        let mut stmt =
-            self.conn.prepare("SELECT namespace, workflow_id, run_id FROM current_executions").map_err(backend)?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(backend)?;
-        rows.collect::<std::result::Result<_, _>>().map_err(backend)
+    fn load_work(&mut self, from_ms: i64, to_ms: i64) -> Result<Vec<WorkRow>> {
+        load_work(&self.conn, from_ms, to_ms)
+    }
+
+    fn has_work(&mut self, run_id: &str, item: &str) -> Result<bool> {
+        has_work(&self.conn, run_id, item)
     }
 
     fn reader(&self) -> Option<Arc<dyn Reader>> {
@@ -509,6 +577,14 @@ impl Reader for SqliteReader {
         self.with(|conn| load_current_run(conn, namespace, workflow_id))
     }
 
+    fn load_work(&self, from_ms: i64, to_ms: i64) -> Result<Vec<WorkRow>> {
+        self.with(|conn| load_work(conn, from_ms, to_ms))
+    }
+
+    fn has_work(&self, run_id: &str, item: &str) -> Result<bool> {
+        self.with(|conn| has_work(conn, run_id, item))
+    }
+
     fn list_executions(&self, request: &ListRequest) -> Result<Vec<Listed>> {
         self.with(|conn| list(conn, request))
     }
@@ -534,25 +610,28 @@ mod tests {
     }
 
     #[test]
-    fn runs_stored_before_visibility_are_listed_after_the_upgrade() {
-        use crate::engine::state::{MutableState, RunKey};
+    fn runs_stored_before_visibility_and_the_work_index_are_found_after_the_upgrade() {
+        use crate::engine::state::{MutableState, RunKey, RunStatus, UserTimer};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let path = path.to_str().unwrap();
         {
             let mut store = SqliteStore::open(path).unwrap();
-            let state = MutableState {
+            let mut state = MutableState {
                 key: RunKey::new("default", "old-wf", "old-run"),
                 next_event_id: 2,
+                status: RunStatus::Running,
                 ..Default::default()
             };
+            let timer = UserTimer { timer_id: "t".into(), started_event_id: 1, fire_time_ms: 9_000 };
+            state.timers.insert("t".into(), timer);
             store.commit(&[Write::execution(&state, &[], None)]).unwrap();
             // Back to the schema of a tempora without visibility.
             store
                 .conn
                 .execute_batch(
                     "DROP TABLE visibility; DROP TABLE visibility_attributes; DROP TABLE visibility_counts;
-                     DROP TABLE batch_jobs; DROP TABLE records;
+                     DROP TABLE batch_jobs; DROP TABLE records; DROP TABLE run_work;
                      PRAGMA user_version = 2;",
                 )
                 .unwrap();
@@ -568,6 +647,9 @@ mod tests {
         };
         let listed = store.list_executions(&request).unwrap();
         assert_eq!(listed.iter().map(|(c, _)| c.run_id.as_str()).collect::<Vec<_>>(), ["old-run"]);
+        // Its timer is in the work index, so a restart finds it without loading the run.
+        let due = store.load_work(i64::MIN, i64::MAX).unwrap();
+        assert_eq!(due.iter().map(|w| (w.run_id.as_str(), w.due_ms)).collect::<Vec<_>>(), [("old-run", 9_000)]);
     }
 
     #[test]
