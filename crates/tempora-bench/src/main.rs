@@ -115,10 +115,15 @@ enum Command {
         #[arg(long)]
         tempora: Option<PathBuf>,
     },
-    /// Start tempora, put N workflows to sleep on timers, report RSS, restart, report again.
+    /// Start tempora, put N workflows to sleep on 24 h timers (and probes on short ones),
+    /// report RSS, kill and restart it, report the restart time and RSS, and how late the
+    /// probes' timers fired after the restart.
     Timers {
         #[arg(short = 'n', long, default_value_t = 10_000)]
         workflows: usize,
+        /// Probes: workflows whose timers fire shortly after the restart.
+        #[arg(long, default_value_t = 200)]
+        probes: usize,
         #[arg(long)]
         tempora: Option<PathBuf>,
     },
@@ -159,8 +164,8 @@ struct Sleeper;
 #[workflow_methods]
 impl Sleeper {
     #[run]
-    async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<()> {
-        ctx.timer(Duration::from_secs(24 * 3600)).await;
+    async fn run(ctx: &mut WorkflowContext<Self>, ms: u64) -> WorkflowResult<()> {
+        ctx.timer(Duration::from_millis(ms)).await;
         Ok(())
     }
 }
@@ -405,7 +410,11 @@ async fn compare(
     Ok(())
 }
 
-async fn timers(workflows: usize, tempora: Option<PathBuf>) -> Result<()> {
+/// How long a probe sleeps: it is started just before the kill, so its timer is due after the
+/// restart.
+const PROBE_SLEEP_MS: u64 = 20_000;
+
+async fn timers(workflows: usize, probes: usize, tempora: Option<PathBuf>) -> Result<()> {
     let binary = tempora_binary(tempora)?;
     let dir = std::env::temp_dir().join(format!("tempora-bench-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir)?;
@@ -416,41 +425,128 @@ async fn timers(workflows: usize, tempora: Option<PathBuf>) -> Result<()> {
     let client = connect(&server.address).await?;
     let queue = format!("sleepers-{}", uuid::Uuid::new_v4());
     let runtime = Runtime::from_current_tokio(Default::default())?;
-    let options = WorkerOptions::new(&queue).register_workflow::<Sleeper>()?.max_cached_workflows(100usize).build();
-    let mut worker = Worker::new(&runtime, client.clone(), options)?;
+    let worker_options = || -> Result<WorkerOptions> {
+        Ok(WorkerOptions::new(&queue).register_workflow::<Sleeper>()?.max_cached_workflows(100usize).build())
+    };
+    let mut worker = Worker::new(&runtime, client.clone(), worker_options()?)?;
     let stop = worker.shutdown_handle();
     let t = Instant::now();
+    let start_all = |prefix: &'static str, n: usize, ms: u64| {
+        let (client, queue) = (client.clone(), queue.clone());
+        async move {
+            let permits = Arc::new(tokio::sync::Semaphore::new(100));
+            let runs = (0..n).map(|i| {
+                let (client, queue, permits) = (client.clone(), queue.clone(), permits.clone());
+                async move {
+                    let _permit = permits.acquire_owned().await?;
+                    let options = WorkflowStartOptions::new(&queue, format!("{prefix}-{i}")).build();
+                    client.start_workflow(Sleeper::run, ms, options).await?;
+                    Ok::<_, anyhow::Error>(())
+                }
+            });
+            futures::future::join_all(runs).await.into_iter().collect::<Result<Vec<()>>>()
+        }
+    };
     let starters = async {
-        let permits = Arc::new(tokio::sync::Semaphore::new(100));
-        let runs = (0..workflows).map(|i| {
-            let (client, queue, permits) = (client.clone(), queue.clone(), permits.clone());
-            async move {
-                let _permit = permits.acquire_owned().await?;
-                client
-                    .start_workflow(Sleeper::run, (), WorkflowStartOptions::new(&queue, format!("sleeper-{i}")).build())
-                    .await?;
-                Ok::<_, anyhow::Error>(())
-            }
-        });
-        let out: Result<Vec<()>> = futures::future::join_all(runs).await.into_iter().collect();
+        start_all("sleeper", workflows, 24 * 3600 * 1000).await?;
+        start_all("probe", probes, PROBE_SLEEP_MS).await?;
         // Let the worker take every first workflow task (and start every timer).
-        tokio::time::sleep(Duration::from_secs(10)).await;
+        drained(&client, &queue).await?;
         stop();
-        out
+        Ok::<_, anyhow::Error>(())
     };
     let (started, run) = tokio::join!(starters, worker.run());
     started?;
     run?;
-    println!("{workflows} workflows sleeping on timers (started in {:.1} s)", t.elapsed().as_secs_f64());
+    println!("{workflows} workflows sleeping on 24 h timers, {probes} on {} s ones (started in {:.1} s)", PROBE_SLEEP_MS / 1000, t.elapsed().as_secs_f64());
     println!("rss with them open: {:.1} MB", proc_stats(pid)?.rss_mb);
     server.child.kill().await?;
     let restarted = start_tempora(&binary, db).await?;
     let pid = restarted.child.id().context("pid")?;
     println!("restart to first RPC: {:.1} ms", restarted.ready_after.as_secs_f64() * 1000.0);
     println!("rss after restart: {:.1} MB", proc_stats(pid)?.rss_mb);
+
+    // The probes' timers fire after the restart: each must fire at its deadline (the timer's
+    // start plus its duration), as the history's event times show.
+    let client = connect(&restarted.address).await?;
+    let mut worker = Worker::new(&runtime, client.clone(), worker_options()?)?;
+    let stop = worker.shutdown_handle();
+    let waiting = async {
+        let mut late_ms = Vec::new();
+        for i in 0..probes {
+            let handle = client.get_workflow_handle::<Sleeper>(format!("probe-{i}"));
+            handle.get_result(WorkflowGetResultOptions::default()).await?;
+            late_ms.push(timer_lateness_ms(&client, &format!("probe-{i}")).await?);
+        }
+        stop();
+        Ok::<_, anyhow::Error>(late_ms)
+    };
+    let (late_ms, run) = tokio::join!(waiting, worker.run());
+    run?;
+    let mut late_ms = late_ms?;
+    late_ms.sort_by(f64::total_cmp);
+    if let (Some(first), Some(last)) = (late_ms.first(), late_ms.last()) {
+        let p50 = late_ms[late_ms.len() / 2];
+        println!("probe timers after the restart: fired {first:.0} / {p50:.0} / {last:.0} ms after their deadline (min / p50 / max)");
+    }
+    println!("rss after the probes: {:.1} MB", proc_stats(pid)?.rss_mb);
     drop(restarted);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// Waits until the workflow task queue has had no backlog for two looks in a row a second apart
+/// (and two seconds more, for the tasks in flight).
+async fn drained(client: &Client, queue: &str) -> Result<()> {
+    use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
+    use temporalio_protos::temporal::api::workflowservice::v1::DescribeTaskQueueRequest;
+    let mut empty = 0;
+    while empty < 2 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let request = DescribeTaskQueueRequest {
+            namespace: "default".into(),
+            task_queue: Some(TaskQueue { name: queue.into(), ..Default::default() }),
+            task_queue_type: 1,
+            report_stats: true,
+            ..Default::default()
+        };
+        let described = client.connection().workflow_service().describe_task_queue(tonic::Request::new(request)).await?;
+        let backlog = described.into_inner().stats.map_or(0, |s| s.approximate_backlog_count);
+        empty = if backlog == 0 { empty + 1 } else { 0 };
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(())
+}
+
+/// How long after its deadline a run's one timer fired, from its history's event times.
+async fn timer_lateness_ms(client: &Client, workflow_id: &str) -> Result<f64> {
+    use temporalio_protos::temporal::api::common::v1::WorkflowExecution;
+    use temporalio_protos::temporal::api::history::v1::history_event::Attributes;
+    use temporalio_protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryRequest;
+    let request = GetWorkflowExecutionHistoryRequest {
+        namespace: "default".into(),
+        execution: Some(WorkflowExecution { workflow_id: workflow_id.into(), run_id: String::new() }),
+        ..Default::default()
+    };
+    let mut service = client.connection().workflow_service();
+    let events = service.get_workflow_execution_history(tonic::Request::new(request)).await?.into_inner();
+    let events = events.history.unwrap_or_default().events;
+    let ms = |t: &Option<prost_types::Timestamp>| t.as_ref().map_or(0.0, |t| t.seconds as f64 * 1e3 + t.nanos as f64 / 1e6);
+    let mut deadline = None;
+    for event in &events {
+        match &event.attributes {
+            Some(Attributes::TimerStartedEventAttributes(a)) => {
+                let d = a.start_to_fire_timeout.as_ref().map_or(0.0, |d| d.seconds as f64 * 1e3 + d.nanos as f64 / 1e6);
+                deadline = Some(ms(&event.event_time) + d);
+            }
+            Some(Attributes::TimerFiredEventAttributes(_)) => {
+                let deadline = deadline.context("timer fired before it started")?;
+                return Ok(ms(&event.event_time) - deadline);
+            }
+            _ => {}
+        }
+    }
+    bail!("{workflow_id}: no timer fired")
 }
 
 #[tokio::main]
@@ -463,7 +559,7 @@ async fn main() -> Result<()> {
         Command::Compare { load, tempora, reference, no_latency, db } => {
             compare(load, tempora, reference, no_latency, db).await?
         }
-        Command::Timers { workflows, tempora } => timers(workflows, tempora).await?,
+        Command::Timers { workflows, probes, tempora } => timers(workflows, probes, tempora).await?,
         Command::Ui { runs, events, iterations, tempora } => {
             ui::run(ui::Options { runs, events, iterations, tempora }).await?
         }

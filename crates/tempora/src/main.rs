@@ -122,7 +122,7 @@ struct StartArgs {
     #[arg(long, env = "TEMPORA_RATE_LIMIT_POLLS")]
     rate_limit_polls: Option<usize>,
     /// Memory for open runs kept in memory, in MiB; idle runs beyond it are evicted and read
-    /// again from the database when needed [default: 32].
+    /// again from the database when needed [default: 16].
     #[arg(long, env = "TEMPORA_RUN_CACHE_MB")]
     run_cache_mb: Option<usize>,
     /// Log lines as text or JSON objects [default: text].

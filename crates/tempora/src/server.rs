@@ -47,7 +47,7 @@ pub struct Config {
 }
 
 /// The run cache's default budget.
-pub const RUN_CACHE_BYTES_DEFAULT: usize = 32 * 1024 * 1024;
+pub const RUN_CACHE_BYTES_DEFAULT: usize = 16 * 1024 * 1024;
 
 impl Default for Config {
     fn default() -> Self {
