@@ -254,7 +254,10 @@ async fn sigkill_between_activities_loses_nothing() {
     let c = client(&server.url).await;
     with_worker_abandoned(&c, workflow_worker(&disk.queue, &counts), async {
         start(&c, TwoQueues::run, (disk.queue.clone(), 20), &disk.queue, &disk.workflow_id).await;
-        wait_until("an activity is pending", async || pending_activities(&c, &disk.workflow_id).await.len() == 1).await;
+        // Between the activities: `first` done, `second` waiting for its worker (a kill while
+        // `first` runs would rightly run it again after its start-to-close timeout).
+        let between = async || pending_activities(&c, &disk.workflow_id).await == ["second"];
+        wait_until("the second activity is pending", between).await;
         server.kill();
     })
     .await;
