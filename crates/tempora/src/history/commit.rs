@@ -125,6 +125,7 @@ impl Service {
         let applied = request::apply(&mut state, request, context)?;
         if !applied.changed {
             // Effects derived from unchanged state (a re-armed timer) still apply.
+            check_timers_indexed(&exec.state, &applied.effects);
             drop(guard);
             self.perform(key, applied.effects);
             return Ok((Outcome::Unchanged, Vec::new()));
@@ -143,6 +144,7 @@ impl Service {
             return Err(e.into());
         }
         let mut held = Vec::new();
+        check_timers_indexed(&state, &applied.effects);
         install(exec, state, applied.events);
         check_replay(exec);
         if exec.state.is_open() {
@@ -291,6 +293,29 @@ fn install(
     exec.state = state;
     exec.extend(events);
     exec.changed.send_replace(exec.state.next_event_id);
+}
+
+/// Debug builds: every deadline a transition arms is in the work index its state derives
+/// (`engine::workflow::recover`), with the same time. A timer of an evicted run fires only if
+/// the index still holds it, and the window loader reads only the index: a deadline missing
+/// from it would be lost once its run left memory.
+fn check_timers_indexed(state: &crate::engine::state::MutableState, effects: &[Effect]) {
+    #[cfg(debug_assertions)]
+    if state.is_open() {
+        let indexed = crate::engine::workflow::recover(state);
+        for effect in effects {
+            if let Effect::Timer { timer, .. } = effect {
+                if !matches!(timer, Timer::StickyTimeout { .. }) {
+                    assert!(
+                        indexed.contains(effect),
+                        "run {}: {effect:?} is not in its work index {indexed:?}",
+                        state.key.run_id
+                    );
+                }
+            }
+        }
+    }
+    let _ = (state, effects);
 }
 
 /// Longest history `check_replay` replays (it runs on every transition of debug builds).
