@@ -458,7 +458,11 @@ async fn timers(workflows: usize, probes: usize, tempora: Option<PathBuf>) -> Re
     let (started, run) = tokio::join!(starters, worker.run());
     started?;
     run?;
-    println!("{workflows} workflows sleeping on 24 h timers, {probes} on {} s ones (started in {:.1} s)", PROBE_SLEEP_MS / 1000, t.elapsed().as_secs_f64());
+    println!(
+        "{workflows} workflows sleeping on 24 h timers, {probes} on {} s ones (started in {:.1} s)",
+        PROBE_SLEEP_MS / 1000,
+        t.elapsed().as_secs_f64()
+    );
     println!("rss with them open: {:.1} MB", proc_stats(pid)?.rss_mb);
     server.child.kill().await?;
     let restarted = start_tempora(&binary, db).await?;
@@ -510,7 +514,8 @@ async fn drained(client: &Client, queue: &str) -> Result<()> {
             report_stats: true,
             ..Default::default()
         };
-        let described = client.connection().workflow_service().describe_task_queue(tonic::Request::new(request)).await?;
+        let described =
+            client.connection().workflow_service().describe_task_queue(tonic::Request::new(request)).await?;
         let backlog = described.into_inner().stats.map_or(0, |s| s.approximate_backlog_count);
         empty = if backlog == 0 { empty + 1 } else { 0 };
     }
@@ -531,7 +536,8 @@ async fn timer_lateness_ms(client: &Client, workflow_id: &str) -> Result<f64> {
     let mut service = client.connection().workflow_service();
     let events = service.get_workflow_execution_history(tonic::Request::new(request)).await?.into_inner();
     let events = events.history.unwrap_or_default().events;
-    let ms = |t: &Option<prost_types::Timestamp>| t.as_ref().map_or(0.0, |t| t.seconds as f64 * 1e3 + t.nanos as f64 / 1e6);
+    let ms =
+        |t: &Option<prost_types::Timestamp>| t.as_ref().map_or(0.0, |t| t.seconds as f64 * 1e3 + t.nanos as f64 / 1e6);
     let mut deadline = None;
     for event in &events {
         match &event.attributes {
