@@ -1,7 +1,7 @@
 //! The server's error type. Every failure a client can see is one of these; the frontend maps
 //! them to gRPC status codes and Temporal error details in one place (`frontend::status`).
 
-#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Error {
     #[error("Namespace {0} is not found.")]
     NamespaceNotFound(String),

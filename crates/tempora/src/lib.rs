@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod clock;
+pub mod cluster;
 pub mod engine;
 pub mod error;
 pub(crate) mod frontend;

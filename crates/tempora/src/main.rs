@@ -125,6 +125,13 @@ struct StartArgs {
     /// again from the database when needed [default: 16].
     #[arg(long, env = "TEMPORA_RUN_CACHE_MB")]
     run_cache_mb: Option<usize>,
+    /// Join the cluster of nodes sharing the PostgreSQL database given by --db (each serves
+    /// the workflow shards it leases; any node answers any call) [default: serve it alone].
+    #[arg(long, env = "TEMPORA_CLUSTER")]
+    cluster: bool,
+    /// The host:port other cluster nodes reach this one at [default: the listen address].
+    #[arg(long, env = "TEMPORA_ADVERTISE")]
+    advertise: Option<String>,
     /// Log lines as text or JSON objects [default: text].
     #[arg(long, env = "TEMPORA_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
@@ -149,6 +156,9 @@ struct FileConfig {
     http_port: Option<u16>,
     ui_port: Option<u16>,
     run_cache_mb: Option<usize>,
+    #[serde(default)]
+    cluster: bool,
+    advertise: Option<String>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
     otlp_endpoint: Option<String>,
@@ -255,6 +265,8 @@ fn settings(args: StartArgs) -> Result<(Config, Telemetry), String> {
             .run_cache_mb
             .or(file.run_cache_mb)
             .map_or(tempora::server::RUN_CACHE_BYTES_DEFAULT, |mb| mb.saturating_mul(1024 * 1024)),
+        cluster: args.cluster || file.cluster,
+        advertise: args.advertise.or(file.advertise),
         ..Default::default()
     };
     let telemetry = Telemetry {

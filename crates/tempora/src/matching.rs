@@ -26,21 +26,22 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{Clock, Millis};
 use crate::engine::state::RunKey;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum TaskKind {
     Workflow,
     Activity,
 }
 
 /// A pointer to a task in a run's mutable state.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueuedTask {
     pub run: RunKey,
     /// 0 for workflow tasks.
     pub scheduled_event_id: i64,
     pub attempt: i32,
-    /// Set for a query task: the id of the waiting query (`history::Service::query`).
-    pub query_id: Option<String>,
+    /// Set for a query task: the id of the waiting query (`history::Service::query`) and the
+    /// query itself.
+    pub query: Option<Box<(String, temporalio_protos::temporal::api::query::v1::WorkflowQuery)>>,
 }
 
 type QueueKey = (String, String, TaskKind);
@@ -458,7 +459,7 @@ mod tests {
             run: RunKey { namespace: "ns".into(), workflow_id: "w".into(), run_id: "r".into() },
             scheduled_event_id: n,
             attempt: 1,
-            query_id: None,
+            query: None,
         }
     }
 

@@ -45,6 +45,14 @@ impl Namespaces {
         Ok(answer)
     }
 
+    /// Replaces what is known with the store's records (another cluster node changed them).
+    pub(crate) fn reload(&self, records: Vec<NamespaceRecord>) {
+        let types = records.iter().map(|n| (n.name.clone(), Arc::new(custom_types(n)))).collect();
+        let by_name = records.into_iter().map(|n| (n.name.clone(), n)).collect();
+        *self.types.write().expect("namespaces lock") = types;
+        *self.by_name.write().expect("namespaces lock") = by_name;
+    }
+
     fn install(&self, record: NamespaceRecord) {
         let types = Arc::new(custom_types(&record));
         self.types.write().expect("namespaces lock").insert(record.name.clone(), types);

@@ -44,6 +44,10 @@ pub struct Config {
     pub rate_limits: RateLimits,
     /// Memory the cache of open runs may use before idle runs are evicted.
     pub run_cache_bytes_max: usize,
+    /// Join the cluster kept in the (PostgreSQL) database instead of serving it alone.
+    pub cluster: bool,
+    /// The address other nodes reach this one at (`host:port`); default: the listen address.
+    pub advertise: Option<String>,
 }
 
 /// The run cache's default budget.
@@ -63,6 +67,8 @@ impl Default for Config {
             auth: Default::default(),
             rate_limits: Default::default(),
             run_cache_bytes_max: RUN_CACHE_BYTES_DEFAULT,
+            cluster: false,
+            advertise: None,
         }
     }
 }
@@ -92,11 +98,20 @@ pub struct Running {
     store: store::Handle,
     runtime: Runtime,
     service: Arc<Service>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
+}
+
+fn is_postgres(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
 }
 
 /// `postgres://…` (or `postgresql://…`) selects PostgreSQL; anything else is a SQLite file.
-fn open_store(db: &str) -> store::Result<Box<dyn Store>> {
-    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+/// A cluster node's store checks its leases in every write.
+fn open_store(db: &str, cluster: Option<&crate::cluster::Cluster>) -> store::Result<Box<dyn Store>> {
+    if let Some(cluster) = cluster {
+        return Ok(Box::new(PostgresStore::open_cluster(db, cluster.fence.clone())?));
+    }
+    if is_postgres(db) {
         return Ok(Box::new(PostgresStore::open(db)?));
     }
     Ok(Box::new(SqliteStore::open(db)?))
@@ -108,6 +123,29 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // Settings are checked before anything is opened.
     let tls = config.tls.as_ref().map(|t| t.load()).transpose().map_err(StartError::Config)?;
     let auth = crate::auth::Authenticator::new(&config.auth).map_err(StartError::Config)?;
+    if config.cluster {
+        if !is_postgres(&config.db) {
+            return Err(StartError::Config("--cluster needs a PostgreSQL database (--db postgres://…)".into()));
+        }
+        if config.tls.is_some() || auth.is_some() {
+            // Nodes call each other in plain gRPC without credentials.
+            return Err(StartError::Config("--cluster cannot be combined with TLS or authentication yet".into()));
+        }
+    }
+    // A cluster node's id is the address the others reach it at, known once it listens.
+    let (listener, local) = bind(&config.ip, config.port).await?;
+    let cluster = match config.cluster {
+        true => {
+            let advertise = config.advertise.clone().unwrap_or_else(|| local.to_string());
+            if advertise.starts_with("0.0.0.0") || advertise.starts_with("[::]") {
+                return Err(StartError::Config(format!(
+                    "listening on {advertise}: give --advertise, the address other nodes reach this one at"
+                )));
+            }
+            Some(crate::cluster::Cluster::new(advertise))
+        }
+        false => None,
+    };
     let gate = Arc::new(crate::frontend::gate::Gate::new(auth, config.rate_limits));
     let db = config.db.clone();
     let mut wanted = vec!["default".to_string()];
@@ -115,8 +153,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // Work due before the timer queue's first bound: every task to offer and the timers of
     // the first window (later ones are read from the store as their window comes).
     let loaded_until_ms = clock.now_ms() + crate::timers::WINDOW_MS;
+    let node = cluster.clone();
     let (store, namespaces, due, batch_jobs, records) = tokio::task::spawn_blocking(move || -> store::Result<_> {
-        let mut store = open_store(&db)?;
+        let mut store = open_store(&db, node.as_deref())?;
         let mut namespaces = store.load_namespaces()?;
         let mut created = Vec::new();
         for name in wanted {
@@ -136,7 +175,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             }
         }
         store.commit(&created)?;
-        let due = store.load_work(i64::MIN, loaded_until_ms)?;
+        // A cluster node takes up each shard's work as it acquires the shard.
+        let due = match node {
+            Some(_) => Vec::new(),
+            None => store.load_work(i64::MIN, loaded_until_ms)?,
+        };
         let batch_jobs = store.load_batch_jobs()?;
         let records = store.load_records()?;
         Ok((store, namespaces, due, batch_jobs, records))
@@ -158,8 +201,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let (timers, timers_join) = Timers::spawn(clock, Arc::downgrade(&service), loaded_until_ms, shutdown_rx.clone());
     service.set_timers(timers);
     service.recover(due);
-
-    let (listener, local) = bind(&config.ip, config.port).await?;
+    if let Some(cluster) = &cluster {
+        join(&config, cluster.clone(), &service, local, shutdown_rx.clone()).await?;
+    }
     let http_listener = match config.http_port {
         Some(port) => Some(bind(&config.ip, port).await?),
         None => None,
@@ -206,6 +250,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // Small request/response messages: Nagle plus delayed ACKs would add ~40 ms per RPC.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut stop = shutdown_rx;
+    let node_service = service.clone();
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         builder = builder.tls_config(tls.grpc).map_err(|e| StartError::Config(format!("TLS: {e}")))?;
@@ -216,6 +261,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .add_service(health_service.accept_compressed(tonic::codec::CompressionEncoding::Gzip))
             .add_service(WorkflowServiceServer::new(frontend.clone()))
             .add_service(crate::frontend::OperatorServiceServer::new(frontend))
+            .add_service(crate::cluster::rpc::NodeServer::new(node_service))
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
@@ -236,7 +282,44 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         store,
         runtime,
         service,
+        cluster,
     })
+}
+
+/// Joins the cluster: the lease loop's first round (this node's first shards) runs before
+/// the node serves, and what the loop reports afterwards goes to the history service.
+async fn join(
+    config: &Config,
+    cluster: Arc<crate::cluster::Cluster>,
+    service: &Arc<Service>,
+    local: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), StartError> {
+    service.join(cluster.clone());
+    let (changes_tx, mut changes) = tokio::sync::mpsc::unbounded_channel();
+    let (url, node, address) = (config.db.clone(), cluster.clone(), cluster.node().to_string());
+    let leases =
+        tokio::task::spawn_blocking(move || crate::cluster::leases::Loop::start(&url, node, address, changes_tx))
+            .await
+            .map_err(|e| StartError::Config(format!("lease loop: {e}")))?
+            .map_err(|e| StartError::Store(store::Error::Backend(e)))?;
+    cluster.set_leases(leases);
+    // Not a tracked task: it ends with the lease loop, which stops after the tracked work.
+    // Bounded in practice: a few changes per lease round.
+    let service = service.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                change = changes.recv() => match change {
+                    Some(change) => service.on_change(change).await,
+                    None => break,
+                },
+                _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
+            }
+        }
+    });
+    tracing::info!(node = %cluster.node(), listen = %local, "joined the cluster");
+    Ok(())
 }
 
 async fn bind(ip: &str, port: u16) -> Result<(tokio::net::TcpListener, SocketAddr), StartError> {
@@ -288,6 +371,14 @@ impl Running {
         self.service.cache_usage().0
     }
 
+    /// How many shards this node holds (a cluster node; every shard on a single server).
+    pub fn held_shards(&self) -> usize {
+        match &self.cluster {
+            Some(cluster) => cluster.fence.held().len(),
+            None => crate::shard::SHARD_COUNT as usize,
+        }
+    }
+
     /// Answers in-flight polls, stops accepting requests, and closes the store.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
@@ -298,6 +389,10 @@ impl Running {
         let _ = self.timers.await;
         // Background work (commits in flight, cross-run jobs) ends before the store closes.
         self.runtime.wait().await;
+        // Then the leases go, so the other nodes take over at once.
+        if let Some(cluster) = &self.cluster {
+            cluster.leave().await;
+        }
         self.store.close().await;
         tracing::info!("tempora server stopped");
     }

@@ -27,6 +27,17 @@ impl ShardId {
         workflow_id.bytes().for_each(&mut eat);
         ShardId((hash % count as u64) as u32)
     }
+
+    /// The shard a task queue is homed on (where its matching lives in a cluster): the
+    /// queue's name hashed apart from workflow ids (a prefix no workflow id hash shares).
+    pub fn of_queue(namespace: &str, task_queue: &str) -> ShardId {
+        ShardId::of(namespace, &format!("\u{0}queue\u{0}{task_queue}"), SHARD_COUNT)
+    }
+
+    /// The shard of a workflow id.
+    pub fn of_workflow(namespace: &str, workflow_id: &str) -> ShardId {
+        ShardId::of(namespace, workflow_id, SHARD_COUNT)
+    }
 }
 
 impl fmt::Display for ShardId {

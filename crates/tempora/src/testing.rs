@@ -35,10 +35,24 @@ impl TestServer {
         Self::try_start_with(db, Default::default(), bytes).await.expect("tempora test server starts")
     }
 
+    /// Starts a node of the cluster kept in the PostgreSQL database `db` (a URL).
+    pub async fn start_cluster_node(db: &str) -> Result<TestServer, String> {
+        Self::try_start_config(db, Default::default(), run_cache_bytes(), true).await
+    }
+
     async fn try_start_with(
         db: &str,
         limits: crate::engine::Limits,
         run_cache_bytes_max: usize,
+    ) -> Result<TestServer, String> {
+        Self::try_start_config(db, limits, run_cache_bytes_max, false).await
+    }
+
+    async fn try_start_config(
+        db: &str,
+        limits: crate::engine::Limits,
+        run_cache_bytes_max: usize,
+        cluster: bool,
     ) -> Result<TestServer, String> {
         let db = backend_db(db).await;
         let config = Config {
@@ -53,6 +67,7 @@ impl TestServer {
             // limits themselves are tested through the binary).
             rate_limits: server::RateLimits { requests_per_second: 0.0, concurrent_polls: 0 },
             run_cache_bytes_max,
+            cluster,
             ..Default::default()
         };
         let running = server::start(config).await.map_err(|e| e.to_string())?;
@@ -70,6 +85,11 @@ impl TestServer {
     /// How many open runs the server holds in memory.
     pub fn cached_runs(&self) -> usize {
         self.running.cached_runs()
+    }
+
+    /// How many shards this node holds (a cluster node; every shard on a single server).
+    pub fn held_shards(&self) -> usize {
+        self.running.held_shards()
     }
 
     /// Stops the server and closes its store (the database file can be reopened afterwards).

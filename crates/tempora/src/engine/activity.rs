@@ -179,7 +179,7 @@ pub fn attempt_effects(a: &Activity) -> Vec<Effect> {
 }
 
 /// What a heartbeat's answer tells the worker.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HeartbeatAnswer {
     pub cancel_requested: bool,
     /// An operator paused the activity (`PauseActivity`).

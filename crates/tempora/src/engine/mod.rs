@@ -12,6 +12,7 @@ pub mod children;
 mod commands;
 pub mod cron;
 pub mod external;
+pub mod proto_serde;
 pub mod replay;
 pub mod request;
 pub mod reset;

@@ -163,7 +163,7 @@ impl Request {
 }
 
 /// What the caller of a request learns.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Reply {
     Done,
     WorkflowTaskStarted(Box<WorkflowTaskStart>),
@@ -176,7 +176,7 @@ pub enum Reply {
 }
 
 /// What a worker is told about the run a task belongs to.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct RunInfo {
     pub key: super::state::RunKey,
     pub workflow_type: String,
@@ -195,18 +195,19 @@ impl RunInfo {
 }
 
 /// A started workflow task and what its worker is shown.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct WorkflowTaskStart {
     pub run: RunInfo,
     pub task: StartedWorkflowTask,
     /// The events the worker gets: all of history, or only what a sticky worker has not seen,
     /// then the task's own transient events.
     pub history: Vec<HistoryEvent>,
+    #[serde(with = "super::proto_serde::list")]
     pub messages: Vec<temporalio_protos::temporal::api::protocol::v1::Message>,
 }
 
 /// A started activity attempt and its scheduled event (input, header, priority).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ActivityStart {
     pub run: RunInfo,
     pub activity: Activity,

@@ -9,7 +9,7 @@ use super::state::{RunId, RunStatus};
 use crate::error::Error;
 
 /// `WorkflowIdReusePolicy`: may a closed run's workflow id be used again?
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum IdReusePolicy {
     #[default]
     AllowDuplicate,
@@ -20,7 +20,7 @@ pub enum IdReusePolicy {
 }
 
 /// `WorkflowIdConflictPolicy`: what to do when the workflow id's run is still running.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum IdConflictPolicy {
     #[default]
     Fail,
@@ -49,7 +49,7 @@ impl From<WorkflowIdConflictPolicy> for IdConflictPolicy {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StartPolicy {
     pub reuse: IdReusePolicy,
     pub conflict: IdConflictPolicy,

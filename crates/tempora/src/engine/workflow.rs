@@ -13,7 +13,7 @@ use super::{cron, Effect, Timer, Tx};
 use crate::clock::{proto, Millis};
 
 /// A validated start request (see `frontend` for the checks).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct StartWorkflow {
     pub key: RunKey,
     pub workflow_type: String,
@@ -55,7 +55,7 @@ pub(crate) enum Closing<'a> {
 }
 
 /// What a run started by continue-as-new inherits from the run it continues.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Continued {
     pub run_id: String,
     pub first_execution_run_id: String,

@@ -36,6 +36,7 @@ pub struct CompleteWorkflowTask {
     /// The worker's sticky queue, if it caches the run.
     pub sticky: Option<Sticky>,
     /// Protocol messages (update acceptances, rejections, responses).
+    #[serde(with = "super::proto_serde::list")]
     pub messages: Vec<temporalio_protos::temporal::api::protocol::v1::Message>,
     /// The update requests handed out with this task, by update id.
     pub update_requests: HashMap<String, temporalio_protos::temporal::api::update::v1::Request>,
@@ -44,7 +45,7 @@ pub struct CompleteWorkflowTask {
 }
 
 /// What a poller needs after starting a workflow task.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct StartedWorkflowTask {
     pub scheduled_event_id: i64,
     pub started_event_id: i64,
@@ -58,7 +59,7 @@ pub struct StartedWorkflowTask {
 }
 
 /// What a completion did that the worker must know.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Completed {
     /// Non-zero when a speculative task was dropped: the worker rewinds to this started id
     /// (`RespondWorkflowTaskCompletedResponse.reset_history_event_id`).

@@ -16,6 +16,7 @@ pub(crate) mod gate;
 mod interactions;
 mod namespaces;
 mod nexus;
+pub(crate) mod route;
 mod schedules;
 pub mod status;
 mod task_queues;
@@ -129,8 +130,8 @@ struct Unary<Req, Resp, F> {
 
 impl<Req, Resp, F, Fut> UnaryService<Req> for Unary<Req, Resp, F>
 where
-    Req: gate::Namespaced + Send + 'static,
-    Resp: Send + 'static,
+    Req: gate::Namespaced + route::Routed + Message + Default + Clone + Send + 'static,
+    Resp: Message + Default + Send + 'static,
     F: FnOnce(Arc<Frontend>, tonic::Request<Req>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Resp, Error>> + Send + 'static,
 {
@@ -152,7 +153,28 @@ where
             let span = tracing::debug_span!("rpc", otel.name = operation, namespace = %namespace);
             let result = match fe.gate.admit(operation, request.get_ref().namespace(), request.metadata()) {
                 Ok(admission) => {
-                    let result = handler(fe, request).instrument(span).await;
+                    let route = request.get_ref().route();
+                    let result = match fe.destination(route, request.metadata()) {
+                        Ok(route::Destination::Here) => handler(fe, request).instrument(span).await,
+                        Ok(route::Destination::Node(address)) => {
+                            // Served (and counted) by the node it belongs to.
+                            let answer = fe.forward::<Req, Resp>(&address, operation, request).await;
+                            drop(admission);
+                            return answer;
+                        }
+                        Ok(route::Destination::Everyone(peers)) => {
+                            for address in peers {
+                                let (fe, request) = (fe.clone(), clone_request(&request));
+                                tokio::spawn(async move {
+                                    if let Err(e) = fe.forward::<Req, Resp>(&address, operation, request).await {
+                                        tracing::debug!(node = %address, error = %e, operation, "call not forwarded");
+                                    }
+                                });
+                            }
+                            handler(fe, request).instrument(span).await
+                        }
+                        Err(e) => Err(e),
+                    };
                     drop(admission);
                     result
                 }
@@ -164,6 +186,13 @@ where
     }
 }
 
+/// A copy of a call, with its metadata.
+fn clone_request<Req: Clone>(request: &tonic::Request<Req>) -> tonic::Request<Req> {
+    let mut copy = tonic::Request::new(request.get_ref().clone());
+    *copy.metadata_mut() = request.metadata().clone();
+    copy
+}
+
 fn unary<Req, Resp, B, F, Fut>(
     fe: Arc<Frontend>,
     req: http::Request<B>,
@@ -171,8 +200,8 @@ fn unary<Req, Resp, B, F, Fut>(
     handler: F,
 ) -> BoxFuture<http::Response<Body>, Infallible>
 where
-    Req: Message + Default + gate::Namespaced + Send + 'static,
-    Resp: Message + Send + 'static,
+    Req: Message + Default + Clone + gate::Namespaced + route::Routed + Send + 'static,
+    Resp: Message + Default + Send + 'static,
     B: tonic::codegen::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<StdError> + Send + 'static,
     F: FnOnce(Arc<Frontend>, tonic::Request<Req>) -> Fut + Send + 'static,

@@ -196,6 +196,18 @@ impl Shards {
         }
     }
 
+    /// Forgets everything cached of a shard (it moved to another node, or came back after
+    /// another node may have written to it). Holders of a slot keep their copy; waiters on a
+    /// dropped run's changes are woken when the last holder lets go, and ask again.
+    pub(super) fn drop_shard(&self, shard: ShardId) {
+        let Some(shard) = self.shards.get(shard.0 as usize) else { return };
+        let dropped: Vec<Cached> = shard.runs.lock().expect("runs lock").drain().map(|(_, c)| c).collect();
+        for cached in &dropped {
+            self.bytes.fetch_sub(cached.bytes, Ordering::Relaxed);
+        }
+        shard.current.lock().expect("current lock").clear();
+    }
+
     /// Cached runs and the bytes they are counted at.
     pub(super) fn usage(&self) -> (usize, usize) {
         let runs = self.shards.iter().map(|s| s.runs.lock().expect("runs lock").len()).sum();
@@ -287,6 +299,11 @@ impl Service {
     /// cached; a closed run read from the store is handed out without being cached. Loading a
     /// run offers none of its work: that is known already (see `take_up`).
     pub(super) async fn run_slot(&self, key: &RunKey) -> Result<RunSlot> {
+        if !self.serves(&key.namespace, &key.workflow_id) {
+            // Another node's run (a cluster): what its last commit wrote, never cached here.
+            let record = self.load(key).await?;
+            return Ok(Arc::new(Mutex::new(Some(Execution::new(record.state, record.history)))));
+        }
         if let Some(slot) = self.shards.get(key) {
             let mut guard = slot.lock().await;
             if guard.is_none() {
@@ -380,13 +397,17 @@ impl Service {
         workflow_id: &str,
     ) -> Result<Option<RunId>> {
         let mut current = slot.get();
+        if !self.serves(namespace, workflow_id) {
+            // Another node's pointer: only the store knows it.
+            current = Current::Unknown;
+        }
         if current == Current::Unknown {
             current = match self.store.load_current_run(namespace, workflow_id).await? {
                 Some(run_id) => Current::Run(run_id.into()),
                 None => Current::None,
             };
             let mut known = slot.run.lock().expect("current lock");
-            if *known == Current::Unknown {
+            if *known == Current::Unknown && self.serves(namespace, workflow_id) {
                 *known = current.clone();
             }
         }

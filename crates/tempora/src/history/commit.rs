@@ -15,10 +15,10 @@ use crate::matching::{QueuedTask, TaskKind};
 use crate::store::Write;
 
 /// A sticky queue polled within this long counts as live.
-pub(super) const STICKY_LIVENESS: std::time::Duration = std::time::Duration::from_secs(5);
+pub(crate) const STICKY_LIVENESS: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What executing a request did.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum Outcome {
     /// The request was applied and committed.
     Applied(Reply),
@@ -29,8 +29,14 @@ pub enum Outcome {
 impl Service {
     /// Applies `request` to the run `key` names and commits it. Runs to completion even if
     /// the caller goes away (tonic drops a handler's future when its client leaves).
+    /// On a cluster, a run another node serves is executed there.
     pub async fn execute(self: &Arc<Self>, key: &RunKey, request: Request) -> Result<Outcome> {
         use tracing::Instrument;
+        if !self.serves(&key.namespace, &key.workflow_id) {
+            let moved =
+                || crate::error::Error::Unavailable("the run's shard moved while the call was sent; retry".into());
+            return self.execute_remote(key, request).await?.ok_or_else(moved);
+        }
         let span = tracing::debug_span!("transition", request = request.name(), run_id = %key.run_id);
         let (this, key) = (self.clone(), key.clone());
         self.runtime.complete("transition", async move { this.execute_now(&key, request).await }.instrument(span)).await
@@ -187,11 +193,11 @@ impl Service {
                 Effect::DispatchWorkflowTask { task_queue, sticky } => {
                     self.dispatch_workflow_task(run, task_queue, sticky)
                 }
-                Effect::DispatchActivityTask { task_queue, scheduled_event_id, attempt } => self.matching.offer(
+                Effect::DispatchActivityTask { task_queue, scheduled_event_id, attempt } => self.offer(
                     &run.namespace,
                     &task_queue,
                     TaskKind::Activity,
-                    QueuedTask { run: run.clone(), scheduled_event_id, attempt, query_id: None },
+                    QueuedTask { run: run.clone(), scheduled_event_id, attempt, query: None },
                 ),
                 Effect::Timer { at_ms, timer } => self.add_timer(at_ms, run, timer),
                 Effect::StartChild { initiated_event_id } => {
@@ -216,16 +222,13 @@ impl Service {
     /// Offers the run's workflow task: on the sticky queue of the worker that caches the run
     /// if it still polls (with a deadline to move it to the normal queue), else normally.
     fn dispatch_workflow_task(&self, run: &RunKey, task_queue: String, sticky: Option<Sticky>) {
-        let task = QueuedTask { run: run.clone(), scheduled_event_id: 0, attempt: 0, query_id: None };
-        let live =
-            |s: &Sticky| self.matching.is_live(&run.namespace, &s.task_queue, TaskKind::Workflow, STICKY_LIVENESS);
-        match sticky.filter(live) {
+        let task = QueuedTask { run: run.clone(), scheduled_event_id: 0, attempt: 0, query: None };
+        match sticky {
             Some(sticky) => {
-                self.matching.offer(&run.namespace, &sticky.task_queue, TaskKind::Workflow, task);
-                let at_ms = self.clock.now_ms() + sticky.schedule_to_start_ms;
-                self.add_timer(at_ms, run, Timer::StickyTimeout { force: false });
+                let ms = Some(sticky.schedule_to_start_ms);
+                self.offer_sticky(&run.namespace, &sticky.task_queue, &task_queue, task, ms)
             }
-            None => self.matching.offer(&run.namespace, &task_queue, TaskKind::Workflow, task),
+            None => self.offer(&run.namespace, &task_queue, TaskKind::Workflow, task),
         }
     }
 
@@ -248,7 +251,7 @@ impl Service {
         });
     }
 
-    fn add_timer(&self, at_ms: crate::clock::Millis, run: &RunKey, timer: Timer) {
+    pub(super) fn add_timer(&self, at_ms: crate::clock::Millis, run: &RunKey, timer: Timer) {
         if let Some(timers) = self.timers.lock().expect("timers lock").as_ref() {
             timers.add(at_ms, run.clone(), timer);
         }
@@ -263,6 +266,11 @@ impl Service {
             // wanted, so a stale one costs one indexed read, not loading the run's history.
             // A sticky queue's deadline is in no index and always fires.
             let durable = !matches!(timer, Timer::StickyTimeout { .. });
+            // On a cluster, a run's durable timers fire where it is served (a sticky queue's
+            // deadline, kept where the queue is, goes to the run's node).
+            if durable && !this.serves(&run.namespace, &run.workflow_id) {
+                return;
+            }
             if durable && !this.is_cached(&run) {
                 let item = crate::store::work_key(&Effect::Timer { at_ms, timer: timer.clone() });
                 if let Ok(false) = this.store.has_work(&run.run_id, &item).await {

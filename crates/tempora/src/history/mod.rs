@@ -9,6 +9,7 @@
 //! commit succeeded, and dropped for a reload if the commit failed.
 
 mod cache;
+mod cluster;
 mod commit;
 mod polls;
 mod queries;
@@ -48,6 +49,8 @@ pub struct Service {
     limits: Limits,
     /// The last hour's activity, for the UI's overview.
     pub(crate) stats: crate::stats::Stats,
+    /// Set on a cluster node: which shards it serves, and the way to the others.
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl Service {
@@ -72,6 +75,7 @@ impl Service {
             updates: Default::default(),
             limits,
             stats: Default::default(),
+            cluster: Default::default(),
         })
     }
 

@@ -74,8 +74,8 @@ impl Service {
                 crate::telemetry::poll_timed_out(&poll.namespace, &poll.task_queue, poll.kind);
                 return Ok(None);
             };
-            let taken = match &task.query_id {
-                Some(query_id) => self.take_query(&task, query_id).await,
+            let taken = match &task.query {
+                Some(query) => self.take_query(&task, query).await,
                 None => self.take_task(&task, poll).await,
             };
             match taken {
@@ -100,7 +100,7 @@ impl Service {
         attempt: i32,
         identity: String,
     ) -> Result<Option<Polled>> {
-        let task = QueuedTask { run: run.clone(), scheduled_event_id, attempt, query_id: None };
+        let task = QueuedTask { run: run.clone(), scheduled_event_id, attempt, query: None };
         let poll = Poll {
             namespace: run.namespace.to_string(),
             task_queue: String::new(),
@@ -159,8 +159,18 @@ impl Service {
     }
 
     /// A query task for a worker, if its caller still waits.
-    async fn take_query(&self, task: &QueuedTask, query_id: &str) -> Result<Option<Polled>> {
-        let Some(query) = self.queries.query(query_id) else { return Ok(None) };
+    async fn take_query(
+        &self,
+        task: &QueuedTask,
+        query: &(String, temporalio_protos::temporal::api::query::v1::WorkflowQuery),
+    ) -> Result<Option<Polled>> {
+        let (query_id, query) = (&query.0, query.1.clone());
+        // A query of a run served here is taken only while its caller waits; one of another
+        // node's runs is handed out (its answer finds the caller gone, if it is).
+        let served = self.serves(&task.run.namespace, &task.run.workflow_id);
+        if served && self.queries.query(query_id).is_none() {
+            return Ok(None);
+        }
         let polled = self
             .read(&task.run, |exec| QueryTask {
                 run: RunInfo::of(&exec.state),

@@ -12,9 +12,8 @@ use temporalio_protos::temporal::api::failure::v1::Failure;
 use temporalio_protos::temporal::api::query::v1::WorkflowQuery;
 use tokio::sync::oneshot;
 
-use super::commit::STICKY_LIVENESS;
 use super::Service;
-use crate::engine::state::{RunKey, Sticky};
+use crate::engine::state::RunKey;
 use crate::error::{Error, Result};
 use crate::matching::{QueuedTask, TaskKind};
 
@@ -87,13 +86,14 @@ impl Service {
             (!busy || !e.state.is_open()).then(|| (e.state.task_queue.clone(), e.state.sticky.clone()))
         };
         let (task_queue, sticky) = self.watch_run(run, deadline, idle).await?.ok_or_else(timed_out)?;
-        let (waiting, answer) = self.queries.wait(query);
-        let live =
-            |s: &Sticky| self.matching.is_live(&run.namespace, &s.task_queue, TaskKind::Workflow, STICKY_LIVENESS);
-        let queue = sticky.filter(live).map(|s| s.task_queue).unwrap_or(task_queue);
-        let task =
-            QueuedTask { run: run.clone(), scheduled_event_id: 0, attempt: 0, query_id: Some(waiting.id.clone()) };
-        self.matching.offer(&run.namespace, &queue, TaskKind::Workflow, task);
+        let (waiting, answer) = self.queries.wait(query.clone());
+        // The query travels with its task: the queue's matching may be on another node.
+        let query = Some(Box::new((waiting.id.clone(), query)));
+        let task = QueuedTask { run: run.clone(), scheduled_event_id: 0, attempt: 0, query };
+        match sticky {
+            Some(s) => self.offer_sticky(&run.namespace, &s.task_queue, &task_queue, task, None),
+            None => self.offer(&run.namespace, &task_queue, TaskKind::Workflow, task),
+        }
         match tokio::time::timeout_at(deadline, answer).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(_)) => Err(Error::Unavailable("the query was dropped; retry".into())),

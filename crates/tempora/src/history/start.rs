@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::store::Write;
 
 /// Outcome of a start request.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Started {
     pub run_id: RunId,
     /// False when the request joined a run it did not create (signal-with-start on a running
@@ -26,7 +26,12 @@ pub struct Started {
 
 impl Service {
     /// Starts a run, honouring request-id idempotency and the id reuse/conflict policies.
+    /// On a cluster, a workflow id another node serves is started there (a child run).
     pub async fn start_workflow(self: &Arc<Self>, req: StartWorkflow, policy: StartPolicy) -> Result<Started> {
+        if !self.serves(&req.key.namespace, &req.key.workflow_id) {
+            let moved = || Error::Unavailable("the workflow id's shard moved while the call was sent; retry".into());
+            return self.start_remote(&req, policy).await?.ok_or_else(moved);
+        }
         let this = self.clone();
         self.runtime.complete("start", async move { this.start_now(req, policy, None).await }).await
     }

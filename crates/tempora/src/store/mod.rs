@@ -60,6 +60,9 @@ pub enum Error {
     /// Another writer changed the run since it was read (optimistic concurrency).
     #[error("run {0} was changed by another writer")]
     Conflict(String),
+    /// A cluster node wrote to a shard it does not hold (any more): nothing was written.
+    #[error("{0}")]
+    Fenced(String),
 }
 
 impl From<Error> for crate::error::Error {
@@ -72,6 +75,7 @@ impl From<Error> for crate::error::Error {
                 "storage is full (no space left on the database's disk); nothing was changed, retry once space is freed"
                     .into(),
             ),
+            Error::Fenced(why) => crate::error::Error::Unavailable(format!("{why}; nothing was changed, retry")),
             _ => crate::error::Error::Unavailable("storage is unavailable; nothing was changed, retry".into()),
         }
     }
@@ -386,6 +390,15 @@ pub trait Reader: Send + Sync + 'static {
     fn load_current_run(&self, namespace: &str, workflow_id: &str) -> Result<Option<String>>;
     fn list_executions(&self, request: &ListRequest) -> Result<Vec<Listed>>;
     fn count_executions(&self, request: &CountRequest) -> Result<Counted>;
+    /// The work index entries of some shards due before `to_ms` (a cluster node taking them
+    /// over).
+    fn load_shard_work(&self, _shards: &[i32], _to_ms: i64) -> Result<Vec<WorkRow>> {
+        Err(Error::Backend("this store has no shards to take over".into()))
+    }
+    /// The namespaces (another node changed them).
+    fn load_namespaces(&self) -> Result<Vec<NamespaceRecord>> {
+        Err(Error::Backend("this store has no namespaces to reload".into()))
+    }
 }
 
 pub(crate) fn decode_execution(state_json: &[u8], events: Vec<Vec<u8>>) -> Result<ExecutionRecord> {
@@ -477,6 +490,18 @@ impl Handle {
         let (reply, rx) = oneshot::channel();
         self.tx.send(Request::LoadWork(from_ms, to_ms, reply)).await.map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// `Reader::load_shard_work` (cluster stores only).
+    pub async fn load_shard_work(&self, shards: Vec<i32>, to_ms: i64) -> Result<Vec<WorkRow>> {
+        let reader = self.reader.clone().ok_or_else(|| Error::Backend("no reader".into()))?;
+        read_blocking(move || reader.load_shard_work(&shards, to_ms)).await
+    }
+
+    /// `Reader::load_namespaces` (cluster stores only).
+    pub async fn reload_namespaces(&self) -> Result<Vec<NamespaceRecord>> {
+        let reader = self.reader.clone().ok_or_else(|| Error::Backend("no reader".into()))?;
+        read_blocking(move || reader.load_namespaces()).await
     }
 
     pub async fn has_work(&self, run_id: &str, item: &str) -> Result<bool> {
@@ -578,8 +603,8 @@ fn commit_group(store: &mut dyn Store, group: &mut Vec<(Vec<Write>, oneshot::Sen
     match &result {
         // A run changed by another writer fails the transaction, but only its own transition
         // is wrong: the others are committed again, each alone, so they do not fail with it.
-        Err(Error::Conflict(run_id)) if group.len() > 1 => {
-            tracing::warn!(run_id = %run_id, transitions = group.len(), "conflict in a group commit; committing its transitions one by one");
+        Err(e @ (Error::Conflict(_) | Error::Fenced(_))) if group.len() > 1 => {
+            tracing::warn!(error = %e, transitions = group.len(), "conflict in a group commit; committing its transitions one by one");
             let mut writes = writes.into_iter();
             for ((_, reply), size) in group.drain(..).zip(sizes) {
                 let own: Vec<Write> = writes.by_ref().take(size).collect();

@@ -44,6 +44,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0005_visibility_counts.sql"),
     include_str!("migrations/postgres/0006_records.sql"),
     include_str!("migrations/postgres/0007_run_work.sql"),
+    include_str!("migrations/postgres/0008_cluster.sql"),
 ];
 
 /// The advisory lock key of the server lock (`temp`), per database.
@@ -54,11 +55,16 @@ const SERVER_LOCK_WAIT: Duration = Duration::from_secs(5);
 const SERVER_LOCK_REGAIN: Duration = Duration::from_secs(2);
 
 /// Takes the server lock on this session, trying until `wait` has passed; then
-/// `Error::Locked` naming the session that holds it.
-fn take_server_lock(client: &mut Client, wait: Duration) -> Result<()> {
+/// `Error::Locked` naming the session that holds it. Cluster nodes take it shared (they
+/// coexist), a single server exclusive: the two exclude each other.
+fn take_server_lock(client: &mut Client, wait: Duration, shared: bool) -> Result<()> {
     let deadline = std::time::Instant::now() + wait;
+    let take = match shared {
+        true => "SELECT pg_try_advisory_lock_shared($1)",
+        false => "SELECT pg_try_advisory_lock($1)",
+    };
     loop {
-        let row = client.query_one("SELECT pg_try_advisory_lock($1)", &[&SERVER_LOCK_KEY]).map_err(backend)?;
+        let row = client.query_one(take, &[&SERVER_LOCK_KEY]).map_err(backend)?;
         if row.get::<_, bool>(0) {
             return Ok(());
         }
@@ -86,7 +92,11 @@ fn take_server_lock(client: &mut Client, wait: Duration) -> Result<()> {
         })
         .unwrap_or_else(|| "a session that just ended; try again".into());
     let database: String = client.query_one("SELECT current_database()", &[]).map_err(backend)?.get(0);
-    Err(Error::Locked(format!("PostgreSQL database {database} (held by {holder})")))
+    let mode = match shared {
+        true => "; a single tempora (started without --cluster) serves it",
+        false => "",
+    };
+    Err(Error::Locked(format!("PostgreSQL database {database} (held by {holder}{mode})")))
 }
 
 /// The name this server's sessions show in `pg_stat_activity`.
@@ -99,6 +109,8 @@ pub struct PostgresStore {
     config: postgres::Config,
     client: Option<(Client, Statements)>,
     readers: Arc<PostgresReader>,
+    /// A cluster node's leases: every write of a shard's runs checks the shard's epoch.
+    fence: Option<Arc<crate::cluster::Fence>>,
 }
 
 /// The read side: a pool of connections, created on demand and replaced when broken.
@@ -260,12 +272,24 @@ fn backend(e: postgres::Error) -> Error {
 }
 
 impl PostgresStore {
-    /// Connects and migrates the schema (creating it on an empty database).
+    /// Connects and migrates the schema (creating it on an empty database), as the one server
+    /// of the database.
     pub fn open(url: &str) -> Result<PostgresStore> {
+        Self::open_as(url, None)
+    }
+
+    /// Opens the store of a cluster node: the server lock is shared with the other nodes, and
+    /// each transaction that writes a shard's runs first checks that `fence` holds the
+    /// shard's lease at the epoch the database has (`Error::Fenced` otherwise).
+    pub(crate) fn open_cluster(url: &str, fence: Arc<crate::cluster::Fence>) -> Result<PostgresStore> {
+        Self::open_as(url, Some(fence))
+    }
+
+    fn open_as(url: &str, fence: Option<Arc<crate::cluster::Fence>>) -> Result<PostgresStore> {
         let mut config: postgres::Config = url.parse().map_err(backend)?;
         config.application_name(&application_name());
         let mut client = config.connect(NoTls).map_err(backend)?;
-        take_server_lock(&mut client, SERVER_LOCK_WAIT)?;
+        take_server_lock(&mut client, SERVER_LOCK_WAIT, fence.is_some())?;
         migrate(&mut client)?;
         let statements = Statements::prepare(&mut client)?;
         let pool = r2d2::Pool::builder()
@@ -278,7 +302,7 @@ impl PostgresStore {
             .build(PostgresConnectionManager::new(config.clone(), NoTls))
             .map_err(|e| Error::Backend(format!("read pool: {e}")))?;
         let readers = Arc::new(PostgresReader { pool: Some(pool) });
-        Ok(PostgresStore { config, client: Some((client, statements)), readers })
+        Ok(PostgresStore { config, client: Some((client, statements)), readers, fence })
     }
 
     /// Runs `f` on the connection, (re)connecting first if needed; a connection found broken
@@ -287,7 +311,7 @@ impl PostgresStore {
         if self.client.as_ref().is_none_or(|(c, _)| c.is_closed()) {
             self.client = None;
             let mut client = self.config.connect(NoTls).map_err(backend)?;
-            take_server_lock(&mut client, SERVER_LOCK_REGAIN)?;
+            take_server_lock(&mut client, SERVER_LOCK_REGAIN, self.fence.is_some())?;
             let statements = Statements::prepare(&mut client)?;
             self.client = Some((client, statements));
         }
@@ -336,6 +360,39 @@ fn load_work(client: &mut Client, from_ms: i64, to_ms: i64) -> Result<Vec<WorkRo
             due_ms: r.get(4),
         })
         .collect())
+}
+
+fn work_rows(rows: Vec<postgres::Row>) -> Vec<WorkRow> {
+    rows.into_iter()
+        .map(|r| WorkRow {
+            namespace: r.get(0),
+            workflow_id: r.get(1),
+            run_id: r.get(2),
+            item: r.get(3),
+            due_ms: r.get(4),
+        })
+        .collect()
+}
+
+fn load_shard_work(client: &mut Client, shards: &[i32], to_ms: i64) -> Result<Vec<WorkRow>> {
+    let rows = client
+        .query(
+            "SELECT namespace, workflow_id, run_id, item, due_ms FROM run_work
+             WHERE shard = ANY($1) AND due_ms < $2 ORDER BY due_ms",
+            &[&shards, &to_ms],
+        )
+        .map_err(backend)?;
+    Ok(work_rows(rows))
+}
+
+fn load_namespaces(client: &mut Client) -> Result<Vec<NamespaceRecord>> {
+    let rows = client.query("SELECT data FROM namespaces ORDER BY name", &[]).map_err(backend)?;
+    rows.iter()
+        .map(|r| {
+            let data: String = r.get(0);
+            serde_json::from_str(&data).map_err(|e| Error::Corrupt(format!("namespace: {e}")))
+        })
+        .collect()
 }
 
 fn has_work(client: &mut Client, run_id: &str, item: &str) -> Result<bool> {
@@ -403,6 +460,14 @@ impl Reader for PostgresReader {
         self.with_client(|client| has_work(client, run_id, item))
     }
 
+    fn load_shard_work(&self, shards: &[i32], to_ms: i64) -> Result<Vec<WorkRow>> {
+        self.with_client(|c| load_shard_work(c, shards, to_ms))
+    }
+
+    fn load_namespaces(&self) -> Result<Vec<NamespaceRecord>> {
+        self.with_client(load_namespaces)
+    }
+
     fn list_executions(&self, request: &ListRequest) -> Result<Vec<Listed>> {
         self.with_client(|client| list(client, request))
     }
@@ -466,6 +531,55 @@ fn backfill_visibility(tx: &mut postgres::Transaction<'_>) -> Result<()> {
     Ok(())
 }
 
+/// A cluster node's check, first in every transaction: each shard whose runs it writes is
+/// leased to this node at the epoch it holds (`FOR SHARE`: a takeover's epoch bump waits for
+/// this transaction, and this transaction fails if the bump came first). A node that lost a
+/// lease, however long it was paused, commits nothing to the shard's runs.
+fn check_fence(tx: &mut postgres::Transaction<'_>, fence: &crate::cluster::Fence, writes: &[Write]) -> Result<()> {
+    use crate::shard::ShardId;
+    let mut wanted: Vec<(i32, i64)> = Vec::new();
+    for write in writes {
+        let (namespace, workflow_id) = match write {
+            Write::Execution { namespace, workflow_id, .. }
+            | Write::Current { namespace, workflow_id, .. }
+            | Write::DeleteExecution { namespace, workflow_id, .. } => (namespace, workflow_id),
+            _ => continue,
+        };
+        let shard = ShardId::of_workflow(namespace, workflow_id);
+        let epoch =
+            fence.epoch(shard).ok_or_else(|| Error::Fenced(format!("shard {shard} is not held by this node")))?;
+        if !wanted.iter().any(|(s, _)| *s == shard.0 as i32) {
+            wanted.push((shard.0 as i32, epoch));
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let shards: Vec<i32> = wanted.iter().map(|(s, _)| *s).collect();
+    let rows = tx
+        .query(
+            "SELECT shard, epoch FROM shard_leases WHERE shard = ANY($1) AND owner = $2 FOR SHARE",
+            &[&shards, &fence.node],
+        )
+        .map_err(backend)?;
+    for (shard, epoch) in wanted {
+        let current = rows.iter().find(|r| r.get::<_, i32>(0) == shard).map(|r| r.get::<_, i64>(1));
+        if current != Some(epoch) {
+            return Err(Error::Fenced(format!("shard {shard} was taken over (epoch {epoch} is stale)")));
+        }
+    }
+    Ok(())
+}
+
+/// A cluster node tells the others that the namespaces changed (delivered at commit).
+fn notify_namespaces(tx: &mut postgres::Transaction<'_>, fence: &Option<Arc<crate::cluster::Fence>>) -> Result<()> {
+    if fence.is_some() {
+        let notify = format!("NOTIFY {}", crate::cluster::leases::NAMESPACES_CHANNEL);
+        tx.batch_execute(&notify).map_err(backend)?;
+    }
+    Ok(())
+}
+
 fn migrate(client: &mut Client) -> Result<()> {
     {
         let mut tx = client.transaction().map_err(backend)?;
@@ -501,8 +615,12 @@ fn migrate(client: &mut Client) -> Result<()> {
 
 impl Store for PostgresStore {
     fn commit(&mut self, writes: &[Write]) -> Result<()> {
+        let fence = self.fence.clone();
         self.with_client(|client, st| {
             let mut tx = client.transaction().map_err(backend)?;
+            if let Some(fence) = &fence {
+                check_fence(&mut tx, fence, writes)?;
+            }
             for write in writes {
                 match write {
                     Write::Execution {
@@ -564,6 +682,7 @@ impl Store for PostgresStore {
                     }
                     Write::DeleteNamespace { name } => {
                         tx.execute("DELETE FROM namespaces WHERE name = $1", &[name]).map_err(backend)?;
+                        notify_namespaces(&mut tx, &fence)?;
                     }
                     Write::BatchJob(job) => {
                         let data = serde_json::to_string(job).expect("batch job serialises");
@@ -601,6 +720,7 @@ impl Store for PostgresStore {
                             &[&ns.name, &ns.id, &data],
                         )
                         .map_err(backend)?;
+                        notify_namespaces(&mut tx, &fence)?;
                     }
                 }
             }
@@ -609,14 +729,7 @@ impl Store for PostgresStore {
     }
 
     fn load_namespaces(&mut self) -> Result<Vec<NamespaceRecord>> {
-        self.with_client(|client, _| {
-            let rows = client.query("SELECT data FROM namespaces ORDER BY name", &[]).map_err(backend)?;
-            rows.into_iter()
-                .map(|r| {
-                    serde_json::from_str(r.get::<_, &str>(0)).map_err(|e| Error::Corrupt(format!("namespace: {e}")))
-                })
-                .collect()
-        })
+        self.with_client(|client, _| load_namespaces(client))
     }
 
     fn load_batch_jobs(&mut self) -> Result<Vec<BatchJobRecord>> {

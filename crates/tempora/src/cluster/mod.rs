@@ -1,0 +1,170 @@
+//! The cluster (`--cluster`): several nodes on one PostgreSQL database, each serving the run
+//! shards it leases (`leases`), calling the others for what they own (`rpc`).
+//!
+//! What a node knows, and how fresh it is:
+//! - `Fence`: the shards this node holds, each with its epoch and the monotonic instant its
+//!   lease may have lapsed by (renewal sent + TTL − margin). The store checks the epoch in
+//!   every transaction that writes one of the shard's runs (`store::postgres`), so a node that
+//!   lost a lease — even one paused past its TTL — can never commit to the shard's runs.
+//! - `View`: who owns each shard (by advertised address), refreshed each lease round, used to
+//!   route calls. A stale view only costs a hop: the receiver refuses what it does not hold
+//!   with UNAVAILABLE, which callers retry.
+//!
+//! Task queues have a home too: the owner of the queue's shard (`ShardId::of_queue`) keeps
+//! its matching (as Temporal's matching service partitions queues); a run's owner offers its
+//! tasks there, and the home asks the run's owner to start one for a poller.
+//!
+//! Not here: the work of a shard (the history service takes it up and lets it go on
+//! `Change` events), and anything on SQLite (a single node holds every shard implicitly).
+
+pub(crate) mod leases;
+pub(crate) mod rpc;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use crate::shard::{ShardId, SHARD_COUNT};
+
+/// A lease a node holds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Lease {
+    pub epoch: i64,
+    /// Past this instant the lease may have lapsed: the node serves the shard no more until a
+    /// renewal succeeds.
+    pub valid_until: Instant,
+}
+
+/// The shards this node holds, shared by the lease loop (writes) and everything that writes
+/// or serves a shard's runs (reads).
+pub struct Fence {
+    pub(crate) node: String,
+    held: RwLock<HashMap<u32, Lease>>,
+}
+
+impl Fence {
+    pub(crate) fn new(node: String) -> Self {
+        Fence { node, held: Default::default() }
+    }
+
+    /// The shard's epoch if this node holds it and the lease cannot have lapsed.
+    pub(crate) fn epoch(&self, shard: ShardId) -> Option<i64> {
+        let held = self.held.read().expect("fence lock");
+        held.get(&shard.0).filter(|l| Instant::now() < l.valid_until).map(|l| l.epoch)
+    }
+
+    pub(crate) fn holds(&self, shard: ShardId) -> bool {
+        self.epoch(shard).is_some()
+    }
+
+    pub(crate) fn held(&self) -> HashMap<u32, Lease> {
+        self.held.read().expect("fence lock").clone()
+    }
+
+    pub(crate) fn set(&self, held: HashMap<u32, Lease>) {
+        *self.held.write().expect("fence lock") = held;
+    }
+}
+
+/// What the lease loop tells the history service.
+#[derive(Debug)]
+pub(crate) enum Change {
+    /// These shards are now held here: take up their work.
+    Acquired(Vec<ShardId>),
+    /// These shards are no longer held here: drop what is cached of them.
+    Lost(Vec<ShardId>),
+    /// The owner of these shards changed (tasks offered to queues homed there may be gone).
+    Moved(Vec<ShardId>),
+    /// Another node changed the namespaces.
+    Namespaces,
+}
+
+/// Where a shard's runs (or a task queue) are served.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Placement {
+    Local,
+    /// The owner's advertised address.
+    Remote(String),
+    /// No live owner (a failover in progress).
+    Unknown(ShardId),
+}
+
+/// This node's side of the cluster.
+pub struct Cluster {
+    pub(crate) fence: Arc<Fence>,
+    /// The owner address of each shard (`None`: no live owner), as of the last lease round.
+    view: RwLock<Vec<Option<String>>>,
+    channels: Mutex<HashMap<String, tonic::transport::Channel>>,
+    leases: Mutex<Option<leases::Loop>>,
+}
+
+impl Cluster {
+    pub(crate) fn new(node: String) -> Arc<Cluster> {
+        Arc::new(Cluster {
+            fence: Arc::new(Fence::new(node)),
+            view: RwLock::new(vec![None; SHARD_COUNT as usize]),
+            channels: Default::default(),
+            leases: Default::default(),
+        })
+    }
+
+    /// This node's id (its advertised address).
+    pub(crate) fn node(&self) -> &str {
+        &self.fence.node
+    }
+
+    pub(crate) fn placement(&self, shard: ShardId) -> Placement {
+        if self.fence.holds(shard) {
+            return Placement::Local;
+        }
+        match &self.view.read().expect("view lock")[shard.0 as usize] {
+            Some(address) if address != self.node() => Placement::Remote(address.clone()),
+            _ => Placement::Unknown(shard),
+        }
+    }
+
+    /// Every other node that owns a shard.
+    pub(crate) fn peers(&self) -> Vec<String> {
+        let view = self.view.read().expect("view lock");
+        let mut peers: Vec<String> = view.iter().flatten().filter(|a| *a != self.node()).cloned().collect();
+        peers.sort();
+        peers.dedup();
+        peers
+    }
+
+    /// Sets the owners seen in a lease round; returns the shards whose owner changed.
+    pub(crate) fn set_view(&self, owners: Vec<Option<String>>) -> Vec<ShardId> {
+        let mut view = self.view.write().expect("view lock");
+        let moved = (0..SHARD_COUNT).filter(|s| view[*s as usize] != owners[*s as usize]).map(ShardId).collect();
+        *view = owners;
+        moved
+    }
+
+    /// A channel to a node (connected lazily, reused).
+    pub(crate) fn channel(&self, address: &str) -> Result<tonic::transport::Channel, crate::error::Error> {
+        let mut channels = self.channels.lock().expect("channels lock");
+        if let Some(channel) = channels.get(address) {
+            return Ok(channel.clone());
+        }
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| crate::error::Error::Internal(format!("bad node address {address}: {e}")))?
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .tcp_nodelay(true);
+        let channel = endpoint.connect_lazy();
+        channels.insert(address.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    pub(crate) fn set_leases(&self, leases: leases::Loop) {
+        *self.leases.lock().expect("leases lock") = Some(leases);
+    }
+
+    /// Stops serving: every lease is released (and the others told), so they take over at
+    /// once rather than after the lease's TTL.
+    pub(crate) async fn leave(&self) {
+        let leases = self.leases.lock().expect("leases lock").take();
+        if let Some(leases) = leases {
+            let _ = tokio::task::spawn_blocking(move || leases.stop()).await;
+        }
+    }
+}

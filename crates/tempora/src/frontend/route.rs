@@ -1,0 +1,236 @@
+//! Where a request is served on a cluster: calls about a workflow id go to the node that
+//! serves its shard, polls and task-queue calls to the node that is the queue's home, a
+//! worker's shutdown to every node (its polls may wait on any of them); the rest (namespaces,
+//! visibility, reads of the database) are answered by whichever node received them. The
+//! frontend's `Unary` wrapper forwards a call that belongs elsewhere, unchanged, with the
+//! `tempora-forwarded` header; a forwarded call is never forwarded again (its receiver serves
+//! it or answers UNAVAILABLE, which the SDKs retry).
+
+use temporalio_protos::temporal::api::common::v1::WorkflowExecution;
+use temporalio_protos::temporal::api::operatorservice::v1 as ops;
+use temporalio_protos::temporal::api::workflowservice::v1 as ws;
+
+/// Set on a call one node forwards to another.
+pub(crate) const FORWARDED: &str = "tempora-forwarded";
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Route {
+    /// Whichever node received it.
+    Here,
+    /// The node serving this workflow id.
+    Run { namespace: String, workflow_id: String },
+    /// The home of this task queue.
+    Queue { namespace: String, task_queue: String },
+    /// This node, then every other one.
+    Everywhere,
+}
+
+impl Route {
+    fn run(namespace: &str, workflow_id: &str) -> Self {
+        match workflow_id.is_empty() {
+            true => Route::Here,
+            false => Route::Run { namespace: namespace.into(), workflow_id: workflow_id.into() },
+        }
+    }
+
+    fn execution(namespace: &str, execution: &Option<WorkflowExecution>) -> Self {
+        execution.as_ref().map_or(Route::Here, |e| Route::run(namespace, &e.workflow_id))
+    }
+
+    /// A task token names its run; one that does not parse is refused where it arrived.
+    fn token(token: &[u8]) -> Self {
+        match <crate::token::TaskToken as prost::Message>::decode(token) {
+            Ok(t) => Route::run(&t.namespace, &t.workflow_id),
+            Err(_) => Route::Here,
+        }
+    }
+
+    fn queue(namespace: &str, task_queue: &str) -> Self {
+        match task_queue.is_empty() {
+            true => Route::Here,
+            false => Route::Queue { namespace: namespace.into(), task_queue: task_queue.into() },
+        }
+    }
+}
+
+/// Where each request type goes.
+pub(crate) trait Routed {
+    fn route(&self) -> Route {
+        Route::Here
+    }
+}
+
+macro_rules! here {
+    ($($t:ty),* $(,)?) => { $(impl Routed for $t {})* };
+}
+
+macro_rules! routed {
+    ($($t:ty => |$r:ident| $e:expr),* $(,)?) => {
+        $(impl Routed for $t {
+            fn route(&self) -> Route {
+                let $r = self;
+                $e
+            }
+        })*
+    };
+}
+
+routed!(
+    ws::StartWorkflowExecutionRequest => |r| Route::run(&r.namespace, &r.workflow_id),
+    ws::SignalWithStartWorkflowExecutionRequest => |r| Route::run(&r.namespace, &r.workflow_id),
+    ws::SignalWorkflowExecutionRequest => |r| Route::execution(&r.namespace, &r.workflow_execution),
+    ws::RequestCancelWorkflowExecutionRequest => |r| Route::execution(&r.namespace, &r.workflow_execution),
+    ws::TerminateWorkflowExecutionRequest => |r| Route::execution(&r.namespace, &r.workflow_execution),
+    ws::QueryWorkflowRequest => |r| Route::execution(&r.namespace, &r.execution),
+    ws::ResetStickyTaskQueueRequest => |r| Route::execution(&r.namespace, &r.execution),
+    ws::DeleteWorkflowExecutionRequest => |r| Route::execution(&r.namespace, &r.workflow_execution),
+    ws::ResetWorkflowExecutionRequest => |r| Route::execution(&r.namespace, &r.workflow_execution),
+    ws::UpdateWorkflowExecutionRequest => |r| Route::execution(&r.namespace, &r.workflow_execution),
+    ws::UpdateWorkflowExecutionOptionsRequest => |r| Route::execution(&r.namespace, &r.workflow_execution),
+    ws::PollWorkflowExecutionUpdateRequest => |r| {
+        Route::execution(&r.namespace, &r.update_ref.as_ref().and_then(|u| u.workflow_execution.clone()))
+    },
+    ws::ExecuteMultiOperationRequest => |r| {
+        use ws::execute_multi_operation_request::operation::Operation;
+        let start = r.operations.iter().find_map(|o| match &o.operation {
+            Some(Operation::StartWorkflow(s)) => Some(s.workflow_id.as_str()),
+            _ => None,
+        });
+        Route::run(&r.namespace, start.unwrap_or_default())
+    },
+    ws::GetWorkflowExecutionHistoryRequest => |r| Route::execution(&r.namespace, &r.execution),
+    ws::GetWorkflowExecutionHistoryReverseRequest => |r| Route::execution(&r.namespace, &r.execution),
+    ws::DescribeWorkflowExecutionRequest => |r| Route::execution(&r.namespace, &r.execution),
+    ws::RespondQueryTaskCompletedRequest => |r| Route::token(&r.task_token),
+    ws::RespondWorkflowTaskCompletedRequest => |r| Route::token(&r.task_token),
+    ws::RespondWorkflowTaskFailedRequest => |r| Route::token(&r.task_token),
+    ws::RespondActivityTaskCompletedRequest => |r| Route::token(&r.task_token),
+    ws::RespondActivityTaskFailedRequest => |r| Route::token(&r.task_token),
+    ws::RespondActivityTaskCanceledRequest => |r| Route::token(&r.task_token),
+    ws::RecordActivityTaskHeartbeatRequest => |r| Route::token(&r.task_token),
+    ws::RespondActivityTaskCompletedByIdRequest => |r| Route::run(&r.namespace, &r.workflow_id),
+    ws::RespondActivityTaskFailedByIdRequest => |r| Route::run(&r.namespace, &r.workflow_id),
+    ws::RespondActivityTaskCanceledByIdRequest => |r| Route::run(&r.namespace, &r.workflow_id),
+    ws::RecordActivityTaskHeartbeatByIdRequest => |r| Route::run(&r.namespace, &r.workflow_id),
+    ws::PauseActivityRequest => |r| Route::execution(&r.namespace, &r.execution),
+    ws::UnpauseActivityRequest => |r| Route::execution(&r.namespace, &r.execution),
+    ws::ResetActivityRequest => |r| Route::execution(&r.namespace, &r.execution),
+    ws::UpdateActivityOptionsRequest => |r| Route::execution(&r.namespace, &r.execution),
+    ws::PauseActivityExecutionRequest => |r| Route::run(&r.namespace, &r.workflow_id),
+    ws::UnpauseActivityExecutionRequest => |r| Route::run(&r.namespace, &r.workflow_id),
+    ws::ResetActivityExecutionRequest => |r| Route::run(&r.namespace, &r.workflow_id),
+    ws::UpdateActivityExecutionOptionsRequest => |r| Route::run(&r.namespace, &r.workflow_id),
+    ws::PollWorkflowTaskQueueRequest => |r| Route::queue(&r.namespace, r.task_queue.as_ref().map_or("", |q| &q.name)),
+    ws::PollActivityTaskQueueRequest => |r| Route::queue(&r.namespace, r.task_queue.as_ref().map_or("", |q| &q.name)),
+    ws::DescribeTaskQueueRequest => |r| Route::queue(&r.namespace, r.task_queue.as_ref().map_or("", |q| &q.name)),
+    ws::UpdateTaskQueueConfigRequest => |r| Route::queue(&r.namespace, &r.task_queue),
+    ws::ShutdownWorkerRequest => |_r| Route::Everywhere,
+);
+
+here!(
+    ws::GetSystemInfoRequest,
+    ws::GetClusterInfoRequest,
+    ws::DescribeNamespaceRequest,
+    ws::ListNamespacesRequest,
+    ws::RegisterNamespaceRequest,
+    ws::UpdateNamespaceRequest,
+    ws::PollNexusTaskQueueRequest,
+    ws::ListWorkflowExecutionsRequest,
+    ws::ScanWorkflowExecutionsRequest,
+    ws::ListOpenWorkflowExecutionsRequest,
+    ws::ListClosedWorkflowExecutionsRequest,
+    ws::CountWorkflowExecutionsRequest,
+    ws::GetSearchAttributesRequest,
+    ws::ListArchivedWorkflowExecutionsRequest,
+    ws::ListTaskQueuePartitionsRequest,
+    ws::StartBatchOperationRequest,
+    ws::DescribeBatchOperationRequest,
+    ws::ListBatchOperationsRequest,
+    ws::StopBatchOperationRequest,
+    ws::UpdateWorkerBuildIdCompatibilityRequest,
+    ws::GetWorkerBuildIdCompatibilityRequest,
+    ws::GetWorkerTaskReachabilityRequest,
+    ws::UpdateWorkerVersioningRulesRequest,
+    ws::GetWorkerVersioningRulesRequest,
+    ws::CreateScheduleRequest,
+    ws::DescribeScheduleRequest,
+    ws::UpdateScheduleRequest,
+    ws::PatchScheduleRequest,
+    ws::DeleteScheduleRequest,
+    ws::ListSchedulesRequest,
+    ws::CountSchedulesRequest,
+    ws::ListScheduleMatchingTimesRequest,
+    ops::AddSearchAttributesRequest,
+    ops::RemoveSearchAttributesRequest,
+    ops::ListSearchAttributesRequest,
+    ops::DeleteNamespaceRequest,
+    ops::ListClustersRequest,
+    ops::CreateNexusEndpointRequest,
+    ops::UpdateNexusEndpointRequest,
+    ops::DeleteNexusEndpointRequest,
+    ops::GetNexusEndpointRequest,
+    ops::ListNexusEndpointsRequest,
+);
+
+/// Where a call received here is served.
+pub(crate) enum Destination {
+    Here,
+    /// Forwarded to this node.
+    Node(String),
+    /// Here, and forwarded to each of these nodes.
+    Everyone(Vec<String>),
+}
+
+impl super::Frontend {
+    /// Where a call goes; UNAVAILABLE while its shard has no live owner (a failover).
+    pub(crate) fn destination(
+        &self,
+        route: Route,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<Destination, crate::error::Error> {
+        use crate::cluster::Placement;
+        let Some(cluster) = self.svc.cluster() else { return Ok(Destination::Here) };
+        if metadata.contains_key(FORWARDED) {
+            return Ok(Destination::Here);
+        }
+        let placement = match route {
+            Route::Here => return Ok(Destination::Here),
+            Route::Everywhere => return Ok(Destination::Everyone(cluster.peers())),
+            Route::Run { namespace, workflow_id } => self.svc.run_placement(&namespace, &workflow_id),
+            Route::Queue { namespace, task_queue } => self.svc.queue_placement(&namespace, &task_queue),
+        };
+        match placement {
+            Placement::Local => Ok(Destination::Here),
+            Placement::Remote(address) => Ok(Destination::Node(address)),
+            Placement::Unknown(shard) => Err(crate::error::Error::Unavailable(format!(
+                "shard {shard} has no live owner at the moment (a failover is in progress); retry"
+            ))),
+        }
+    }
+
+    /// Sends a call to the node that serves it, as it came (with its credentials), and hands
+    /// back that node's answer.
+    pub(crate) async fn forward<Req, Resp>(
+        &self,
+        address: &str,
+        operation: &str,
+        request: tonic::Request<Req>,
+    ) -> Result<tonic::Response<Resp>, tonic::Status>
+    where
+        Req: prost::Message + Send + 'static,
+        Resp: prost::Message + Default + Send + 'static,
+    {
+        let cluster = self.svc.cluster().ok_or_else(|| tonic::Status::internal("not in a cluster"))?;
+        let channel = cluster.channel(address).map_err(tonic::Status::from)?;
+        let (mut metadata, _, message) = request.into_parts();
+        metadata.insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+        let mut grpc = tonic::client::Grpc::new(channel)
+            .max_decoding_message_size(super::MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(super::MESSAGE_BYTES_MAX);
+        grpc.ready().await.map_err(|e| tonic::Status::unavailable(format!("node {address} unreachable: {e}")))?;
+        let path = tonic::codegen::http::uri::PathAndQuery::try_from(format!("/{}/{operation}", super::SERVICE))
+            .map_err(|e| tonic::Status::internal(format!("forwarding {operation}: {e}")))?;
+        let request = tonic::Request::from_parts(metadata, Default::default(), message);
+        grpc.unary(request, path, tonic_prost::ProstCodec::<Req, Resp>::default()).await
+    }
+}
