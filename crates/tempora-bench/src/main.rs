@@ -5,6 +5,7 @@
 //! `compare` starts tempora (the release binary next to this one) and the reference Temporal
 //! server (`shared/tools/reference-server`), runs the same load on both, and prints ratios.
 
+mod cluster;
 mod schedules;
 mod ui;
 mod visibility;
@@ -112,6 +113,21 @@ enum Command {
         /// Rounds.
         #[arg(long, default_value_t = 20)]
         iterations: usize,
+        #[arg(long)]
+        tempora: Option<PathBuf>,
+    },
+    /// Start 1, 2 and 3 tempora nodes (`--cluster`) on one PostgreSQL database, run the load
+    /// with a worker on each node and the starts spread over them; then, with three nodes,
+    /// SIGKILL one under a load of sleeping workflows and time the failover.
+    Cluster {
+        #[command(flatten)]
+        load: Load,
+        /// An admin URL of the PostgreSQL server (databases are created beside it).
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        db: String,
+        /// Node counts to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        nodes: Vec<usize>,
         #[arg(long)]
         tempora: Option<PathBuf>,
     },
@@ -229,18 +245,45 @@ async fn connect(address: &str) -> Result<Client> {
 
 /// Runs the load; the worker runs in this task alongside the starters.
 async fn run_load(address: &str, pid: Option<u32>, load: Load) -> Result<Report> {
-    let client = connect(address).await?;
+    run_load_spread(&[address.to_string()], pid.as_slice(), load).await
+}
+
+/// Runs the load with a worker on each of `addresses` and the starts spread over them
+/// (round robin); CPU and RSS are the sum over `pids`.
+async fn run_load_spread(addresses: &[String], pids: &[u32], load: Load) -> Result<Report> {
+    let mut clients = Vec::new();
+    for address in addresses {
+        clients.push(connect(address).await?);
+    }
     let queue = format!("bench-{}", uuid::Uuid::new_v4());
     let runtime = Runtime::from_current_tokio(Default::default())?;
-    let options = WorkerOptions::new(&queue).register_activities(Noop).register_workflow::<BenchWorkflow>()?.build();
-    let mut worker = Worker::new(&runtime, client.clone(), options)?;
-    let stop = worker.shutdown_handle();
-    let before = pid.map(tree_stats).transpose()?;
+    let mut workers = Vec::new();
+    let mut stops = Vec::new();
+    for client in &clients {
+        let options =
+            WorkerOptions::new(&queue).register_activities(Noop).register_workflow::<BenchWorkflow>()?.build();
+        let mut worker = Worker::new(&runtime, client.clone(), options)?;
+        stops.push(worker.shutdown_handle());
+        workers.push(async move { worker.run().await });
+    }
+    let stats = || -> Result<Option<ProcStats>> {
+        if pids.is_empty() {
+            return Ok(None);
+        }
+        let mut sum = ProcStats::default();
+        for pid in pids {
+            let s = tree_stats(*pid)?;
+            (sum.cpu_s, sum.rss_mb, sum.peak_rss_mb) =
+                (sum.cpu_s + s.cpu_s, sum.rss_mb + s.rss_mb, sum.peak_rss_mb + s.peak_rss_mb);
+        }
+        Ok(Some(sum))
+    };
+    let before = stats()?;
     let started = Instant::now();
     let starters = async {
         let permits = Arc::new(tokio::sync::Semaphore::new(load.concurrency));
         let runs = (0..load.workflows).map(|i| {
-            let (client, queue, permits) = (client.clone(), queue.clone(), permits.clone());
+            let (client, queue, permits) = (clients[i % clients.len()].clone(), queue.clone(), permits.clone());
             async move {
                 let _permit = permits.acquire_owned().await?;
                 let t = Instant::now();
@@ -259,16 +302,20 @@ async fn run_load(address: &str, pid: Option<u32>, load: Load) -> Result<Report>
             }
         });
         let out = futures::future::join_all(runs).await;
-        stop();
+        for stop in &stops {
+            stop();
+        }
         out
     };
-    let (results, run) = tokio::join!(starters, worker.run());
-    run?;
+    let (results, ran) = tokio::join!(starters, futures::future::join_all(workers));
+    for run in ran {
+        run?;
+    }
     let elapsed = started.elapsed().as_secs_f64();
     let mut latencies = results.into_iter().collect::<Result<Vec<_>>>()?;
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0;
-    let after = pid.map(tree_stats).transpose()?;
+    let after = stats()?;
     let cpu = match (before, after) {
         (Some(b), Some(a)) => (a.cpu_s - b.cpu_s) * 1000.0 / load.workflows as f64,
         _ => f64::NAN,
@@ -566,6 +613,7 @@ async fn main() -> Result<()> {
             compare(load, tempora, reference, no_latency, db).await?
         }
         Command::Timers { workflows, probes, tempora } => timers(workflows, probes, tempora).await?,
+        Command::Cluster { load, db, nodes, tempora } => cluster::run(load, &db, &nodes, tempora).await?,
         Command::Ui { runs, events, iterations, tempora } => {
             ui::run(ui::Options { runs, events, iterations, tempora }).await?
         }

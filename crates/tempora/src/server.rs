@@ -241,8 +241,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
         None => None,
     };
-    frontend.resume_batches();
-    frontend.run_schedules();
+    // Schedules and batch jobs are per-node registries: a cluster does not run them (yet).
+    if cluster.is_none() {
+        frontend.resume_batches();
+        frontend.run_schedules();
+    }
     service.start_retention();
     // gRPC health (`temporal operator cluster health`, the Go SDK's CheckHealth).
     let (health, health_service) = tonic_health::server::health_reporter();

@@ -196,3 +196,209 @@ async fn a_leaving_node_hands_its_shards_over_at_once_and_a_joining_node_takes_a
         node.stop().await;
     }
 }
+
+/// Sleeps, then runs one activity.
+#[workflow]
+#[derive(Default)]
+struct Nap;
+
+#[workflow_methods]
+impl Nap {
+    #[run]
+    async fn run(ctx: &mut WorkflowContext<Self>, ms: u64) -> WorkflowResult<String> {
+        ctx.timer(Duration::from_millis(ms)).await;
+        Ok(ctx.execute_activity(Acts::echo, "woke".to_string(), scenarios::quick()).await?)
+    }
+}
+
+/// A cluster node as a child process, so a test can SIGKILL or SIGSTOP it.
+struct NodeProcess {
+    child: std::process::Child,
+    url: String,
+}
+
+impl NodeProcess {
+    fn start(db: &str) -> NodeProcess {
+        use std::io::BufRead;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tempora"))
+            .args(["server", "start", "--db", db, "--port", &port.to_string(), "--cluster"])
+            .args(["--http-port", "0", "--ui-port", "0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn tempora");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.contains("listening"), "tempora did not start: {line}");
+        NodeProcess { child, url: format!("http://127.0.0.1:{port}") }
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let status = std::process::Command::new("kill").args([signal, &pid]).status().expect("kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
+    fn address(&self) -> String {
+        self.url.trim_start_matches("http://").to_string()
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Shards each node holds, read from the database: (owner, live leases).
+async fn owners(db: &str) -> Vec<(String, i64)> {
+    let db = db.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut c = postgres::Client::connect(&db, postgres::NoTls).expect("connect");
+        c.query(
+            "SELECT owner, count(*) FROM shard_leases WHERE owner IS NOT NULL AND expires_at > now() GROUP BY owner",
+            &[],
+        )
+        .expect("leases")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    })
+    .await
+    .expect("read leases")
+}
+
+/// Waits until the nodes at `addresses` hold every shard between them, each some (up to 30 s:
+/// a dead node's leases lapse after their 10 s TTL).
+async fn held_by(db: &str, addresses: &[String]) {
+    let held = support::poll(
+        600,
+        Duration::from_millis(50),
+        async || {
+            let owners = owners(db).await;
+            owners.iter().map(|(_, n)| n).sum::<i64>() == 256
+                && owners.len() == addresses.len()
+                && owners.iter().all(|(o, _)| addresses.contains(o))
+        },
+        |held| *held,
+    )
+    .await;
+    assert!(held, "the shards did not settle on {addresses:?} within 30 s: {:?}", owners(db).await);
+}
+
+/// Every run's history: event ids 1, 2, 3…, and one timer fired per timer started.
+async fn check_histories(client: &Client, ids: &[String]) {
+    for id in ids {
+        let events = support::history(client, id, "").await;
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e.event_id, i as i64 + 1, "{id}: event ids not contiguous");
+        }
+        let types = support::event_types(&events);
+        assert_eq!(support::count_events(&types, "EVENT_TYPE_TIMER_FIRED"), 1, "{id}: {types:?}");
+        assert_eq!(support::count_events(&types, "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"), 1, "{id}: {types:?}");
+    }
+}
+
+/// Starts `n` naps of `ms` through `client`; their workflow ids.
+async fn start_naps(client: &Client, queue: &str, n: usize, ms: u64) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = unique(&format!("nap-{i}"));
+        start(client, Nap::run, ms, queue, id.clone()).await;
+        ids.push(id);
+    }
+    ids
+}
+
+async fn wait_naps(client: &Client, ids: &[String]) {
+    for id in ids {
+        let result = support::latest_result::<Nap>(client, id).await;
+        assert_eq!(result, "woke");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_nodes_shards_move_within_15_s_and_its_timers_and_tasks_resume() {
+    if !tempora::testing::is_postgres() {
+        eprintln!("notice: the cluster tests run on PostgreSQL only (TEMPORA_TEST_BACKEND=postgres)");
+        return;
+    }
+    let db = tempora::testing::backend_db(":memory:").await;
+    let nodes: Vec<NodeProcess> = (0..3).map(|_| NodeProcess::start(&db)).collect();
+    let addresses: Vec<String> = nodes.iter().map(|n| n.address()).collect();
+    held_by(&db, &addresses).await;
+    let (queue, log) = (unique("failover"), CallLog::default());
+    let survivor = client(&nodes[0].url).await;
+    let worker = client(&nodes[1].url).await;
+    let options = support::worker!(&queue, activities: [Acts(log.clone())], workflows: [Nap]);
+    support::with_worker(&worker, options, async {
+        // Naps whose timers fall due after the kill, on every node's shards.
+        let ids = start_naps(&survivor, &queue, 24, 3_000).await;
+        nodes[2].signal("-KILL");
+        let killed = std::time::Instant::now();
+        held_by(&db, &addresses[..2]).await;
+        let moved = killed.elapsed();
+        wait_naps(&survivor, &ids).await;
+        let resumed = killed.elapsed();
+        eprintln!("failover: shards moved {moved:?} after the kill, every nap done {resumed:?} after");
+        assert!(moved < Duration::from_secs(15), "shards moved {moved:?} after the kill");
+        check_histories(&survivor, &ids).await;
+        // New work on the two nodes left.
+        let more = start_naps(&survivor, &queue, 6, 100).await;
+        wait_naps(&survivor, &more).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_paused_past_its_leases_writes_nothing_when_it_wakes() {
+    if !tempora::testing::is_postgres() {
+        eprintln!("notice: the cluster tests run on PostgreSQL only (TEMPORA_TEST_BACKEND=postgres)");
+        return;
+    }
+    let db = tempora::testing::backend_db(":memory:").await;
+    let nodes: Vec<NodeProcess> = (0..3).map(|_| NodeProcess::start(&db)).collect();
+    let addresses: Vec<String> = nodes.iter().map(|n| n.address()).collect();
+    held_by(&db, &addresses).await;
+    let (queue, log) = (unique("paused"), CallLog::default());
+    let via = client(&nodes[0].url).await;
+    let worker = client(&nodes[1].url).await;
+    let options = support::worker!(&queue, activities: [Acts(log.clone())], workflows: [Nap]);
+    support::with_worker(&worker, options, async {
+        // The paused node holds timers due while it sleeps.
+        let ids = start_naps(&via, &queue, 24, 2_000).await;
+        nodes[2].signal("-STOP");
+        held_by(&db, &addresses[..2]).await;
+        wait_naps(&via, &ids).await;
+        // It wakes with its old leases in memory and timers past due: its fence stops every
+        // write, it learns it lost the shards, then rejoins and takes a share back.
+        nodes[2].signal("-CONT");
+        held_by(&db, &addresses).await;
+        check_histories(&via, &ids).await;
+        let more = start_naps(&via, &queue, 12, 500).await;
+        wait_naps(&via, &more).await;
+        check_histories(&via, &more).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_single_server_and_a_cluster_never_share_a_database() {
+    if !tempora::testing::is_postgres() {
+        eprintln!("notice: the cluster tests run on PostgreSQL only (TEMPORA_TEST_BACKEND=postgres)");
+        return;
+    }
+    let db = tempora::testing::backend_db(":memory:").await;
+    let node = TestServer::start_cluster_node(&db).await.expect("a cluster node starts");
+    let single = TestServer::try_start(&db).await;
+    let refused = single.err().expect("a single server on a cluster's database is refused");
+    assert!(refused.contains("in use by another tempora server"), "{refused}");
+    node.stop().await;
+    let single = TestServer::try_start(&db).await.expect("a single server starts once the cluster left");
+    let joining = TestServer::start_cluster_node(&db).await;
+    let refused = joining.err().expect("a cluster node on a single server's database is refused");
+    assert!(refused.contains("a single tempora (started without --cluster) serves it"), "{refused}");
+    single.stop().await;
+}

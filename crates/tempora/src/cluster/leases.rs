@@ -227,9 +227,15 @@ impl Round {
         let mut acquired = Vec::new();
         if !acquire.is_empty() {
             let client = self.client()?;
+            // A row locked by a write of its (paused) owner is skipped, not waited for: that
+            // write ends when the owner's session does (`idle_in_transaction_session_timeout`
+            // on every writer), and a later round takes the shard.
             let rows = client.query(
                 "UPDATE shard_leases SET owner = $1, epoch = epoch + 1, expires_at = now() + make_interval(secs => $3)
-                 WHERE shard = ANY($2) AND (owner IS NULL OR owner = $1 OR expires_at < now())
+                 WHERE shard IN (
+                     SELECT shard FROM shard_leases
+                     WHERE shard = ANY($2) AND (owner IS NULL OR owner = $1 OR expires_at < now())
+                     FOR UPDATE SKIP LOCKED)
                  RETURNING shard, epoch",
                 &[&me, &acquire, &ttl_s],
             )?;
@@ -254,13 +260,13 @@ impl Round {
         }
         let mut owners = vec![None; SHARD_COUNT as usize];
         for row in client.query(
-            "SELECT l.shard, n.address FROM shard_leases l JOIN cluster_nodes n ON n.id = l.owner
+            "SELECT l.shard, n.address, l.epoch FROM shard_leases l JOIN cluster_nodes n ON n.id = l.owner
              WHERE l.expires_at > now() AND n.heartbeat_at > now() - make_interval(secs => $1)",
             &[&ttl_s],
         )? {
             let shard = row.get::<_, i32>(0) as usize;
             if shard < owners.len() {
-                owners[shard] = Some(row.get::<_, String>(1));
+                owners[shard] = Some((row.get::<_, String>(1), row.get::<_, i64>(2)));
             }
         }
         let moved = self.cluster.set_view(owners);

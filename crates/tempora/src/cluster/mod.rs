@@ -92,8 +92,9 @@ pub(crate) enum Placement {
 /// This node's side of the cluster.
 pub struct Cluster {
     pub(crate) fence: Arc<Fence>,
-    /// The owner address of each shard (`None`: no live owner), as of the last lease round.
-    view: RwLock<Vec<Option<String>>>,
+    /// The owner address and epoch of each shard (`None`: no live owner), as of the last
+    /// lease round.
+    view: RwLock<Vec<Option<(String, i64)>>>,
     channels: Mutex<HashMap<String, tonic::transport::Channel>>,
     leases: Mutex<Option<leases::Loop>>,
 }
@@ -118,7 +119,7 @@ impl Cluster {
             return Placement::Local;
         }
         match &self.view.read().expect("view lock")[shard.0 as usize] {
-            Some(address) if address != self.node() => Placement::Remote(address.clone()),
+            Some((address, _)) if address != self.node() => Placement::Remote(address.clone()),
             _ => Placement::Unknown(shard),
         }
     }
@@ -126,16 +127,22 @@ impl Cluster {
     /// Every other node that owns a shard.
     pub(crate) fn peers(&self) -> Vec<String> {
         let view = self.view.read().expect("view lock");
-        let mut peers: Vec<String> = view.iter().flatten().filter(|a| *a != self.node()).cloned().collect();
+        let mut peers: Vec<String> =
+            view.iter().flatten().map(|(a, _)| a).filter(|a| *a != self.node()).cloned().collect();
         peers.sort();
         peers.dedup();
         peers
     }
 
-    /// Sets the owners seen in a lease round; returns the shards whose owner changed.
-    pub(crate) fn set_view(&self, owners: Vec<Option<String>>) -> Vec<ShardId> {
+    /// Sets the owners seen in a lease round; returns the shards that had an owner and now
+    /// have another (or the same one under a new epoch: it restarted), whose task queues'
+    /// matching was lost with it. A shard that had none was announced when it lost it.
+    pub(crate) fn set_view(&self, owners: Vec<Option<(String, i64)>>) -> Vec<ShardId> {
         let mut view = self.view.write().expect("view lock");
-        let moved = (0..SHARD_COUNT).filter(|s| view[*s as usize] != owners[*s as usize]).map(ShardId).collect();
+        let moved = (0..SHARD_COUNT)
+            .filter(|s| view[*s as usize].is_some() && view[*s as usize] != owners[*s as usize])
+            .map(ShardId)
+            .collect();
         *view = owners;
         moved
     }

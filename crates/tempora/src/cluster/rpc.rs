@@ -3,7 +3,8 @@
 //! (`Execute`: a task's start for the queue's home, a signal or close report from a run on
 //! another node), starts a child run (`StartWorkflow`), and a queue's home takes a task
 //! offered by a run's owner (`AddTask`). Each call carries one JSON document (the engine's
-//! serde types) in a one-field protobuf message and answers `Result<T, Error>` the same way,
+//! serde types) in a one-field protobuf message (and `RemoveClosed`: a retention sweep's
+//! deletion of a closed run) and answers `Result<T, Error>` the same way,
 //! so errors keep their kind across the hop. A receiver serves only what it holds: a call for
 //! a shard it does not hold answers UNAVAILABLE, and the caller retries.
 
@@ -28,7 +29,7 @@ use crate::matching::{QueuedTask, TaskKind};
 const SERVICE: &str = "tempora.cluster.v1.Node";
 
 /// How long one node-to-node call may take (a poll's task start, a signal).
-const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One JSON document.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -165,6 +166,10 @@ where
                     let handler = move |json| {
                         serve(json, move |c: StartChild| async move { svc.start_here(c.request, c.policy).await })
                     };
+                    grpc.unary(Call(Some(handler)), req).await
+                }
+                "RemoveClosed" => {
+                    let handler = move |json| serve(json, move |run: RunKey| async move { svc.remove_here(run).await });
                     grpc.unary(Call(Some(handler)), req).await
                 }
                 "AddTask" => {

@@ -154,11 +154,16 @@ where
             let result = match fe.gate.admit(operation, request.get_ref().namespace(), request.metadata()) {
                 Ok(admission) => {
                     let route = request.get_ref().route();
-                    let result = match fe.destination(route, request.metadata()) {
+                    let result = match fe.destination(operation, route.clone(), request.metadata()) {
                         Ok(route::Destination::Here) => handler(fe, request).instrument(span).await,
                         Ok(route::Destination::Node(address)) => {
                             // Served (and counted) by the node it belongs to.
-                            let answer = fe.forward::<Req, Resp>(&address, operation, request).await;
+                            let answer = tokio::select! {
+                                answer = fe.forward::<Req, Resp>(&address, operation, request) => answer,
+                                _ = fe.moved_from(&route, &address) => Err(tonic::Status::unavailable(
+                                    format!("node {address} stopped serving this call's shard; retry"),
+                                )),
+                            };
                             drop(admission);
                             return answer;
                         }

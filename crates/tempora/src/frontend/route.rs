@@ -172,6 +172,33 @@ here!(
     ops::ListNexusEndpointsRequest,
 );
 
+/// Calls whose state is a per-node registry loaded at start (schedules, batch jobs, Nexus
+/// endpoints, task queue configs): on a cluster a node would answer from its own stale copy,
+/// so they are refused, plainly, until one node owns them.
+pub(crate) fn unavailable_in_cluster(operation: &str) -> bool {
+    matches!(
+        operation,
+        "CreateSchedule"
+            | "DescribeSchedule"
+            | "UpdateSchedule"
+            | "PatchSchedule"
+            | "DeleteSchedule"
+            | "ListSchedules"
+            | "CountSchedules"
+            | "ListScheduleMatchingTimes"
+            | "StartBatchOperation"
+            | "DescribeBatchOperation"
+            | "ListBatchOperations"
+            | "StopBatchOperation"
+            | "CreateNexusEndpoint"
+            | "UpdateNexusEndpoint"
+            | "DeleteNexusEndpoint"
+            | "GetNexusEndpoint"
+            | "ListNexusEndpoints"
+            | "UpdateTaskQueueConfig"
+    )
+}
+
 /// Where a call received here is served.
 pub(crate) enum Destination {
     Here,
@@ -185,19 +212,29 @@ impl super::Frontend {
     /// Where a call goes; UNAVAILABLE while its shard has no live owner (a failover).
     pub(crate) fn destination(
         &self,
+        operation: &str,
         route: Route,
         metadata: &tonic::metadata::MetadataMap,
     ) -> Result<Destination, crate::error::Error> {
-        use crate::cluster::Placement;
         let Some(cluster) = self.svc.cluster() else { return Ok(Destination::Here) };
+        if unavailable_in_cluster(operation) {
+            return Err(crate::error::Error::Unimplemented(format!(
+                "{operation} is not available on a tempora cluster yet (schedules, batch jobs, Nexus endpoints and task queue configs run on a single server)"
+            )));
+        }
         if metadata.contains_key(FORWARDED) {
             return Ok(Destination::Here);
         }
+        self.target(&route, cluster)
+    }
+
+    fn target(&self, route: &Route, cluster: &crate::cluster::Cluster) -> Result<Destination, crate::error::Error> {
+        use crate::cluster::Placement;
         let placement = match route {
             Route::Here => return Ok(Destination::Here),
             Route::Everywhere => return Ok(Destination::Everyone(cluster.peers())),
-            Route::Run { namespace, workflow_id } => self.svc.run_placement(&namespace, &workflow_id),
-            Route::Queue { namespace, task_queue } => self.svc.queue_placement(&namespace, &task_queue),
+            Route::Run { namespace, workflow_id } => self.svc.run_placement(namespace, workflow_id),
+            Route::Queue { namespace, task_queue } => self.svc.queue_placement(namespace, task_queue),
         };
         match placement {
             Placement::Local => Ok(Destination::Here),
@@ -205,6 +242,20 @@ impl super::Frontend {
             Placement::Unknown(shard) => Err(crate::error::Error::Unavailable(format!(
                 "shard {shard} has no live owner at the moment (a failover is in progress); retry"
             ))),
+        }
+    }
+
+    /// Resolves once `route` is no longer served by the node at `address` (it died or was
+    /// paused, and its shards moved): a call forwarded there is abandoned with UNAVAILABLE,
+    /// which the SDKs retry, rather than left waiting on a node that will not answer.
+    pub(crate) async fn moved_from(&self, route: &Route, address: &str) {
+        let Some(cluster) = self.svc.cluster() else { return std::future::pending().await };
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            match self.target(route, cluster) {
+                Ok(Destination::Node(a)) if a == address => continue,
+                _ => return,
+            }
         }
     }
 

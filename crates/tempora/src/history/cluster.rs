@@ -85,6 +85,27 @@ impl Service {
         }
     }
 
+    /// `remove_closed` on the node that serves the run.
+    pub(super) async fn remove_remote(&self, run: &RunKey) -> Result<Option<()>> {
+        match self.run_placement(&run.namespace, &run.workflow_id) {
+            Placement::Local => Ok(None),
+            Placement::Remote(address) => rpc::call(self.channel(&address)?, "RemoveClosed", run).await.map(Some),
+            Placement::Unknown(shard) => Err(unserved(shard)),
+        }
+    }
+
+    /// Another node's `RemoveClosed` (its retention sweep).
+    pub(crate) async fn remove_here(self: &Arc<Self>, run: RunKey) -> Result<()> {
+        self.must_serve(&run.namespace, &run.workflow_id)?;
+        self.remove_closed(&run).await
+    }
+
+    /// Whether this node runs the cluster-wide sweeps (every node alone; on a cluster, the
+    /// holder of shard 0).
+    pub(super) fn sweeps(&self) -> bool {
+        self.cluster.get().is_none_or(|c| c.placement(ShardId(0)) == Placement::Local)
+    }
+
     /// Refuses work for runs this node does not serve (the caller's view was stale).
     fn must_serve(&self, namespace: &str, workflow_id: &str) -> Result<()> {
         match self.run_placement(namespace, workflow_id) {

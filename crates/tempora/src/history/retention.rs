@@ -41,6 +41,10 @@ impl Service {
                     continue;
                 }
                 last = tokio::time::Instant::now();
+                // On a cluster one node sweeps: the holder of shard 0.
+                if !svc.sweeps() {
+                    continue;
+                }
                 if let Err(e) = svc.sweep().await {
                     tracing::warn!(error = %e, "retention sweep failed; will retry");
                 }

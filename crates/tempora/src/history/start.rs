@@ -240,6 +240,9 @@ impl Service {
     /// Removes a closed run: its state, history, visibility, and the workflow id's pointer to
     /// it (under the id's start lock, so no start reads a pointer to a removed run).
     pub(super) async fn remove_closed(self: &Arc<Self>, run: &RunKey) -> Result<()> {
+        if let Some(removed) = self.remove_remote(run).await? {
+            return Ok(removed);
+        }
         let slot = self.current_slot(&run.namespace, &run.workflow_id);
         let _starting = slot.starts.lock().await;
         self.store.commit(vec![Write::delete(run)]).await?;

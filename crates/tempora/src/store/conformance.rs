@@ -522,3 +522,57 @@ fn a_conflict_in_a_group_commit_fails_only_its_own_transition() {
     assert!(matches!(&results[1], Err(Error::Conflict(r)) if r == "run-1"), "{results:?}");
     assert!(stored(&mut store, "run-a").is_some() && stored(&mut store, "run-b").is_some());
 }
+
+/// A cluster node's writes: committed while it holds the shard's lease at the database's
+/// epoch; refused (`Fenced`) once another node took the shard over (the epoch moved) or when
+/// its lease lapsed locally; and in a group, a fenced transition fails alone.
+#[test]
+fn a_cluster_node_commits_only_under_the_epoch_it_holds() {
+    use crate::cluster::{Fence, Lease};
+    use crate::shard::ShardId;
+    let Ok(base) = std::env::var("TEMPORA_TEST_POSTGRES_URL") else {
+        eprintln!("TEMPORA_TEST_POSTGRES_URL is unset: PostgreSQL fencing test skipped");
+        return;
+    };
+    let name = format!("tempora_fence_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = ::postgres::Client::connect(&base, ::postgres::NoTls).expect("connect to the test PostgreSQL");
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("create test database");
+    let url = crate::testing::with_database(&base, &name);
+    let fence = std::sync::Arc::new(Fence::new("node-a:1".into()));
+    let mut store = super::postgres::PostgresStore::open_cluster(&url, fence.clone()).expect("open");
+    let mut db = ::postgres::Client::connect(&url, ::postgres::NoTls).expect("connect");
+    let (a, b) = (ShardId::of_workflow("default", "wf-a"), ShardId::of_workflow("default", "wf-b"));
+    assert_ne!(a, b, "the test needs two shards");
+    let lease = |epoch| Lease { epoch, valid_until: std::time::Instant::now() + std::time::Duration::from_secs(60) };
+    for shard in [a, b] {
+        db.execute("UPDATE shard_leases SET owner = 'node-a:1', epoch = 3 WHERE shard = $1", &[&(shard.0 as i32)])
+            .unwrap();
+    }
+    fence.set([(a.0, lease(3)), (b.0, lease(3))].into());
+    store.commit(&new_run("wf-a", "run-a", 1)).expect("held: committed");
+    store.commit(&new_run("wf-b", "run-b", 1)).expect("held: committed");
+    // Another node takes shard a over: this node's next write there is refused.
+    db.execute("UPDATE shard_leases SET owner = 'node-b:2', epoch = 4 WHERE shard = $1", &[&(a.0 as i32)]).unwrap();
+    let stale = vec![transition("wf-a", "run-a", RUNNING, 2, &events(2..=2))];
+    assert!(matches!(store.commit(&stale), Err(Error::Fenced(_))));
+    assert_eq!(stored(&mut store, "run-a").map(|s| s.0), Some(1), "nothing written under the old epoch");
+    // In a group, only the fenced transition fails.
+    let mut group = Vec::new();
+    let mut replies = Vec::new();
+    for writes in [stale.clone(), vec![transition("wf-b", "run-b", RUNNING, 2, &events(2..=2))]] {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        group.push((writes, tx));
+        replies.push(rx);
+    }
+    super::commit_group(&mut store, &mut group);
+    let results: Vec<super::Result<()>> = replies.into_iter().map(|mut rx| rx.try_recv().expect("replied")).collect();
+    assert!(matches!(&results[0], Err(Error::Fenced(_))), "{results:?}");
+    assert!(results[1].is_ok(), "{results:?}");
+    // A lease that lapsed on this node's clock is not used, whatever the database says.
+    fence.set([(b.0, Lease { epoch: 3, valid_until: std::time::Instant::now() })].into());
+    let next = vec![transition("wf-b", "run-b", RUNNING, 3, &events(3..=3))];
+    assert!(matches!(store.commit(&next), Err(Error::Fenced(_))));
+    drop(store);
+    drop(db);
+    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+}

@@ -290,6 +290,9 @@ impl PostgresStore {
         config.application_name(&application_name());
         let mut client = config.connect(NoTls).map_err(backend)?;
         take_server_lock(&mut client, SERVER_LOCK_WAIT, fence.is_some())?;
+        if fence.is_some() {
+            end_paused_writes(&mut client)?;
+        }
         migrate(&mut client)?;
         let statements = Statements::prepare(&mut client)?;
         let pool = r2d2::Pool::builder()
@@ -312,6 +315,9 @@ impl PostgresStore {
             self.client = None;
             let mut client = self.config.connect(NoTls).map_err(backend)?;
             take_server_lock(&mut client, SERVER_LOCK_REGAIN, self.fence.is_some())?;
+            if self.fence.is_some() {
+                end_paused_writes(&mut client)?;
+            }
             let statements = Statements::prepare(&mut client)?;
             self.client = Some((client, statements));
         }
@@ -571,6 +577,13 @@ fn check_fence(tx: &mut postgres::Transaction<'_>, fence: &crate::cluster::Fence
     Ok(())
 }
 
+/// A cluster node's writer holds its shards' lease rows (`FOR SHARE`) while it commits: if
+/// the node is paused (SIGSTOP, a VM freeze) inside a transaction, PostgreSQL ends the session
+/// after a few seconds idle in it, so the takeover of its shards is not blocked behind it.
+fn end_paused_writes(client: &mut Client) -> Result<()> {
+    client.batch_execute("SET idle_in_transaction_session_timeout = '5s'").map_err(backend)
+}
+
 /// A cluster node tells the others that the namespaces changed (delivered at commit).
 fn notify_namespaces(tx: &mut postgres::Transaction<'_>, fence: &Option<Arc<crate::cluster::Fence>>) -> Result<()> {
     if fence.is_some() {
@@ -815,7 +828,10 @@ mod tests {
             store.commit(&[Write::execution(&state, &[], None)]).unwrap();
             // Back to the schema of a tempora without the work index.
             let mut old = Client::connect(&url, NoTls).unwrap();
-            old.batch_execute("DROP TABLE run_work; UPDATE tempora_schema SET version = 6").unwrap();
+            old.batch_execute(
+                "DROP TABLE run_work, cluster_nodes, shard_leases; UPDATE tempora_schema SET version = 6",
+            )
+            .unwrap();
         }
         let mut store = PostgresStore::open(&url).unwrap();
         let due = store.load_work(i64::MIN, i64::MAX).unwrap();

@@ -1,0 +1,172 @@
+//! `tempora-bench cluster`: throughput and latency with 1, 2 and 3 nodes on one PostgreSQL
+//! database, then the failover time when one of three nodes is killed.
+//!
+//! Each measurement gets a fresh database beside the admin URL's. The load runs with a worker
+//! connected to each node and the starts spread over the nodes, as a deployment behind a load
+//! balancer would. Failover: sleeping workflows (a 3 s timer, then an activity) are started
+//! across the nodes, one node is SIGKILLed, and the report gives the time from the kill until
+//! its shards are held by the others, and until the first and the last of the workflows whose
+//! shard it held completed.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+
+use super::{connect, free_port, print_report, run_load_spread, tempora_binary, Load, Noop, Sleeper};
+
+/// A node process.
+struct Node {
+    child: tokio::process::Child,
+    address: String,
+}
+
+async fn start_node(binary: &PathBuf, db: &str) -> Result<Node> {
+    let port = free_port()?;
+    let child = tokio::process::Command::new(binary)
+        .args(["server", "start", "--db", db, "--port", &port.to_string(), "--cluster"])
+        .args(["--http-port", "0", "--ui-port", "0"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("start {}", binary.display()))?;
+    let address = format!("127.0.0.1:{port}");
+    let t = Instant::now();
+    while connect(&address).await.is_err() {
+        if t.elapsed() > Duration::from_secs(30) {
+            bail!("a node did not answer in 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(Node { child, address })
+}
+
+/// `admin` with its database replaced by a fresh one named `name`.
+fn fresh_database(admin: &str, name: &str) -> Result<String> {
+    let mut client = postgres::Client::connect(admin, postgres::NoTls)?;
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"))?;
+    let (base, _) = admin.rsplit_once('/').context("a database URL ends with /name")?;
+    Ok(format!("{base}/{name}"))
+}
+
+/// Live shard owners: (owner, shards).
+fn owners(db: &str) -> Result<Vec<(String, i64)>> {
+    let mut client = postgres::Client::connect(db, postgres::NoTls)?;
+    let rows = client.query(
+        "SELECT owner, count(*) FROM shard_leases WHERE owner IS NOT NULL AND expires_at > now() GROUP BY owner",
+        &[],
+    )?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Waits until exactly `nodes` hold every shard between them.
+async fn settled(db: &str, nodes: &[&str]) -> Result<()> {
+    let t = Instant::now();
+    loop {
+        let owners = owners(db)?;
+        let all = owners.iter().map(|(_, n)| n).sum::<i64>() == 256;
+        if all && owners.len() == nodes.len() && owners.iter().all(|(o, _)| nodes.contains(&o.as_str())) {
+            return Ok(());
+        }
+        if t.elapsed() > Duration::from_secs(60) {
+            bail!("shards did not settle on {nodes:?}: {owners:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub async fn run(load: Load, admin: &str, counts: &[usize], tempora: Option<PathBuf>) -> Result<()> {
+    let binary = tempora_binary(tempora)?;
+    for &n in counts {
+        let db = fresh_database(admin, &format!("tempora_bench_cluster_{n}"))?;
+        let mut nodes = Vec::new();
+        for _ in 0..n {
+            nodes.push(start_node(&binary, &db).await?);
+        }
+        let addresses: Vec<String> = nodes.iter().map(|n| n.address.clone()).collect();
+        settled(&db, &addresses.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+        let pids: Vec<u32> = nodes.iter().filter_map(|n| n.child.id()).collect();
+        let warm = Load { workflows: 20, activities: load.activities, concurrency: 10 };
+        run_load_spread(&addresses, &[], warm).await?;
+        let report = run_load_spread(&addresses, &pids, load).await?;
+        print_report(&format!("{n} node(s)"), load, &report);
+        let one = Load { workflows: 50, activities: load.activities, concurrency: 1 };
+        let single = run_load_spread(&addresses, &pids, one).await?;
+        print_report(&format!("{n} node(s)"), one, &single);
+        drop(nodes);
+    }
+    failover(&binary, admin).await
+}
+
+async fn failover(binary: &PathBuf, admin: &str) -> Result<()> {
+    let db = fresh_database(admin, "tempora_bench_cluster_failover")?;
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(start_node(binary, &db).await?);
+    }
+    let addresses: Vec<String> = nodes.iter().map(|n| n.address.clone()).collect();
+    settled(&db, &addresses.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    let client = connect(&addresses[0]).await?;
+    let queue = format!("failover-{}", uuid::Uuid::new_v4());
+    let runtime = Runtime::from_current_tokio(Default::default())?;
+    let options = WorkerOptions::new(&queue).register_activities(Noop).register_workflow::<Sleeper>()?.build();
+    let mut worker = Worker::new(&runtime, connect(&addresses[1]).await?, options)?;
+    let stop = worker.shutdown_handle();
+    let body = async {
+        let mut ids = Vec::new();
+        for i in 0..60 {
+            let id = format!("{queue}-{i}");
+            client.start_workflow(Sleeper::run, 3_000, WorkflowStartOptions::new(&queue, id.clone()).build()).await?;
+            ids.push(id);
+        }
+        // Which workflows live on the node about to die.
+        let victim = addresses[2].clone();
+        let affected = {
+            let mut c = postgres::Client::connect(&db, postgres::NoTls)?;
+            let rows = c.query(
+                "SELECT DISTINCT w.workflow_id FROM run_work w JOIN shard_leases l ON l.shard = w.shard WHERE l.owner = $1",
+                &[&victim],
+            )?;
+            rows.iter().map(|r| r.get::<_, String>(0)).collect::<std::collections::HashSet<_>>()
+        };
+        let victim_shards = owners(&db)?.into_iter().find(|(o, _)| *o == victim).map_or(0, |(_, n)| n);
+        let mut victim_node = nodes.pop().context("three nodes")?;
+        victim_node.child.start_kill()?;
+        let killed = Instant::now();
+        let survivors: Vec<&str> = addresses[..2].iter().map(String::as_str).collect();
+        let settle = async {
+            settled(&db, &survivors).await?;
+            Ok::<_, anyhow::Error>(killed.elapsed())
+        };
+        let waits = ids.iter().filter(|id| affected.contains(*id)).map(|id| {
+            let handle = client.get_workflow_handle::<Sleeper>(id.clone());
+            async move {
+                handle.get_result(WorkflowGetResultOptions::default()).await?;
+                Ok::<_, anyhow::Error>(killed.elapsed())
+            }
+        });
+        let (moved, done) = tokio::join!(settle, futures::future::join_all(waits));
+        let moved = moved?;
+        let mut done = done.into_iter().collect::<Result<Vec<_>>>()?;
+        done.sort();
+        for id in &ids {
+            client.get_workflow_handle::<Sleeper>(id.clone()).get_result(WorkflowGetResultOptions::default()).await?;
+        }
+        println!(
+            "failover (3 nodes, SIGKILL of one): its {} shards' owners moved after {:.1} s; its {} workflows (3 s timers) completed {:.1} s (first) to {:.1} s (last) after the kill",
+            victim_shards,
+            moved.as_secs_f64(),
+            done.len(),
+            done.first().map_or(f64::NAN, |d| d.as_secs_f64()),
+            done.last().map_or(f64::NAN, |d| d.as_secs_f64()),
+        );
+        stop();
+        Ok::<_, anyhow::Error>(())
+    };
+    let (result, ran) = tokio::join!(body, worker.run());
+    ran?;
+    result
+}
