@@ -253,7 +253,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // Small request/response messages: Nagle plus delayed ACKs would add ~40 ms per RPC.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut stop = shutdown_rx;
-    let node_service = service.clone();
+    let node_service = cluster.as_ref().map(|_| service.clone());
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         builder = builder.tls_config(tls.grpc).map_err(|e| StartError::Config(format!("TLS: {e}")))?;
@@ -264,7 +264,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .add_service(health_service.accept_compressed(tonic::codec::CompressionEncoding::Gzip))
             .add_service(WorkflowServiceServer::new(frontend.clone()))
             .add_service(crate::frontend::OperatorServiceServer::new(frontend))
-            .add_service(crate::cluster::rpc::NodeServer::new(node_service))
+            // Node-to-node calls: served by cluster nodes only (they bypass the frontend's
+            // checks, so a single server must not answer them).
+            .add_optional_service(node_service.map(crate::cluster::rpc::NodeServer::new))
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = stop.wait_for(|s| *s).await;
             })

@@ -1,9 +1,13 @@
-//! The cluster: three tempora nodes on one PostgreSQL database, each serving the shards it
-//! leases. Clients and workers connect to different nodes, and every call reaches the node
-//! that serves it: the seed's saga (with retries and compensations), timers, signals, updates,
-//! queries and child workflows whose parent and child live on different nodes. Then a node
-//! leaves (gracefully) and the others take its shards over at once, and a node joins and takes
-//! a share. Runs in the PostgreSQL pass only (`TEMPORA_TEST_BACKEND=postgres`).
+//! The cluster: tempora nodes on one PostgreSQL database, each serving the shards it leases.
+//! Clients and workers connect to different nodes, and every call reaches the node that serves
+//! it: the seed's saga (with retries and compensations), timers, signals, updates, queries and
+//! child workflows whose parent and child live on different nodes. Membership: a node leaves
+//! gracefully (handover under 2 s) and one joins under load. Faults, with node processes:
+//! SIGKILL (shards move within 15 s, timers and tasks resume), SIGSTOP past the leases then
+//! SIGCONT, a node cut off from PostgreSQL (through a proxy the test cuts), and a PostgreSQL
+//! restart (alone, with `TEMPORA_TEST_PG_RESTART=1`). Each ends checking every run: event ids
+//! contiguous, one timer fired per timer, one completion. The store's fencing itself is tested
+//! in `store/conformance.rs`. Runs in the PostgreSQL pass only (`TEMPORA_TEST_BACKEND=postgres`).
 
 mod scenarios;
 mod support;
@@ -178,7 +182,7 @@ async fn three_nodes_serve_every_call_wherever_it_arrives() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_leaving_node_hands_its_shards_over_at_once_and_a_joining_node_takes_a_share() {
+async fn a_leaving_node_hands_its_shards_over_at_once_and_a_node_joining_under_load_takes_a_share() {
     let Some((db, mut nodes)) = cluster(3).await else { return };
     let leaving = nodes.pop().expect("three nodes");
     let began = std::time::Instant::now();
@@ -188,7 +192,13 @@ async fn a_leaving_node_hands_its_shards_over_at_once_and_a_joining_node_takes_a
     assert!(handover < Duration::from_secs(2), "graceful handover took {handover:?}");
     let clients = [client(&nodes[0].url()).await, client(&nodes[1].url()).await];
     mixed_load(&clients[0], &clients[1..], 3).await;
-    nodes.push(TestServer::start_cluster_node(&db).await.expect("a node joins"));
+    // A node joins while the load runs: shards move to it under the load's feet.
+    let joining = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        TestServer::start_cluster_node(&db).await.expect("a node joins")
+    };
+    let ((), joined) = tokio::join!(mixed_load(&clients[0], &clients[1..], 4), joining);
+    nodes.push(joined);
     balanced(&nodes).await;
     let joined = client(&nodes[2].url()).await;
     mixed_load(&joined, &clients, 3).await;
@@ -401,4 +411,131 @@ async fn a_single_server_and_a_cluster_never_share_a_database() {
     let refused = joining.err().expect("a cluster node on a single server's database is refused");
     assert!(refused.contains("a single tempora (started without --cluster) serves it"), "{refused}");
     single.stop().await;
+}
+
+/// A TCP proxy to PostgreSQL that a test can cut (every connection dropped, new ones
+/// refused) and restore: a node behind it is cut off from the database.
+struct Proxy {
+    port: u16,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cut, cuts) = tokio::sync::watch::channel(0u64);
+        let accepting = open.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                if !accepting.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let target = target.clone();
+                let mut cuts = cuts.clone();
+                cuts.mark_unchanged();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cuts.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy { port, open, cut }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// `url` reaching PostgreSQL through 127.0.0.1:`port`.
+fn through(url: &str, port: u16) -> String {
+    let at = url.find('@').expect("a URL with a user");
+    let rest = &url[at + 1..];
+    let slash = rest.find('/').expect("a URL with a database");
+    format!("{}127.0.0.1:{port}{}", &url[..at + 1], &rest[slash..])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_cut_off_from_postgres_stops_serving_and_the_others_take_over() {
+    if !tempora::testing::is_postgres() {
+        eprintln!("notice: the cluster tests run on PostgreSQL only (TEMPORA_TEST_BACKEND=postgres)");
+        return;
+    }
+    let db = tempora::testing::backend_db(":memory:").await;
+    let host = {
+        let rest = &db[db.find('@').unwrap() + 1..];
+        rest[..rest.find('/').unwrap()].to_string()
+    };
+    let proxy = Proxy::start(host).await;
+    let nodes = [NodeProcess::start(&db), NodeProcess::start(&db), NodeProcess::start(&through(&db, proxy.port))];
+    let addresses: Vec<String> = nodes.iter().map(|n| n.address()).collect();
+    held_by(&db, &addresses).await;
+    let (queue, log) = (unique("cutoff"), CallLog::default());
+    let via = client(&nodes[0].url).await;
+    let worker = client(&nodes[1].url).await;
+    let options = support::worker!(&queue, activities: [Acts(log.clone())], workflows: [Nap]);
+    support::with_worker(&worker, options, async {
+        let ids = start_naps(&via, &queue, 24, 2_000).await;
+        proxy.cut();
+        held_by(&db, &addresses[..2]).await;
+        wait_naps(&via, &ids).await;
+        check_histories(&via, &ids).await;
+        // Back in touch: it learns it lost its shards, and takes a share back.
+        proxy.restore();
+        held_by(&db, &addresses).await;
+        let more = start_naps(&via, &queue, 12, 500).await;
+        wait_naps(&via, &more).await;
+        check_histories(&via, &more).await;
+    })
+    .await;
+}
+
+/// Restarts the local PostgreSQL under a running cluster, so it runs only with
+/// `TEMPORA_TEST_PG_RESTART=1` (`.ci/run` sets it and runs it alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgres_restart_under_a_cluster_loses_nothing() {
+    if !tempora::testing::is_postgres() || std::env::var("TEMPORA_TEST_PG_RESTART").ok().as_deref() != Some("1") {
+        eprintln!("notice: TEMPORA_TEST_PG_RESTART is not 1 (or not PostgreSQL); skipping the cluster's PostgreSQL restart test");
+        return;
+    }
+    let db = tempora::testing::backend_db(":memory:").await;
+    let nodes: Vec<NodeProcess> = (0..3).map(|_| NodeProcess::start(&db)).collect();
+    let addresses: Vec<String> = nodes.iter().map(|n| n.address()).collect();
+    held_by(&db, &addresses).await;
+    let (queue, log) = (unique("pgrestart"), CallLog::default());
+    let via = client(&nodes[0].url).await;
+    let worker = client(&nodes[1].url).await;
+    let options = support::worker!(&queue, activities: [Acts(log.clone())], workflows: [Nap]);
+    support::with_worker(&worker, options, async {
+        let ids = start_naps(&via, &queue, 24, 1_000).await;
+        let status = tokio::task::spawn_blocking(|| {
+            let version = std::fs::read_dir("/etc/postgresql").unwrap().next().unwrap().unwrap().file_name();
+            std::process::Command::new("pg_ctlcluster")
+                .args(["--skip-systemctl-redirect", version.to_str().unwrap(), "main", "restart"])
+                .status()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(status.success(), "pg_ctlcluster restart failed");
+        wait_naps(&via, &ids).await;
+        held_by(&db, &addresses).await;
+        check_histories(&via, &ids).await;
+        let more = start_naps(&via, &queue, 12, 500).await;
+        wait_naps(&via, &more).await;
+    })
+    .await;
 }

@@ -48,6 +48,10 @@ impl Loop {
     ) -> Result<Loop, String> {
         let mut config: postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
         config.application_name(&format!("tempora node {address} (leases)"));
+        // A round never hangs on a database it cannot reach: leases lapse on their own clock.
+        config.connect_timeout(Duration::from_secs(2));
+        config.keepalives(true).keepalives_idle(Duration::from_secs(5));
+        config.options("-c statement_timeout=5000 -c lock_timeout=2000");
         let mut round = Round { config, client: None, cluster, address, changes, epochs: HashMap::new() };
         round.run().map_err(|e| format!("first lease round: {e}"))?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -182,7 +186,8 @@ impl Round {
         let renewed: HashMap<u32, i64> = client
             .query(
                 "UPDATE shard_leases SET expires_at = now() + make_interval(secs => $2)
-                 WHERE owner = $1 RETURNING shard, epoch",
+                 WHERE shard IN (SELECT shard FROM shard_leases WHERE owner = $1 ORDER BY shard FOR UPDATE)
+                 RETURNING shard, epoch",
                 &[&me, &ttl_s],
             )?
             .iter()
@@ -200,11 +205,18 @@ impl Round {
         if !live.contains(&me) {
             live.push(me.clone());
         }
+        // What this node served when the round began (leases that had lapsed on its clock
+        // are not served, and are taken up again if the renewal kept them).
+        let before = self.cluster.fence.held();
+        let lapsed: HashSet<u32> = before.iter().filter(|(_, l)| l.valid_until <= sent).map(|(s, _)| *s).collect();
         // Held: what the renewal returned at the epoch we took it with.
         let mut held: HashSet<u32> =
             renewed.iter().filter(|(s, e)| self.epochs.get(s) == Some(e)).map(|(s, _)| *s).collect();
         let wanted: HashSet<u32> = (0..SHARD_COUNT).filter(|s| chosen(*s, &live) == Some(&me)).collect();
-        let release: Vec<i32> = held.difference(&wanted).map(|s| *s as i32).collect();
+        // Every row in this node's name that another live node should hold goes, including
+        // rows at an epoch it does not know (written by its previous process, or an acquire
+        // whose answer was lost).
+        let release: Vec<i32> = renewed.keys().filter(|s| !wanted.contains(s)).map(|s| *s as i32).collect();
         let acquire: Vec<i32> = wanted.iter().filter(|s| !held.contains(s)).map(|s| *s as i32).collect();
         let mut announce = false;
         if !release.is_empty() {
@@ -215,7 +227,9 @@ impl Round {
             self.cluster.fence.set(fence);
             let client = self.client()?;
             client.execute(
-                "UPDATE shard_leases SET owner = NULL, expires_at = now() WHERE owner = $1 AND shard = ANY($2)",
+                "UPDATE shard_leases SET owner = NULL, expires_at = now()
+                 WHERE shard IN (
+                     SELECT shard FROM shard_leases WHERE owner = $1 AND shard = ANY($2) ORDER BY shard FOR UPDATE)",
                 &[&me, &release],
             )?;
             for s in &release {
@@ -247,11 +261,13 @@ impl Round {
             }
             announce |= !acquired.is_empty();
         }
-        let before = self.cluster.fence.held();
         let valid_until = sent + TTL - MARGIN;
         let now_held: HashMap<u32, Lease> =
             held.iter().map(|s| (*s, Lease { epoch: self.epochs[s], valid_until })).collect();
         let lost: Vec<ShardId> = before.keys().filter(|s| !now_held.contains_key(s)).map(|s| ShardId(*s)).collect();
+        // A lease that lapsed here and was renewed (nobody took the shard): timers and offers
+        // dropped while it was not served are taken up again.
+        acquired.extend(lapsed.iter().filter(|s| now_held.contains_key(s)).map(|s| ShardId(*s)));
         self.epochs.retain(|s, _| held.contains(s));
         self.cluster.fence.set(now_held);
         let client = self.client()?;

@@ -124,6 +124,11 @@ impl Cluster {
         }
     }
 
+    /// Whether the node at `address` owns any shard (it is alive and a member).
+    pub(crate) fn is_peer(&self, address: &str) -> bool {
+        self.view.read().expect("view lock").iter().flatten().any(|(a, _)| a == address)
+    }
+
     /// Every other node that owns a shard.
     pub(crate) fn peers(&self) -> Vec<String> {
         let view = self.view.read().expect("view lock");
@@ -156,7 +161,11 @@ impl Cluster {
         let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
             .map_err(|e| crate::error::Error::Internal(format!("bad node address {address}: {e}")))?
             .connect_timeout(std::time::Duration::from_secs(2))
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            // A peer that stops answering (paused, cut off) is noticed on an open connection.
+            .http2_keep_alive_interval(std::time::Duration::from_secs(2))
+            .keep_alive_timeout(std::time::Duration::from_secs(4))
+            .keep_alive_while_idle(true);
         let channel = endpoint.connect_lazy();
         channels.insert(address.to_string(), channel.clone());
         Ok(channel)

@@ -75,10 +75,16 @@ pub(crate) async fn call<Req: Serialize, Resp: DeserializeOwned>(
     let mut request = tonic::Request::new(Envelope { json });
     request.set_timeout(CALL_TIMEOUT);
     let codec = tonic_prost::ProstCodec::<Envelope, Envelope>::default();
-    let answer = grpc.unary(request, path, codec).await.map_err(|status| match status.code() {
-        tonic::Code::Unimplemented => Error::Unavailable(format!("node does not serve {method}: {}", status.message())),
-        _ => Error::Unavailable(format!("node call {method} failed: {}", status.message())),
-    })?;
+    // The deadline is enforced here too: a paused or unreachable node never answers.
+    let answer = tokio::time::timeout(CALL_TIMEOUT, grpc.unary(request, path, codec))
+        .await
+        .map_err(|_| Error::Unavailable(format!("node call {method} timed out")))?
+        .map_err(|status| match status.code() {
+            tonic::Code::Unimplemented => {
+                Error::Unavailable(format!("node does not serve {method}: {}", status.message()))
+            }
+            _ => Error::Unavailable(format!("node call {method} failed: {}", status.message())),
+        })?;
     let result: Result<Resp> = serde_json::from_slice(&answer.into_inner().json)
         .map_err(|e| Error::Internal(format!("decoding a node answer: {e}")))?;
     result
@@ -173,7 +179,7 @@ where
                     grpc.unary(Call(Some(handler)), req).await
                 }
                 "AddTask" => {
-                    let handler = move |json| serve(json, move |c: AddTask| async move { Ok(svc.add_task_here(c)) });
+                    let handler = move |json| serve(json, move |c: AddTask| async move { svc.add_task_here(c) });
                     grpc.unary(Call(Some(handler)), req).await
                 }
                 other => {

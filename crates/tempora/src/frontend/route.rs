@@ -245,16 +245,17 @@ impl super::Frontend {
         }
     }
 
-    /// Resolves once `route` is no longer served by the node at `address` (it died or was
-    /// paused, and its shards moved): a call forwarded there is abandoned with UNAVAILABLE,
-    /// which the SDKs retry, rather than left waiting on a node that will not answer.
-    pub(crate) async fn moved_from(&self, route: &Route, address: &str) {
+    /// Resolves once the node at `address` is no longer a member (it died, was paused past
+    /// its leases or cut off, and its shards moved): a call forwarded there is abandoned with
+    /// UNAVAILABLE, which the SDKs retry, rather than left waiting on a node that will not
+    /// answer. A node that is alive and only gave the shard away finishes the call itself
+    /// (cutting it short could lose a task it just started for the caller).
+    pub(crate) async fn moved_from(&self, _route: &Route, address: &str) {
         let Some(cluster) = self.svc.cluster() else { return std::future::pending().await };
         loop {
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            match self.target(route, cluster) {
-                Ok(Destination::Node(a)) if a == address => continue,
-                _ => return,
+            if !cluster.is_peer(address) {
+                return;
             }
         }
     }

@@ -129,13 +129,32 @@ impl Service {
         self.start_workflow(request, policy).await
     }
 
-    /// Another node's `AddTask`: `false` for a sticky queue nobody polls.
-    pub(crate) fn add_task_here(&self, add: AddTask) -> bool {
+    /// Another node's `AddTask`: `false` for a sticky queue nobody polls; UNAVAILABLE if the
+    /// queue is not homed here (the sender's view was stale: it retries).
+    pub(crate) fn add_task_here(&self, add: AddTask) -> Result<bool> {
+        if self.queue_placement(&add.namespace, &add.task_queue) != Placement::Local {
+            let shard = ShardId::of_queue(&add.namespace, &add.task_queue);
+            return Err(Error::Unavailable(format!("task queue's shard {shard} is not served by this node")));
+        }
         if add.sticky && !self.matching.is_live(&add.namespace, &add.task_queue, add.kind, STICKY_LIVENESS) {
-            return false;
+            return Ok(false);
         }
         self.matching.offer(&add.namespace, &add.task_queue, add.kind, add.task);
-        true
+        Ok(true)
+    }
+
+    /// Resolves once this node is no longer the home of a task queue (a poll waiting here
+    /// would never get a task: it ends empty, and the worker's next poll finds the new home).
+    pub(super) async fn queue_moved_away(&self, namespace: &str, task_queue: &str) {
+        if self.cluster.get().is_none() || self.queue_placement(namespace, task_queue) != Placement::Local {
+            return std::future::pending().await;
+        }
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            if self.queue_placement(namespace, task_queue) != Placement::Local {
+                return;
+            }
+        }
     }
 
     /// Offers a task to its queue, wherever the queue's matching is.

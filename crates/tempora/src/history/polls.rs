@@ -69,8 +69,13 @@ impl Service {
         self.matching.poller_seen(&poll.namespace, &poll.task_queue, poll.kind, &poll.identity);
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let Some(task) = self.matching.poll(&poll.namespace, &poll.task_queue, poll.kind, &poll.worker, left).await
-            else {
+            // Only the wait is cut short when the queue's home moves, never a task's start.
+            let waiting = self.matching.poll(&poll.namespace, &poll.task_queue, poll.kind, &poll.worker, left);
+            let task = tokio::select! {
+                task = waiting => task,
+                _ = self.queue_moved_away(&poll.namespace, &poll.task_queue) => None,
+            };
+            let Some(task) = task else {
                 crate::telemetry::poll_timed_out(&poll.namespace, &poll.task_queue, poll.kind);
                 return Ok(None);
             };

@@ -564,7 +564,7 @@ fn check_fence(tx: &mut postgres::Transaction<'_>, fence: &crate::cluster::Fence
     let shards: Vec<i32> = wanted.iter().map(|(s, _)| *s).collect();
     let rows = tx
         .query(
-            "SELECT shard, epoch FROM shard_leases WHERE shard = ANY($1) AND owner = $2 FOR SHARE",
+            "SELECT shard, epoch FROM shard_leases WHERE shard = ANY($1) AND owner = $2 ORDER BY shard FOR SHARE",
             &[&shards, &fence.node],
         )
         .map_err(backend)?;
