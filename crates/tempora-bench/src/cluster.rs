@@ -44,16 +44,27 @@ async fn start_node(binary: &PathBuf, db: &str) -> Result<Node> {
     Ok(Node { child, address })
 }
 
-/// `admin` with its database replaced by a fresh one named `name`.
+/// `admin` with its database replaced by a fresh one named `name`. (The synchronous client
+/// blocks: each use runs in `block_in_place`.)
 fn fresh_database(admin: &str, name: &str) -> Result<String> {
+    tokio::task::block_in_place(|| fresh_database_now(admin, name))
+}
+
+fn fresh_database_now(admin: &str, name: &str) -> Result<String> {
     let mut client = postgres::Client::connect(admin, postgres::NoTls)?;
-    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"))?;
+    // Apart: several statements in one query string run in one transaction, which these refuse.
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
+    client.batch_execute(&format!("CREATE DATABASE {name}"))?;
     let (base, _) = admin.rsplit_once('/').context("a database URL ends with /name")?;
     Ok(format!("{base}/{name}"))
 }
 
 /// Live shard owners: (owner, shards).
 fn owners(db: &str) -> Result<Vec<(String, i64)>> {
+    tokio::task::block_in_place(|| owners_now(db))
+}
+
+fn owners_now(db: &str) -> Result<Vec<(String, i64)>> {
     let mut client = postgres::Client::connect(db, postgres::NoTls)?;
     let rows = client.query(
         "SELECT owner, count(*) FROM shard_leases WHERE owner IS NOT NULL AND expires_at > now() GROUP BY owner",
@@ -124,14 +135,14 @@ async fn failover(binary: &PathBuf, admin: &str) -> Result<()> {
         }
         // Which workflows live on the node about to die.
         let victim = addresses[2].clone();
-        let affected = {
+        let affected = tokio::task::block_in_place(|| {
             let mut c = postgres::Client::connect(&db, postgres::NoTls)?;
             let rows = c.query(
                 "SELECT DISTINCT w.workflow_id FROM run_work w JOIN shard_leases l ON l.shard = w.shard WHERE l.owner = $1",
                 &[&victim],
             )?;
-            rows.iter().map(|r| r.get::<_, String>(0)).collect::<std::collections::HashSet<_>>()
-        };
+            Ok::<_, anyhow::Error>(rows.iter().map(|r| r.get::<_, String>(0)).collect::<std::collections::HashSet<_>>())
+        })?;
         let victim_shards = owners(&db)?.into_iter().find(|(o, _)| *o == victim).map_or(0, |(_, n)| n);
         let mut victim_node = nodes.pop().context("three nodes")?;
         victim_node.child.start_kill()?;
