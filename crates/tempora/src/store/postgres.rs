@@ -49,6 +49,8 @@ pub const MIGRATIONS: &[&str] = &[
 
 /// The advisory lock key of the server lock (`temp`), per database.
 const SERVER_LOCK_KEY: i64 = 0x7465_6d70;
+/// The advisory lock key migrations hold (`tmig`), per database.
+const MIGRATION_LOCK_KEY: i64 = 0x746d_6967;
 /// How long opening the store waits for the server lock.
 const SERVER_LOCK_WAIT: Duration = Duration::from_secs(5);
 /// How long a reconnecting writer waits for it (its own dropped session may still hold it).
@@ -596,6 +598,9 @@ fn notify_namespaces(tx: &mut postgres::Transaction<'_>, fence: &Option<Arc<crat
 fn migrate(client: &mut Client) -> Result<()> {
     {
         let mut tx = client.transaction().map_err(backend)?;
+        // Servers starting at once on an empty database (a cluster's nodes) migrate one after
+        // the other: `CREATE TABLE IF NOT EXISTS` alone races (one of them fails).
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY]).map_err(backend)?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS tempora_schema (version INTEGER NOT NULL);
              LOCK TABLE tempora_schema IN EXCLUSIVE MODE;",
