@@ -30,6 +30,7 @@ use crate::engine::state::RunKey;
 pub enum TaskKind {
     Workflow,
     Activity,
+    Nexus,
 }
 
 /// A pointer to a task in a run's mutable state.
@@ -42,6 +43,9 @@ pub struct QueuedTask {
     /// Set for a query task: the id of the waiting query (`history::Service::query`) and the
     /// query itself.
     pub query: Option<Box<(String, temporalio_protos::temporal::api::query::v1::WorkflowQuery)>>,
+    /// For a Nexus task: an attempt of the operation's cancellation, not of its start.
+    #[serde(default)]
+    pub cancel: bool,
 }
 
 type QueueKey = (String, String, TaskKind);
@@ -460,6 +464,7 @@ mod tests {
             scheduled_event_id: n,
             attempt: 1,
             query: None,
+            cancel: false,
         }
     }
 

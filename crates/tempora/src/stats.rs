@@ -98,6 +98,7 @@ impl Stats {
             let waits = match kind {
                 TaskKind::Workflow => &mut m.workflow_task_waits,
                 TaskKind::Activity => &mut m.activity_task_waits,
+                TaskKind::Nexus => return,
             };
             waits[bucket(wait_ms)] = waits[bucket(wait_ms)].saturating_add(1);
         });

@@ -139,6 +139,7 @@ fn task_type(kind: TaskKind) -> &'static str {
     match kind {
         TaskKind::Workflow => "Workflow",
         TaskKind::Activity => "Activity",
+        TaskKind::Nexus => "Nexus",
     }
 }
 

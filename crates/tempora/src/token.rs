@@ -22,6 +22,15 @@ pub struct TaskToken {
     /// Set only in a query task's token.
     #[prost(string, tag = "7")]
     pub query_id: String,
+    /// A Nexus task's token (the run is the operation's caller).
+    #[prost(bool, tag = "8")]
+    pub nexus: bool,
+    /// For a Nexus task: the namespace its handler polls (the endpoint's target).
+    #[prost(string, tag = "9")]
+    pub target_namespace: String,
+    /// For a Nexus task: an attempt of the operation's cancellation.
+    #[prost(bool, tag = "10")]
+    pub cancel: bool,
 }
 
 impl TaskToken {
@@ -34,7 +43,35 @@ impl TaskToken {
             attempt,
             activity,
             query_id: String::new(),
+            nexus: false,
+            target_namespace: String::new(),
+            cancel: false,
         }
+    }
+
+    /// A Nexus task's token: an attempt of `run`'s operation, handled in `target_namespace`.
+    pub fn nexus(run: &RunKey, scheduled_event_id: i64, attempt: i32, cancel: bool, target_namespace: &str) -> Self {
+        TaskToken {
+            nexus: true,
+            cancel,
+            target_namespace: target_namespace.to_string(),
+            ..TaskToken::new(run, scheduled_event_id, attempt, false)
+        }
+    }
+
+    /// Parses a Nexus task's token from a handler's answer in `namespace`.
+    pub fn parse_nexus(bytes: &[u8], namespace: &str) -> Result<TaskToken> {
+        if bytes.is_empty() {
+            return Err(Error::invalid("Task token not set on request."));
+        }
+        let token = TaskToken::decode(bytes).map_err(|_| Error::invalid("Error deserializing task token."))?;
+        if token.run_id.is_empty() || !token.nexus {
+            return Err(Error::invalid("Error deserializing task token."));
+        }
+        if !namespace.is_empty() && token.target_namespace != namespace {
+            return Err(Error::invalid("Operation requested with a token from a different namespace."));
+        }
+        Ok(token)
     }
 
     pub fn query(run: &RunKey, query_id: &str) -> Self {
@@ -55,7 +92,7 @@ impl TaskToken {
             return Err(Error::invalid("Task token not set on request."));
         }
         let token = TaskToken::decode(bytes).map_err(|_| Error::invalid("Error deserializing task token."))?;
-        if token.run_id.is_empty() || token.activity != activity {
+        if token.run_id.is_empty() || token.activity != activity || token.nexus {
             return Err(Error::invalid("Error deserializing task token."));
         }
         Ok(token)

@@ -20,6 +20,7 @@ impl Tx<'_> {
         command: &Command,
         completed_id: i64,
         messages: &mut Messages,
+        nexus_endpoints: &std::collections::BTreeMap<String, String>,
     ) -> Result<bool, Rejection> {
         use command::Attributes as C;
         let bad = |cause: WorkflowTaskFailedCause, msg: &str| Err(Rejection::Bad(cause, msg.to_string()));
@@ -195,15 +196,17 @@ impl Tx<'_> {
                 self.close(RunStatus::Failed);
                 Ok(false)
             }
-            _ => {
-                let name = CommandType::try_from(command.command_type)
-                    .map(|t| t.as_str_name().to_string())
-                    .unwrap_or_else(|_| format!("command type {}", command.command_type));
-                Err(Rejection::Bad(
-                    WorkflowTaskFailedCause::UnhandledCommand,
-                    format!("{name} is not supported by this server yet"),
-                ))
+            C::ScheduleNexusOperationCommandAttributes(a) => {
+                let (pending, max) = (self.state.nexus_operations.len(), self.limits.pending_nexus_operations_max);
+                let cause = WorkflowTaskFailedCause::PendingNexusOperationsLimitExceeded;
+                at_limit(pending, max, cause, "pending Nexus operations")?;
+                self.schedule_nexus_operation(a, completed_id, nexus_endpoints)
+                    .map_err(|(cause, m)| Rejection::Bad(cause, m))?;
+                Ok(false)
             }
+            C::RequestCancelNexusOperationCommandAttributes(a) => self
+                .request_cancel_nexus_operation(a.scheduled_event_id, completed_id)
+                .map_err(|m| Rejection::Bad(WorkflowTaskFailedCause::BadRequestCancelNexusOperationAttributes, m)),
         }
     }
 }
@@ -248,6 +251,7 @@ fn bad_attributes_cause(command: &Command) -> WorkflowTaskFailedCause {
         Some(C::ContinueAsNewWorkflowExecutionCommandAttributes(_)) => W::BadContinueAsNewAttributes,
         Some(C::StartChildWorkflowExecutionCommandAttributes(_)) => W::BadStartChildExecutionAttributes,
         Some(C::SignalExternalWorkflowExecutionCommandAttributes(_)) => W::BadSignalWorkflowExecutionAttributes,
+        Some(C::ScheduleNexusOperationCommandAttributes(_)) => W::BadScheduleNexusOperationAttributes,
         _ => W::UnhandledCommand,
     }
 }
@@ -277,6 +281,7 @@ pub fn command_payload_bytes(command: &Command) -> usize {
         Some(C::StartChildWorkflowExecutionCommandAttributes(a)) => a.input.as_ref().map_or(0, |p| p.encoded_len()),
         Some(C::SignalExternalWorkflowExecutionCommandAttributes(a)) => a.input.as_ref().map_or(0, |p| p.encoded_len()),
         Some(C::CancelWorkflowExecutionCommandAttributes(a)) => a.details.as_ref().map_or(0, |p| p.encoded_len()),
+        Some(C::ScheduleNexusOperationCommandAttributes(a)) => a.input.as_ref().map_or(0, |p| p.encoded_len()),
         _ => 0,
     }
 }

@@ -12,6 +12,7 @@ pub mod children;
 mod commands;
 pub mod cron;
 pub mod external;
+pub mod nexus;
 pub mod proto_serde;
 pub mod replay;
 pub mod request;
@@ -58,6 +59,8 @@ pub struct Limits {
     pub pending_children_max: usize,
     pub pending_signals_max: usize,
     pub pending_cancels_max: usize,
+    /// Temporal's `component.nexusoperations.limit.operation.concurrency`.
+    pub pending_nexus_operations_max: usize,
     /// Updates one run may accept in its life (`history.maxTotalUpdates`).
     pub updates_max: usize,
 }
@@ -74,6 +77,7 @@ impl Default for Limits {
             pending_children_max: 2_000,
             pending_signals_max: 2_000,
             pending_cancels_max: 2_000,
+            pending_nexus_operations_max: 30,
             updates_max: 2_000,
         }
     }
@@ -107,6 +111,12 @@ pub enum Effect {
     CheckParent { parent: state::ParentInfo },
     /// An update was accepted, completed or rejected: tell whoever waits for it.
     UpdateProgress { update_id: String, progress: updates::UpdateProgress },
+    /// Offer a Nexus operation's attempt (its start, or its cancellation when `cancel`) to
+    /// the target of its endpoint.
+    DispatchNexusTask { endpoint_id: String, scheduled_event_id: i64, attempt: i32, cancel: bool },
+    /// This run closed and Nexus operations wait for its outcome (`MutableState::callbacks`):
+    /// report it to them.
+    DeliverCallbacks,
 }
 
 /// A child of a closing parent and what its parent close policy says to do with it.
@@ -155,6 +165,22 @@ pub enum Timer {
     WorkflowRunTimeout,
     /// The delay before a run's first workflow task (cron, workflow retry) is over.
     WorkflowBackoff,
+    /// A Nexus operation's schedule-to-close timeout.
+    NexusTimeout {
+        scheduled_event_id: i64,
+    },
+    /// A Nexus handler did not answer an attempt in time (`cancel`: a cancellation's attempt).
+    NexusAttemptTimeout {
+        scheduled_event_id: i64,
+        attempt: i32,
+        cancel: bool,
+    },
+    /// A Nexus operation's (or its cancellation's) retry backoff is over.
+    NexusRetry {
+        scheduled_event_id: i64,
+        attempt: i32,
+        cancel: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -396,6 +422,15 @@ pub fn event_type(attributes: &Attributes) -> EventType {
         A::WorkflowExecutionUpdateAcceptedEventAttributes(_) => EventType::WorkflowExecutionUpdateAccepted,
         A::WorkflowExecutionUpdateCompletedEventAttributes(_) => EventType::WorkflowExecutionUpdateCompleted,
         A::WorkflowExecutionOptionsUpdatedEventAttributes(_) => EventType::WorkflowExecutionOptionsUpdated,
+        A::NexusOperationScheduledEventAttributes(_) => EventType::NexusOperationScheduled,
+        A::NexusOperationStartedEventAttributes(_) => EventType::NexusOperationStarted,
+        A::NexusOperationCompletedEventAttributes(_) => EventType::NexusOperationCompleted,
+        A::NexusOperationFailedEventAttributes(_) => EventType::NexusOperationFailed,
+        A::NexusOperationCanceledEventAttributes(_) => EventType::NexusOperationCanceled,
+        A::NexusOperationTimedOutEventAttributes(_) => EventType::NexusOperationTimedOut,
+        A::NexusOperationCancelRequestedEventAttributes(_) => EventType::NexusOperationCancelRequested,
+        A::NexusOperationCancelRequestCompletedEventAttributes(_) => EventType::NexusOperationCancelRequestCompleted,
+        A::NexusOperationCancelRequestFailedEventAttributes(_) => EventType::NexusOperationCancelRequestFailed,
         _ => EventType::Unspecified,
     }
 }

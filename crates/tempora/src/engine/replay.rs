@@ -10,7 +10,8 @@ use temporalio_protos::temporal::api::common::v1::{Memo, SearchAttributes};
 use temporalio_protos::temporal::api::history::v1::{history_event::Attributes, HistoryEvent};
 
 use super::state::{
-    Activity, Child, Encoded, ExternalRequest, MutableState, RunKey, UpdateRecord, UserTimer, WorkflowTask,
+    Activity, Child, Encoded, ExternalRequest, MutableState, NexusOperation, RunKey, UpdateRecord, UserTimer,
+    WorkflowTask,
 };
 use super::workflow::{start, StartWorkflow};
 use crate::clock::{proto, Millis};
@@ -134,6 +135,42 @@ fn apply_event(state: &mut MutableState, event: &HistoryEvent) {
         A::ActivityTaskCanceledEventAttributes(a) => {
             state.activities.remove(&a.scheduled_event_id);
         }
+        A::NexusOperationScheduledEventAttributes(a) => {
+            state.nexus_operations.insert(id, NexusOperation::scheduled(id, a, at));
+        }
+        A::NexusOperationStartedEventAttributes(a) => {
+            if let Some(op) = state.nexus_operations.get_mut(&a.scheduled_event_id) {
+                op.operation_token = Some(a.operation_token.clone());
+                op.attempt_started_ms = 0;
+            }
+        }
+        A::NexusOperationCancelRequestedEventAttributes(a) => {
+            if let Some(op) = state.nexus_operations.get_mut(&a.scheduled_event_id) {
+                op.cancel = Some(super::nexus::cancel_requested(id, at));
+            }
+        }
+        A::NexusOperationCancelRequestCompletedEventAttributes(a) => {
+            if let Some(c) = state.nexus_operations.get_mut(&a.scheduled_event_id).and_then(|op| op.cancel.as_mut()) {
+                c.done = true;
+            }
+        }
+        A::NexusOperationCancelRequestFailedEventAttributes(a) => {
+            if let Some(c) = state.nexus_operations.get_mut(&a.scheduled_event_id).and_then(|op| op.cancel.as_mut()) {
+                c.done = true;
+            }
+        }
+        A::NexusOperationCompletedEventAttributes(a) => {
+            state.nexus_operations.remove(&a.scheduled_event_id);
+        }
+        A::NexusOperationFailedEventAttributes(a) => {
+            state.nexus_operations.remove(&a.scheduled_event_id);
+        }
+        A::NexusOperationCanceledEventAttributes(a) => {
+            state.nexus_operations.remove(&a.scheduled_event_id);
+        }
+        A::NexusOperationTimedOutEventAttributes(a) => {
+            state.nexus_operations.remove(&a.scheduled_event_id);
+        }
         A::TimerStartedEventAttributes(a) => {
             let fire_time_ms = at + proto::duration_ms(a.start_to_fire_timeout.as_ref());
             state.timers.insert(
@@ -236,6 +273,7 @@ struct Projection {
     timers: Vec<(String, i64, Millis)>,
     children: Vec<(i64, String, String)>,
     external: Vec<i64>,
+    nexus: Vec<(i64, bool, bool)>,
     updates: Vec<(String, i64, bool)>,
     cancel_requested: bool,
 }
@@ -262,6 +300,11 @@ fn project(s: &MutableState, include_task: bool) -> Projection {
             .map(|c| (c.initiated_event_id, c.workflow_id.clone(), c.run_id.clone()))
             .collect(),
         external: s.external.keys().copied().collect(),
+        nexus: s
+            .nexus_operations
+            .values()
+            .map(|o| (o.scheduled_event_id, o.is_started(), o.cancel.is_some()))
+            .collect(),
         updates: s.updates.iter().map(|(id, u)| (id.clone(), u.accepted_event_id, u.outcome.is_some())).collect(),
         cancel_requested: s.cancel_requested,
     }

@@ -132,6 +132,35 @@ pub enum Request {
         identity: String,
         run: Box<NewRun>,
     },
+    /// A handler's worker took a Nexus operation's attempt (of its cancellation if `cancel`).
+    StartNexusTask {
+        scheduled_event_id: i64,
+        attempt: i32,
+        cancel: bool,
+    },
+    /// The handler answered a started Nexus attempt.
+    NexusAnswered {
+        scheduled_event_id: i64,
+        attempt: i32,
+        cancel: bool,
+        outcome: super::nexus::NexusOutcome,
+    },
+    /// A Nexus attempt could not be dispatched: its endpoint is gone (or targets what tempora
+    /// does not call); `message` says which.
+    NexusEndpointGone {
+        scheduled_event_id: i64,
+        attempt: i32,
+        cancel: bool,
+        message: String,
+    },
+    /// A started Nexus operation ended (its handler's run closed).
+    NexusCompleted {
+        scheduled_event_id: i64,
+        request_id: String,
+        outcome: super::nexus::NexusOutcome,
+    },
+    /// This closed run's outcome reached the Nexus operations it ran for.
+    CallbacksDelivered,
 }
 
 impl Request {
@@ -158,6 +187,11 @@ impl Request {
             Request::FromRun { .. } => "FromRun",
             Request::ParentClosed { .. } => "ParentClosed",
             Request::Reset { .. } => "Reset",
+            Request::StartNexusTask { .. } => "StartNexusTask",
+            Request::NexusAnswered { .. } => "NexusAnswered",
+            Request::NexusEndpointGone { .. } => "NexusEndpointGone",
+            Request::NexusCompleted { .. } => "NexusCompleted",
+            Request::CallbacksDelivered => "CallbacksDelivered",
         }
     }
 }
@@ -173,6 +207,7 @@ pub enum Reply {
     Heartbeat(super::activity::HeartbeatAnswer),
     /// The options of the activity an operator action changed last.
     ActivityOptions(Box<temporalio_protos::temporal::api::activity::v1::ActivityOptions>),
+    NexusTaskStarted(Box<super::nexus::NexusTaskStart>),
 }
 
 /// What a worker is told about the run a task belongs to.
@@ -243,9 +278,13 @@ pub fn apply(state: &mut MutableState, request: Request, cx: Context<'_>) -> Res
     tx.new_run_id = cx.new_run_id;
     tx.limits = cx.limits;
     tx.search_attribute_types = cx.search_attribute_types;
+    let was_open = tx.state.is_open();
     let (changed, reply) = tx.dispatch(request, cx.history)?;
     if changed {
         tx.enforce_history_limits();
+    }
+    if was_open && !tx.state.is_open() && !tx.state.callbacks.is_empty() {
+        tx.effects.push(Effect::DeliverCallbacks);
     }
     let Tx { events, effects, new_run, .. } = tx;
     debug_assert!(changed || events.is_empty(), "an unchanged run appended events");
@@ -348,6 +387,32 @@ impl Tx<'_> {
                 self.new_run = Some(*run);
                 done(true)
             }
+            Request::StartNexusTask { scheduled_event_id, attempt, cancel } => {
+                let Some(mut start) = self.start_nexus_task(scheduled_event_id, attempt, cancel) else {
+                    return done(false);
+                };
+                if let Some(Attributes::NexusOperationScheduledEventAttributes(s)) =
+                    history.get((scheduled_event_id - 1) as usize).and_then(|e| e.attributes.as_ref())
+                {
+                    start.scheduled = s.clone();
+                }
+                Ok((true, Reply::NexusTaskStarted(Box::new(start))))
+            }
+            Request::NexusAnswered { scheduled_event_id, attempt, cancel, outcome } => {
+                self.nexus_answered(scheduled_event_id, attempt, cancel, outcome)?;
+                done(true)
+            }
+            Request::NexusEndpointGone { scheduled_event_id, attempt, cancel, message } => {
+                done(self.nexus_endpoint_gone(scheduled_event_id, attempt, cancel, &message))
+            }
+            Request::NexusCompleted { scheduled_event_id, request_id, outcome } => {
+                done(self.nexus_completed(scheduled_event_id, &request_id, outcome))
+            }
+            Request::CallbacksDelivered => {
+                let had = !self.state.callbacks.is_empty();
+                self.state.callbacks.clear();
+                done(had)
+            }
         }
     }
 
@@ -392,6 +457,9 @@ impl Tx<'_> {
             Timer::WorkflowRunTimeout => self.run_timed_out(),
             Timer::WorkflowBackoff => self.backoff_done(),
             Timer::StickyTimeout { force } => self.sticky_timed_out(force),
+            Timer::NexusTimeout { .. } | Timer::NexusAttemptTimeout { .. } | Timer::NexusRetry { .. } => {
+                self.nexus_timer(&timer)
+            }
         }
     }
 

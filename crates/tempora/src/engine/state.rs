@@ -297,6 +297,73 @@ pub struct MutableState {
     /// Accepted updates by update id (requests not yet accepted live only in the service).
     #[serde(default)]
     pub updates: BTreeMap<String, UpdateRecord>,
+    /// Pending Nexus operations by their `NexusOperationScheduled` event id.
+    #[serde(default)]
+    pub nexus_operations: BTreeMap<i64, NexusOperation>,
+    /// Where to report this run's close (`completion_callbacks` of its start: the Nexus
+    /// operations it runs for). Carried to the next run of the chain (continue-as-new, retry).
+    #[serde(default)]
+    pub callbacks: Vec<NexusCallback>,
+}
+
+/// A Nexus operation as its caller tracks it: scheduled, handed to a handler worker (one
+/// attempt at a time, retried while the handler answers with a retryable error), then either
+/// closed by the handler's answer or started asynchronously and closed by its callback.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NexusOperation {
+    pub scheduled_event_id: i64,
+    pub endpoint: String,
+    pub endpoint_id: String,
+    pub service: String,
+    pub operation: String,
+    /// Sent to the handler; a callback names it, so a stale one is recognised.
+    pub request_id: String,
+    pub scheduled_time_ms: Millis,
+    /// 0: no deadline.
+    pub schedule_to_close_ms: Millis,
+    pub attempt: i32,
+    /// When the current attempt was handed to a worker; 0 while it waits for one.
+    pub attempt_started_ms: Millis,
+    /// While > 0 the operation waits for a retry at this time.
+    pub backoff_until_ms: Millis,
+    /// `Failure` of the last attempt, if it failed.
+    pub last_failure: Option<Encoded>,
+    pub last_attempt_complete_ms: Millis,
+    /// Set once the handler started it asynchronously (`NexusOperationStarted`).
+    pub operation_token: Option<String>,
+    /// Its `NexusOperationCancelRequested` event, once the workflow asked to cancel it.
+    pub cancel: Option<NexusCancel>,
+}
+
+impl NexusOperation {
+    pub fn is_started(&self) -> bool {
+        self.operation_token.is_some()
+    }
+
+    pub fn deadline_ms(&self) -> Option<Millis> {
+        (self.schedule_to_close_ms > 0).then(|| self.scheduled_time_ms + self.schedule_to_close_ms)
+    }
+}
+
+/// A request to cancel a started Nexus operation, delivered to its handler like the start
+/// (one attempt at a time, retried on retryable errors).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NexusCancel {
+    pub requested_event_id: i64,
+    pub requested_time_ms: Millis,
+    pub attempt: i32,
+    pub attempt_started_ms: Millis,
+    pub backoff_until_ms: Millis,
+    pub last_failure: Option<Encoded>,
+    /// The handler accepted it (`NexusOperationCancelRequestCompleted`) or refused it for good.
+    pub done: bool,
+}
+
+/// A Nexus completion callback of a run started by an operation's handler (`Callback.nexus`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NexusCallback {
+    pub url: String,
+    pub header: BTreeMap<String, String>,
 }
 
 /// An accepted update: where it was accepted, and its outcome once completed.

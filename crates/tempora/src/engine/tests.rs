@@ -339,21 +339,158 @@ fn workflow_task_failures_after_the_first_are_transient() {
     assert!(!run.state.is_open());
 }
 
-#[test]
-fn unsupported_command_fails_the_task_naming_it() {
-    let mut run = Run::new();
-    let nexus = Command {
+fn schedule_nexus(endpoint: &str, timeout_ms: i64) -> Command {
+    Command {
         command_type: CommandType::ScheduleNexusOperation as i32,
-        attributes: Some(command::Attributes::ScheduleNexusOperationCommandAttributes(Default::default())),
+        attributes: Some(command::Attributes::ScheduleNexusOperationCommandAttributes(
+            temporalio_protos::temporal::api::command::v1::ScheduleNexusOperationCommandAttributes {
+                endpoint: endpoint.into(),
+                service: "svc".into(),
+                operation: "op".into(),
+                schedule_to_close_timeout: (timeout_ms > 0).then(|| proto::duration(timeout_ms)),
+                ..Default::default()
+            },
+        )),
         ..Default::default()
-    };
-    let (out, types, _) = run.complete_wft(vec![nexus]);
+    }
+}
+
+impl Run {
+    /// Completes a workflow task with Nexus commands, the endpoint "ep" known as "ep-id".
+    fn complete_wft_nexus(
+        &mut self,
+        commands: Vec<Command>,
+    ) -> (Result<Completed, Error>, Vec<EventType>, Vec<Effect>) {
+        let (scheduled_event_id, attempt) = self.start_wft();
+        let req = CompleteWorkflowTask {
+            scheduled_event_id,
+            attempt,
+            commands,
+            identity: "worker".into(),
+            nexus_endpoints: [("ep".to_string(), "ep-id".to_string())].into(),
+            ..Default::default()
+        };
+        self.step(|tx| tx.complete_workflow_task(req).expect("task is running"))
+    }
+}
+
+#[test]
+fn a_nexus_operation_on_an_unknown_endpoint_fails_the_task_naming_it() {
+    let mut run = Run::new();
+    let (out, types, _) = run.complete_wft_nexus(vec![schedule_nexus("nowhere", 0)]);
     match out {
-        Err(Error::InvalidArgument(m)) => assert!(m.contains("COMMAND_TYPE_SCHEDULE_NEXUS_OPERATION"), "{m}"),
+        Err(Error::InvalidArgument(m)) => assert_eq!(m, "endpoint \"nowhere\" not found"),
         other => panic!("unexpected {other:?}"),
     }
     assert_eq!(types, vec![E::WorkflowTaskFailed]);
-    assert!(run.state.workflow_task.is_some(), "a new attempt is scheduled");
+    assert!(run.state.nexus_operations.is_empty());
+}
+
+#[test]
+fn a_sync_nexus_operation_is_dispatched_started_and_completed_without_a_started_event() {
+    use super::nexus::NexusOutcome;
+    let mut run = Run::new();
+    let (out, types, effects) = run.complete_wft_nexus(vec![schedule_nexus("ep", 60_000)]);
+    out.unwrap();
+    assert_eq!(types, vec![E::WorkflowTaskCompleted, E::NexusOperationScheduled]);
+    let id = 5;
+    assert!(effects.contains(&Effect::DispatchNexusTask {
+        endpoint_id: "ep-id".into(),
+        scheduled_event_id: id,
+        attempt: 1,
+        cancel: false
+    }));
+    assert!(effects
+        .iter()
+        .any(|e| matches!(e, Effect::Timer { timer: Timer::NexusTimeout { scheduled_event_id: 5 }, .. })));
+    let (start, _, effects) = run.step(|tx| tx.start_nexus_task(id, 1, false));
+    let start = start.expect("the attempt starts");
+    assert_eq!(start.operation.request_id, "run-5");
+    assert!(effects
+        .iter()
+        .any(|e| matches!(e, Effect::Timer { timer: Timer::NexusAttemptTimeout { attempt: 1, .. }, .. })));
+    assert!(run.step(|tx| tx.start_nexus_task(id, 1, false)).0.is_none(), "an attempt starts once");
+    // A retryable handler error: the next attempt after a backoff, with no event.
+    let failure = super::nexus::handler_failure("INTERNAL", "try again");
+    let (r, types, effects) =
+        run.step(|tx| tx.nexus_answered(id, 1, false, NexusOutcome::HandlerError { failure, retryable: true }));
+    r.unwrap();
+    assert!(types.is_empty());
+    assert!(effects.iter().any(|e| matches!(e, Effect::Timer { timer: Timer::NexusRetry { attempt: 1, .. }, .. })));
+    run.now += 1_000;
+    let (due, _, effects) =
+        run.step(|tx| tx.nexus_timer(&Timer::NexusRetry { scheduled_event_id: id, attempt: 1, cancel: false }));
+    assert!(due);
+    assert!(effects.iter().any(|e| matches!(e, Effect::DispatchNexusTask { attempt: 2, .. })));
+    run.step(|tx| tx.start_nexus_task(id, 2, false).expect("attempt 2 starts"));
+    let stale = run.step(|tx| tx.nexus_answered(id, 1, false, NexusOutcome::Completed { result: None })).0;
+    assert!(matches!(stale, Err(Error::NotFound(_))), "a stale attempt's answer is refused");
+    let (r, types, _) = run.step(|tx| tx.nexus_answered(id, 2, false, NexusOutcome::Completed { result: None }));
+    r.unwrap();
+    assert_eq!(types, vec![E::NexusOperationCompleted, E::WorkflowTaskScheduled]);
+    assert!(run.state.nexus_operations.is_empty());
+    assert!(super::replay::divergence(&run.state, &run.history).is_none());
+}
+
+#[test]
+fn an_async_nexus_operation_is_started_then_closed_by_its_callback_and_times_out_otherwise() {
+    use super::nexus::NexusOutcome;
+    let mut run = Run::new();
+    run.complete_wft_nexus(vec![schedule_nexus("ep", 60_000), schedule_nexus("ep", 60_000)]).0.unwrap();
+    let (first, second) = (5, 6);
+    for id in [first, second] {
+        run.step(|tx| tx.start_nexus_task(id, 1, false).expect("starts"));
+        let started = NexusOutcome::Started { operation_token: format!("token-{id}") };
+        let (r, _, _) = run.step(|tx| tx.nexus_answered(id, 1, false, started));
+        r.unwrap();
+    }
+    assert!(run.state.nexus_operations.values().all(|op| op.is_started()));
+    // A callback for another request id is stale.
+    assert!(!run.step(|tx| tx.nexus_completed(first, "other", NexusOutcome::Completed { result: None })).0);
+    let (done, types, _) = run.step(|tx| tx.nexus_completed(first, "run-5", NexusOutcome::Completed { result: None }));
+    assert!(done);
+    assert_eq!(types, vec![E::NexusOperationCompleted]);
+    // The other one reaches its schedule-to-close deadline.
+    run.now = 1_000 + 60_000 + 1_000;
+    let (fired, types, _) = run.step(|tx| tx.nexus_timer(&Timer::NexusTimeout { scheduled_event_id: second }));
+    assert!(fired);
+    assert_eq!(types, vec![E::NexusOperationTimedOut]);
+    let Some(Attributes::NexusOperationTimedOutEventAttributes(a)) = &run.history.last().unwrap().attributes else {
+        panic!("no timeout event")
+    };
+    let failure = a.failure.clone().unwrap();
+    assert_eq!(failure.message, "nexus operation completed unsuccessfully");
+    let Some(FailureInfo::TimeoutFailureInfo(t)) = failure.cause.unwrap().failure_info else { panic!("no cause") };
+    assert_eq!(t.timeout_type, TimeoutType::ScheduleToClose as i32);
+}
+
+#[test]
+fn cancelling_a_nexus_operation_before_it_started_cancels_it_at_once() {
+    let mut run = Run::new();
+    run.complete_wft_nexus(vec![schedule_nexus("ep", 0)]).0.unwrap();
+    run.step(|tx| tx.schedule_workflow_task_if_needed()); // say, a signal came
+    let cancel = Command {
+        command_type: CommandType::RequestCancelNexusOperation as i32,
+        attributes: Some(command::Attributes::RequestCancelNexusOperationCommandAttributes(
+            temporalio_protos::temporal::api::command::v1::RequestCancelNexusOperationCommandAttributes {
+                scheduled_event_id: 5,
+            },
+        )),
+        ..Default::default()
+    };
+    let (out, types, _) = run.complete_wft_nexus(vec![cancel]);
+    out.unwrap();
+    assert_eq!(
+        types,
+        vec![
+            E::WorkflowTaskCompleted,
+            E::NexusOperationCancelRequested,
+            E::NexusOperationCanceled,
+            E::WorkflowTaskScheduled
+        ]
+    );
+    assert!(run.state.nexus_operations.is_empty());
+    assert!(run.step(|tx| tx.start_nexus_task(5, 1, false)).0.is_none(), "its queued attempt is stale");
 }
 
 #[test]

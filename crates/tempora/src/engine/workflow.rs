@@ -45,6 +45,9 @@ pub struct StartWorkflow {
     /// failure); a continued run's own `continued` wins.
     pub last_completion_result: Option<common::Payloads>,
     pub continued_failure: Option<temporalio_protos::temporal::api::failure::v1::Failure>,
+    /// Where to report the chain's close (the Nexus operations it runs for).
+    #[serde(default)]
+    pub callbacks: Vec<super::state::NexusCallback>,
 }
 
 /// How a run is closing, for `Tx::next_run`.
@@ -113,6 +116,8 @@ pub fn start(mut req: StartWorkflow, now: Millis) -> (MutableState, Vec<history:
         external: BTreeMap::new(),
         new_execution_run_id: String::new(),
         updates: BTreeMap::new(),
+        nexus_operations: BTreeMap::new(),
+        callbacks: req.callbacks.clone(),
         backoff_until_ms: if req.first_task_backoff_ms > 0 { now + req.first_task_backoff_ms } else { 0 },
         execution_time_ms: now + req.first_task_backoff_ms.max(0),
     };
@@ -187,6 +192,7 @@ impl Tx<'_> {
         self.state.workflow_task = None;
         self.state.activities.clear();
         self.state.timers.clear();
+        self.state.nexus_operations.clear();
         self.state.buffered_events.clear();
     }
 
@@ -253,6 +259,7 @@ impl Tx<'_> {
             attempt: 1,
             cron_schedule: self.started.map(|s| s.cron_schedule.clone()).unwrap_or_default(),
             first_task_backoff_ms: proto::duration_ms(a.backoff_start_interval.as_ref()).max(0),
+            callbacks: Vec::new(),
         };
         self.append(history::WorkflowExecutionContinuedAsNewEventAttributes {
             new_execution_run_id: new_run_id.clone(),
@@ -278,8 +285,10 @@ impl Tx<'_> {
     }
 
     /// Creates the run that continues this one (in this transaction) and links them.
-    fn begin_next_run(&mut self, req: StartWorkflow) {
+    fn begin_next_run(&mut self, mut req: StartWorkflow) {
         self.state.new_execution_run_id = req.key.run_id.to_string();
+        // The operations this chain runs for wait for its last run.
+        req.callbacks = std::mem::take(&mut self.state.callbacks);
         let (state, events, effects) = start(req, self.now);
         self.new_run = Some(super::NewRun { state, events, effects });
     }
@@ -380,6 +389,7 @@ impl Tx<'_> {
             attempt,
             cron_schedule: started.cron_schedule.clone(),
             first_task_backoff_ms: backoff_ms,
+            callbacks: Vec::new(),
         };
         self.begin_next_run(req);
         (new_run_id, retry_state)
@@ -427,6 +437,10 @@ impl Tx<'_> {
 pub fn recover(state: &MutableState) -> Vec<Effect> {
     let mut effects = Vec::new();
     if !state.is_open() {
+        // A closed run owes its outcome to the operations it ran for until it is delivered.
+        if !state.callbacks.is_empty() {
+            effects.push(Effect::DeliverCallbacks);
+        }
         return effects;
     }
     if let Some(at_ms) = state.run_deadline_ms() {
@@ -453,6 +467,9 @@ pub fn recover(state: &MutableState) -> Vec<Effect> {
     }
     if let Some(parent) = state.parent.as_ref().filter(|p| p.close_policy != ClosePolicy::Abandon) {
         effects.push(Effect::CheckParent { parent: parent.clone() });
+    }
+    for op in state.nexus_operations.values() {
+        effects.extend(super::nexus::operation_effects(op));
     }
     for timer in state.timers.values() {
         effects.push(Effect::Timer {

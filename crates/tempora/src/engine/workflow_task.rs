@@ -42,6 +42,10 @@ pub struct CompleteWorkflowTask {
     pub update_requests: HashMap<String, temporalio_protos::temporal::api::update::v1::Request>,
     /// Updates wait that this task did not carry: a new task must follow.
     pub updates_waiting: bool,
+    /// The ids of the Nexus endpoints its `ScheduleNexusOperation` commands name, by name
+    /// (resolved by the frontend; a name missing here is not registered).
+    #[serde(default)]
+    pub nexus_endpoints: std::collections::BTreeMap<String, String>,
 }
 
 /// What a poller needs after starting a workflow task.
@@ -353,7 +357,7 @@ impl Tx<'_> {
             if !self.state.is_open() {
                 break; // Temporal ignores commands after the closing one.
             }
-            needs_new_task |= self.apply_command(command, completed_id, &mut messages)?;
+            needs_new_task |= self.apply_command(command, completed_id, &mut messages, &req.nexus_endpoints)?;
         }
         if !self.state.is_open() {
             return Ok(Completed::default());

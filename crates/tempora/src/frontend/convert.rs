@@ -78,6 +78,7 @@ impl Checks<'_> {
         if let Some(p) = &r.retry_policy {
             crate::engine::activity::retry_policy(Some(p)).map_err(Error::InvalidArgument)?;
         }
+        let callbacks = completion_callbacks(r.completion_callbacks)?;
         let request_id = if r.request_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { r.request_id };
         let start = StartWorkflow {
             key: RunKey::new(r.namespace, r.workflow_id, String::new()),
@@ -98,6 +99,7 @@ impl Checks<'_> {
             first_task_backoff_ms: start_delay_ms,
             last_completion_result: r.last_completion_result,
             continued_failure: r.continued_failure,
+            callbacks,
             ..Default::default()
         };
         Ok((start, policy))
@@ -117,6 +119,35 @@ impl Checks<'_> {
         self.payloads(&request.input.as_ref().and_then(|i| i.args.clone()))?;
         Ok((request, update_id))
     }
+}
+
+/// Temporal's limit on the callbacks one workflow carries (`MaxCallbacksPerWorkflow`).
+const CALLBACKS_MAX: usize = 32;
+
+/// A start's completion callbacks: only the Nexus callbacks tempora gave its own handlers
+/// (delivered inside the server); any other address is refused, as Temporal refuses an
+/// address it is not configured to call.
+fn completion_callbacks(
+    callbacks: Vec<temporalio_protos::temporal::api::common::v1::Callback>,
+) -> Result<Vec<crate::engine::state::NexusCallback>> {
+    use temporalio_protos::temporal::api::common::v1::callback::Variant;
+    if callbacks.len() > CALLBACKS_MAX {
+        return Err(Error::invalid(format!("cannot attach more than {CALLBACKS_MAX} callbacks to a workflow")));
+    }
+    callbacks
+        .into_iter()
+        .map(|c| match c.variant {
+            Some(Variant::Nexus(n)) if n.url == crate::engine::nexus::SYSTEM_CALLBACK_URL => {
+                Ok(crate::engine::state::NexusCallback { url: n.url, header: n.header.into_iter().collect() })
+            }
+            Some(Variant::Nexus(n)) => Err(Error::invalid(format!(
+                "invalid url: {:?} is not an address this server calls back (only {})",
+                n.url,
+                crate::engine::nexus::SYSTEM_CALLBACK_URL
+            ))),
+            _ => Err(Error::invalid("unsupported callback variant")),
+        })
+        .collect()
 }
 
 pub(super) fn check_id(value: &str, field: &str) -> Result<()> {

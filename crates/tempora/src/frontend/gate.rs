@@ -185,6 +185,7 @@ namespaced!(
     ws::RespondActivityTaskCanceledByIdRequest, ws::RespondActivityTaskCanceledRequest,
     ws::RespondActivityTaskCompletedByIdRequest, ws::RespondActivityTaskCompletedRequest,
     ws::RespondActivityTaskFailedByIdRequest, ws::RespondActivityTaskFailedRequest,
+    ws::RespondNexusTaskCompletedRequest, ws::RespondNexusTaskFailedRequest,
     ws::RespondQueryTaskCompletedRequest, ws::RespondWorkflowTaskCompletedRequest,
     ws::RespondWorkflowTaskFailedRequest, ws::ScanWorkflowExecutionsRequest, ws::ShutdownWorkerRequest,
     ws::SignalWithStartWorkflowExecutionRequest, ws::SignalWorkflowExecutionRequest,

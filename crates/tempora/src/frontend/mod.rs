@@ -16,6 +16,7 @@ pub(crate) mod gate;
 mod interactions;
 mod namespaces;
 mod nexus;
+mod nexus_tasks;
 pub(crate) mod route;
 mod schedules;
 pub mod status;
@@ -44,7 +45,6 @@ use crate::history::Service as History;
 pub struct Frontend {
     svc: Arc<History>,
     batches: batch::Jobs,
-    endpoints: nexus::Endpoints,
     configs: task_queues::Configs,
     schedules: schedules::Schedules,
     /// Authentication, authorization and rate limits, before every handler.
@@ -65,7 +65,6 @@ impl Frontend {
         Arc::new_cyclic(|me| Frontend {
             svc,
             batches: batch::Jobs::new(batch_jobs),
-            endpoints: nexus::Endpoints::new(records),
             configs,
             schedules: schedules::Schedules::new(records),
             gate,
@@ -287,6 +286,8 @@ where
             "RecordActivityTaskHeartbeatById" => record_activity_task_heartbeat_by_id,
             "ShutdownWorker" => shutdown_worker,
             "PollNexusTaskQueue" => poll_nexus_task_queue,
+            "RespondNexusTaskCompleted" => respond_nexus_task_completed,
+            "RespondNexusTaskFailed" => respond_nexus_task_failed,
             "TerminateWorkflowExecution" => terminate_workflow_execution,
             "PauseActivity" => pause_activity,
             "UnpauseActivity" => unpause_activity,

@@ -6,10 +6,8 @@
 //! are Temporal's; where Temporal has a bug we do not copy it (an update keeps `created_time`;
 //! an update cannot take another endpoint's name).
 //!
-//! Not here: dispatching Nexus operations (`PollNexusTaskQueue` answers empty polls).
-
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+//! The registry itself (`crate::endpoints`) belongs to the history service, which resolves an
+//! operation's endpoint when it dispatches the operation's tasks.
 
 use prost::Message;
 use temporalio_protos::temporal::api::nexus::v1::{endpoint_target, Endpoint, EndpointSpec};
@@ -29,47 +27,14 @@ const DESCRIPTION_BYTES_MAX: usize = 20_000;
 const PAGE_SIZE_DEFAULT: usize = 100;
 const PAGE_SIZE_MAX: i32 = 1000;
 
-/// The registry: id → endpoint, ordered by id (List's order, as in Temporal).
-pub(super) struct Endpoints {
-    by_id: Mutex<BTreeMap<String, Endpoint>>,
-    /// Serialises changes, so a name check and the commit that takes the name are one step.
-    write: tokio::sync::Mutex<()>,
-}
-
-impl Endpoints {
-    pub(super) fn new(records: &[Record]) -> Self {
-        let by_id = records
-            .iter()
-            .filter(|r| r.kind == RecordKind::NexusEndpoint)
-            .filter_map(|r| match serde_json::from_str::<Endpoint>(&r.data) {
-                Ok(endpoint) => Some((r.id.clone(), endpoint)),
-                Err(e) => {
-                    tracing::error!(id = %r.id, error = %e, "unreadable Nexus endpoint record skipped");
-                    None
-                }
-            })
-            .collect();
-        Endpoints { by_id: Mutex::new(by_id), write: tokio::sync::Mutex::new(()) }
-    }
-
-    fn get(&self, id: &str) -> Option<Endpoint> {
-        self.by_id.lock().expect("endpoints lock").get(id).cloned()
-    }
-
-    fn id_of_name(&self, name: &str) -> Option<String> {
-        let by_id = self.by_id.lock().expect("endpoints lock");
-        by_id.values().find(|e| e.spec.as_ref().is_some_and(|s| s.name == name)).map(|e| e.id.clone())
-    }
-}
-
 impl Frontend {
     pub async fn create_nexus_endpoint(
         &self,
         r: Request<ops::CreateNexusEndpointRequest>,
     ) -> Result<ops::CreateNexusEndpointResponse> {
         let spec = self.checked_endpoint_spec(r.into_inner().spec)?;
-        let _write = self.endpoints.write.lock().await;
-        if self.endpoints.id_of_name(&spec.name).is_some() {
+        let _write = self.svc.endpoints.write.lock().await;
+        if self.svc.endpoints.id_of_name(&spec.name).is_some() {
             return Err(name_taken(&spec.name));
         }
         let id = uuid::Uuid::new_v4().to_string();
@@ -91,13 +56,13 @@ impl Frontend {
     ) -> Result<ops::UpdateNexusEndpointResponse> {
         let r = r.into_inner();
         let spec = self.checked_endpoint_spec(r.spec)?;
-        let _write = self.endpoints.write.lock().await;
+        let _write = self.svc.endpoints.write.lock().await;
         let not_found = || Error::not_found(format!("error updating Nexus endpoint. endpoint ID {} not found", r.id));
-        let current = self.endpoints.get(&r.id).ok_or_else(not_found)?;
+        let current = self.svc.endpoints.get(&r.id).ok_or_else(not_found)?;
         if current.version != r.version {
             return Err(version_mismatch(r.version, current.version));
         }
-        if self.endpoints.id_of_name(&spec.name).is_some_and(|id| id != r.id) {
+        if self.svc.endpoints.id_of_name(&spec.name).is_some_and(|id| id != r.id) {
             return Err(name_taken(&spec.name));
         }
         let endpoint = Endpoint {
@@ -123,13 +88,13 @@ impl Frontend {
             return Err(Error::invalid(issues.join(", ")));
         }
         // As in Temporal, the version is only checked to be positive, not compared.
-        let _write = self.endpoints.write.lock().await;
-        if self.endpoints.get(&r.id).is_none() {
+        let _write = self.svc.endpoints.write.lock().await;
+        if self.svc.endpoints.get(&r.id).is_none() {
             return Err(Error::not_found(format!("error deleting nexus endpoint with ID: {}", r.id)));
         }
         let delete = Write::DeleteRecord { kind: RecordKind::NexusEndpoint, scope: String::new(), id: r.id.clone() };
         self.svc.store().commit(vec![delete]).await?;
-        self.endpoints.by_id.lock().expect("endpoints lock").remove(&r.id);
+        self.svc.endpoints.by_id.lock().expect("endpoints lock").remove(&r.id);
         Ok(ops::DeleteNexusEndpointResponse {})
     }
 
@@ -143,6 +108,7 @@ impl Frontend {
             return Err(Error::invalid(issues.join(", ")));
         }
         let endpoint = self
+            .svc
             .endpoints
             .get(&r.id)
             .ok_or_else(|| Error::not_found(format!("Nexus endpoint with ID `{}` not found", r.id)))?;
@@ -156,7 +122,7 @@ impl Frontend {
     ) -> Result<ops::ListNexusEndpointsResponse> {
         let r = r.into_inner();
         if !r.name.is_empty() {
-            let endpoints = self.endpoints.id_of_name(&r.name).and_then(|id| self.endpoints.get(&id));
+            let endpoints = self.svc.endpoints.id_of_name(&r.name).and_then(|id| self.svc.endpoints.get(&id));
             return Ok(ops::ListNexusEndpointsResponse {
                 endpoints: endpoints.into_iter().collect(),
                 ..Default::default()
@@ -170,7 +136,7 @@ impl Frontend {
         }
         let page_size = if r.page_size == 0 { PAGE_SIZE_DEFAULT } else { r.page_size as usize };
         let after = String::from_utf8(r.next_page_token).map_err(|_| Error::invalid("invalid next_page_token"))?;
-        let by_id = self.endpoints.by_id.lock().expect("endpoints lock");
+        let by_id = self.svc.endpoints.by_id.lock().expect("endpoints lock");
         let endpoints: Vec<Endpoint> = by_id
             .range::<String, _>((std::ops::Bound::Excluded(&after), std::ops::Bound::Unbounded))
             .take(page_size)
@@ -190,7 +156,7 @@ impl Frontend {
             data: serde_json::to_string(endpoint).map_err(|e| Error::Internal(format!("endpoint: {e}")))?,
         };
         self.svc.store().commit(vec![Write::Record(record)]).await?;
-        self.endpoints.by_id.lock().expect("endpoints lock").insert(endpoint.id.clone(), endpoint.clone());
+        self.svc.endpoints.by_id.lock().expect("endpoints lock").insert(endpoint.id.clone(), endpoint.clone());
         Ok(())
     }
 

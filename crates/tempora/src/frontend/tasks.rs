@@ -36,7 +36,7 @@ fn build_id(deployment: Option<String>, versioning: Option<String>, binary_check
 }
 
 impl Frontend {
-    fn poll_of(
+    pub(super) fn poll_of(
         &self,
         namespace: String,
         task_queue: Option<temporalio_protos::temporal::api::taskqueue::v1::TaskQueue>,
@@ -77,7 +77,7 @@ impl Frontend {
         Ok(match self.svc.poll_task(&poll).await? {
             Some(Polled::WorkflowTask(start)) => views::workflow_task(*start),
             Some(Polled::Query(query)) => views::query_task(*query),
-            Some(Polled::Activity(_)) => return Err(Error::Internal("an activity on a workflow task queue".into())),
+            Some(_) => return Err(Error::Internal("another kind of task on a workflow task queue".into())),
             None => Default::default(),
         })
     }
@@ -120,6 +120,17 @@ impl Frontend {
             })
             .collect();
         let identity = r.identity.clone();
+        // The endpoints its Nexus commands name, resolved here (the engine reads no registry).
+        let nexus_endpoints = r
+            .commands
+            .iter()
+            .filter_map(|c| match &c.attributes {
+                Some(Attributes::ScheduleNexusOperationCommandAttributes(a)) => {
+                    self.svc.endpoints.id_of_name(&a.endpoint).map(|id| (a.endpoint.clone(), id))
+                }
+                _ => None,
+            })
+            .collect();
         let sticky = r.sticky_attributes.and_then(|a| {
             let task_queue = a.worker_task_queue.map(|q| q.name).filter(|n| !n.is_empty())?;
             let ms = proto::duration_ms(a.schedule_to_start_timeout.as_ref());
@@ -144,6 +155,7 @@ impl Frontend {
             messages: r.messages,
             update_requests: Default::default(),
             updates_waiting: false,
+            nexus_endpoints,
         };
         let run = token.run();
         let request = Change::CompleteWorkflowTask(Box::new(complete));
@@ -335,24 +347,5 @@ impl Frontend {
             self.svc.sticky_queue_gone(&r.namespace, &r.sticky_task_queue);
         }
         Ok(ws::ShutdownWorkerResponse::default())
-    }
-
-    /// Nexus is not supported: the poll waits out its expiry and answers empty, since an error
-    /// would make the worker give up.
-    pub async fn poll_nexus_task_queue(
-        &self,
-        r: Request<ws::PollNexusTaskQueueRequest>,
-    ) -> Result<ws::PollNexusTaskQueueResponse> {
-        let r = r.into_inner();
-        self.svc.namespaces.get(&r.namespace)?;
-        let mut shutdown = self.svc.runtime().shutdown_signal();
-        let queue = r.task_queue.as_ref().map(|q| q.name.as_str()).unwrap_or_default();
-        let stopped = self.svc.worker_stopped(&r.worker_instance_key, queue);
-        tokio::select! {
-            _ = tokio::time::sleep(TASK_POLL_TIMEOUT) => {}
-            _ = shutdown.wait_for(|stop| *stop) => {}
-            _ = stopped => {}
-        }
-        Ok(ws::PollNexusTaskQueueResponse::default())
     }
 }

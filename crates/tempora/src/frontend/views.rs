@@ -325,6 +325,50 @@ pub(super) fn describe(exec: &Execution) -> ws::DescribeWorkflowExecutionRespons
                 parent_close_policy: c.parent_close_policy.number(),
             })
             .collect(),
+        pending_nexus_operations: s.nexus_operations.values().map(pending_nexus_operation).collect(),
+        ..Default::default()
+    }
+}
+
+fn pending_nexus_operation(op: &crate::engine::state::NexusOperation) -> wf::PendingNexusOperationInfo {
+    use temporalio_protos::temporal::api::enums::v1::{NexusOperationCancellationState, PendingNexusOperationState};
+    let state = if op.is_started() {
+        PendingNexusOperationState::Started
+    } else if op.backoff_until_ms > 0 {
+        PendingNexusOperationState::BackingOff
+    } else {
+        PendingNexusOperationState::Scheduled
+    };
+    #[allow(deprecated)]
+    wf::PendingNexusOperationInfo {
+        endpoint: op.endpoint.clone(),
+        service: op.service.clone(),
+        operation: op.operation.clone(),
+        operation_id: op.operation_token.clone().unwrap_or_default(),
+        operation_token: op.operation_token.clone().unwrap_or_default(),
+        schedule_to_close_timeout: (op.schedule_to_close_ms > 0).then(|| proto::duration(op.schedule_to_close_ms)),
+        scheduled_time: Some(proto::timestamp(op.scheduled_time_ms)),
+        state: state as i32,
+        attempt: op.attempt,
+        last_attempt_complete_time: (op.last_attempt_complete_ms > 0)
+            .then(|| proto::timestamp(op.last_attempt_complete_ms)),
+        last_attempt_failure: op.last_failure.as_ref().map(|f| f.decode()),
+        next_attempt_schedule_time: (op.backoff_until_ms > 0).then(|| proto::timestamp(op.backoff_until_ms)),
+        cancellation_info: op.cancel.as_ref().map(|c| wf::NexusOperationCancellationInfo {
+            requested_time: Some(proto::timestamp(c.requested_time_ms)),
+            state: if c.done {
+                NexusOperationCancellationState::Succeeded as i32
+            } else if c.backoff_until_ms > 0 {
+                NexusOperationCancellationState::BackingOff as i32
+            } else {
+                NexusOperationCancellationState::Scheduled as i32
+            },
+            attempt: c.attempt,
+            last_attempt_failure: c.last_failure.as_ref().map(|f| f.decode()),
+            next_attempt_schedule_time: (c.backoff_until_ms > 0).then(|| proto::timestamp(c.backoff_until_ms)),
+            ..Default::default()
+        }),
+        scheduled_event_id: op.scheduled_event_id,
         ..Default::default()
     }
 }

@@ -344,6 +344,13 @@ impl Service {
                             let Effect::DispatchActivityTask { task_queue, .. } = &e else { unreachable!() };
                             moved.contains(&ShardId::of_queue(&run.namespace, task_queue)).then_some(e)
                         }
+                        Ok(e @ Effect::DispatchNexusTask { .. }) => {
+                            let Effect::DispatchNexusTask { endpoint_id, .. } = &e else { unreachable!() };
+                            let target = this.endpoints.worker_target(endpoint_id);
+                            let moved_queue =
+                                target.is_some_and(|t| moved.contains(&ShardId::of_queue(&t.namespace, &t.task_queue)));
+                            moved_queue.then_some(e)
+                        }
                         _ => None,
                     };
                     if let Some(effect) = queue {

@@ -197,7 +197,7 @@ impl Service {
                     &run.namespace,
                     &task_queue,
                     TaskKind::Activity,
-                    QueuedTask { run: run.clone(), scheduled_event_id, attempt, query: None },
+                    QueuedTask { run: run.clone(), scheduled_event_id, attempt, query: None, cancel: false },
                 ),
                 Effect::Timer { at_ms, timer } => self.add_timer(at_ms, run, timer),
                 Effect::StartChild { initiated_event_id } => {
@@ -215,6 +215,10 @@ impl Service {
                 Effect::ParentClosed { children } => self.later(relatives::parent_closed(run.clone(), children)),
                 Effect::CheckParent { parent } => self.later(relatives::check_parent(run.clone(), parent)),
                 Effect::UpdateProgress { update_id, progress } => self.updates.progressed(run, &update_id, progress),
+                Effect::DispatchNexusTask { endpoint_id, scheduled_event_id, attempt, cancel } => {
+                    self.dispatch_nexus_task(run, &endpoint_id, scheduled_event_id, attempt, cancel)
+                }
+                Effect::DeliverCallbacks => self.later(relatives::deliver_callbacks(run.clone())),
             }
         }
     }
@@ -222,13 +226,46 @@ impl Service {
     /// Offers the run's workflow task: on the sticky queue of the worker that caches the run
     /// if it still polls (with a deadline to move it to the normal queue), else normally.
     fn dispatch_workflow_task(&self, run: &RunKey, task_queue: String, sticky: Option<Sticky>) {
-        let task = QueuedTask { run: run.clone(), scheduled_event_id: 0, attempt: 0, query: None };
+        let task = QueuedTask { run: run.clone(), scheduled_event_id: 0, attempt: 0, query: None, cancel: false };
         match sticky {
             Some(sticky) => {
                 let ms = Some(sticky.schedule_to_start_ms);
                 self.offer_sticky(&run.namespace, &sticky.task_queue, &task_queue, task, ms)
             }
             None => self.offer(&run.namespace, &task_queue, TaskKind::Workflow, task),
+        }
+    }
+
+    /// Offers a Nexus attempt to its endpoint's target; an endpoint that is gone fails the
+    /// operation (as in Temporal).
+    fn dispatch_nexus_task(
+        &self,
+        run: &RunKey,
+        endpoint_id: &str,
+        scheduled_event_id: i64,
+        attempt: i32,
+        cancel: bool,
+    ) {
+        match self.endpoints.worker_target(endpoint_id) {
+            Some(target) => self.offer(
+                &target.namespace,
+                &target.task_queue,
+                TaskKind::Nexus,
+                QueuedTask { run: run.clone(), scheduled_event_id, attempt, query: None, cancel },
+            ),
+            None => {
+                let message = match self.endpoints.get(endpoint_id) {
+                    Some(_) => "tempora does not call external Nexus endpoints",
+                    None => "endpoint not registered",
+                };
+                let request = crate::engine::request::Request::NexusEndpointGone {
+                    scheduled_event_id,
+                    attempt,
+                    cancel,
+                    message: message.into(),
+                };
+                self.later(relatives::execute(run.clone(), request));
+            }
         }
     }
 

@@ -51,6 +51,8 @@ pub struct Service {
     pub(crate) stats: crate::stats::Stats,
     /// Set on a cluster node: which shards it serves, and the way to the others.
     cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// The Nexus endpoints, which operations' tasks are routed by.
+    pub(crate) endpoints: crate::endpoints::Endpoints,
 }
 
 impl Service {
@@ -76,6 +78,7 @@ impl Service {
             limits,
             stats: Default::default(),
             cluster: Default::default(),
+            endpoints: Default::default(),
         })
     }
 

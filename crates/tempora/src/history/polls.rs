@@ -36,6 +36,7 @@ pub enum Polled {
     WorkflowTask(Box<WorkflowTaskStart>),
     Query(Box<QueryTask>),
     Activity(Box<ActivityStart>),
+    Nexus(Box<crate::engine::nexus::NexusTaskStart>),
 }
 
 /// A query for the worker to answer from the run's full history; nothing in the run changes.
@@ -52,15 +53,6 @@ impl Service {
     /// (all, if empty) answer empty.
     pub fn worker_shut_down(&self, instance_key: &str, task_queues: &[&str]) {
         self.matching.worker_shut_down(instance_key, task_queues);
-    }
-
-    /// Resolves once the worker announced its shutdown of `task_queue` (never for a worker
-    /// without a key).
-    pub async fn worker_stopped(&self, instance_key: &str, task_queue: &str) {
-        match instance_key.is_empty() {
-            true => std::future::pending().await,
-            false => self.matching.worker(instance_key, task_queue).cancelled_owned().await,
-        }
     }
 
     /// Takes tasks from a queue until one starts (stale ones are skipped) or the poll expires.
@@ -105,7 +97,7 @@ impl Service {
         attempt: i32,
         identity: String,
     ) -> Result<Option<Polled>> {
-        let task = QueuedTask { run: run.clone(), scheduled_event_id, attempt, query: None };
+        let task = QueuedTask { run: run.clone(), scheduled_event_id, attempt, query: None, cancel: false };
         let poll = Poll {
             namespace: run.namespace.to_string(),
             task_queue: String::new(),
@@ -140,6 +132,11 @@ impl Service {
                 identity,
                 request_id,
             },
+            TaskKind::Nexus => Request::StartNexusTask {
+                scheduled_event_id: task.scheduled_event_id,
+                attempt: task.attempt,
+                cancel: task.cancel,
+            },
         };
         let namespace = &task.run.namespace;
         Ok(match self.execute(&task.run, request).await? {
@@ -152,6 +149,12 @@ impl Service {
                 let (scheduled, started) = (start.activity.attempt_scheduled_time_ms, start.activity.started_time_ms);
                 self.task_started(namespace, &poll.task_queue, TaskKind::Activity, scheduled, started);
                 Some(Polled::Activity(start))
+            }
+            Outcome::Applied(Reply::NexusTaskStarted(start)) => {
+                let scheduled = start.operation.last_attempt_complete_ms.max(start.operation.scheduled_time_ms);
+                let started = self.now_ms();
+                self.task_started(&poll.namespace, &poll.task_queue, TaskKind::Nexus, scheduled, started);
+                Some(Polled::Nexus(start))
             }
             Outcome::Applied(_) | Outcome::Unchanged => None,
         })

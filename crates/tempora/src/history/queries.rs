@@ -89,7 +89,7 @@ impl Service {
         let (waiting, answer) = self.queries.wait(query.clone());
         // The query travels with its task: the queue's matching may be on another node.
         let query = Some(Box::new((waiting.id.clone(), query)));
-        let task = QueuedTask { run: run.clone(), scheduled_event_id: 0, attempt: 0, query };
+        let task = QueuedTask { run: run.clone(), scheduled_event_id: 0, attempt: 0, query, cancel: false };
         match sticky {
             Some(s) => self.offer_sticky(&run.namespace, &s.task_queue, &task_queue, task, None),
             None => self.offer(&run.namespace, &task_queue, TaskKind::Workflow, task),

@@ -192,3 +192,85 @@ pub(super) fn check_parent(child: RunKey, parent: ParentInfo) -> Job {
         }
     })
 }
+
+/// Sends one request to a run (work an effect left for later).
+pub(super) fn execute(run: RunKey, request: Request) -> Job {
+    job(move |svc| {
+        let (run, request) = (run.clone(), request.clone());
+        async move { tell(&svc, &run, request).await }
+    })
+}
+
+/// A closed run that Nexus operations wait for: its outcome goes to each of them (callbacks
+/// tempora gave their handlers), then the run forgets its callbacks. A caller that is gone, or
+/// already has the outcome, changes nothing, so a delivery repeated after a restart is safe.
+pub(super) fn deliver_callbacks(run: RunKey) -> Job {
+    use crate::engine::nexus::{CallbackToken, CALLBACK_TOKEN_HEADER, SYSTEM_CALLBACK_URL};
+    job(move |svc| {
+        let run = run.clone();
+        async move {
+            let look = |e: &super::Execution| (e.state.callbacks.clone(), e.history.last().cloned());
+            let (callbacks, close_event) = match svc.read(&run, look).await {
+                Ok((callbacks, Some(close_event))) if !callbacks.is_empty() => (callbacks, close_event),
+                Ok(_) | Err(Error::NotFound(_)) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let outcome = close_outcome(&close_event);
+            for callback in callbacks.iter().filter(|c| c.url == SYSTEM_CALLBACK_URL) {
+                let Some(token) = callback.header.get(CALLBACK_TOKEN_HEADER).and_then(|t| CallbackToken::decode(t))
+                else {
+                    continue;
+                };
+                let caller = RunKey::new(token.namespace, token.workflow_id, token.run_id);
+                let request = Request::NexusCompleted {
+                    scheduled_event_id: token.scheduled_event_id,
+                    request_id: token.request_id,
+                    outcome: outcome.clone(),
+                };
+                tell(&svc, &caller, request).await?;
+            }
+            tell(&svc, &run, Request::CallbacksDelivered).await
+        }
+    })
+}
+
+/// How a Nexus operation run by a workflow ended, from the workflow's closing event.
+fn close_outcome(event: &HistoryEvent) -> crate::engine::nexus::NexusOutcome {
+    use crate::engine::nexus::NexusOutcome;
+    use temporalio_protos::temporal::api::enums::v1::TimeoutType;
+    use temporalio_protos::temporal::api::failure::v1::{failure::FailureInfo, Failure};
+    use temporalio_protos::temporal::api::history::v1::history_event::Attributes as A;
+    let failed = |message: &str, info: FailureInfo| NexusOutcome::Failed {
+        failure: Failure { message: message.into(), failure_info: Some(info), ..Default::default() },
+    };
+    match &event.attributes {
+        Some(A::WorkflowExecutionCompletedEventAttributes(a)) => {
+            NexusOutcome::Completed { result: a.result.as_ref().and_then(|p| p.payloads.first().cloned()) }
+        }
+        Some(A::WorkflowExecutionFailedEventAttributes(a)) => {
+            NexusOutcome::Failed { failure: a.failure.clone().unwrap_or_default() }
+        }
+        Some(A::WorkflowExecutionCanceledEventAttributes(a)) => NexusOutcome::Canceled {
+            failure: Failure {
+                message: "operation canceled".into(),
+                failure_info: Some(FailureInfo::CanceledFailureInfo(
+                    temporalio_protos::temporal::api::failure::v1::CanceledFailureInfo {
+                        details: a.details.clone(),
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            },
+        },
+        Some(A::WorkflowExecutionTerminatedEventAttributes(_)) => {
+            failed("operation terminated", FailureInfo::TerminatedFailureInfo(Default::default()))
+        }
+        _ => failed(
+            "operation exceeded internal timeout",
+            FailureInfo::TimeoutFailureInfo(temporalio_protos::temporal::api::failure::v1::TimeoutFailureInfo {
+                timeout_type: TimeoutType::StartToClose as i32,
+                last_heartbeat_details: None,
+            }),
+        ),
+    }
+}

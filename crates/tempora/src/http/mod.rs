@@ -12,8 +12,8 @@
 //!
 //! Not for: worker RPCs (they have no HTTP route), streaming, anything that is not the API.
 
-mod descriptors;
-mod json;
+pub(crate) mod descriptors;
+pub(crate) mod json;
 mod routes;
 
 use std::sync::Arc;
