@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod clock;
 pub mod cluster;
+pub(crate) mod deployments;
 pub(crate) mod endpoints;
 pub mod engine;
 pub mod error;

@@ -201,6 +201,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let (timers, timers_join) = Timers::spawn(clock, Arc::downgrade(&service), loaded_until_ms, shutdown_rx.clone());
     service.set_timers(timers);
     service.endpoints.load(&records);
+    service.deployments.load(&records);
     service.recover(due);
     if let Some(cluster) = &cluster {
         join(&config, cluster.clone(), &service, local, shutdown_rx.clone()).await?;

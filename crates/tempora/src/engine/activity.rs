@@ -167,6 +167,7 @@ pub fn attempt_effects(a: &Activity) -> Vec<Effect> {
             task_queue: a.task_queue.clone(),
             scheduled_event_id: a.scheduled_event_id,
             attempt: a.attempt,
+            routing: Default::default(),
         });
         if a.schedule_to_start_ms > 0 {
             effects.push(timer(
@@ -527,6 +528,7 @@ impl Tx<'_> {
             task_queue: a.task_queue.clone(),
             scheduled_event_id,
             attempt,
+            routing: Default::default(),
         });
         true
     }

@@ -20,6 +20,7 @@ pub mod reset;
 pub mod start;
 pub mod state;
 pub mod updates;
+pub mod versioning;
 pub mod workflow;
 pub mod workflow_task;
 
@@ -91,9 +92,21 @@ pub const LINK_STARTED: i64 = -1;
 pub enum Effect {
     /// Offer the run's scheduled workflow task: on the sticky queue of the worker that has
     /// the run cached if that worker is still polling, else on the normal task queue.
-    DispatchWorkflowTask { task_queue: String, sticky: Option<state::Sticky> },
+    DispatchWorkflowTask {
+        task_queue: String,
+        sticky: Option<state::Sticky>,
+        /// Filled in from the run's versioning after the transition (`stamp_routing`).
+        #[serde(default, skip_serializing_if = "state::Routing::is_default")]
+        routing: state::Routing,
+    },
     /// Offer an activity attempt on its task queue.
-    DispatchActivityTask { task_queue: String, scheduled_event_id: i64, attempt: i32 },
+    DispatchActivityTask {
+        task_queue: String,
+        scheduled_event_id: i64,
+        attempt: i32,
+        #[serde(default, skip_serializing_if = "state::Routing::is_default")]
+        routing: state::Routing,
+    },
     /// Call back at `at_ms`.
     Timer { at_ms: Millis, timer: Timer },
     /// Start the child initiated by this event (idempotent: its request id is derived from it).
@@ -117,6 +130,23 @@ pub enum Effect {
     /// This run closed and Nexus operations wait for its outcome (`MutableState::callbacks`):
     /// report it to them.
     DeliverCallbacks,
+}
+
+/// Sets the worker-versioning routing of a run's dispatches from its state (after the
+/// transition that produced them, so a completion's new version counts).
+pub fn stamp_routing(state: &MutableState, effects: &mut [Effect]) {
+    if state.versioning.is_default() {
+        return;
+    }
+    let routing = state::Routing::of(state);
+    for effect in effects {
+        match effect {
+            Effect::DispatchWorkflowTask { routing: r, .. } | Effect::DispatchActivityTask { routing: r, .. } => {
+                *r = routing.clone()
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A child of a closing parent and what its parent close policy says to do with it.

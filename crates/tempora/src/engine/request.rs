@@ -56,6 +56,10 @@ pub enum Request {
     UpdateOptions {
         priority: Option<temporalio_protos::temporal::api::common::v1::Priority>,
         identity: String,
+        /// Set when the update mask names `versioning_override`: the new override (`None`
+        /// removes it).
+        #[serde(default)]
+        versioning_override: Option<Option<temporalio_protos::temporal::api::workflow::v1::VersioningOverride>>,
     },
     /// An operator's action on pending activities (`engine::activity_ops`).
     OperateActivities {
@@ -286,6 +290,10 @@ pub fn apply(state: &mut MutableState, request: Request, cx: Context<'_>) -> Res
     if was_open && !tx.state.is_open() && !tx.state.callbacks.is_empty() {
         tx.effects.push(Effect::DeliverCallbacks);
     }
+    super::stamp_routing(tx.state, &mut tx.effects);
+    if let Some(next) = tx.new_run.as_mut() {
+        super::stamp_routing(&next.state, &mut next.effects);
+    }
     let Tx { events, effects, new_run, .. } = tx;
     debug_assert!(changed || events.is_empty(), "an unchanged run appended events");
     Ok(Applied { changed, events, effects, new_run, reply })
@@ -305,13 +313,28 @@ impl Tx<'_> {
                 done(true)
             }
             Request::ResetStickyTaskQueue => done(self.state.sticky.take().is_some()),
-            Request::UpdateOptions { priority, identity } => {
+            Request::UpdateOptions { priority, identity, versioning_override } => {
                 if !self.state.is_open() {
                     return Err(Error::not_found("workflow execution already completed"));
                 }
+                let (versioning_override, unset_versioning_override) = match versioning_override {
+                    Some(Some(o)) => {
+                        super::versioning::set_override(&mut self.state.versioning, Some(&o));
+                        (Some(o), false)
+                    }
+                    Some(None) => {
+                        super::versioning::set_override(&mut self.state.versioning, None);
+                        (None, true)
+                    }
+                    None => (
+                        None,
+                        self.state.versioning.override_pinned.is_none() && !self.state.versioning.override_auto_upgrade,
+                    ),
+                };
                 self.add_passive(WorkflowExecutionOptionsUpdatedEventAttributes {
                     priority: Some(priority.unwrap_or_default()),
-                    unset_versioning_override: true,
+                    versioning_override,
+                    unset_versioning_override,
                     identity,
                     ..Default::default()
                 });

@@ -284,13 +284,13 @@ fn every_request_type() {
         (
             "update the options",
             fresh,
-            Request::UpdateOptions { priority: None, identity: "ops".into() },
+            Request::UpdateOptions { priority: None, identity: "ops".into(), versioning_override: None },
             events(&[E::WorkflowExecutionOptionsUpdated]),
         ),
         (
             "update the options of a closed run",
             closed,
-            Request::UpdateOptions { priority: None, identity: "ops".into() },
+            Request::UpdateOptions { priority: None, identity: "ops".into(), versioning_override: None },
             not_found(),
         ),
         (

@@ -304,6 +304,79 @@ pub struct MutableState {
     /// operations it runs for). Carried to the next run of the chain (continue-as-new, retry).
     #[serde(default)]
     pub callbacks: Vec<NexusCallback>,
+    /// Worker versioning: the deployment version the run last completed a task on, how it
+    /// follows new versions, and an operator's override.
+    #[serde(default, skip_serializing_if = "RunVersioning::is_default")]
+    pub versioning: RunVersioning,
+}
+
+/// One version of a worker deployment (Temporal's `WorkerDeploymentVersion`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DeploymentVersion {
+    pub deployment_name: String,
+    pub build_id: String,
+}
+
+impl DeploymentVersion {
+    pub fn to_proto(&self) -> temporalio_protos::temporal::api::deployment::v1::WorkerDeploymentVersion {
+        temporalio_protos::temporal::api::deployment::v1::WorkerDeploymentVersion {
+            build_id: self.build_id.clone(),
+            deployment_name: self.deployment_name.clone(),
+        }
+    }
+
+    /// Temporal's string form, `<deployment name>.<build id>`.
+    pub fn joined(&self) -> String {
+        format!("{}.{}", self.deployment_name, self.build_id)
+    }
+}
+
+/// A run's worker versioning.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunVersioning {
+    /// `VersioningBehavior` the worker gave at its last completion (0: unversioned).
+    pub behavior: i32,
+    /// The version whose worker completed the run's last workflow task, if versioned.
+    pub version: Option<DeploymentVersion>,
+    /// An override pinning the run to a version (`VersioningOverride.pinned`).
+    pub override_pinned: Option<DeploymentVersion>,
+    /// An override making the run follow the current version (`VersioningOverride.auto_upgrade`).
+    pub override_auto_upgrade: bool,
+}
+
+impl RunVersioning {
+    pub fn is_default(&self) -> bool {
+        *self == RunVersioning::default()
+    }
+
+    /// The version the run's tasks must go to, if it is pinned (by override or behavior).
+    pub fn pinned(&self) -> Option<&DeploymentVersion> {
+        use temporalio_protos::temporal::api::enums::v1::VersioningBehavior;
+        if let Some(v) = &self.override_pinned {
+            return Some(v);
+        }
+        let pinned = self.behavior == VersioningBehavior::Pinned as i32 && !self.override_auto_upgrade;
+        self.version.as_ref().filter(|_| pinned)
+    }
+}
+
+/// How a run's task is routed among the versions of a task queue's deployment: to `pinned`
+/// if set, else to the queue's current (or ramping) version; a sticky queue only if that is
+/// the version the run `last` ran on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Routing {
+    pub pinned: Option<DeploymentVersion>,
+    pub last: Option<DeploymentVersion>,
+}
+
+impl Routing {
+    pub fn is_default(&self) -> bool {
+        self.pinned.is_none() && self.last.is_none()
+    }
+
+    pub fn of(state: &MutableState) -> Routing {
+        Routing { pinned: state.versioning.pinned().cloned(), last: state.versioning.version.clone() }
+    }
 }
 
 /// A Nexus operation as its caller tracks it: scheduled, handed to a handler worker (one

@@ -649,3 +649,42 @@ mod activity_operations {
         assert!(matches!(refused, Err(Error::InvalidArgument(_))));
     }
 }
+
+#[test]
+fn a_versioned_completion_pins_the_run_and_its_next_tasks_carry_the_version() {
+    use super::state::{DeploymentVersion, Routing};
+    use temporalio_protos::temporal::api::enums::v1::VersioningBehavior;
+    let v1 = DeploymentVersion { deployment_name: "d".into(), build_id: "1.0".into() };
+    let mut run = Run::new();
+    let (scheduled_event_id, attempt) = run.start_wft();
+    let req = CompleteWorkflowTask {
+        scheduled_event_id,
+        attempt,
+        identity: "worker".into(),
+        build_id: "1.0".into(),
+        deployment: Some(v1.clone()),
+        versioning_behavior: VersioningBehavior::Pinned as i32,
+        ..Default::default()
+    };
+    run.step(|tx| tx.complete_workflow_task(req).unwrap()).0.unwrap();
+    let Some(Attributes::WorkflowTaskCompletedEventAttributes(done)) = &run.history.last().unwrap().attributes else {
+        panic!("no completion")
+    };
+    assert_eq!(done.versioning_behavior, VersioningBehavior::Pinned as i32);
+    assert_eq!(done.deployment_version, Some(v1.to_proto()));
+    assert_eq!(run.state.versioning.pinned(), Some(&v1));
+    // The next workflow task (a signal) is routed to the pinned version.
+    let mut effects = run.step(|tx| tx.schedule_workflow_task_if_needed()).2;
+    super::stamp_routing(&run.state, &mut effects);
+    let routing = Routing { pinned: Some(v1.clone()), last: Some(v1) };
+    assert!(effects.iter().any(|e| matches!(e, Effect::DispatchWorkflowTask { routing: r, .. } if *r == routing)));
+    // An auto-upgrade override un-pins it.
+    let auto = temporalio_protos::temporal::api::workflow::v1::VersioningOverride {
+        r#override: Some(temporalio_protos::temporal::api::workflow::v1::versioning_override::Override::AutoUpgrade(
+            true,
+        )),
+        ..Default::default()
+    };
+    super::versioning::set_override(&mut run.state.versioning, Some(&auto));
+    assert_eq!(run.state.versioning.pinned(), None);
+}

@@ -45,6 +45,9 @@ pub struct StartWorkflow {
     /// failure); a continued run's own `continued` wins.
     pub last_completion_result: Option<common::Payloads>,
     pub continued_failure: Option<temporalio_protos::temporal::api::failure::v1::Failure>,
+    /// Worker versioning: an override of the run's versioning behavior.
+    #[serde(default)]
+    pub versioning_override: Option<temporalio_protos::temporal::api::workflow::v1::VersioningOverride>,
     /// Where to report the chain's close (the Nexus operations it runs for).
     #[serde(default)]
     pub callbacks: Vec<super::state::NexusCallback>,
@@ -118,12 +121,14 @@ pub fn start(mut req: StartWorkflow, now: Millis) -> (MutableState, Vec<history:
         updates: BTreeMap::new(),
         nexus_operations: BTreeMap::new(),
         callbacks: req.callbacks.clone(),
+        versioning: Default::default(),
         backoff_until_ms: if req.first_task_backoff_ms > 0 { now + req.first_task_backoff_ms } else { 0 },
         execution_time_ms: now + req.first_task_backoff_ms.max(0),
     };
     if !req.signal_request_id.is_empty() {
         state.signal_request_ids.insert(req.signal_request_id.clone());
     }
+    super::versioning::set_override(&mut state.versioning, req.versioning_override.as_ref());
     let (workflow_id, run_id) = state.root_execution();
     let root_workflow_execution = common::WorkflowExecution { workflow_id, run_id };
     let mut tx = Tx::new(&mut state, now);
@@ -161,6 +166,7 @@ pub fn start(mut req: StartWorkflow, now: Millis) -> (MutableState, Vec<history:
         header: req.header,
         workflow_id: req.key.workflow_id.to_string(),
         priority: req.priority,
+        versioning_override: req.versioning_override,
         ..Default::default()
     });
     if let Some(signal) = req.signal {
@@ -173,7 +179,8 @@ pub fn start(mut req: StartWorkflow, now: Millis) -> (MutableState, Vec<history:
     if let Some(at_ms) = tx.state.run_deadline_ms() {
         tx.schedule_timer(at_ms, Timer::WorkflowRunTimeout);
     }
-    let (events, effects) = (tx.events, tx.effects);
+    let (events, mut effects) = (tx.events, tx.effects);
+    super::stamp_routing(&state, &mut effects);
     (state, events, effects)
 }
 
@@ -260,6 +267,7 @@ impl Tx<'_> {
             cron_schedule: self.started.map(|s| s.cron_schedule.clone()).unwrap_or_default(),
             first_task_backoff_ms: proto::duration_ms(a.backoff_start_interval.as_ref()).max(0),
             callbacks: Vec::new(),
+            versioning_override: super::versioning::override_of(&self.state.versioning),
         };
         self.append(history::WorkflowExecutionContinuedAsNewEventAttributes {
             new_execution_run_id: new_run_id.clone(),
@@ -390,6 +398,7 @@ impl Tx<'_> {
             cron_schedule: started.cron_schedule.clone(),
             first_task_backoff_ms: backoff_ms,
             callbacks: Vec::new(),
+            versioning_override: super::versioning::override_of(&self.state.versioning),
         };
         self.begin_next_run(req);
         (new_run_id, retry_state)
@@ -477,6 +486,7 @@ pub fn recover(state: &MutableState) -> Vec<Effect> {
             timer: Timer::UserTimer { timer_id: timer.timer_id.clone(), started_event_id: timer.started_event_id },
         });
     }
+    super::stamp_routing(state, &mut effects);
     effects
 }
 
@@ -487,7 +497,10 @@ fn recover_workflow_task(state: &MutableState, wft: &WorkflowTask, effects: &mut
             timer: Timer::WorkflowTaskTimeout { scheduled_event_id: wft.scheduled_event_id, attempt: wft.attempt },
         });
     } else {
-        effects
-            .push(Effect::DispatchWorkflowTask { task_queue: state.task_queue.clone(), sticky: state.sticky.clone() });
+        effects.push(Effect::DispatchWorkflowTask {
+            task_queue: state.task_queue.clone(),
+            sticky: state.sticky.clone(),
+            routing: Default::default(),
+        });
     }
 }

@@ -46,6 +46,12 @@ pub struct CompleteWorkflowTask {
     /// (resolved by the frontend; a name missing here is not registered).
     #[serde(default)]
     pub nexus_endpoints: std::collections::BTreeMap<String, String>,
+    /// The worker's deployment version, if it is a versioned worker, and the versioning
+    /// behavior it gives the run (`VersioningBehavior`).
+    #[serde(default)]
+    pub deployment: Option<super::state::DeploymentVersion>,
+    #[serde(default)]
+    pub versioning_behavior: i32,
 }
 
 /// What a poller needs after starting a workflow task.
@@ -135,6 +141,7 @@ impl Tx<'_> {
         self.effects.push(Effect::DispatchWorkflowTask {
             task_queue: self.state.task_queue.clone(),
             sticky: self.state.sticky.clone(),
+            routing: Default::default(),
         });
     }
 
@@ -342,13 +349,25 @@ impl Tx<'_> {
             worker_version: (!req.build_id.is_empty()).then(|| {
                 temporalio_protos::temporal::api::common::v1::WorkerVersionStamp {
                     build_id: req.build_id.clone(),
-                    ..Default::default()
+                    use_versioning: req.deployment.is_some(),
                 }
             }),
             sdk_metadata: req.sdk_metadata.clone(),
             metering_metadata: req.metering_metadata,
+            versioning_behavior: if req.deployment.is_some() { req.versioning_behavior } else { 0 },
+            worker_deployment_name: req.deployment.as_ref().map(|d| d.deployment_name.clone()).unwrap_or_default(),
+            deployment_version: req.deployment.as_ref().map(|d| d.to_proto()),
             ..Default::default()
         });
+        // A versioned worker's completion moves the run to its version and behavior.
+        if let Some(version) = &req.deployment {
+            self.state.versioning.version = Some(version.clone());
+            self.state.versioning.behavior = req.versioning_behavior;
+        } else if !self.state.versioning.is_default() && self.state.versioning.version.is_some() {
+            // An unversioned worker completed it: the run is unversioned again.
+            self.state.versioning.version = None;
+            self.state.versioning.behavior = 0;
+        }
         // Appending the completion cleared the task and moved `last_completed_…`.
         self.state.sticky = req.sticky.clone();
         let mut needs_new_task = req.force_create_new_workflow_task || req.updates_waiting;
@@ -427,7 +446,11 @@ impl Tx<'_> {
             return false;
         }
         self.state.sticky = None;
-        self.effects.push(Effect::DispatchWorkflowTask { task_queue: self.state.task_queue.clone(), sticky: None });
+        self.effects.push(Effect::DispatchWorkflowTask {
+            task_queue: self.state.task_queue.clone(),
+            sticky: None,
+            routing: Default::default(),
+        });
         true
     }
 

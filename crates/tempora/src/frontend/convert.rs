@@ -100,6 +100,7 @@ impl Checks<'_> {
             last_completion_result: r.last_completion_result,
             continued_failure: r.continued_failure,
             callbacks,
+            versioning_override: r.versioning_override,
             ..Default::default()
         };
         Ok((start, policy))

@@ -195,6 +195,10 @@ namespaced!(
     ws::UpdateScheduleRequest, ws::UpdateTaskQueueConfigRequest, ws::UpdateWorkerBuildIdCompatibilityRequest,
     ws::UpdateWorkerVersioningRulesRequest, ws::UpdateWorkflowExecutionOptionsRequest,
     ws::UpdateWorkflowExecutionRequest,
+    ws::DescribeWorkerDeploymentRequest, ws::ListWorkerDeploymentsRequest,
+    ws::SetWorkerDeploymentCurrentVersionRequest, ws::SetWorkerDeploymentRampingVersionRequest,
+    ws::DescribeWorkerDeploymentVersionRequest, ws::DeleteWorkerDeploymentVersionRequest,
+    ws::DeleteWorkerDeploymentRequest, ws::UpdateWorkerDeploymentVersionMetadataRequest,
     ops::AddSearchAttributesRequest, ops::RemoveSearchAttributesRequest, ops::ListSearchAttributesRequest,
     ops::DeleteNamespaceRequest;
     without:

@@ -12,6 +12,7 @@
 mod activities;
 mod batch;
 mod convert;
+mod deployments;
 pub(crate) mod gate;
 mod interactions;
 mod namespaces;
@@ -326,6 +327,14 @@ where
             "ListSchedules" => list_schedules,
             "CountSchedules" => count_schedules,
             "ListScheduleMatchingTimes" => list_schedule_matching_times,
+            "DescribeWorkerDeployment" => describe_worker_deployment,
+            "ListWorkerDeployments" => list_worker_deployments,
+            "SetWorkerDeploymentCurrentVersion" => set_worker_deployment_current_version,
+            "SetWorkerDeploymentRampingVersion" => set_worker_deployment_ramping_version,
+            "DescribeWorkerDeploymentVersion" => describe_worker_deployment_version,
+            "DeleteWorkerDeploymentVersion" => delete_worker_deployment_version,
+            "DeleteWorkerDeployment" => delete_worker_deployment,
+            "UpdateWorkerDeploymentVersionMetadata" => update_worker_deployment_version_metadata,
         )
     }
 }

@@ -189,6 +189,7 @@ impl Frontend {
         let r = r.into_inner();
         let mut poll = self.poll_of(r.namespace, r.task_queue, TaskKind::Nexus, r.identity, r.worker_instance_key)?;
         poll.timeout = budget;
+        self.versioned_poll(&mut poll, r.deployment_options.as_ref()).await?;
         Ok(match self.svc.poll_task(&poll).await? {
             Some(Polled::Nexus(start)) => nexus_task(*start, &poll.namespace, self.svc.now_ms()),
             Some(_) => return Err(Error::Internal("another kind of task on a Nexus task queue".into())),

@@ -162,6 +162,14 @@ here!(
     ws::ListSchedulesRequest,
     ws::CountSchedulesRequest,
     ws::ListScheduleMatchingTimesRequest,
+    ws::DescribeWorkerDeploymentRequest,
+    ws::ListWorkerDeploymentsRequest,
+    ws::SetWorkerDeploymentCurrentVersionRequest,
+    ws::SetWorkerDeploymentRampingVersionRequest,
+    ws::DescribeWorkerDeploymentVersionRequest,
+    ws::DeleteWorkerDeploymentVersionRequest,
+    ws::DeleteWorkerDeploymentRequest,
+    ws::UpdateWorkerDeploymentVersionMetadataRequest,
     ops::AddSearchAttributesRequest,
     ops::RemoveSearchAttributesRequest,
     ops::ListSearchAttributesRequest,
@@ -198,6 +206,14 @@ pub(crate) fn unavailable_in_cluster(operation: &str) -> bool {
             | "GetNexusEndpoint"
             | "ListNexusEndpoints"
             | "UpdateTaskQueueConfig"
+            | "DescribeWorkerDeployment"
+            | "ListWorkerDeployments"
+            | "SetWorkerDeploymentCurrentVersion"
+            | "SetWorkerDeploymentRampingVersion"
+            | "DescribeWorkerDeploymentVersion"
+            | "DeleteWorkerDeploymentVersion"
+            | "DeleteWorkerDeployment"
+            | "UpdateWorkerDeploymentVersionMetadata"
     )
 }
 
@@ -221,7 +237,7 @@ impl super::Frontend {
         let Some(cluster) = self.svc.cluster() else { return Ok(Destination::Here) };
         if unavailable_in_cluster(operation) {
             return Err(crate::error::Error::Unimplemented(format!(
-                "{operation} is not available on a tempora cluster yet (schedules, batch jobs, Nexus endpoints and task queue configs run on a single server)"
+                "{operation} is not available on a tempora cluster yet (schedules, batch jobs, Nexus endpoints, worker deployments and task queue configs run on a single server)"
             )));
         }
         if metadata.contains_key(FORWARDED) {

@@ -35,7 +35,42 @@ fn build_id(deployment: Option<String>, versioning: Option<String>, binary_check
         .unwrap_or_else(|| binary_checksum.to_string())
 }
 
+/// A versioned worker's deployment version (`None` for an unversioned worker).
+pub(super) fn versioned(
+    options: Option<&temporalio_protos::temporal::api::deployment::v1::WorkerDeploymentOptions>,
+) -> Option<crate::engine::state::DeploymentVersion> {
+    use temporalio_protos::temporal::api::enums::v1::WorkerVersioningMode;
+    options
+        .filter(|o| o.worker_versioning_mode == WorkerVersioningMode::Versioned as i32 && !o.deployment_name.is_empty())
+        .map(|o| crate::engine::state::DeploymentVersion {
+            deployment_name: o.deployment_name.clone(),
+            build_id: o.build_id.clone(),
+        })
+}
+
 impl Frontend {
+    /// A versioned worker's poll: its version is recorded in its deployment (committed first
+    /// if new), and it polls its version's own queue.
+    pub(super) async fn versioned_poll(
+        &self,
+        poll: &mut Poll,
+        options: Option<&temporalio_protos::temporal::api::deployment::v1::WorkerDeploymentOptions>,
+    ) -> Result<()> {
+        let Some(version) = versioned(options) else { return Ok(()) };
+        if self.svc.cluster().is_some() {
+            return Err(Error::Unimplemented(
+                "worker versioning is not available on a tempora cluster yet (worker deployments run on a single server)"
+                    .into(),
+            ));
+        }
+        if poll.sticky {
+            return Ok(()); // a worker's own queue: versioned by who polls it
+        }
+        self.svc.deployment_poller(&poll.namespace, &version, &poll.task_queue, poll.kind).await?;
+        poll.task_queue = crate::deployments::versioned_queue(&poll.task_queue, Some(&version));
+        Ok(())
+    }
+
     pub(super) fn poll_of(
         &self,
         namespace: String,
@@ -69,6 +104,7 @@ impl Frontend {
         let mut poll =
             self.poll_of(r.namespace, r.task_queue, TaskKind::Workflow, r.identity, r.worker_instance_key)?;
         poll.timeout = budget;
+        self.versioned_poll(&mut poll, r.deployment_options.as_ref()).await?;
         poll.build_id = build_id(
             r.deployment_options.map(|d| d.build_id),
             r.worker_version_capabilities.map(|c| c.build_id),
@@ -91,6 +127,7 @@ impl Frontend {
         let mut poll =
             self.poll_of(r.namespace, r.task_queue, TaskKind::Activity, r.identity, r.worker_instance_key)?;
         poll.timeout = budget;
+        self.versioned_poll(&mut poll, r.deployment_options.as_ref()).await?;
         // The worker's own dispatch limit (`max_task_queue_activities_per_second`); the latest
         // poll's wins, and a config's rate overrides it.
         let worker_rate = r.task_queue_metadata.and_then(|m| m.max_tasks_per_second);
@@ -120,6 +157,7 @@ impl Frontend {
             })
             .collect();
         let identity = r.identity.clone();
+        let deployment = versioned(r.deployment_options.as_ref());
         // The endpoints its Nexus commands name, resolved here (the engine reads no registry).
         let nexus_endpoints = r
             .commands
@@ -156,6 +194,8 @@ impl Frontend {
             update_requests: Default::default(),
             updates_waiting: false,
             nexus_endpoints,
+            deployment,
+            versioning_behavior: r.versioning_behavior,
         };
         let run = token.run();
         let request = Change::CompleteWorkflowTask(Box::new(complete));

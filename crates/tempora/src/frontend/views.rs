@@ -310,6 +310,13 @@ pub(super) fn describe(exec: &Execution) -> ws::DescribeWorkflowExecutionRespons
             memo: s.memo.as_ref().map(|m| m.decode()).or(started.memo),
             search_attributes: s.search_attributes.as_ref().map(|m| m.decode()).or(started.search_attributes),
             priority,
+            versioning_info: versioning_info(&s.versioning),
+            worker_deployment_name: s
+                .versioning
+                .version
+                .as_ref()
+                .map(|v| v.deployment_name.clone())
+                .unwrap_or_default(),
             ..crate::visibility::execution_info(s)
         }),
         pending_activities,
@@ -328,6 +335,18 @@ pub(super) fn describe(exec: &Execution) -> ws::DescribeWorkflowExecutionRespons
         pending_nexus_operations: s.nexus_operations.values().map(pending_nexus_operation).collect(),
         ..Default::default()
     }
+}
+
+/// A run's worker versioning as Describe shows it (`None` for an unversioned run).
+#[allow(deprecated)]
+fn versioning_info(v: &crate::engine::state::RunVersioning) -> Option<wf::WorkflowExecutionVersioningInfo> {
+    (!v.is_default()).then(|| wf::WorkflowExecutionVersioningInfo {
+        behavior: v.behavior,
+        deployment_version: v.version.as_ref().map(|d| d.to_proto()),
+        version: v.version.as_ref().map(|d| d.joined()).unwrap_or_default(),
+        versioning_override: crate::engine::versioning::override_of(v),
+        ..Default::default()
+    })
 }
 
 fn pending_nexus_operation(op: &crate::engine::state::NexusOperation) -> wf::PendingNexusOperationInfo {

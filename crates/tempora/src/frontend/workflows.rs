@@ -63,8 +63,7 @@ impl Frontend {
         Ok(())
     }
 
-    /// `UpdateWorkflowExecutionOptions`: the priority can change; a versioning override cannot,
-    /// as tempora has no worker versioning.
+    /// `UpdateWorkflowExecutionOptions`: the priority and the versioning override.
     pub async fn update_workflow_execution_options(
         &self,
         r: Request<ws::UpdateWorkflowExecutionOptionsRequest>,
@@ -75,23 +74,33 @@ impl Frontend {
             return Err(Error::invalid("UpdateMask is required."));
         }
         let options = r.workflow_execution_options.unwrap_or_default();
+        let mut versioning_override = None;
         for path in &paths {
             match path.as_str() {
                 "priority" => {}
                 p if p.starts_with("versioning_override") => {
-                    return Err(Error::Unimplemented(
-                        "worker versioning is not supported by tempora: versioning_override cannot be set".into(),
-                    ))
+                    if let Some(o) = &options.versioning_override {
+                        let (pinned, auto) = crate::engine::versioning::read_override(o);
+                        if pinned.is_none() && !auto {
+                            return Err(Error::invalid("versioning override must pin a version or auto-upgrade"));
+                        }
+                    }
+                    versioning_override = Some(options.versioning_override.clone());
                 }
                 other => return Err(Error::invalid(format!("unsupported update_mask path: {other}"))),
             }
         }
         let key = self.run_of(&r.namespace, r.workflow_execution).await?;
-        let change = Change::UpdateOptions { priority: options.priority.clone(), identity: r.identity };
+        let change = Change::UpdateOptions {
+            priority: options.priority.clone(),
+            identity: r.identity,
+            versioning_override: versioning_override.clone(),
+        };
         self.svc.execute_done(&key, change).await?;
         Ok(ws::UpdateWorkflowExecutionOptionsResponse {
             workflow_execution_options: Some(WorkflowExecutionOptions {
                 priority: Some(options.priority.unwrap_or_default()),
+                versioning_override: versioning_override.flatten(),
                 ..Default::default()
             }),
             ..Default::default()

@@ -329,13 +329,13 @@ impl Service {
                 for row in rows {
                     let run = row.run();
                     let queue = match row.effect() {
-                        Ok(Effect::DispatchWorkflowTask { task_queue, sticky }) => {
+                        Ok(Effect::DispatchWorkflowTask { task_queue, sticky, routing }) => {
                             // Sticky or not, its queues' homes decide.
                             let sticky_moved = sticky
                                 .as_ref()
                                 .is_some_and(|s| moved.contains(&ShardId::of_queue(&run.namespace, &s.task_queue)));
                             if sticky_moved || moved.contains(&ShardId::of_queue(&run.namespace, &task_queue)) {
-                                Some(Effect::DispatchWorkflowTask { task_queue, sticky })
+                                Some(Effect::DispatchWorkflowTask { task_queue, sticky, routing })
                             } else {
                                 None
                             }

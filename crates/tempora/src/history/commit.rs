@@ -8,7 +8,7 @@ use super::cache::{Current, Execution};
 use super::relatives;
 use super::Service;
 use crate::engine::request::{self, Reply, Request};
-use crate::engine::state::{RunKey, Sticky};
+use crate::engine::state::{Routing, RunKey, Sticky};
 use crate::engine::{Effect, Timer};
 use crate::error::Result;
 use crate::matching::{QueuedTask, TaskKind};
@@ -78,7 +78,7 @@ impl Service {
                     .unwrap_or_default();
                 let mut polled = Vec::new();
                 for effect in held {
-                    if let Effect::DispatchActivityTask { task_queue, scheduled_event_id, attempt } = &effect {
+                    if let Effect::DispatchActivityTask { task_queue, scheduled_event_id, attempt, .. } = &effect {
                         // A rate-limited queue dispatches through matching only, eager or not.
                         let limited =
                             this.matching.effective_rate(&key.namespace, task_queue, TaskKind::Activity).0.is_some();
@@ -190,15 +190,18 @@ impl Service {
     pub(super) fn perform(&self, run: &RunKey, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
-                Effect::DispatchWorkflowTask { task_queue, sticky } => {
-                    self.dispatch_workflow_task(run, task_queue, sticky)
+                Effect::DispatchWorkflowTask { task_queue, sticky, routing } => {
+                    self.dispatch_workflow_task(run, task_queue, sticky, &routing)
                 }
-                Effect::DispatchActivityTask { task_queue, scheduled_event_id, attempt } => self.offer(
-                    &run.namespace,
-                    &task_queue,
-                    TaskKind::Activity,
-                    QueuedTask { run: run.clone(), scheduled_event_id, attempt, query: None, cancel: false },
-                ),
+                Effect::DispatchActivityTask { task_queue, scheduled_event_id, attempt, routing } => {
+                    let queue = self.deployments.route(run, &task_queue, TaskKind::Activity, routing.pinned.as_ref());
+                    self.offer(
+                        &run.namespace,
+                        &queue.name,
+                        TaskKind::Activity,
+                        QueuedTask { run: run.clone(), scheduled_event_id, attempt, query: None, cancel: false },
+                    )
+                }
                 Effect::Timer { at_ms, timer } => self.add_timer(at_ms, run, timer),
                 Effect::StartChild { initiated_event_id } => {
                     self.later(relatives::start_child(run.clone(), initiated_event_id))
@@ -225,8 +228,13 @@ impl Service {
 
     /// Offers the run's workflow task: on the sticky queue of the worker that caches the run
     /// if it still polls (with a deadline to move it to the normal queue), else normally.
-    fn dispatch_workflow_task(&self, run: &RunKey, task_queue: String, sticky: Option<Sticky>) {
+    fn dispatch_workflow_task(&self, run: &RunKey, task_queue: String, sticky: Option<Sticky>, routing: &Routing) {
         let task = QueuedTask { run: run.clone(), scheduled_event_id: 0, attempt: 0, query: None, cancel: false };
+        // Worker versioning: the version the task goes to. The worker that caches the run serves
+        // it only if it is of that version.
+        let queue = self.deployments.route(run, &task_queue, TaskKind::Workflow, routing.pinned.as_ref());
+        let sticky = sticky.filter(|_| queue.version == routing.last);
+        let task_queue = queue.name;
         match sticky {
             Some(sticky) => {
                 let ms = Some(sticky.schedule_to_start_ms);

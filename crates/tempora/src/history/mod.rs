@@ -53,6 +53,8 @@ pub struct Service {
     cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
     /// The Nexus endpoints, which operations' tasks are routed by.
     pub(crate) endpoints: crate::endpoints::Endpoints,
+    /// Worker deployments, which versioned runs' tasks are routed by.
+    pub(crate) deployments: crate::deployments::Deployments,
 }
 
 impl Service {
@@ -79,6 +81,7 @@ impl Service {
             stats: Default::default(),
             cluster: Default::default(),
             endpoints: Default::default(),
+            deployments: Default::default(),
         })
     }
 
@@ -115,6 +118,27 @@ impl Service {
                 Err(e) => tracing::error!(run_id = %row.run_id, error = %e, "work item skipped"),
             }
         }
+    }
+
+    /// A versioned worker polls `task_queue`: its version joins its deployment (created on its
+    /// first poll), committed before it is routed to.
+    pub(crate) async fn deployment_poller(
+        &self,
+        namespace: &str,
+        version: &crate::engine::state::DeploymentVersion,
+        task_queue: &str,
+        kind: crate::matching::TaskKind,
+    ) -> crate::error::Result<()> {
+        let now = self.clock.now_ms();
+        if self.deployments.seen(namespace, version, task_queue, kind, now).is_none() {
+            return Ok(());
+        }
+        let _write = self.deployments.write.lock().await;
+        let Some(deployment) = self.deployments.seen(namespace, version, task_queue, kind, now) else { return Ok(()) };
+        self.store.commit(vec![store::Write::Record(deployment.record(namespace))]).await?;
+        let name = deployment.name.clone();
+        self.deployments.set(namespace, &name, Some(deployment));
+        Ok(())
     }
 
     /// Runs and bytes in the run cache.

@@ -140,16 +140,20 @@ pub enum RecordKind {
     TaskQueueConfig,
     /// Scope the namespace, id the schedule id.
     Schedule,
+    /// Scope the namespace, id the deployment's name.
+    WorkerDeployment,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 3] = [RecordKind::NexusEndpoint, RecordKind::TaskQueueConfig, RecordKind::Schedule];
+    pub const ALL: [RecordKind; 4] =
+        [RecordKind::NexusEndpoint, RecordKind::TaskQueueConfig, RecordKind::Schedule, RecordKind::WorkerDeployment];
 
     pub fn as_str(self) -> &'static str {
         match self {
             RecordKind::NexusEndpoint => "nexus_endpoint",
             RecordKind::TaskQueueConfig => "task_queue_config",
             RecordKind::Schedule => "schedule",
+            RecordKind::WorkerDeployment => "worker_deployment",
         }
     }
 
