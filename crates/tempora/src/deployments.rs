@@ -47,7 +47,9 @@ pub struct Deployment {
     pub ramping: Option<String>,
     pub ramp_percent: f32,
     pub ramping_changed_ms: Millis,
-    /// Bumped on every change; the conflict token is this number.
+    /// Bumped on every change of its routing (current or ramping version, ramp percentage);
+    /// the conflict token is this number, so a worker's registration does not invalidate a
+    /// token read before it (as in Temporal).
     pub revision: i64,
     pub last_modifier: String,
     pub versions: BTreeMap<String, Version>,
@@ -176,7 +178,6 @@ impl Deployments {
             .entry(version.build_id.clone())
             .or_insert_with(|| Version { create_time_ms: now_ms, ..Default::default() });
         v.task_queues.insert(entry);
-        d.revision += 1;
         Some(d)
     }
 

@@ -27,7 +27,12 @@ const DEFAULT_MAXIMUM_INTERVAL_FACTOR: i64 = 100;
 /// Fills Temporal's defaults into a retry policy and validates it.
 pub fn retry_policy(p: Option<&common::RetryPolicy>) -> std::result::Result<RetryPolicy, String> {
     let p = p.cloned().unwrap_or_default();
-    let mut initial = proto::duration_ms(p.initial_interval.as_ref());
+    // A duration under a millisecond (but not zero) is kept as one millisecond, not dropped.
+    let ms = |d: &Option<prost_types::Duration>| match d {
+        Some(d) if d.seconds == 0 && d.nanos > 0 => 1,
+        d => proto::duration_ms(d.as_ref()),
+    };
+    let mut initial = ms(&p.initial_interval);
     if initial < 0 {
         return Err("InitialInterval cannot be negative on retry policy.".into());
     }
@@ -41,7 +46,7 @@ pub fn retry_policy(p: Option<&common::RetryPolicy>) -> std::result::Result<Retr
     if coefficient < 1.0 {
         return Err("BackoffCoefficient cannot be less than 1 on retry policy.".into());
     }
-    let mut maximum = proto::duration_ms(p.maximum_interval.as_ref());
+    let mut maximum = ms(&p.maximum_interval);
     if maximum < 0 {
         return Err("MaximumInterval cannot be negative on retry policy.".into());
     }
@@ -61,6 +66,29 @@ pub fn retry_policy(p: Option<&common::RetryPolicy>) -> std::result::Result<Retr
         maximum_attempts: p.maximum_attempts,
         non_retryable_error_types: p.non_retryable_error_types,
     })
+}
+
+/// A retry policy as the workflow gave it, with Temporal's defaults in its unset fields: what
+/// history records (durations exactly as given, finer than the milliseconds tempora keeps).
+pub fn retry_policy_as_given(p: Option<&common::RetryPolicy>) -> common::RetryPolicy {
+    let mut p = p.cloned().unwrap_or_default();
+    let is_zero = |d: &Option<prost_types::Duration>| d.as_ref().is_none_or(|d| d.seconds == 0 && d.nanos == 0);
+    if is_zero(&p.initial_interval) {
+        p.initial_interval = Some(proto::duration(DEFAULT_INITIAL_INTERVAL_MS));
+    }
+    if p.backoff_coefficient == 0.0 {
+        p.backoff_coefficient = DEFAULT_BACKOFF_COEFFICIENT;
+    }
+    if is_zero(&p.maximum_interval) {
+        let initial = p.initial_interval.unwrap_or_default();
+        let nanos = (i128::from(initial.seconds) * 1_000_000_000 + i128::from(initial.nanos))
+            * i128::from(DEFAULT_MAXIMUM_INTERVAL_FACTOR);
+        p.maximum_interval = Some(prost_types::Duration {
+            seconds: (nanos / 1_000_000_000).clamp(0, i128::from(i64::MAX)) as i64,
+            nanos: (nanos % 1_000_000_000) as i32,
+        });
+    }
+    p
 }
 
 impl Activity {
@@ -222,7 +250,7 @@ impl Tx<'_> {
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| self.state.task_queue.clone());
         let (s2c, s2s, stc, hb) = normalize_timeouts(a, self.state.run_timeout_ms).map_err(|m| bad(&m))?;
-        let retry = retry_policy(a.retry_policy.as_ref()).map_err(|m| bad(&m))?;
+        retry_policy(a.retry_policy.as_ref()).map_err(|m| bad(&m))?;
         let scheduled = history::ActivityTaskScheduledEventAttributes {
             activity_id: a.activity_id.clone(),
             activity_type: a.activity_type.clone(),
@@ -234,7 +262,7 @@ impl Tx<'_> {
             start_to_close_timeout: Some(proto::duration(stc)),
             heartbeat_timeout: Some(proto::duration(hb)),
             workflow_task_completed_event_id: completed_id,
-            retry_policy: Some(retry.to_proto()),
+            retry_policy: Some(retry_policy_as_given(a.retry_policy.as_ref())),
             use_workflow_build_id: a.use_workflow_build_id,
             priority: a.priority.clone(),
         };

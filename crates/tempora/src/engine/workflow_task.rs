@@ -122,7 +122,7 @@ impl Tx<'_> {
             0
         } else {
             self.append(history::WorkflowTaskScheduledEventAttributes {
-                task_queue: Some(normal_queue(&self.state.task_queue)),
+                task_queue: Some(self.dispatch_queue()),
                 start_to_close_timeout: Some(proto::duration(self.state.workflow_task_timeout_ms)),
                 attempt,
             })
@@ -145,9 +145,23 @@ impl Tx<'_> {
         });
     }
 
+    /// The queue a workflow task is scheduled on, as history records it: the sticky queue of
+    /// the worker that caches the run, if there is one (matching falls back to the normal
+    /// queue if that worker is gone), else the run's task queue. As Temporal records it.
+    fn dispatch_queue(&self) -> temporalio_protos::temporal::api::taskqueue::v1::TaskQueue {
+        match &self.state.sticky {
+            Some(sticky) => temporalio_protos::temporal::api::taskqueue::v1::TaskQueue {
+                name: sticky.task_queue.clone(),
+                kind: temporalio_protos::temporal::api::enums::v1::TaskQueueKind::Sticky as i32,
+                normal_name: self.state.task_queue.clone(),
+            },
+            None => normal_queue(&self.state.task_queue),
+        }
+    }
+
     fn scheduled_attrs(&self, wft: &WorkflowTask) -> history::WorkflowTaskScheduledEventAttributes {
         history::WorkflowTaskScheduledEventAttributes {
-            task_queue: Some(normal_queue(&self.state.task_queue)),
+            task_queue: Some(self.dispatch_queue()),
             start_to_close_timeout: Some(proto::duration(self.state.workflow_task_timeout_ms)),
             attempt: wft.attempt,
         }

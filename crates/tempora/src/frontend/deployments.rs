@@ -204,7 +204,10 @@ impl Frontend {
         let mut after = before.clone();
         change(&mut after, self.svc.now_ms())?;
         if after != before {
-            after.revision += 1;
+            let routing = |d: &Deployment| (d.current.clone(), d.ramping.clone(), d.ramp_percent);
+            if routing(&after) != routing(&before) {
+                after.revision += 1;
+            }
             after.last_modifier = identity;
             self.commit_deployment(namespace, name, Some(after.clone())).await?;
         }

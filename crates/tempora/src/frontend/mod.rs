@@ -158,11 +158,15 @@ where
                         Ok(route::Destination::Here) => handler(fe, request).instrument(span).await,
                         Ok(route::Destination::Node(address)) => {
                             // Served (and counted) by the node it belongs to.
-                            let answer = tokio::select! {
-                                answer = fe.forward::<Req, Resp>(&address, operation, request) => answer,
-                                _ = fe.moved_from(&route, &address) => Err(tonic::Status::unavailable(
-                                    format!("node {address} stopped serving this call's shard; retry"),
-                                )),
+                            let answer = match fe
+                                .forward_through_failover::<Req, Resp>(operation, &route, address, &request)
+                                .await
+                            {
+                                route::Forwarded::Answer(answer) => answer,
+                                route::Forwarded::ServeHere => {
+                                    let result = handler(fe.clone(), request).instrument(span).await;
+                                    result.map(tonic::Response::new).map_err(tonic::Status::from)
+                                }
                             };
                             drop(admission);
                             return answer;
@@ -192,7 +196,7 @@ where
 }
 
 /// A copy of a call, with its metadata.
-fn clone_request<Req: Clone>(request: &tonic::Request<Req>) -> tonic::Request<Req> {
+pub(crate) fn clone_request<Req: Clone>(request: &tonic::Request<Req>) -> tonic::Request<Req> {
     let mut copy = tonic::Request::new(request.get_ref().clone());
     *copy.metadata_mut() = request.metadata().clone();
     copy

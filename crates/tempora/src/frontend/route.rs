@@ -217,6 +217,26 @@ pub(crate) fn unavailable_in_cluster(operation: &str) -> bool {
     )
 }
 
+/// How long past the lease TTL a call waits for an unreachable node's shards to move.
+const FAILOVER_SLACK: std::time::Duration = std::time::Duration::from_secs(5);
+const FAILOVER_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// What became of a forwarded call.
+pub(crate) enum Forwarded<Resp> {
+    /// The answer of the node that served it (or why it could not be sent).
+    Answer(Result<tonic::Response<Resp>, tonic::Status>),
+    /// Its shard moved here while it waited: serve it here.
+    ServeHere,
+}
+
+/// A forward that failed in the transport (no connection, or none left): the status is the
+/// client's own — no answer came back, so no metadata — and tonic gives it as UNAVAILABLE or,
+/// for a refused connection, UNKNOWN "transport error". A call that reached a node always
+/// comes back with that node's headers.
+fn undelivered(status: &tonic::Status) -> bool {
+    matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Unknown) && status.metadata().is_empty()
+}
+
 /// Where a call received here is served.
 pub(crate) enum Destination {
     Here,
@@ -274,6 +294,58 @@ impl super::Frontend {
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             if !cluster.is_peer(address) {
                 return;
+            }
+        }
+    }
+
+    /// Forwards a call to the node at `address`. While that node cannot be reached (it died, or
+    /// is cut off, and its leases have not lapsed yet — up to the lease TTL), the call was never
+    /// delivered: it waits for the shard to move and goes where it went, or is served here.
+    pub(crate) async fn forward_through_failover<Req, Resp>(
+        &self,
+        operation: &'static str,
+        route: &Route,
+        mut address: String,
+        request: &tonic::Request<Req>,
+    ) -> Forwarded<Resp>
+    where
+        Req: prost::Message + Clone + Send + 'static,
+        Resp: prost::Message + Default + Send + 'static,
+    {
+        let give_up = tokio::time::Instant::now() + crate::cluster::leases::TTL + FAILOVER_SLACK;
+        loop {
+            let answer = tokio::select! {
+                answer = self.forward::<Req, Resp>(&address, operation, super::clone_request(request)) => answer,
+                // Sent, perhaps applied: not sent again (the caller's retry decides).
+                _ = self.moved_from(route, &address) => return Forwarded::Answer(Err(tonic::Status::unavailable(
+                    format!("node {address} stopped serving this call's shard; retry"),
+                ))),
+            };
+            match answer {
+                Err(status) if undelivered(&status) && tokio::time::Instant::now() < give_up => {}
+                answer => return Forwarded::Answer(answer),
+            }
+            // Wait for the view to move the shard away from the unreachable node.
+            let next = loop {
+                tokio::time::sleep(FAILOVER_POLL).await;
+                match self.destination(operation, route.clone(), request.metadata()) {
+                    Ok(Destination::Node(a)) if a == address && tokio::time::Instant::now() < give_up => continue,
+                    Ok(Destination::Node(a)) if a == address => {
+                        return Forwarded::Answer(Err(tonic::Status::unavailable(format!(
+                            "node {address} is unreachable and its shards have not moved yet; retry"
+                        ))))
+                    }
+                    Err(e) if tokio::time::Instant::now() < give_up => {
+                        tracing::debug!(error = %e, "waiting for a shard to find an owner");
+                        continue;
+                    }
+                    other => break other,
+                }
+            };
+            match next {
+                Ok(Destination::Node(a)) => address = a,
+                Ok(_) => return Forwarded::ServeHere,
+                Err(e) => return Forwarded::Answer(Err(e.into())),
             }
         }
     }
