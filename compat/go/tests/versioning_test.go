@@ -152,6 +152,20 @@ func TestVersioningDeploymentsAreListedDescribedAndGuardedByTheirConflictToken(t
 	if _, err := handle.DeleteVersion(ctx, client.WorkerDeploymentDeleteVersionOptions{BuildID: "1.0", SkipDrainage: true}); err == nil {
 		t.Fatal("the current version was deleted")
 	}
+	// Once another client manages the deployment, this one cannot change it until it takes
+	// over the management itself.
+	if _, err := handle.SetManagerIdentity(ctx, client.WorkerDeploymentSetManagerIdentityOptions{ManagerIdentity: "release-bot"}); err != nil {
+		t.Fatalf("set manager: %v", err)
+	}
+	if _, err := handle.SetCurrentVersion(ctx, client.WorkerDeploymentSetCurrentVersionOptions{BuildID: "2.0"}); err == nil {
+		t.Fatal("a client that is not the manager changed the deployment")
+	}
+	if _, err := handle.SetManagerIdentity(ctx, client.WorkerDeploymentSetManagerIdentityOptions{Self: true}); err != nil {
+		t.Fatalf("take over the management: %v", err)
+	}
+	if _, err := handle.SetCurrentVersion(ctx, client.WorkerDeploymentSetCurrentVersionOptions{BuildID: "2.0"}); err != nil {
+		t.Fatalf("the manager could not change the deployment: %v", err)
+	}
 	found := false
 	iter, err := env.client.WorkerDeploymentClient().List(ctx, client.WorkerDeploymentListOptions{})
 	if err != nil {

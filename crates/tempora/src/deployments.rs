@@ -52,6 +52,9 @@ pub struct Deployment {
     /// token read before it (as in Temporal).
     pub revision: i64,
     pub last_modifier: String,
+    /// If set, only a client of this identity may change the deployment.
+    #[serde(default)]
+    pub manager_identity: String,
     pub versions: BTreeMap<String, Version>,
 }
 

@@ -28,9 +28,9 @@ const DEFAULT_MAXIMUM_INTERVAL_FACTOR: i64 = 100;
 pub fn retry_policy(p: Option<&common::RetryPolicy>) -> std::result::Result<RetryPolicy, String> {
     let p = p.cloned().unwrap_or_default();
     // A duration under a millisecond (but not zero) is kept as one millisecond, not dropped.
-    let ms = |d: &Option<prost_types::Duration>| match d {
-        Some(d) if d.seconds == 0 && d.nanos > 0 => 1,
-        d => proto::duration_ms(d.as_ref()),
+    let ms = |d: &Option<prost_types::Duration>| match proto::duration_ms(d.as_ref()) {
+        0 if d.as_ref().is_some_and(|d| d.seconds == 0 && d.nanos > 0) => 1,
+        ms => ms,
     };
     let mut initial = ms(&p.initial_interval);
     if initial < 0 {
@@ -647,5 +647,29 @@ fn next_retry_delay(f: &Failure) -> Option<Millis> {
             info.next_retry_delay.as_ref().map(|d| proto::duration_ms(Some(d))).filter(|d| *d > 0)
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+
+    #[test]
+    fn retry_intervals_keep_their_milliseconds_and_a_sub_millisecond_one_is_one_millisecond() {
+        let d = |seconds, nanos| Some(prost_types::Duration { seconds, nanos });
+        let p = common::RetryPolicy {
+            initial_interval: d(0, 500_000_000),
+            maximum_interval: d(1, 0),
+            ..Default::default()
+        };
+        let r = retry_policy(Some(&p)).unwrap();
+        assert_eq!((r.initial_interval_ms, r.maximum_interval_ms), (500, 1_000));
+        let tiny = common::RetryPolicy { initial_interval: d(0, 1), maximum_interval: d(0, 100), ..Default::default() };
+        let r = retry_policy(Some(&tiny)).unwrap();
+        assert_eq!((r.initial_interval_ms, r.maximum_interval_ms), (1, 1));
+        // History keeps them as given, defaults filled in.
+        let given = retry_policy_as_given(Some(&tiny));
+        assert_eq!((given.initial_interval, given.maximum_interval), (d(0, 1), d(0, 100)));
+        assert_eq!(retry_policy_as_given(None).maximum_interval, d(100, 0));
     }
 }

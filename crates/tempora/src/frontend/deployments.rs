@@ -87,9 +87,20 @@ fn info(d: &Deployment) -> dp::WorkerDeploymentInfo {
         create_time: ts(d.create_time_ms),
         routing_config: Some(routing_config(d)),
         last_modifier_identity: d.last_modifier.clone(),
+        manager_identity: d.manager_identity.clone(),
         routing_config_update_state: RoutingConfigUpdateState::Completed as i32,
-        ..Default::default()
     }
+}
+
+/// A change by a client other than the deployment's manager is refused.
+fn check_manager(d: &Deployment, identity: &str) -> Result<()> {
+    if d.manager_identity.is_empty() || d.manager_identity == identity {
+        return Ok(());
+    }
+    Err(Error::FailedPrecondition(format!(
+        "ManagerIdentity '{}' is set and does not match user identity '{identity}'; to proceed, set your own identity as manager or unset the field",
+        d.manager_identity
+    )))
 }
 
 /// The version a request names: its `deployment_version`, else the deprecated string form.
@@ -194,6 +205,7 @@ impl Frontend {
         name: &str,
         conflict_token: &[u8],
         identity: String,
+        managed: bool,
         change: impl FnOnce(&mut Deployment, Millis) -> Result<()>,
     ) -> Result<(Deployment, Deployment)> {
         let _write = self.svc.deployments.write.lock().await;
@@ -201,10 +213,14 @@ impl Frontend {
         if !conflict_token.is_empty() && conflict_token != before.conflict_token().as_slice() {
             return Err(Error::FailedPrecondition("conflict token mismatch".into()));
         }
+        if managed {
+            check_manager(&before, &identity)?;
+        }
         let mut after = before.clone();
         change(&mut after, self.svc.now_ms())?;
         if after != before {
-            let routing = |d: &Deployment| (d.current.clone(), d.ramping.clone(), d.ramp_percent);
+            let routing =
+                |d: &Deployment| (d.current.clone(), d.ramping.clone(), d.ramp_percent, d.manager_identity.clone());
             if routing(&after) != routing(&before) {
                 after.revision += 1;
             }
@@ -222,7 +238,7 @@ impl Frontend {
         let r = r.into_inner();
         let build_id = named_build_id(&r.deployment_name, r.build_id, &r.version)?;
         let (before, after) = self
-            .change_routing(&r.namespace, &r.deployment_name, &r.conflict_token, r.identity, |d, now| {
+            .change_routing(&r.namespace, &r.deployment_name, &r.conflict_token, r.identity, true, |d, now| {
                 if !build_id.is_empty() && !d.versions.contains_key(&build_id) {
                     return Err(Error::not_found(format!("version {build_id} not found in deployment {}", d.name)));
                 }
@@ -272,7 +288,7 @@ impl Frontend {
         }
         let unset = build_id.is_empty() && percentage == 0.0 && r.version.is_empty();
         let (before, after) = self
-            .change_routing(&r.namespace, &r.deployment_name, &r.conflict_token, r.identity, |d, now| {
+            .change_routing(&r.namespace, &r.deployment_name, &r.conflict_token, r.identity, true, |d, now| {
                 if !build_id.is_empty() && !d.versions.contains_key(&build_id) {
                     return Err(Error::not_found(format!("version {build_id} not found in deployment {}", d.name)));
                 }
@@ -381,7 +397,7 @@ impl Frontend {
         let r = r.into_inner();
         let version = named_version(r.deployment_version, &r.version)?;
         let name = version.deployment_name.clone();
-        self.change_routing(&r.namespace, &name, &[], r.identity, |d, _| {
+        self.change_routing(&r.namespace, &name, &[], r.identity, true, |d, _| {
             if !d.versions.contains_key(&version.build_id) {
                 return Err(Error::not_found(format!("worker deployment version {} not found", version.joined())));
             }
@@ -405,6 +421,7 @@ impl Frontend {
         let r = r.into_inner();
         let _write = self.svc.deployments.write.lock().await;
         let d = self.deployment(&r.namespace, &r.deployment_name)?;
+        check_manager(&d, &r.identity)?;
         if !d.versions.is_empty() {
             return Err(Error::FailedPrecondition(format!("deployment {} has versions; delete them first", d.name)));
         }
@@ -421,7 +438,7 @@ impl Frontend {
         let version = named_version(r.deployment_version, &r.version)?;
         let (upsert, remove) = (r.upsert_entries, r.remove_entries);
         let (_, after) = self
-            .change_routing(&r.namespace, &version.deployment_name.clone(), &[], r.identity, |d, _| {
+            .change_routing(&r.namespace, &version.deployment_name.clone(), &[], r.identity, true, |d, _| {
                 let Some(v) = d.versions.get_mut(&version.build_id) else {
                     return Err(Error::not_found(format!("worker deployment version {} not found", version.joined())));
                 };
@@ -442,5 +459,29 @@ impl Frontend {
             })
             .unwrap_or_default();
         Ok(ws::UpdateWorkerDeploymentVersionMetadataResponse { metadata: Some(dp::VersionMetadata { entries }) })
+    }
+
+    pub async fn set_worker_deployment_manager(
+        &self,
+        r: Request<ws::SetWorkerDeploymentManagerRequest>,
+    ) -> Result<ws::SetWorkerDeploymentManagerResponse> {
+        use ws::set_worker_deployment_manager_request::NewManagerIdentity;
+        let r = r.into_inner();
+        let manager = match r.new_manager_identity {
+            Some(NewManagerIdentity::ManagerIdentity(m)) => m,
+            Some(NewManagerIdentity::Self_(true)) => r.identity.clone(),
+            _ => return Err(Error::invalid("NewManagerIdentity is not set on request.")),
+        };
+        let (before, after) = self
+            .change_routing(&r.namespace, &r.deployment_name, &r.conflict_token, r.identity, false, |d, _| {
+                d.manager_identity = manager;
+                Ok(())
+            })
+            .await?;
+        #[allow(deprecated)]
+        Ok(ws::SetWorkerDeploymentManagerResponse {
+            conflict_token: after.conflict_token(),
+            previous_manager_identity: before.manager_identity,
+        })
     }
 }

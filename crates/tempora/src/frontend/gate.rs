@@ -199,6 +199,7 @@ namespaced!(
     ws::SetWorkerDeploymentCurrentVersionRequest, ws::SetWorkerDeploymentRampingVersionRequest,
     ws::DescribeWorkerDeploymentVersionRequest, ws::DeleteWorkerDeploymentVersionRequest,
     ws::DeleteWorkerDeploymentRequest, ws::UpdateWorkerDeploymentVersionMetadataRequest,
+    ws::SetWorkerDeploymentManagerRequest,
     ops::AddSearchAttributesRequest, ops::RemoveSearchAttributesRequest, ops::ListSearchAttributesRequest,
     ops::DeleteNamespaceRequest;
     without:

@@ -339,6 +339,7 @@ where
             "DeleteWorkerDeploymentVersion" => delete_worker_deployment_version,
             "DeleteWorkerDeployment" => delete_worker_deployment,
             "UpdateWorkerDeploymentVersionMetadata" => update_worker_deployment_version_metadata,
+            "SetWorkerDeploymentManager" => set_worker_deployment_manager,
         )
     }
 }

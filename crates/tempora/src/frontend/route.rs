@@ -170,6 +170,7 @@ here!(
     ws::DeleteWorkerDeploymentVersionRequest,
     ws::DeleteWorkerDeploymentRequest,
     ws::UpdateWorkerDeploymentVersionMetadataRequest,
+    ws::SetWorkerDeploymentManagerRequest,
     ops::AddSearchAttributesRequest,
     ops::RemoveSearchAttributesRequest,
     ops::ListSearchAttributesRequest,
@@ -214,6 +215,7 @@ pub(crate) fn unavailable_in_cluster(operation: &str) -> bool {
             | "DeleteWorkerDeploymentVersion"
             | "DeleteWorkerDeployment"
             | "UpdateWorkerDeploymentVersionMetadata"
+            | "SetWorkerDeploymentManager"
     )
 }
 
