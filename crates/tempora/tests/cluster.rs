@@ -222,44 +222,19 @@ impl Nap {
 }
 
 /// A cluster node as a child process, so a test can SIGKILL or SIGSTOP it.
-struct NodeProcess {
-    child: std::process::Child,
-    url: String,
+/// A cluster node as a process.
+type NodeProcess = support::process::ServerProcess;
+
+fn start_node(db: &str) -> NodeProcess {
+    NodeProcess::start(db, &["--cluster"])
 }
 
-impl NodeProcess {
-    fn start(db: &str) -> NodeProcess {
-        use std::io::BufRead;
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tempora"))
-            .args(["server", "start", "--db", db, "--port", &port.to_string(), "--cluster"])
-            .args(["--http-port", "0", "--ui-port", "0"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn tempora");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert!(line.contains("listening"), "tempora did not start: {line}");
-        NodeProcess { child, url: format!("http://127.0.0.1:{port}") }
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.id().to_string();
-        let status = std::process::Command::new("kill").args([signal, &pid]).status().expect("kill");
-        assert!(status.success(), "kill {signal} {pid}");
-    }
-
-    fn address(&self) -> String {
-        self.url.trim_start_matches("http://").to_string()
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The fault tests' cluster: these nodes, once every one holds its share of the shards, and
+/// their addresses.
+async fn nodes_holding_shards(db: &str, nodes: Vec<NodeProcess>) -> (Vec<NodeProcess>, Vec<String>) {
+    let addresses: Vec<String> = nodes.iter().map(|n| n.address()).collect();
+    held_by(db, &addresses).await;
+    (nodes, addresses)
 }
 
 /// Shards each node holds, read from the database: (owner, live leases).
@@ -349,9 +324,7 @@ async fn a_killed_nodes_shards_move_within_15_s_and_its_timers_and_tasks_resume(
         return;
     }
     let db = tempora::testing::backend_db(":memory:").await;
-    let nodes: Vec<NodeProcess> = (0..3).map(|_| NodeProcess::start(&db)).collect();
-    let addresses: Vec<String> = nodes.iter().map(|n| n.address()).collect();
-    held_by(&db, &addresses).await;
+    let (nodes, addresses) = nodes_holding_shards(&db, vec![start_node(&db), start_node(&db), start_node(&db)]).await;
     let (queue, log) = (unique("failover"), CallLog::default());
     let survivor = client(&nodes[0].url).await;
     let worker = client(&nodes[1].url).await;
@@ -388,9 +361,7 @@ async fn a_node_paused_past_its_leases_writes_nothing_when_it_wakes() {
         return;
     }
     let db = tempora::testing::backend_db(":memory:").await;
-    let nodes: Vec<NodeProcess> = (0..3).map(|_| NodeProcess::start(&db)).collect();
-    let addresses: Vec<String> = nodes.iter().map(|n| n.address()).collect();
-    held_by(&db, &addresses).await;
+    let (nodes, addresses) = nodes_holding_shards(&db, vec![start_node(&db), start_node(&db), start_node(&db)]).await;
     let (queue, log) = (unique("paused"), CallLog::default());
     let via = client(&nodes[0].url).await;
     let worker = client(&nodes[1].url).await;
@@ -499,9 +470,8 @@ async fn a_node_cut_off_from_postgres_stops_serving_and_the_others_take_over() {
         rest[..rest.find('/').unwrap()].to_string()
     };
     let proxy = Proxy::start(host).await;
-    let nodes = [NodeProcess::start(&db), NodeProcess::start(&db), NodeProcess::start(&through(&db, proxy.port))];
-    let addresses: Vec<String> = nodes.iter().map(|n| n.address()).collect();
-    held_by(&db, &addresses).await;
+    let nodes = vec![start_node(&db), start_node(&db), start_node(&through(&db, proxy.port))];
+    let (nodes, addresses) = nodes_holding_shards(&db, nodes).await;
     let (queue, log) = (unique("cutoff"), CallLog::default());
     let via = client(&nodes[0].url).await;
     let worker = client(&nodes[1].url).await;
@@ -531,25 +501,14 @@ async fn a_postgres_restart_under_a_cluster_loses_nothing() {
         return;
     }
     let db = tempora::testing::backend_db(":memory:").await;
-    let nodes: Vec<NodeProcess> = (0..3).map(|_| NodeProcess::start(&db)).collect();
-    let addresses: Vec<String> = nodes.iter().map(|n| n.address()).collect();
-    held_by(&db, &addresses).await;
+    let (nodes, addresses) = nodes_holding_shards(&db, vec![start_node(&db), start_node(&db), start_node(&db)]).await;
     let (queue, log) = (unique("pgrestart"), CallLog::default());
     let via = client(&nodes[0].url).await;
     let worker = client(&nodes[1].url).await;
     let options = support::worker!(&queue, activities: [Acts(log.clone())], workflows: [Nap]);
     support::with_worker(&worker, options, async {
         let ids = start_naps(&via, &queue, 24, 1_000).await;
-        let status = tokio::task::spawn_blocking(|| {
-            let version = std::fs::read_dir("/etc/postgresql").unwrap().next().unwrap().unwrap().file_name();
-            std::process::Command::new("pg_ctlcluster")
-                .args(["--skip-systemctl-redirect", version.to_str().unwrap(), "main", "restart"])
-                .status()
-                .unwrap()
-        })
-        .await
-        .unwrap();
-        assert!(status.success(), "pg_ctlcluster restart failed");
+        support::process::restart_postgres().await;
         wait_naps(&via, &ids).await;
         held_by(&db, &addresses).await;
         check_histories(&via, &ids).await;

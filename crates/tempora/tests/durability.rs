@@ -217,40 +217,14 @@ async fn with_worker_abandoned<T>(c: &Client, options: WorkerOptions, body: impl
 }
 
 /// The `tempora` binary as a child process, so a test can SIGKILL it.
-struct ServerProcess {
-    child: std::process::Child,
-    url: String,
-}
-
-impl ServerProcess {
-    fn start(db: &str) -> ServerProcess {
-        use std::io::BufRead;
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tempora"))
-            .args(["server", "start", "--db", db, "--port", &port.to_string(), "--http-port", "0", "--ui-port", "0"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn tempora");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert!(line.contains("listening"), "tempora did not start: {line}");
-        ServerProcess { child, url: format!("http://127.0.0.1:{port}") }
-    }
-
-    /// SIGKILL: no shutdown code runs.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
+use support::process::ServerProcess;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_between_activities_loses_nothing() {
     let disk = OnDisk::new("killed");
     let counts = Counts::default();
 
-    let server = ServerProcess::start(&disk.db);
+    let server = ServerProcess::start(&disk.db, &[]);
     let c = client(&server.url).await;
     with_worker_abandoned(&c, workflow_worker(&disk.queue, &counts), async {
         start(&c, TwoQueues::run, (disk.queue.clone(), 20), &disk.queue, &disk.workflow_id).await;
@@ -265,7 +239,7 @@ async fn sigkill_between_activities_loses_nothing() {
     })
     .await;
 
-    let server = ServerProcess::start(&disk.db);
+    let server = ServerProcess::start(&disk.db, &[]);
     let c = client(&server.url).await;
     let result = with_worker(&c, workflow_worker(&disk.queue, &counts), async {
         with_worker(&c, second_worker(&disk.queue, &counts), latest_result::<TwoQueues>(&c, &disk.workflow_id)).await

@@ -224,16 +224,7 @@ async fn a_postgres_restart_loses_nothing() {
     let counter = Counter::default();
     let restart = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let status = tokio::task::spawn_blocking(|| {
-            let version = std::fs::read_dir("/etc/postgresql").unwrap().next().unwrap().unwrap().file_name();
-            std::process::Command::new("pg_ctlcluster")
-                .args(["--skip-systemctl-redirect", version.to_str().unwrap(), "main", "restart"])
-                .status()
-                .unwrap()
-        })
-        .await
-        .unwrap();
-        assert!(status.success(), "pg_ctlcluster restart failed");
+        support::process::restart_postgres().await;
     };
     let results = run_steps(&server.url(), 20, &counter, restart).await;
     server.stop().await;

@@ -69,6 +69,8 @@ impl Run {
             attempt,
             commands,
             identity: "worker".into(),
+            // The Nexus endpoint "ep" is registered, as "ep-id".
+            nexus_endpoints: [("ep".to_string(), "ep-id".to_string())].into(),
             ..Default::default()
         };
         let (out, types, effects) = self.step(|tx| tx.complete_workflow_task(req).expect("task is running"));
@@ -355,29 +357,10 @@ fn schedule_nexus(endpoint: &str, timeout_ms: i64) -> Command {
     }
 }
 
-impl Run {
-    /// Completes a workflow task with Nexus commands, the endpoint "ep" known as "ep-id".
-    fn complete_wft_nexus(
-        &mut self,
-        commands: Vec<Command>,
-    ) -> (Result<Completed, Error>, Vec<EventType>, Vec<Effect>) {
-        let (scheduled_event_id, attempt) = self.start_wft();
-        let req = CompleteWorkflowTask {
-            scheduled_event_id,
-            attempt,
-            commands,
-            identity: "worker".into(),
-            nexus_endpoints: [("ep".to_string(), "ep-id".to_string())].into(),
-            ..Default::default()
-        };
-        self.step(|tx| tx.complete_workflow_task(req).expect("task is running"))
-    }
-}
-
 #[test]
 fn a_nexus_operation_on_an_unknown_endpoint_fails_the_task_naming_it() {
     let mut run = Run::new();
-    let (out, types, _) = run.complete_wft_nexus(vec![schedule_nexus("nowhere", 0)]);
+    let (out, types, _) = run.complete_wft(vec![schedule_nexus("nowhere", 0)]);
     match out {
         Err(Error::InvalidArgument(m)) => assert_eq!(m, "endpoint \"nowhere\" not found"),
         other => panic!("unexpected {other:?}"),
@@ -390,7 +373,7 @@ fn a_nexus_operation_on_an_unknown_endpoint_fails_the_task_naming_it() {
 fn a_sync_nexus_operation_is_dispatched_started_and_completed_without_a_started_event() {
     use super::nexus::NexusOutcome;
     let mut run = Run::new();
-    let (out, types, effects) = run.complete_wft_nexus(vec![schedule_nexus("ep", 60_000)]);
+    let (out, types, effects) = run.complete_wft(vec![schedule_nexus("ep", 60_000)]);
     out.unwrap();
     assert_eq!(types, vec![E::WorkflowTaskCompleted, E::NexusOperationScheduled]);
     let id = 5;
@@ -436,7 +419,7 @@ fn a_sync_nexus_operation_is_dispatched_started_and_completed_without_a_started_
 fn an_async_nexus_operation_is_started_then_closed_by_its_callback_and_times_out_otherwise() {
     use super::nexus::NexusOutcome;
     let mut run = Run::new();
-    run.complete_wft_nexus(vec![schedule_nexus("ep", 60_000), schedule_nexus("ep", 60_000)]).0.unwrap();
+    run.complete_wft(vec![schedule_nexus("ep", 60_000), schedule_nexus("ep", 60_000)]).0.unwrap();
     let (first, second) = (5, 6);
     for id in [first, second] {
         run.step(|tx| tx.start_nexus_task(id, 1, false).expect("starts"));
@@ -467,7 +450,7 @@ fn an_async_nexus_operation_is_started_then_closed_by_its_callback_and_times_out
 #[test]
 fn cancelling_a_nexus_operation_before_it_started_cancels_it_at_once() {
     let mut run = Run::new();
-    run.complete_wft_nexus(vec![schedule_nexus("ep", 0)]).0.unwrap();
+    run.complete_wft(vec![schedule_nexus("ep", 0)]).0.unwrap();
     run.step(|tx| tx.schedule_workflow_task_if_needed()); // say, a signal came
     let cancel = Command {
         command_type: CommandType::RequestCancelNexusOperation as i32,
@@ -478,7 +461,7 @@ fn cancelling_a_nexus_operation_before_it_started_cancels_it_at_once() {
         )),
         ..Default::default()
     };
-    let (out, types, _) = run.complete_wft_nexus(vec![cancel]);
+    let (out, types, _) = run.complete_wft(vec![cancel]);
     out.unwrap();
     assert_eq!(
         types,

@@ -231,12 +231,15 @@ pub(crate) enum Forwarded<Resp> {
     ServeHere,
 }
 
-/// A forward that failed in the transport (no connection, or none left): the status is the
-/// client's own — no answer came back, so no metadata — and tonic gives it as UNAVAILABLE or,
-/// for a refused connection, UNKNOWN "transport error". A call that reached a node always
-/// comes back with that node's headers.
+/// A forward that failed in the transport (no connection, or the connection died under it):
+/// the status is the client's own — no answer came back, so no metadata — and tonic gives it
+/// as UNAVAILABLE, UNKNOWN "transport error" (a refused connection) or CANCELLED "operation
+/// was canceled" (a connection closed under the request). A call that a node answered always
+/// comes back with that node's headers. If the node applied the call before it died, sending
+/// it to the new owner is what the SDK's own retry would do.
 fn undelivered(status: &tonic::Status) -> bool {
-    matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Unknown) && status.metadata().is_empty()
+    matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled)
+        && status.metadata().is_empty()
 }
 
 /// Where a call received here is served.

@@ -358,16 +358,7 @@ fn load_work(client: &mut Client, from_ms: i64, to_ms: i64) -> Result<Vec<WorkRo
             &[&from_ms, &to_ms],
         )
         .map_err(backend)?;
-    Ok(rows
-        .into_iter()
-        .map(|r| WorkRow {
-            namespace: r.get(0),
-            workflow_id: r.get(1),
-            run_id: r.get(2),
-            item: r.get(3),
-            due_ms: r.get(4),
-        })
-        .collect())
+    Ok(work_rows(rows))
 }
 
 fn work_rows(rows: Vec<postgres::Row>) -> Vec<WorkRow> {

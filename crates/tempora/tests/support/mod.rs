@@ -12,6 +12,7 @@
 
 pub mod activities;
 pub mod history;
+pub mod process;
 pub mod run;
 pub mod wait;
 
