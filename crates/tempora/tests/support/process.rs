@@ -15,7 +15,9 @@ impl ServerProcess {
     pub fn start(db: &str, extra: &[&str]) -> ServerProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         // Only the tempora crate's tests have the binary (the examples share this module).
-        let bin = option_env!("CARGO_BIN_EXE_tempora").expect("the tempora binary is built for this test");
+        let Some(bin) = option_env!("CARGO_BIN_EXE_tempora") else {
+            panic!("no tempora binary: only the tempora crate's tests start tempora processes")
+        };
         let mut child = std::process::Command::new(bin)
             .args(["server", "start", "--db", db, "--port", &port.to_string(), "--http-port", "0", "--ui-port", "0"])
             .args(extra)
