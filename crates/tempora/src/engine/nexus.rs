@@ -115,6 +115,17 @@ impl NexusOperation {
         }
     }
 
+    /// When the attempt (of the start, or of the cancellation if `cancel`) was handed to a
+    /// worker, if it is the one in flight.
+    pub fn in_flight(&self, attempt: i32, cancel: bool) -> Option<Millis> {
+        let (current, started_ms) = match (cancel, &self.cancel) {
+            (false, _) if !self.is_started() => (self.attempt, self.attempt_started_ms),
+            (true, Some(c)) if !c.done => (c.attempt, c.attempt_started_ms),
+            _ => return None,
+        };
+        (current == attempt && started_ms > 0).then_some(started_ms)
+    }
+
     /// `NexusOperationFailure` around `cause`, as the workflow sees a failed operation.
     pub fn failure(&self, cause: Failure) -> Failure {
         Failure {
@@ -281,11 +292,15 @@ impl Tx<'_> {
             });
             return Ok(true);
         }
-        let effects = self.state.nexus_operations.get(&scheduled_event_id).map(operation_effects).unwrap_or_default();
-        self.effects.extend(
-            effects.into_iter().filter(|e| !matches!(e, Effect::Timer { timer: Timer::NexusTimeout { .. }, .. })),
-        );
+        self.arm_next_attempt(scheduled_event_id);
         Ok(false)
+    }
+
+    /// The dispatch (or timer) of an operation's next attempt; its deadline is armed already.
+    fn arm_next_attempt(&mut self, id: i64) {
+        let effects = self.state.nexus_operations.get(&id).map(operation_effects).unwrap_or_default();
+        let not_deadline = |e: &Effect| !matches!(e, Effect::Timer { timer: Timer::NexusTimeout { .. }, .. });
+        self.effects.extend(effects.into_iter().filter(not_deadline));
     }
 
     /// A handler's worker polled this attempt. `None` if it is no longer pending (a stale
@@ -339,12 +354,7 @@ impl Tx<'_> {
             return Err(Error::not_found("workflow execution already completed"));
         }
         let op = self.state.nexus_operations.get(&scheduled_event_id).ok_or_else(gone)?;
-        let in_flight = match (cancel, &op.cancel) {
-            (false, _) => !op.is_started() && op.attempt == attempt && op.attempt_started_ms > 0,
-            (true, Some(c)) => !c.done && c.attempt == attempt && c.attempt_started_ms > 0,
-            (true, None) => false,
-        };
-        if !in_flight {
+        if op.in_flight(attempt, cancel).is_none() {
             return Err(gone());
         }
         if cancel {
@@ -372,12 +382,7 @@ impl Tx<'_> {
                     operation_token,
                 });
                 // A cancellation requested meanwhile goes to the handler now.
-                let effects = self.state.nexus_operations.get(&id).map(operation_effects).unwrap_or_default();
-                self.effects.extend(
-                    effects
-                        .into_iter()
-                        .filter(|e| !matches!(e, Effect::Timer { timer: Timer::NexusTimeout { .. }, .. })),
-                );
+                self.arm_next_attempt(id);
             }
             NexusOutcome::HandlerError { failure, retryable: true } => self.nexus_retry(id, false, failure),
             outcome => self.close_operation(&op, outcome),
@@ -498,14 +503,7 @@ impl Tx<'_> {
             }
             Timer::NexusAttemptTimeout { scheduled_event_id, attempt, cancel } => {
                 let Some(op) = self.state.nexus_operations.get(&scheduled_event_id) else { return false };
-                let in_flight = match (cancel, &op.cancel) {
-                    (false, _) => !op.is_started() && op.attempt == attempt && op.attempt_started_ms > 0,
-                    (true, Some(c)) => !c.done && c.attempt == attempt && c.attempt_started_ms > 0,
-                    (true, None) => false,
-                };
-                let started_ms =
-                    if cancel { op.cancel.as_ref().map_or(0, |c| c.attempt_started_ms) } else { op.attempt_started_ms };
-                if !in_flight || now < started_ms + REQUEST_TIMEOUT_MS {
+                if op.in_flight(attempt, cancel).is_none_or(|started_ms| now < started_ms + REQUEST_TIMEOUT_MS) {
                     return false;
                 }
                 self.nexus_retry(scheduled_event_id, cancel, handler_failure("UPSTREAM_TIMEOUT", "upstream timeout"));
