@@ -40,7 +40,7 @@ func uniqueID(t *testing.T, what string) string {
 func startWorker(t *testing.T, register func(worker.Registry)) string {
 	t.Helper()
 	taskQueue := uniqueID(t, "tq")
-	w := worker.New(env.client, taskQueue, worker.Options{})
+	w := worker.New(env.workers, taskQueue, worker.Options{})
 	register(w)
 	if err := w.Start(); err != nil {
 		t.Fatalf("start worker on %s: %v", taskQueue, err)

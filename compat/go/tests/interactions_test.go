@@ -146,7 +146,7 @@ func TestQueryBeforeTheFirstWorkflowTaskWaitsForIt(t *testing.T) {
 	}()
 	time.Sleep(300 * time.Millisecond)
 
-	w := worker.New(env.client, tq, worker.Options{})
+	w := worker.New(env.workers, tq, worker.Options{})
 	w.RegisterWorkflowWithOptions(stages, workflow.RegisterOptions{Name: "Stages"})
 	if err := w.Start(); err != nil {
 		t.Fatalf("start worker: %v", err)

@@ -3,6 +3,9 @@
 //
 //	TEMPORA_BIN       the tempora binary (default ../../target/debug/tempora, relative to compat/go)
 //	TEMPORA_ADDRESS   use this server (host:port) instead and start nothing
+//	TEMPORA_CLUSTER_DB  start three cluster nodes on this PostgreSQL database instead of one
+//	                  server: clients call the first, workers poll the second (every call
+//	                  crosses nodes as the cluster routes it)
 //	COMPAT_SDK_LOG    the SDK's log level: debug, info, warn (default), error
 package tests
 
@@ -28,10 +31,12 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 )
 
-// env is what every test uses: the server's address and one client on namespace default.
+// env is what every test uses: the server's address and one client on namespace default,
+// and the client workers poll with (the same one, except on a cluster).
 var env struct {
 	address string
 	client  client.Client
+	workers client.Client
 }
 
 func TestMain(m *testing.M) {
@@ -40,26 +45,38 @@ func TestMain(m *testing.M) {
 
 func runTests(m *testing.M) int {
 	address := os.Getenv("TEMPORA_ADDRESS")
-	var srv *tempora
+	workerAddress := address
+	var servers []*tempora
 	if address == "" {
 		bin, err := temporaBin()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "compat/go:", err)
 			return 2
 		}
-		srv, err = startTempora(bin)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "compat/go:", err)
-			return 2
+		args := [][]string{{"--db", ":memory:"}}
+		if db := os.Getenv("TEMPORA_CLUSTER_DB"); db != "" {
+			node := []string{"--db", db, "--cluster"}
+			args = [][]string{node, node, node}
 		}
-		defer srv.stop()
-		address = srv.address
+		// The process is tied to this thread's life (Pdeathsig); keep the main goroutine on it.
+		runtime.LockOSThread()
+		for _, a := range args {
+			srv, err := startTempora(bin, a)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "compat/go:", err)
+				stopAll(servers)
+				return 2
+			}
+			servers = append(servers, srv)
+		}
+		defer stopAll(servers)
+		address, workerAddress = servers[0].address, servers[len(servers)/2].address
 		// An interrupted run still stops tempora (Pdeathsig covers crashes and test timeouts).
 		interrupted := make(chan os.Signal, 1)
 		signal.Notify(interrupted, os.Interrupt, syscall.SIGTERM)
 		go func() {
 			<-interrupted
-			srv.stop()
+			stopAll(servers)
 			os.Exit(2)
 		}()
 	}
@@ -67,24 +84,43 @@ func runTests(m *testing.M) int {
 	c, err := dial(address, 30*time.Second)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "compat/go: no Temporal API at %s: %v\n", address, err)
-		if srv != nil {
-			srv.printLog()
-		}
+		printLogs(servers)
 		return 2
 	}
 	defer c.Close()
-	env.address, env.client = address, c
+	workers := c
+	if workerAddress != address {
+		if workers, err = dial(workerAddress, 30*time.Second); err != nil {
+			fmt.Fprintf(os.Stderr, "compat/go: no Temporal API at %s: %v\n", workerAddress, err)
+			printLogs(servers)
+			return 2
+		}
+		defer workers.Close()
+	}
+	env.address, env.client, env.workers = address, c, workers
 
 	code := m.Run()
-	if srv != nil {
-		srv.stop()
-		if code != 0 {
-			srv.printLog()
-		} else {
+	stopAll(servers)
+	if code != 0 {
+		printLogs(servers)
+	} else {
+		for _, srv := range servers {
 			_ = os.Remove(srv.logPath)
 		}
 	}
 	return code
+}
+
+func stopAll(servers []*tempora) {
+	for _, srv := range servers {
+		srv.stop()
+	}
+}
+
+func printLogs(servers []*tempora) {
+	for _, srv := range servers {
+		srv.printLog()
+	}
 }
 
 // temporaBin is TEMPORA_BIN, or ../../target/debug/tempora relative to the module root.
@@ -114,12 +150,10 @@ type tempora struct {
 	once    sync.Once
 }
 
-func startTempora(bin string) (*tempora, error) {
-	// The process is tied to this thread's life (Pdeathsig); keep the main goroutine on it.
-	runtime.LockOSThread()
+func startTempora(bin string, args []string) (*tempora, error) {
 	var lastErr error
 	for try := 0; try < 3; try++ {
-		srv, err := tryStartTempora(bin)
+		srv, err := tryStartTempora(bin, args)
 		if err == nil {
 			return srv, nil
 		}
@@ -128,7 +162,7 @@ func startTempora(bin string) (*tempora, error) {
 	return nil, lastErr
 }
 
-func tryStartTempora(bin string) (*tempora, error) {
+func tryStartTempora(bin string, args []string) (*tempora, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -139,7 +173,8 @@ func tryStartTempora(bin string) (*tempora, error) {
 	}
 	defer logFile.Close()
 	address := "127.0.0.1:" + strconv.Itoa(port)
-	cmd := exec.Command(bin, "server", "start", "--ip", "127.0.0.1", "--port", strconv.Itoa(port), "--db", ":memory:", "--http-port", "0", "--ui-port", "0")
+	args = append([]string{"server", "start", "--ip", "127.0.0.1", "--port", strconv.Itoa(port), "--http-port", "0", "--ui-port", "0"}, args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

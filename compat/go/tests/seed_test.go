@@ -40,7 +40,7 @@ func fastSaga() seed.Saga {
 // The returned stop is idempotent and also runs when the test ends.
 func startSeedWorker(t *testing.T, bank *seed.Bank) (stop func()) {
 	t.Helper()
-	w := worker.New(env.client, seed.TaskQueue, worker.Options{})
+	w := worker.New(env.workers, seed.TaskQueue, worker.Options{})
 	seed.Register(w, seedActivities(), bank, fastSaga())
 	if err := w.Start(); err != nil {
 		t.Fatalf("start seed worker: %v", err)

@@ -32,7 +32,7 @@ func waitForSignalV2(ctx workflow.Context) (string, error) {
 // workflow type "WaitForSignal" implemented by wf and the given behavior.
 func versionedWorker(t *testing.T, taskQueue, deployment, build string, behavior workflow.VersioningBehavior, wf any) {
 	t.Helper()
-	w := worker.New(env.client, taskQueue, worker.Options{
+	w := worker.New(env.workers, taskQueue, worker.Options{
 		DeploymentOptions: worker.DeploymentOptions{
 			UseVersioning: true,
 			Version:       worker.WorkerDeploymentVersion{DeploymentName: deployment, BuildID: build},

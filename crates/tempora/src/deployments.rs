@@ -118,7 +118,8 @@ pub struct Deployments {
 }
 
 impl Deployments {
-    /// Takes the deployments the store holds (at start).
+    /// Takes the deployments the store holds (at start, and on a cluster whenever a node
+    /// changed them), replacing what was known.
     pub fn load(&self, records: &[Record]) {
         let loaded =
             records.iter().filter(|r| r.kind == RecordKind::WorkerDeployment).filter_map(
@@ -130,7 +131,7 @@ impl Deployments {
                     }
                 },
             );
-        self.by_name.lock().expect("deployments lock").extend(loaded);
+        *self.by_name.lock().expect("deployments lock") = loaded.collect();
     }
 
     pub fn get(&self, namespace: &str, name: &str) -> Option<Deployment> {

@@ -26,7 +26,8 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
-    /// Takes the endpoints the store holds (at start).
+    /// Takes the endpoints the store holds (at start, and on a cluster whenever a node changed
+    /// them), replacing what was known.
     pub fn load(&self, records: &[Record]) {
         let loaded = records.iter().filter(|r| r.kind == RecordKind::NexusEndpoint).filter_map(|r| {
             match serde_json::from_str::<Endpoint>(&r.data) {
@@ -37,7 +38,7 @@ impl Endpoints {
                 }
             }
         });
-        self.by_id.lock().expect("endpoints lock").extend(loaded);
+        *self.by_id.lock().expect("endpoints lock") = loaded.collect();
     }
 
     pub fn get(&self, id: &str) -> Option<Endpoint> {

@@ -203,9 +203,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     service.endpoints.load(&records);
     service.deployments.load(&records);
     service.recover(due);
-    if let Some(cluster) = &cluster {
-        join(&config, cluster.clone(), &service, local, shutdown_rx.clone()).await?;
-    }
+    let changes = match &cluster {
+        Some(cluster) => Some(join(&config, cluster.clone(), &service, local).await?),
+        None => None,
+    };
     let http_listener = match config.http_port {
         Some(port) => Some(bind(&config.ip, port).await?),
         None => None,
@@ -243,10 +244,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
         None => None,
     };
-    // Schedules and batch jobs are per-node registries: a cluster does not run them (yet).
-    if cluster.is_none() {
-        frontend.resume_batches();
-        frontend.run_schedules();
+    frontend.start_registry_work();
+    if let Some(changes) = changes {
+        follow_changes(changes, service.clone(), frontend.clone(), shutdown_rx.clone());
     }
     service.start_retention();
     // gRPC health (`temporal operator cluster health`, the Go SDK's CheckHealth).
@@ -294,16 +294,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 }
 
 /// Joins the cluster: the lease loop's first round (this node's first shards) runs before
-/// the node serves, and what the loop reports afterwards goes to the history service.
+/// the node serves; what the loop reports is returned, for `follow_changes`.
 async fn join(
     config: &Config,
     cluster: Arc<crate::cluster::Cluster>,
     service: &Arc<Service>,
     local: SocketAddr,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<(), StartError> {
+) -> Result<tokio::sync::mpsc::UnboundedReceiver<crate::cluster::Change>, StartError> {
     service.join(cluster.clone());
-    let (changes_tx, mut changes) = tokio::sync::mpsc::unbounded_channel();
+    let (changes_tx, changes) = tokio::sync::mpsc::unbounded_channel();
     let (url, node, address) = (config.db.clone(), cluster.clone(), cluster.node().to_string());
     let leases =
         tokio::task::spawn_blocking(move || crate::cluster::leases::Loop::start(&url, node, address, changes_tx))
@@ -311,22 +310,34 @@ async fn join(
             .map_err(|e| StartError::Config(format!("lease loop: {e}")))?
             .map_err(|e| StartError::Store(store::Error::Backend(e)))?;
     cluster.set_leases(leases);
+    tracing::info!(node = %cluster.node(), listen = %local, "joined the cluster");
+    Ok(changes)
+}
+
+/// Hands what the lease loop reports to the history service (shards, namespaces, routing
+/// records), then to the frontend (the registries it keeps), in order.
+fn follow_changes(
+    mut changes: tokio::sync::mpsc::UnboundedReceiver<crate::cluster::Change>,
+    service: Arc<Service>,
+    frontend: Arc<Frontend>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     // Not a tracked task: it ends with the lease loop, which stops after the tracked work.
     // Bounded in practice: a few changes per lease round.
-    let service = service.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 change = changes.recv() => match change {
-                    Some(change) => service.on_change(change).await,
+                    Some(change) => {
+                        service.on_change(change.clone()).await;
+                        frontend.on_change(&change).await;
+                    }
                     None => break,
                 },
                 _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
             }
         }
     });
-    tracing::info!(node = %cluster.node(), listen = %local, "joined the cluster");
-    Ok(())
 }
 
 async fn bind(ip: &str, port: u16) -> Result<(tokio::net::TcpListener, SocketAddr), StartError> {
@@ -384,6 +395,12 @@ impl Running {
             Some(cluster) => cluster.fence.held().len(),
             None => crate::shard::SHARD_COUNT as usize,
         }
+    }
+
+    /// Whether this node keeps the registries (the holder of `ShardId::REGISTRY` on a
+    /// cluster; a single server always does).
+    pub fn holds_registry(&self) -> bool {
+        self.service.holds_registry()
     }
 
     /// Answers in-flight polls, stops accepting requests, and closes the store.

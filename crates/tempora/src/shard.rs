@@ -28,9 +28,16 @@ impl ShardId {
         ShardId((hash % count as u64) as u32)
     }
 
+    /// The shard whose holder keeps a cluster's registries (schedules, batch jobs, Nexus
+    /// endpoints, worker deployments, task queue configs) and runs the cluster-wide sweeps.
+    pub const REGISTRY: ShardId = ShardId(0);
+
     /// The shard a task queue is homed on (where its matching lives in a cluster): the
-    /// queue's name hashed apart from workflow ids (a prefix no workflow id hash shares).
+    /// queue's name hashed apart from workflow ids (a prefix no workflow id hash shares). A
+    /// worker version's own queue (`deployments::versioned_queue`: the name, a NUL, the
+    /// version) is homed with its task queue, where the version's polls are routed.
     pub fn of_queue(namespace: &str, task_queue: &str) -> ShardId {
+        let task_queue = task_queue.split('\0').next().unwrap_or_default();
         ShardId::of(namespace, &format!("\u{0}queue\u{0}{task_queue}"), SHARD_COUNT)
     }
 

@@ -92,6 +92,12 @@ impl TestServer {
         self.running.held_shards()
     }
 
+    /// Whether this node keeps the registries (schedules, batch jobs, Nexus endpoints, worker
+    /// deployments, task queue configs).
+    pub fn holds_registry(&self) -> bool {
+        self.running.holds_registry()
+    }
+
     /// Stops the server and closes its store (the database file can be reopened afterwards).
     pub async fn stop(self) {
         self.running.stop().await;

@@ -6,8 +6,9 @@
 //! SIGKILL (shards move within 15 s, timers and tasks resume), SIGSTOP past the leases then
 //! SIGCONT, a node cut off from PostgreSQL (through a proxy the test cuts), and a PostgreSQL
 //! restart (alone, with `TEMPORA_TEST_PG_RESTART=1`). Each ends checking every run: event ids
-//! contiguous, one timer fired per timer, one completion. The store's fencing itself is tested
-//! in `store/conformance.rs`. Runs in the PostgreSQL pass only (`TEMPORA_TEST_BACKEND=postgres`).
+//! contiguous, one timer fired per timer, one completion. The registries (schedules, batch
+//! jobs, Nexus endpoints, task queue configs) are kept by one node, reached through any, and
+//! move with it. The store's fencing itself is tested in `store/conformance.rs`. Runs in the PostgreSQL pass only (`TEMPORA_TEST_BACKEND=postgres`).
 
 mod scenarios;
 mod support;
@@ -516,4 +517,296 @@ async fn a_postgres_restart_under_a_cluster_loses_nothing() {
         wait_naps(&via, &more).await;
     })
     .await;
+}
+
+mod registries {
+    //! Schedules, batch jobs, Nexus endpoints and task queue configs on a cluster, through the
+    //! official client's raw services (the Rust SDK has no schedule or batch client): kept by
+    //! the holder of the registries, reached through any node, and moved with it.
+
+    use super::*;
+    use temporalio_protos::temporal::api::batch::v1::BatchOperationReset;
+    use temporalio_protos::temporal::api::common::v1::{
+        reset_options, Execution, Payload, Payloads, ResetOptions, WorkflowExecution, WorkflowType,
+    };
+    use temporalio_protos::temporal::api::enums::v1::{
+        BatchOperationState, ScheduleOverlapPolicy, TaskQueueType, WorkflowExecutionStatus,
+    };
+    use temporalio_protos::temporal::api::nexus::v1::{endpoint_target, EndpointSpec, EndpointTarget};
+    use temporalio_protos::temporal::api::operatorservice::v1::{CreateNexusEndpointRequest, GetNexusEndpointRequest};
+    use temporalio_protos::temporal::api::schedule::v1::{
+        schedule_action, IntervalSpec, Schedule, ScheduleAction, SchedulePatch, SchedulePolicies, ScheduleSpec,
+    };
+    use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
+    use temporalio_protos::temporal::api::workflow::v1::NewWorkflowExecutionInfo;
+    use temporalio_protos::temporal::api::workflowservice::v1 as ws;
+    use tonic::Request;
+
+    fn json(text: &str) -> Payload {
+        Payload {
+            metadata: [("encoding".to_string(), b"json/plain".to_vec())].into(),
+            data: text.as_bytes().to_vec(),
+            ..Default::default()
+        }
+    }
+
+    /// Every second, a nap of 300 ms, one at a time (each run is watched until it closes
+    /// before the next starts: the watch crosses nodes).
+    fn naps_every_second(queue: &str) -> Schedule {
+        Schedule {
+            spec: Some(ScheduleSpec {
+                interval: vec![IntervalSpec {
+                    interval: Some(prost_types::Duration { seconds: 1, nanos: 0 }),
+                    phase: None,
+                }],
+                ..Default::default()
+            }),
+            action: Some(ScheduleAction {
+                action: Some(schedule_action::Action::StartWorkflow(NewWorkflowExecutionInfo {
+                    workflow_id: unique("scheduled-nap"),
+                    workflow_type: Some(WorkflowType { name: "Nap".into() }),
+                    task_queue: Some(TaskQueue { name: queue.into(), ..Default::default() }),
+                    input: Some(Payloads { payloads: vec![json("300")] }),
+                    ..Default::default()
+                })),
+            }),
+            policies: Some(SchedulePolicies {
+                overlap_policy: ScheduleOverlapPolicy::BufferOne as i32,
+                ..Default::default()
+            }),
+            state: None,
+        }
+    }
+
+    async fn schedule_info(client: &Client, id: &str) -> temporalio_protos::temporal::api::schedule::v1::ScheduleInfo {
+        let request = ws::DescribeScheduleRequest { namespace: "default".into(), schedule_id: id.into() };
+        let described = client.connection().workflow_service().describe_schedule(Request::new(request)).await;
+        described.expect("describe the schedule").into_inner().info.unwrap_or_default()
+    }
+
+    /// Waits until the schedule has taken `n` actions and every run it started has closed.
+    async fn scheduled_runs_closed(client: &Client, id: &str, n: i64) -> i64 {
+        let mut taken = 0;
+        wait_until("the schedule's runs", async || {
+            let info = schedule_info(client, id).await;
+            taken = info.action_count;
+            info.action_count >= n && info.running_workflows.is_empty()
+        })
+        .await;
+        taken
+    }
+
+    /// The runs a schedule started, as visibility sees them.
+    async fn runs_of_schedule(client: &Client, id: &str) -> i64 {
+        let request = ws::CountWorkflowExecutionsRequest {
+            namespace: "default".into(),
+            query: format!("TemporalScheduledById = '{id}'"),
+        };
+        let counted = client.connection().workflow_service().count_workflow_executions(Request::new(request)).await;
+        counted.expect("count").into_inner().count
+    }
+
+    async fn batch_done(client: &Client, job_id: &str) -> ws::DescribeBatchOperationResponse {
+        let mut done = Default::default();
+        wait_until("the batch job", async || {
+            let request = ws::DescribeBatchOperationRequest { namespace: "default".into(), job_id: job_id.into() };
+            done = client
+                .connection()
+                .workflow_service()
+                .describe_batch_operation(Request::new(request))
+                .await
+                .expect("describe the job")
+                .into_inner();
+            done.state == BatchOperationState::Completed as i32
+        })
+        .await;
+        done
+    }
+
+    /// The client of the node that keeps the registries now.
+    fn holder_of<'c>(nodes: &[TestServer], a: &'c Client, b: &'c Client) -> &'c Client {
+        match nodes[0].holds_registry() {
+            true => a,
+            false => b,
+        }
+    }
+
+    async fn status_of(client: &Client, id: &str) -> Result<i32, tonic::Status> {
+        let request = ws::DescribeWorkflowExecutionRequest {
+            namespace: "default".into(),
+            execution: Some(WorkflowExecution { workflow_id: id.into(), run_id: String::new() }),
+        };
+        let described =
+            client.connection().workflow_service().describe_workflow_execution(Request::new(request)).await?;
+        Ok(described.into_inner().workflow_execution_info.unwrap_or_default().status)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn registries_are_kept_by_one_node_reached_through_any_and_move_with_it() {
+        let Some((_db, mut nodes)) = cluster(3).await else { return };
+        // The holder of the registries goes last: it is stopped halfway.
+        nodes.sort_by_key(|n| n.holds_registry());
+        assert!(nodes[2].holds_registry() && !nodes[0].holds_registry() && !nodes[1].holds_registry());
+        let (a, b, holder) =
+            (client(&nodes[0].url()).await, client(&nodes[1].url()).await, client(&nodes[2].url()).await);
+        let (queue, log) = (unique("registries"), CallLog::default());
+        let options = support::worker!(&queue, activities: [Acts(log.clone())], workflows: [Nap]);
+        support::with_worker(&b, options, async {
+            // A schedule created through one node, described through the others.
+            let schedule_id = unique("naps");
+            let create = ws::CreateScheduleRequest {
+                namespace: "default".into(),
+                schedule_id: schedule_id.clone(),
+                schedule: Some(naps_every_second(&queue)),
+                request_id: unique("create"),
+                ..Default::default()
+            };
+            a.connection().workflow_service().create_schedule(Request::new(create)).await.expect("create the schedule");
+            scheduled_runs_closed(&b, &schedule_id, 3).await;
+            assert_eq!(schedule_info(&holder, &schedule_id).await.action_count >= 3, true);
+
+            // A Nexus endpoint and a task queue config, changed through one node, read through
+            // the others (and used where the queue's matching is).
+            let spec = EndpointSpec {
+                name: unique("endpoint").replace('_', "-"),
+                target: Some(EndpointTarget {
+                    variant: Some(endpoint_target::Variant::Worker(endpoint_target::Worker {
+                        namespace: "default".into(),
+                        task_queue: queue.clone(),
+                    })),
+                }),
+                ..Default::default()
+            };
+            let created = a
+                .connection()
+                .operator_service()
+                .create_nexus_endpoint(Request::new(CreateNexusEndpointRequest { spec: Some(spec) }))
+                .await;
+            let endpoint = created.expect("create the endpoint").into_inner().endpoint.expect("an endpoint");
+            let get = || GetNexusEndpointRequest { id: endpoint.id.clone() };
+            for via in [&b, &holder] {
+                let got = via.connection().operator_service().get_nexus_endpoint(Request::new(get())).await;
+                assert_eq!(got.expect("get the endpoint").into_inner().endpoint.as_ref(), Some(&endpoint));
+            }
+            let config = ws::UpdateTaskQueueConfigRequest {
+                namespace: "default".into(),
+                identity: "test".into(),
+                task_queue: queue.clone(),
+                task_queue_type: TaskQueueType::Activity as i32,
+                update_queue_rate_limit: Some(ws::update_task_queue_config_request::RateLimitUpdate {
+                    rate_limit: Some(temporalio_protos::temporal::api::taskqueue::v1::RateLimit {
+                        requests_per_second: 500.0,
+                    }),
+                    reason: "test".into(),
+                }),
+                ..Default::default()
+            };
+            a.connection()
+                .workflow_service()
+                .update_task_queue_config(Request::new(config))
+                .await
+                .expect("update the config");
+            let describe = ws::DescribeTaskQueueRequest {
+                namespace: "default".into(),
+                task_queue: Some(TaskQueue { name: queue.clone(), ..Default::default() }),
+                task_queue_type: TaskQueueType::Activity as i32,
+                report_config: true,
+                ..Default::default()
+            };
+            wait_until("the config seen through another node", async || {
+                let described =
+                    b.connection().workflow_service().describe_task_queue(Request::new(describe.clone())).await;
+                let config = described.expect("describe the queue").into_inner().config;
+                let limit = config.and_then(|c| c.queue_rate_limit).and_then(|l| l.rate_limit);
+                limit.is_some_and(|l| l.requests_per_second == 500.0)
+            })
+            .await;
+
+            // The holder leaves: the registries move with its shard, and the schedule goes on.
+            let before = schedule_info(&a, &schedule_id).await.action_count;
+            nodes.pop().expect("three nodes").stop().await;
+            balanced(&nodes).await;
+            assert!(nodes[0].holds_registry() || nodes[1].holds_registry());
+            scheduled_runs_closed(&a, &schedule_id, before + 3).await;
+            let got = b.connection().operator_service().get_nexus_endpoint(Request::new(get())).await;
+            assert_eq!(got.expect("the endpoint, after the move").into_inner().endpoint.as_ref(), Some(&endpoint));
+
+            // Paused, its runs closed: it started each time once (a run per action).
+            let pause = ws::PatchScheduleRequest {
+                namespace: "default".into(),
+                schedule_id: schedule_id.clone(),
+                patch: Some(SchedulePatch { pause: "test".into(), ..Default::default() }),
+                request_id: unique("pause"),
+                ..Default::default()
+            };
+            b.connection().workflow_service().patch_schedule(Request::new(pause)).await.expect("pause");
+            let taken = scheduled_runs_closed(&b, &schedule_id, 0).await;
+            wait_until("every scheduled run visible", async || runs_of_schedule(&a, &schedule_id).await == taken).await;
+
+            // Batch jobs on runs of every node's shards: terminated, then deleted.
+            let ids = start_naps(&a, &queue, 8, 600_000).await;
+            let targets: Vec<Execution> =
+                ids.iter().map(|id| Execution { business_id: id.clone(), ..Default::default() }).collect();
+            let terminate = ws::StartBatchOperationRequest {
+                namespace: "default".into(),
+                job_id: unique("terminate"),
+                reason: "test".into(),
+                target_executions: targets,
+                operation: Some(ws::start_batch_operation_request::Operation::TerminationOperation(Default::default())),
+                ..Default::default()
+            };
+            b.connection()
+                .workflow_service()
+                .start_batch_operation(Request::new(terminate.clone()))
+                .await
+                .expect("start the job");
+            let done = batch_done(&a, &terminate.job_id).await;
+            assert_eq!((done.complete_operation_count, done.failure_operation_count), (8, 0));
+            for id in &ids {
+                assert_eq!(status_of(&b, id).await.expect("describe"), WorkflowExecutionStatus::Terminated as i32);
+            }
+            // Reset to their first workflow task: a new run each, written on the run's node.
+            let reset = ws::StartBatchOperationRequest {
+                job_id: unique("reset"),
+                operation: Some(ws::start_batch_operation_request::Operation::ResetOperation(BatchOperationReset {
+                    options: Some(ResetOptions {
+                        target: Some(reset_options::Target::FirstWorkflowTask(())),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })),
+                ..terminate.clone()
+            };
+            a.connection()
+                .workflow_service()
+                .start_batch_operation(Request::new(reset.clone()))
+                .await
+                .expect("start the job");
+            let done = batch_done(&holder_of(&nodes, &a, &b), &reset.job_id).await;
+            assert_eq!((done.complete_operation_count, done.failure_operation_count), (8, 0));
+            for id in &ids {
+                assert_eq!(status_of(&b, id).await.expect("describe"), WorkflowExecutionStatus::Running as i32);
+            }
+            let delete = ws::StartBatchOperationRequest {
+                job_id: unique("delete"),
+                operation: Some(ws::start_batch_operation_request::Operation::DeletionOperation(Default::default())),
+                ..terminate
+            };
+            a.connection()
+                .workflow_service()
+                .start_batch_operation(Request::new(delete.clone()))
+                .await
+                .expect("start the job");
+            let done = batch_done(&b, &delete.job_id).await;
+            assert_eq!((done.complete_operation_count, done.failure_operation_count), (8, 0));
+            for id in &ids {
+                let gone = status_of(&a, id).await.expect_err("deleted");
+                assert_eq!(gone.code(), tonic::Code::NotFound, "{id}: {gone:?}");
+            }
+        })
+        .await;
+        for node in nodes {
+            node.stop().await;
+        }
+    }
 }

@@ -18,6 +18,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::{Change, Cluster, Lease};
 use crate::shard::{ShardId, SHARD_COUNT};
+use crate::store::RecordKind;
 
 /// How often a node renews its leases and heartbeats.
 pub(crate) const ROUND: Duration = Duration::from_secs(2);
@@ -31,6 +32,8 @@ const WAKE: Duration = Duration::from_millis(200);
 const CHANNEL: &str = "tempora_leases";
 /// Sent in a namespace change's transaction (`store::postgres`).
 pub(crate) const NAMESPACES_CHANNEL: &str = "tempora_namespaces";
+/// Sent in a record's transaction, with the record kind as payload (`store::postgres`).
+pub(crate) const RECORDS_CHANNEL: &str = "tempora_records";
 
 /// The running loop; `stop` releases every lease and ends it.
 pub(crate) struct Loop {
@@ -105,9 +108,12 @@ impl Round {
     fn serve(mut self, stop: &AtomicBool) {
         let mut next = Instant::now() + ROUND;
         while !stop.load(Ordering::SeqCst) {
-            let (notified, namespaces) = self.wait(next.min(Instant::now() + WAKE));
+            let (notified, namespaces, records) = self.wait(next.min(Instant::now() + WAKE));
             if namespaces {
                 let _ = self.changes.send(Change::Namespaces);
+            }
+            if !records.is_empty() {
+                let _ = self.changes.send(Change::Records(records));
             }
             if notified || Instant::now() >= next {
                 next = Instant::now() + ROUND;
@@ -125,21 +131,28 @@ impl Round {
     fn client(&mut self) -> Result<&mut Client, postgres::Error> {
         if self.client.as_ref().is_none_or(|c| c.is_closed()) {
             let mut client = self.config.connect(NoTls)?;
-            client.batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {NAMESPACES_CHANNEL}"))?;
+            client
+                .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {NAMESPACES_CHANNEL}; LISTEN {RECORDS_CHANNEL}"))?;
             self.client = Some(client);
         }
         Ok(self.client.as_mut().expect("connected above"))
     }
 
-    /// Waits until `until` or a notification: (lease change, namespace change).
-    fn wait(&mut self, until: Instant) -> (bool, bool) {
+    /// Waits until `until` or a notification: (lease change, namespace change, the kinds of
+    /// records changed).
+    fn wait(&mut self, until: Instant) -> (bool, bool, Vec<RecordKind>) {
         let Ok(client) = self.client() else {
             std::thread::sleep(until.saturating_duration_since(Instant::now()));
-            return (false, false);
+            return (false, false, Vec::new());
         };
-        let (mut leases, mut namespaces) = (false, false);
-        let mut seen = |channel: &str| match channel {
+        let (mut leases, mut namespaces, mut records) = (false, false, Vec::new());
+        let mut seen = |n: &postgres::Notification| match n.channel() {
             NAMESPACES_CHANNEL => namespaces = true,
+            RECORDS_CHANNEL => {
+                if let Some(kind) = RecordKind::from_name(n.payload()).filter(|k| !records.contains(k)) {
+                    records.push(kind);
+                }
+            }
             _ => leases = true,
         };
         let mut broken = false;
@@ -148,12 +161,12 @@ impl Round {
             let first = notifications.timeout_iter(until.saturating_duration_since(Instant::now())).next();
             match first {
                 Ok(Some(n)) => {
-                    seen(n.channel());
+                    seen(&n);
                     // Any already queued behind it are coalesced into this one wake-up.
                     let mut queued = notifications.iter();
                     loop {
                         match queued.next() {
-                            Ok(Some(n)) => seen(n.channel()),
+                            Ok(Some(n)) => seen(&n),
                             Ok(None) => break,
                             Err(_) => {
                                 broken = true;
@@ -169,7 +182,7 @@ impl Round {
         if broken {
             self.client = None;
         }
-        (leases, namespaces)
+        (leases, namespaces, records)
     }
 
     fn run(&mut self) -> Result<(), postgres::Error> {

@@ -66,8 +66,9 @@ impl Fence {
     }
 }
 
-/// What the lease loop tells the history service.
-#[derive(Debug)]
+/// What the lease loop tells the history service (and the frontend, which keeps some
+/// registries).
+#[derive(Clone, Debug)]
 pub(crate) enum Change {
     /// These shards are now held here: take up their work.
     Acquired(Vec<ShardId>),
@@ -77,6 +78,8 @@ pub(crate) enum Change {
     Moved(Vec<ShardId>),
     /// Another node changed the namespaces.
     Namespaces,
+    /// Records of these kinds changed (on any node, this one included).
+    Records(Vec<crate::store::RecordKind>),
 }
 
 /// Where a shard's runs (or a task queue) are served.

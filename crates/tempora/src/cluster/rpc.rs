@@ -61,6 +61,16 @@ pub(crate) struct AddTask {
     pub sticky: bool,
 }
 
+/// A versioned worker polled a task queue: recorded in its deployment by the holder of the
+/// registries, which answers the deployment as it now is.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct DeploymentPoller {
+    pub namespace: String,
+    pub version: crate::engine::state::DeploymentVersion,
+    pub task_queue: String,
+    pub kind: TaskKind,
+}
+
 /// Calls `method` on the node at `address`.
 pub(crate) async fn call<Req: Serialize, Resp: DeserializeOwned>(
     channel: tonic::transport::Channel,
@@ -176,6 +186,12 @@ where
                 }
                 "RemoveClosed" => {
                     let handler = move |json| serve(json, move |run: RunKey| async move { svc.remove_here(run).await });
+                    grpc.unary(Call(Some(handler)), req).await
+                }
+                "DeploymentPoller" => {
+                    let handler = move |json| {
+                        serve(json, move |c: DeploymentPoller| async move { svc.deployment_poller_from(c).await })
+                    };
                     grpc.unary(Call(Some(handler)), req).await
                 }
                 "AddTask" => {

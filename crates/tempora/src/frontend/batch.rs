@@ -81,9 +81,36 @@ impl Jobs {
             .collect()
     }
 
+    /// Stops every runner (this node no longer keeps the registries): each ends without
+    /// writing, and the node that now keeps them resumes the job.
+    pub(crate) fn stop_runners(&self) {
+        self.jobs.lock().expect("batch jobs lock").values().for_each(|j| j.stop.cancel());
+    }
+
+    /// Takes the jobs the store holds (this node took over the registries), replacing what
+    /// it knew; the runners it had are stopped.
+    pub(crate) fn reload(&self, records: Vec<BatchJobRecord>) {
+        let fresh = Jobs::new(records).jobs.into_inner().expect("batch jobs lock");
+        let mut jobs = self.jobs.lock().expect("batch jobs lock");
+        jobs.values().for_each(|j| j.stop.cancel());
+        *jobs = fresh;
+    }
+
     pub(crate) fn forget(&self, namespace: &str, job_id: &str) {
         self.jobs.lock().expect("batch jobs lock").remove(&(namespace.to_string(), job_id.to_string()));
     }
+}
+
+/// A single request made on a job's behalf, served where a client's would be: forwarded to
+/// the node that serves its run on a cluster, else by this frontend's handler.
+macro_rules! served {
+    ($fe:expr, $operation:literal, $handler:ident, $request:expr) => {
+        match $fe.elsewhere($operation, $request).await? {
+            Ok(response) => Ok(response),
+            Err(request) => $fe.$handler(Request::new(request)).await,
+        }
+        .map(drop)
+    };
 }
 
 fn running() -> i32 {
@@ -406,6 +433,9 @@ impl Frontend {
             };
             let last_page = targets.len() < PAGE_SIZE;
             for (execution, cursor) in targets {
+                if !self.svc.holds_registry() {
+                    return; // the node that keeps the registries now resumes the job
+                }
                 match self.apply_batch_operation(&request.namespace, &request.reason, &op, execution).await {
                     Ok(()) | Err(Error::NotFound(_)) => job.complete += 1,
                     Err(e) => {
@@ -493,7 +523,8 @@ impl Frontend {
             .collect())
     }
 
-    /// One target of a job, through the handler of the equivalent single request.
+    /// One target of a job, through the handler of the equivalent single request, on the node
+    /// that serves the target (`served!`).
     async fn apply_batch_operation(
         &self,
         namespace: &str,
@@ -503,30 +534,37 @@ impl Frontend {
     ) -> Result<()> {
         let namespace = namespace.to_string();
         match op {
-            Operation::TerminationOperation(o) => self
-                .terminate_workflow_execution(Request::new(ws::TerminateWorkflowExecutionRequest {
+            Operation::TerminationOperation(o) => served!(
+                self,
+                "TerminateWorkflowExecution",
+                terminate_workflow_execution,
+                ws::TerminateWorkflowExecutionRequest {
                     namespace,
                     workflow_execution: Some(execution),
                     reason: reason.to_string(),
                     details: o.details.clone(),
                     identity: o.identity.clone(),
                     ..Default::default()
-                }))
-                .await
-                .map(drop),
-            Operation::CancellationOperation(o) => self
-                .request_cancel_workflow_execution(Request::new(ws::RequestCancelWorkflowExecutionRequest {
+                }
+            ),
+            Operation::CancellationOperation(o) => served!(
+                self,
+                "RequestCancelWorkflowExecution",
+                request_cancel_workflow_execution,
+                ws::RequestCancelWorkflowExecutionRequest {
                     namespace,
                     workflow_execution: Some(execution),
                     identity: o.identity.clone(),
                     request_id: uuid::Uuid::new_v4().to_string(),
                     reason: reason.to_string(),
                     ..Default::default()
-                }))
-                .await
-                .map(drop),
-            Operation::SignalOperation(o) => self
-                .signal_workflow_execution(Request::new(ws::SignalWorkflowExecutionRequest {
+                }
+            ),
+            Operation::SignalOperation(o) => served!(
+                self,
+                "SignalWorkflowExecution",
+                signal_workflow_execution,
+                ws::SignalWorkflowExecutionRequest {
                     namespace,
                     workflow_execution: Some(execution),
                     signal_name: o.signal.clone(),
@@ -535,16 +573,14 @@ impl Frontend {
                     request_id: uuid::Uuid::new_v4().to_string(),
                     header: o.header.clone(),
                     ..Default::default()
-                }))
-                .await
-                .map(drop),
-            Operation::DeletionOperation(_) => self
-                .delete_workflow_execution(Request::new(ws::DeleteWorkflowExecutionRequest {
-                    namespace,
-                    workflow_execution: Some(execution),
-                }))
-                .await
-                .map(drop),
+                }
+            ),
+            Operation::DeletionOperation(_) => served!(
+                self,
+                "DeleteWorkflowExecution",
+                delete_workflow_execution,
+                ws::DeleteWorkflowExecutionRequest { namespace, workflow_execution: Some(execution) }
+            ),
             Operation::ResetOperation(o) => {
                 let key = self.run_of(&namespace, Some(execution.clone())).await?;
                 let target = reset_target(o).ok_or_else(|| Error::invalid("unknown batch reset type"))?;
@@ -561,28 +597,33 @@ impl Frontend {
                     })
                     .await?
                     .ok_or_else(|| Error::invalid("the workflow has no completed workflow task to reset to"))?;
-                self.reset_workflow_execution(Request::new(ws::ResetWorkflowExecutionRequest {
-                    namespace,
-                    workflow_execution: Some(execution),
-                    reason: reason.to_string(),
-                    workflow_task_finish_event_id: event_id,
-                    request_id: uuid::Uuid::new_v4().to_string(),
-                    identity: o.identity.clone(),
-                    ..Default::default()
-                }))
-                .await
-                .map(drop)
+                served!(
+                    self,
+                    "ResetWorkflowExecution",
+                    reset_workflow_execution,
+                    ws::ResetWorkflowExecutionRequest {
+                        namespace,
+                        workflow_execution: Some(execution),
+                        reason: reason.to_string(),
+                        workflow_task_finish_event_id: event_id,
+                        request_id: uuid::Uuid::new_v4().to_string(),
+                        identity: o.identity.clone(),
+                        ..Default::default()
+                    }
+                )
             }
-            Operation::UpdateWorkflowOptionsOperation(o) => self
-                .update_workflow_execution_options(Request::new(ws::UpdateWorkflowExecutionOptionsRequest {
+            Operation::UpdateWorkflowOptionsOperation(o) => served!(
+                self,
+                "UpdateWorkflowExecutionOptions",
+                update_workflow_execution_options,
+                ws::UpdateWorkflowExecutionOptionsRequest {
                     namespace,
                     workflow_execution: Some(execution),
                     workflow_execution_options: o.workflow_execution_options.clone(),
                     update_mask: o.update_mask.clone(),
                     identity: o.identity.clone(),
-                }))
-                .await
-                .map(drop),
+                }
+            ),
             Operation::UnpauseActivitiesOperation(o) => {
                 use temporalio_protos::temporal::api::batch::v1::batch_operation_unpause_activities::Activity as Which;
                 use ws::unpause_activity_request::Activity;
@@ -590,17 +631,20 @@ impl Frontend {
                     Some(Which::Type(t)) => Activity::Type(t.clone()),
                     Some(Which::MatchAll(_)) | None => Activity::UnpauseAll(true),
                 };
-                self.unpause_activity(Request::new(ws::UnpauseActivityRequest {
-                    namespace,
-                    execution: Some(execution),
-                    identity: o.identity.clone(),
-                    activity: Some(activity),
-                    reset_attempts: o.reset_attempts,
-                    reset_heartbeat: o.reset_heartbeat,
-                    jitter: o.jitter,
-                }))
-                .await
-                .map(drop)
+                served!(
+                    self,
+                    "UnpauseActivity",
+                    unpause_activity,
+                    ws::UnpauseActivityRequest {
+                        namespace,
+                        execution: Some(execution),
+                        identity: o.identity.clone(),
+                        activity: Some(activity),
+                        reset_attempts: o.reset_attempts,
+                        reset_heartbeat: o.reset_heartbeat,
+                        jitter: o.jitter,
+                    }
+                )
             }
             Operation::ResetActivitiesOperation(o) => {
                 use temporalio_protos::temporal::api::batch::v1::batch_operation_reset_activities::Activity as Which;
@@ -609,18 +653,21 @@ impl Frontend {
                     Some(Which::Type(t)) => Activity::Type(t.clone()),
                     Some(Which::MatchAll(_)) | None => Activity::MatchAll(true),
                 };
-                self.reset_activity(Request::new(ws::ResetActivityRequest {
-                    namespace,
-                    execution: Some(execution),
-                    identity: o.identity.clone(),
-                    activity: Some(activity),
-                    reset_heartbeat: o.reset_heartbeat,
-                    keep_paused: o.keep_paused,
-                    jitter: o.jitter,
-                    restore_original_options: o.restore_original_options,
-                }))
-                .await
-                .map(drop)
+                served!(
+                    self,
+                    "ResetActivity",
+                    reset_activity,
+                    ws::ResetActivityRequest {
+                        namespace,
+                        execution: Some(execution),
+                        identity: o.identity.clone(),
+                        activity: Some(activity),
+                        reset_heartbeat: o.reset_heartbeat,
+                        keep_paused: o.keep_paused,
+                        jitter: o.jitter,
+                        restore_original_options: o.restore_original_options,
+                    }
+                )
             }
             Operation::UpdateActivityOptionsOperation(o) => {
                 use temporalio_protos::temporal::api::batch::v1::batch_operation_update_activity_options::Activity as Which;
@@ -629,17 +676,20 @@ impl Frontend {
                     Some(Which::Type(t)) => Activity::Type(t.clone()),
                     Some(Which::MatchAll(_)) | None => Activity::MatchAll(true),
                 };
-                self.update_activity_options(Request::new(ws::UpdateActivityOptionsRequest {
-                    namespace,
-                    execution: Some(execution),
-                    identity: o.identity.clone(),
-                    activity_options: o.activity_options.clone(),
-                    update_mask: o.update_mask.clone(),
-                    activity: Some(activity),
-                    restore_original: o.restore_original,
-                }))
-                .await
-                .map(drop)
+                served!(
+                    self,
+                    "UpdateActivityOptions",
+                    update_activity_options,
+                    ws::UpdateActivityOptionsRequest {
+                        namespace,
+                        execution: Some(execution),
+                        identity: o.identity.clone(),
+                        activity_options: o.activity_options.clone(),
+                        update_mask: o.update_mask.clone(),
+                        activity: Some(activity),
+                        restore_original: o.restore_original,
+                    }
+                )
             }
             other => Err(Error::invalid(format!(
                 "The operation type {} is not supported for this namespace",

@@ -77,6 +77,67 @@ impl Frontend {
         self.me.upgrade()
     }
 
+    /// Starts what runs on the node that keeps the registries: on a single server, at once;
+    /// on a cluster, each time this node takes over `ShardId::REGISTRY` (`on_change`).
+    pub(crate) fn start_registry_work(self: &Arc<Self>) {
+        if self.svc.cluster().is_none() {
+            self.resume_batches();
+            self.run_schedules();
+        }
+    }
+
+    /// What the lease loop reported, for the registries this frontend keeps (schedules, batch
+    /// jobs, task queue configs): taken over with `ShardId::REGISTRY` (read again from the
+    /// store, their runners resumed), let go with it (runners stopped), and configs read
+    /// again whenever a node changed one (matching's rate limits follow them).
+    pub(crate) async fn on_change(self: &Arc<Self>, change: &crate::cluster::Change) {
+        use crate::cluster::Change;
+        use crate::shard::ShardId;
+        use crate::store::RecordKind;
+        match change {
+            Change::Lost(shards) if shards.contains(&ShardId::REGISTRY) => {
+                self.schedules.let_go();
+                self.batches.stop_runners();
+            }
+            Change::Acquired(shards) if shards.contains(&ShardId::REGISTRY) => self.take_up_registry().await,
+            Change::Records(kinds) if kinds.contains(&RecordKind::TaskQueueConfig) => {
+                match self.svc.store().reload_records().await {
+                    Ok(records) => self.configs.reload(&records, &self.svc.matching),
+                    Err(e) => tracing::warn!(error = %e, "task queue configs not reloaded"),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// This node now keeps the registries: reads them from the store (retrying while it
+    /// cannot, as long as it still holds them) and resumes schedules and batch jobs.
+    async fn take_up_registry(self: &Arc<Self>) {
+        let store = self.svc.store();
+        loop {
+            if !self.svc.holds_registry() || *self.svc.runtime().shutdown_signal().borrow() {
+                return;
+            }
+            match tokio::try_join!(store.reload_records(), store.reload_batch_jobs()) {
+                Ok((records, jobs)) => {
+                    self.svc.endpoints.load(&records);
+                    self.svc.deployments.load(&records);
+                    self.configs.reload(&records, &self.svc.matching);
+                    self.schedules.reload(&records);
+                    self.batches.reload(jobs);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "registries not read yet; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
+        tracing::info!("this node keeps the registries (schedules, batch jobs, Nexus endpoints, worker deployments)");
+        self.resume_batches();
+        self.run_schedules();
+    }
+
     fn checks(&self) -> convert::Checks<'_> {
         convert::Checks(self.svc.limits())
     }
@@ -100,6 +161,7 @@ impl Frontend {
 }
 
 const SERVICE: &str = "temporal.api.workflowservice.v1.WorkflowService";
+const OPERATOR_SERVICE: &str = "temporal.api.operatorservice.v1.OperatorService";
 
 /// Largest request we decode. Payload limits (`Limits::blob_bytes_max`) are enforced by the handlers with
 /// Temporal's errors; this only keeps tonic's 4 MiB default from rejecting big completions.
@@ -358,7 +420,7 @@ impl OperatorServiceServer {
 }
 
 impl NamedService for OperatorServiceServer {
-    const NAME: &'static str = "temporal.api.operatorservice.v1.OperatorService";
+    const NAME: &'static str = OPERATOR_SERVICE;
 }
 
 impl<B> Service<http::Request<B>> for OperatorServiceServer

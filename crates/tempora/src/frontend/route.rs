@@ -1,6 +1,8 @@
 //! Where a request is served on a cluster: calls about a workflow id go to the node that
-//! serves its shard, polls and task-queue calls to the node that is the queue's home, a
-//! worker's shutdown to every node (its polls may wait on any of them); the rest (namespaces,
+//! serves its shard, polls and task-queue calls to the node that is the queue's home, calls on
+//! the registries (schedules, batch jobs, Nexus endpoints, worker deployments, task queue
+//! configs) to the node that keeps them (the holder of `ShardId::REGISTRY`), a worker's
+//! shutdown to every node (its polls may wait on any of them); the rest (namespaces,
 //! visibility, reads of the database) are answered by whichever node received them. The
 //! frontend's `Unary` wrapper forwards a call that belongs elsewhere, unchanged, with the
 //! `tempora-forwarded` header; a forwarded call is never forwarded again (its receiver serves
@@ -21,6 +23,8 @@ pub(crate) enum Route {
     Run { namespace: String, workflow_id: String },
     /// The home of this task queue.
     Queue { namespace: String, task_queue: String },
+    /// The node that keeps the registries.
+    Registry,
     /// This node, then every other one.
     Everywhere,
 }
@@ -55,6 +59,9 @@ impl Route {
 
 /// Where each request type goes.
 pub(crate) trait Routed {
+    /// The gRPC service the request belongs to (for a forward).
+    const SERVICE: &'static str = super::SERVICE;
+
     fn route(&self) -> Route {
         Route::Here
     }
@@ -126,34 +133,37 @@ routed!(
     ws::RespondNexusTaskCompletedRequest => |r| Route::token(&r.task_token),
     ws::RespondNexusTaskFailedRequest => |r| Route::token(&r.task_token),
     ws::DescribeTaskQueueRequest => |r| Route::queue(&r.namespace, r.task_queue.as_ref().map_or("", |q| &q.name)),
-    ws::UpdateTaskQueueConfigRequest => |r| Route::queue(&r.namespace, &r.task_queue),
     ws::ShutdownWorkerRequest => |_r| Route::Everywhere,
 );
 
-here!(
-    ws::GetSystemInfoRequest,
-    ws::GetClusterInfoRequest,
-    ws::DescribeNamespaceRequest,
-    ws::ListNamespacesRequest,
-    ws::RegisterNamespaceRequest,
-    ws::UpdateNamespaceRequest,
-    ws::ListWorkflowExecutionsRequest,
-    ws::ScanWorkflowExecutionsRequest,
-    ws::ListOpenWorkflowExecutionsRequest,
-    ws::ListClosedWorkflowExecutionsRequest,
-    ws::CountWorkflowExecutionsRequest,
-    ws::GetSearchAttributesRequest,
-    ws::ListArchivedWorkflowExecutionsRequest,
-    ws::ListTaskQueuePartitionsRequest,
+macro_rules! registry {
+    ($($t:ty),* $(,)?) => {
+        $(impl Routed for $t {
+            fn route(&self) -> Route {
+                Route::Registry
+            }
+        })*
+    };
+}
+
+macro_rules! operator_registry {
+    ($($t:ty),* $(,)?) => {
+        $(impl Routed for $t {
+            const SERVICE: &'static str = super::OPERATOR_SERVICE;
+
+            fn route(&self) -> Route {
+                Route::Registry
+            }
+        })*
+    };
+}
+
+registry!(
+    ws::UpdateTaskQueueConfigRequest,
     ws::StartBatchOperationRequest,
     ws::DescribeBatchOperationRequest,
     ws::ListBatchOperationsRequest,
     ws::StopBatchOperationRequest,
-    ws::UpdateWorkerBuildIdCompatibilityRequest,
-    ws::GetWorkerBuildIdCompatibilityRequest,
-    ws::GetWorkerTaskReachabilityRequest,
-    ws::UpdateWorkerVersioningRulesRequest,
-    ws::GetWorkerVersioningRulesRequest,
     ws::CreateScheduleRequest,
     ws::DescribeScheduleRequest,
     ws::UpdateScheduleRequest,
@@ -171,11 +181,9 @@ here!(
     ws::DeleteWorkerDeploymentRequest,
     ws::UpdateWorkerDeploymentVersionMetadataRequest,
     ws::SetWorkerDeploymentManagerRequest,
-    ops::AddSearchAttributesRequest,
-    ops::RemoveSearchAttributesRequest,
-    ops::ListSearchAttributesRequest,
-    ops::DeleteNamespaceRequest,
-    ops::ListClustersRequest,
+);
+
+operator_registry!(
     ops::CreateNexusEndpointRequest,
     ops::UpdateNexusEndpointRequest,
     ops::DeleteNexusEndpointRequest,
@@ -183,41 +191,32 @@ here!(
     ops::ListNexusEndpointsRequest,
 );
 
-/// Calls whose state is a per-node registry loaded at start (schedules, batch jobs, Nexus
-/// endpoints, task queue configs): on a cluster a node would answer from its own stale copy,
-/// so they are refused, plainly, until one node owns them.
-pub(crate) fn unavailable_in_cluster(operation: &str) -> bool {
-    matches!(
-        operation,
-        "CreateSchedule"
-            | "DescribeSchedule"
-            | "UpdateSchedule"
-            | "PatchSchedule"
-            | "DeleteSchedule"
-            | "ListSchedules"
-            | "CountSchedules"
-            | "ListScheduleMatchingTimes"
-            | "StartBatchOperation"
-            | "DescribeBatchOperation"
-            | "ListBatchOperations"
-            | "StopBatchOperation"
-            | "CreateNexusEndpoint"
-            | "UpdateNexusEndpoint"
-            | "DeleteNexusEndpoint"
-            | "GetNexusEndpoint"
-            | "ListNexusEndpoints"
-            | "UpdateTaskQueueConfig"
-            | "DescribeWorkerDeployment"
-            | "ListWorkerDeployments"
-            | "SetWorkerDeploymentCurrentVersion"
-            | "SetWorkerDeploymentRampingVersion"
-            | "DescribeWorkerDeploymentVersion"
-            | "DeleteWorkerDeploymentVersion"
-            | "DeleteWorkerDeployment"
-            | "UpdateWorkerDeploymentVersionMetadata"
-            | "SetWorkerDeploymentManager"
-    )
-}
+here!(
+    ws::GetSystemInfoRequest,
+    ws::GetClusterInfoRequest,
+    ws::DescribeNamespaceRequest,
+    ws::ListNamespacesRequest,
+    ws::RegisterNamespaceRequest,
+    ws::UpdateNamespaceRequest,
+    ws::ListWorkflowExecutionsRequest,
+    ws::ScanWorkflowExecutionsRequest,
+    ws::ListOpenWorkflowExecutionsRequest,
+    ws::ListClosedWorkflowExecutionsRequest,
+    ws::CountWorkflowExecutionsRequest,
+    ws::GetSearchAttributesRequest,
+    ws::ListArchivedWorkflowExecutionsRequest,
+    ws::ListTaskQueuePartitionsRequest,
+    ws::UpdateWorkerBuildIdCompatibilityRequest,
+    ws::GetWorkerBuildIdCompatibilityRequest,
+    ws::GetWorkerTaskReachabilityRequest,
+    ws::UpdateWorkerVersioningRulesRequest,
+    ws::GetWorkerVersioningRulesRequest,
+    ops::AddSearchAttributesRequest,
+    ops::RemoveSearchAttributesRequest,
+    ops::ListSearchAttributesRequest,
+    ops::DeleteNamespaceRequest,
+    ops::ListClustersRequest,
+);
 
 /// How long past the lease TTL a call waits for an unreachable node's shards to move.
 const FAILOVER_SLACK: std::time::Duration = std::time::Duration::from_secs(5);
@@ -259,16 +258,41 @@ impl super::Frontend {
         route: Route,
         metadata: &tonic::metadata::MetadataMap,
     ) -> Result<Destination, crate::error::Error> {
+        let _ = operation;
         let Some(cluster) = self.svc.cluster() else { return Ok(Destination::Here) };
-        if unavailable_in_cluster(operation) {
-            return Err(crate::error::Error::Unimplemented(format!(
-                "{operation} is not available on a tempora cluster yet (schedules, batch jobs, Nexus endpoints, worker deployments and task queue configs run on a single server)"
-            )));
-        }
         if metadata.contains_key(FORWARDED) {
+            if route == Route::Registry && !self.svc.holds_registry() {
+                // The sender's view is stale: answering from this node's copy could be stale too.
+                return Err(crate::error::Error::Unavailable(
+                    "the registries are not kept by this node at the moment; retry".into(),
+                ));
+            }
             return Ok(Destination::Here);
         }
         self.target(&route, cluster)
+    }
+
+    /// A call this frontend makes on its own behalf (a batch job's operation on one run, a
+    /// schedule's watch of a run), sent where a client's call would be served: the answer of
+    /// the node that served it, or `Err(request)` handed back to be served here.
+    pub(crate) async fn elsewhere<Req, Resp>(
+        &self,
+        operation: &'static str,
+        request: Req,
+    ) -> Result<Result<Resp, Req>, crate::error::Error>
+    where
+        Req: Routed + prost::Message + Clone + Send + 'static,
+        Resp: prost::Message + Default + Send + 'static,
+    {
+        let Some(cluster) = self.svc.cluster() else { return Ok(Err(request)) };
+        let route = request.route();
+        let Destination::Node(address) = self.target(&route, cluster)? else { return Ok(Err(request)) };
+        let request = tonic::Request::new(request);
+        match self.forward_through_failover::<Req, Resp>(operation, &route, address, &request).await {
+            Forwarded::Answer(Ok(response)) => Ok(Ok(response.into_inner())),
+            Forwarded::Answer(Err(status)) => Err(crate::error::Error::from_status(&status)),
+            Forwarded::ServeHere => Ok(Err(request.into_inner())),
+        }
     }
 
     fn target(&self, route: &Route, cluster: &crate::cluster::Cluster) -> Result<Destination, crate::error::Error> {
@@ -278,6 +302,7 @@ impl super::Frontend {
             Route::Everywhere => return Ok(Destination::Everyone(cluster.peers())),
             Route::Run { namespace, workflow_id } => self.svc.run_placement(namespace, workflow_id),
             Route::Queue { namespace, task_queue } => self.svc.queue_placement(namespace, task_queue),
+            Route::Registry => self.svc.registry_placement(),
         };
         match placement {
             Placement::Local => Ok(Destination::Here),
@@ -314,7 +339,7 @@ impl super::Frontend {
         request: &tonic::Request<Req>,
     ) -> Forwarded<Resp>
     where
-        Req: prost::Message + Clone + Send + 'static,
+        Req: Routed + prost::Message + Clone + Send + 'static,
         Resp: prost::Message + Default + Send + 'static,
     {
         let give_up = tokio::time::Instant::now() + crate::cluster::leases::TTL + FAILOVER_SLACK;
@@ -364,7 +389,7 @@ impl super::Frontend {
         request: tonic::Request<Req>,
     ) -> Result<tonic::Response<Resp>, tonic::Status>
     where
-        Req: prost::Message + Send + 'static,
+        Req: Routed + prost::Message + Send + 'static,
         Resp: prost::Message + Default + Send + 'static,
     {
         let cluster = self.svc.cluster().ok_or_else(|| tonic::Status::internal("not in a cluster"))?;
@@ -375,7 +400,7 @@ impl super::Frontend {
             .max_decoding_message_size(super::MESSAGE_BYTES_MAX)
             .max_encoding_message_size(super::MESSAGE_BYTES_MAX);
         grpc.ready().await.map_err(|e| tonic::Status::unavailable(format!("node {address} unreachable: {e}")))?;
-        let path = tonic::codegen::http::uri::PathAndQuery::try_from(format!("/{}/{operation}", super::SERVICE))
+        let path = tonic::codegen::http::uri::PathAndQuery::try_from(format!("/{}/{operation}", Req::SERVICE))
             .map_err(|e| tonic::Status::internal(format!("forwarding {operation}: {e}")))?;
         let request = tonic::Request::from_parts(metadata, Default::default(), message);
         grpc.unary(request, path, tonic_prost::ProstCodec::<Req, Resp>::default()).await

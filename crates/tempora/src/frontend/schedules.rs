@@ -14,10 +14,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use temporalio_protos::temporal::api::common::v1::{Payload, SearchAttributes, WorkflowExecution};
-use temporalio_protos::temporal::api::enums::v1::{WorkflowExecutionStatus, WorkflowIdReusePolicy};
+use temporalio_protos::temporal::api::enums::v1::{
+    HistoryEventFilterType, WorkflowExecutionStatus, WorkflowIdReusePolicy,
+};
 use temporalio_protos::temporal::api::history::v1::history_event::Attributes;
 use temporalio_protos::temporal::api::schedule::v1 as sched;
 use temporalio_protos::temporal::api::workflowservice::v1 as ws;
+use tokio_util::sync::CancellationToken;
 use tonic::Request;
 
 use super::Frontend;
@@ -32,8 +35,6 @@ const SCHEDULE_ID_BYTES_MAX: usize = 1000;
 const PAGE_SIZE_DEFAULT: usize = 1000;
 /// The runner wakes at least this often, whatever the schedules say.
 const IDLE_WAKE_MS: Millis = 60_000;
-/// How long one wait on a tracked run lasts before it is renewed.
-const WATCH_MS: u64 = 3_600_000;
 const FUTURE_TIMES_DESCRIBE: usize = 10;
 const FUTURE_TIMES_LIST: usize = 5;
 const RECENT_ACTIONS_LIST: usize = 5;
@@ -51,10 +52,42 @@ pub(super) struct Schedules {
     by_key: Mutex<BTreeMap<(String, String), Entry>>,
     /// Wakes the runner when a schedule changed (its next time may be earlier).
     wake: tokio::sync::Notify,
+    /// Cancelled when this node stops keeping the registries (a cluster): the watches of
+    /// tracked runs end, and the node that keeps them now watches again.
+    tenure: Mutex<CancellationToken>,
+    /// Whether the runner's loop was started (once; it acts only while this node keeps the
+    /// registries).
+    running: std::sync::atomic::AtomicBool,
 }
 
 impl Schedules {
     pub(super) fn new(records: &[Record]) -> Self {
+        Schedules {
+            by_key: Mutex::new(Self::loaded(records)),
+            wake: tokio::sync::Notify::new(),
+            tenure: Mutex::new(CancellationToken::new()),
+            running: Default::default(),
+        }
+    }
+
+    /// Takes the schedules among `records` (this node took over the registries), replacing
+    /// what it knew, in a new tenure.
+    pub(super) fn reload(&self, records: &[Record]) {
+        self.let_go();
+        *self.by_key.lock().expect("schedules lock") = Self::loaded(records);
+        *self.tenure.lock().expect("tenure lock") = CancellationToken::new();
+    }
+
+    /// Ends this node's tenure (it no longer keeps the registries).
+    pub(super) fn let_go(&self) {
+        self.tenure.lock().expect("tenure lock").cancel();
+    }
+
+    fn tenure(&self) -> CancellationToken {
+        self.tenure.lock().expect("tenure lock").clone()
+    }
+
+    fn loaded(records: &[Record]) -> BTreeMap<(String, String), Entry> {
         let mut by_key = BTreeMap::new();
         for r in records.iter().filter(|r| r.kind == RecordKind::Schedule) {
             let loaded =
@@ -69,7 +102,7 @@ impl Schedules {
                 Err(e) => tracing::error!(schedule_id = %r.id, error = %e, "unreadable schedule record skipped"),
             }
         }
-        Schedules { by_key: Mutex::new(by_key), wake: tokio::sync::Notify::new() }
+        by_key
     }
 
     fn get(&self, namespace: &str, id: &str) -> Option<Entry> {
@@ -303,7 +336,8 @@ impl Frontend {
     }
 
     /// Starts the runner: resumes watching the runs schedules track, then fires schedules as
-    /// their times come, until shutdown.
+    /// their times come, until shutdown. On a cluster it is called each time this node takes
+    /// over the registries; the loop is started once and acts only while the node keeps them.
     pub(crate) fn run_schedules(self: &Arc<Self>) {
         for (_, entry) in self.schedules.all() {
             if let Ok(guard) = entry.try_lock() {
@@ -313,6 +347,10 @@ impl Frontend {
                     }
                 }
             }
+        }
+        if self.schedules.running.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.schedules.wake.notify_one();
+            return;
         }
         let fe = self.clone();
         let mut shutdown = self.svc.runtime().shutdown_signal();
@@ -333,6 +371,9 @@ impl Frontend {
     async fn fire_due_schedules(&self) -> Millis {
         let now_ms = self.svc.now_ms();
         let mut wake_at = now_ms + IDLE_WAKE_MS;
+        if !self.svc.holds_registry() {
+            return wake_at; // another node keeps the schedules (a cluster)
+        }
         for ((namespace, id), entry) in self.schedules.all() {
             let mut guard = entry.lock_owned().await;
             let Some(loaded) = guard.as_ref() else { continue };
@@ -481,29 +522,22 @@ impl Frontend {
         }
     }
 
-    /// Waits for a tracked run to close (through continue-as-new), then tells its schedule.
+    /// Waits for a tracked run to close (through continue-as-new), then tells its schedule;
+    /// ends with this node's tenure over the registries.
     fn watch_scheduled_run(&self, namespace: &str, schedule_id: &str, run: WorkflowExecution) {
         let Some(fe) = self.me() else { return };
         let (namespace, schedule_id) = (namespace.to_string(), schedule_id.to_string());
+        let tenure = self.schedules.tenure();
+        let mut shutdown = self.svc.runtime().shutdown_signal();
         self.svc.runtime().spawn(async move {
-            let mut run_id = run.run_id.clone();
-            let outcome = loop {
-                let Ok(key) = fe.svc.resolve_run(&namespace, &run.workflow_id, &run_id).await else { break None };
-                let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(WATCH_MS);
-                let closed =
-                    fe.svc.watch_run(&key, deadline, |exec| (!exec.state.is_open()).then(|| close_of(exec))).await;
-                match closed {
-                    Ok(Some((WorkflowExecutionStatus::ContinuedAsNew, ..))) => run_id = String::new(),
-                    Ok(Some(outcome)) => break Some(outcome),
-                    Ok(None) if *fe.svc.runtime().shutdown_signal().borrow() => return,
-                    Ok(None) => {}
-                    Err(_) => break None,
-                }
+            let (status, failure, result) = tokio::select! {
+                closed = fe.await_close(&namespace, &run) => closed,
+                _ = tenure.cancelled() => return,
+                _ = shutdown.wait_for(|stop| *stop) => return,
             };
             let Some(entry) = fe.schedules.get(&namespace, &schedule_id) else { return };
             let mut guard = entry.lock_owned().await;
             let Some(loaded) = guard.as_mut() else { return };
-            let (status, failure, result) = outcome.unwrap_or((WorkflowExecutionStatus::Terminated, None, None));
             loaded.record.closed(&run, status, failure, result);
             // The close is committed; what it lets start next commits itself.
             if let Err(e) = fe.commit_schedule(&loaded.record).await {
@@ -512,6 +546,46 @@ impl Frontend {
             fe.act(&mut guard).await;
             fe.schedules.wake.notify_one();
         });
+    }
+
+    /// How a run ends, following continue-as-new: long polls for its close event on the node
+    /// that serves it (a run that is gone counts as terminated).
+    async fn await_close(&self, namespace: &str, run: &WorkflowExecution) -> Closed {
+        let mut execution = run.clone();
+        loop {
+            let request = ws::GetWorkflowExecutionHistoryRequest {
+                namespace: namespace.to_string(),
+                execution: Some(execution.clone()),
+                wait_new_event: true,
+                history_event_filter_type: HistoryEventFilterType::CloseEvent as i32,
+                ..Default::default()
+            };
+            let asked = tokio::time::Instant::now();
+            let page = match self.elsewhere("GetWorkflowExecutionHistory", request).await {
+                Ok(Ok(page)) => Ok(page),
+                Ok(Err(request)) => self.get_workflow_execution_history(Request::new(request)).await,
+                Err(e) => Err(e),
+            };
+            let close = match page {
+                Ok(page) => page.history.and_then(|h| h.events.into_iter().last()).and_then(|e| e.attributes),
+                Err(Error::NotFound(_) | Error::NamespaceNotFound(_)) => {
+                    return (WorkflowExecutionStatus::Terminated, None, None)
+                }
+                Err(e) => {
+                    tracing::debug!(workflow_id = %execution.workflow_id, error = %e, "a tracked run's close not read yet");
+                    None
+                }
+            };
+            match close {
+                Some(Attributes::WorkflowExecutionContinuedAsNewEventAttributes(a)) => {
+                    execution.run_id = a.new_execution_run_id;
+                }
+                Some(attributes) => return closed_by(attributes),
+                // The long poll ended (or failed) with the run still open: ask again, no
+                // sooner than a second after the last time.
+                None => tokio::time::sleep_until(asked + std::time::Duration::from_secs(1)).await,
+            }
+        }
     }
 
     async fn commit_schedule(&self, record: &ScheduleRecord) -> Result<()> {
@@ -663,23 +737,24 @@ fn apply_patch(
     Ok(())
 }
 
-/// How a closed run ended: status, failure (failed runs), result (completed runs).
-fn close_of(
-    exec: &crate::history::Execution,
-) -> (
+/// How a run ended: status, failure (failed runs), result (completed runs).
+type Closed = (
     WorkflowExecutionStatus,
     Option<temporalio_protos::temporal::api::failure::v1::Failure>,
     Option<temporalio_protos::temporal::api::common::v1::Payloads>,
-) {
-    let status =
-        WorkflowExecutionStatus::try_from(exec.state.status.number()).unwrap_or(WorkflowExecutionStatus::Terminated);
-    let (mut failure, mut result) = (None, None);
-    match exec.history.last().and_then(|e| e.attributes.as_ref()) {
-        Some(Attributes::WorkflowExecutionFailedEventAttributes(a)) => failure = a.failure.clone(),
-        Some(Attributes::WorkflowExecutionCompletedEventAttributes(a)) => result = a.result.clone(),
-        _ => {}
+);
+
+/// How a run ended, from its close event.
+fn closed_by(close: Attributes) -> Closed {
+    match close {
+        Attributes::WorkflowExecutionCompletedEventAttributes(a) => {
+            (WorkflowExecutionStatus::Completed, None, a.result)
+        }
+        Attributes::WorkflowExecutionFailedEventAttributes(a) => (WorkflowExecutionStatus::Failed, a.failure, None),
+        Attributes::WorkflowExecutionCanceledEventAttributes(_) => (WorkflowExecutionStatus::Canceled, None, None),
+        Attributes::WorkflowExecutionTimedOutEventAttributes(_) => (WorkflowExecutionStatus::TimedOut, None, None),
+        _ => (WorkflowExecutionStatus::Terminated, None, None),
     }
-    (status, failure, result)
 }
 
 fn list_entry(loaded: &Loaded) -> sched::ScheduleListEntry {

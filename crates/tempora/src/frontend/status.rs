@@ -25,6 +25,22 @@ fn with_detail(code: Code, message: String, detail: Option<prost_types::Any>) ->
     Status::with_details(code, message, rpc.encode_to_vec().into())
 }
 
+impl Error {
+    /// The error a node's answer carried, for a call this node sent on its own behalf (a batch
+    /// job's operation served by another node). Only what those callers tell apart is kept.
+    pub(crate) fn from_status(status: &Status) -> Error {
+        let message = status.message().to_string();
+        match status.code() {
+            Code::NotFound => Error::NotFound(message),
+            Code::InvalidArgument => Error::InvalidArgument(message),
+            Code::FailedPrecondition => Error::FailedPrecondition(message),
+            Code::AlreadyExists => Error::AlreadyExists(message),
+            Code::Unavailable => Error::Unavailable(message),
+            _ => Error::Internal(message),
+        }
+    }
+}
+
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
         let message = e.to_string();

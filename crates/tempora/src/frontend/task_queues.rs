@@ -43,6 +43,16 @@ pub(super) struct Configs {
 impl Configs {
     /// The configs among `records`; their rate limits are given to matching.
     pub(super) fn new(records: &[Record], matching: &crate::matching::Matching) -> Self {
+        Configs { by_queue: Mutex::new(Self::loaded(records, matching)), write: tokio::sync::Mutex::new(()) }
+    }
+
+    /// Takes the configs among `records` (on a cluster, whenever a node changed one),
+    /// replacing what was known.
+    pub(super) fn reload(&self, records: &[Record], matching: &crate::matching::Matching) {
+        *self.by_queue.lock().expect("configs lock") = Self::loaded(records, matching);
+    }
+
+    fn loaded(records: &[Record], matching: &crate::matching::Matching) -> HashMap<ConfigKey, tq::TaskQueueConfig> {
         let mut by_queue = HashMap::new();
         for r in records.iter().filter(|r| r.kind == RecordKind::TaskQueueConfig) {
             let parsed = r.id.split_once('/').and_then(|(t, name)| Some((t.parse::<i32>().ok()?, name)));
@@ -57,7 +67,7 @@ impl Configs {
                 _ => tracing::error!(id = %r.id, "unreadable task queue config record skipped"),
             }
         }
-        Configs { by_queue: Mutex::new(by_queue), write: tokio::sync::Mutex::new(()) }
+        by_queue
     }
 
     fn get(&self, key: &ConfigKey) -> Option<tq::TaskQueueConfig> {

@@ -57,12 +57,6 @@ impl Frontend {
         options: Option<&temporalio_protos::temporal::api::deployment::v1::WorkerDeploymentOptions>,
     ) -> Result<()> {
         let Some(version) = versioned(options) else { return Ok(()) };
-        if self.svc.cluster().is_some() {
-            return Err(Error::Unimplemented(
-                "worker versioning is not available on a tempora cluster yet (worker deployments run on a single server)"
-                    .into(),
-            ));
-        }
         if poll.sticky {
             return Ok(()); // a worker's own queue: versioned by who polls it
         }
@@ -159,15 +153,23 @@ impl Frontend {
         let identity = r.identity.clone();
         let deployment = versioned(r.deployment_options.as_ref());
         // The endpoints its Nexus commands name, resolved here (the engine reads no registry).
-        let nexus_endpoints = r
+        let named: Vec<&str> = r
             .commands
             .iter()
             .filter_map(|c| match &c.attributes {
-                Some(Attributes::ScheduleNexusOperationCommandAttributes(a)) => {
-                    self.svc.endpoints.id_of_name(&a.endpoint).map(|id| (a.endpoint.clone(), id))
-                }
+                Some(Attributes::ScheduleNexusOperationCommandAttributes(a)) => Some(a.endpoint.as_str()),
                 _ => None,
             })
+            .collect();
+        let unknown = named.iter().any(|n| self.svc.endpoints.id_of_name(n).is_none());
+        if unknown && self.svc.cluster().is_some() {
+            // Created on another node a moment ago, perhaps: its change may not have reached
+            // this node yet.
+            self.svc.reload_routing_records().await;
+        }
+        let nexus_endpoints = named
+            .into_iter()
+            .filter_map(|name| self.svc.endpoints.id_of_name(name).map(|id| (name.to_string(), id)))
             .collect();
         let sticky = r.sticky_attributes.and_then(|a| {
             let task_queue = a.worker_task_queue.map(|q| q.name).filter(|n| !n.is_empty())?;

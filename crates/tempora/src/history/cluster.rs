@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::matching::{QueuedTask, TaskKind};
 use crate::runtime::Attempt;
 use crate::shard::ShardId;
+use crate::store::RecordKind;
 
 fn unserved(shard: ShardId) -> Error {
     Error::Unavailable(format!("shard {shard} has no live owner at the moment (a failover is in progress); retry"))
@@ -100,10 +101,44 @@ impl Service {
         self.remove_closed(&run).await
     }
 
-    /// Whether this node runs the cluster-wide sweeps (every node alone; on a cluster, the
-    /// holder of shard 0).
-    pub(super) fn sweeps(&self) -> bool {
-        self.cluster.get().is_none_or(|c| c.placement(ShardId(0)) == Placement::Local)
+    /// Whether this node keeps the registries and runs the cluster-wide sweeps, schedules
+    /// and batch jobs (every node alone; on a cluster, the holder of `ShardId::REGISTRY`).
+    pub(crate) fn holds_registry(&self) -> bool {
+        self.registry_placement() == Placement::Local
+    }
+
+    /// Where the registries are kept.
+    pub(crate) fn registry_placement(&self) -> Placement {
+        match self.cluster.get() {
+            None => Placement::Local,
+            Some(cluster) => cluster.placement(ShardId::REGISTRY),
+        }
+    }
+
+    /// A versioned poll recorded by the holder of the registries, if that is another node
+    /// (`None`: this node holds them).
+    pub(super) async fn registry_remote(
+        &self,
+        poller: &rpc::DeploymentPoller,
+    ) -> Result<Option<Option<crate::deployments::Deployment>>> {
+        match self.registry_placement() {
+            Placement::Local => Ok(None),
+            Placement::Remote(address) => {
+                rpc::call(self.channel(&address)?, "DeploymentPoller", poller).await.map(Some)
+            }
+            Placement::Unknown(shard) => Err(unserved(shard)),
+        }
+    }
+
+    /// Another node's `DeploymentPoller`.
+    pub(crate) async fn deployment_poller_from(
+        self: &Arc<Self>,
+        poller: rpc::DeploymentPoller,
+    ) -> Result<Option<crate::deployments::Deployment>> {
+        if !self.holds_registry() {
+            return Err(Error::Unavailable("the registries are not kept by this node; retry".into()));
+        }
+        self.deployment_poller_here(poller).await
     }
 
     /// Refuses work for runs this node does not serve (the caller's view was stale).
@@ -263,6 +298,10 @@ impl Service {
                 }
             }
             Change::Acquired(shards) => {
+                if shards.contains(&ShardId::REGISTRY) {
+                    // The registries' writes are served here now: from what the store holds.
+                    self.reload_routing_records().await;
+                }
                 // Another node may have written to these runs since they were cached here.
                 for shard in &shards {
                     self.shards.drop_shard(*shard);
@@ -274,6 +313,23 @@ impl Service {
                 Ok(records) => self.namespaces.reload(records),
                 Err(e) => tracing::warn!(error = %e, "namespaces not reloaded"),
             },
+            Change::Records(kinds) => {
+                if kinds.contains(&RecordKind::NexusEndpoint) || kinds.contains(&RecordKind::WorkerDeployment) {
+                    self.reload_routing_records().await;
+                }
+            }
+        }
+    }
+
+    /// Reads again the registries tasks are routed by (Nexus endpoints, worker deployments):
+    /// on a cluster the holder of `ShardId::REGISTRY` changes them and the others follow.
+    pub(crate) async fn reload_routing_records(&self) {
+        match self.store.reload_records().await {
+            Ok(records) => {
+                self.endpoints.load(&records);
+                self.deployments.load(&records);
+            }
+            Err(e) => tracing::warn!(error = %e, "Nexus endpoints and worker deployments not reloaded"),
         }
     }
 

@@ -121,7 +121,8 @@ impl Service {
     }
 
     /// A versioned worker polls `task_queue`: its version joins its deployment (created on its
-    /// first poll), committed before it is routed to.
+    /// first poll), committed before it is routed to. On a cluster the deployment is recorded
+    /// by the holder of the registries, and this node takes its answer.
     pub(crate) async fn deployment_poller(
         &self,
         namespace: &str,
@@ -129,16 +130,40 @@ impl Service {
         task_queue: &str,
         kind: crate::matching::TaskKind,
     ) -> crate::error::Result<()> {
-        let now = self.clock.now_ms();
-        if self.deployments.seen(namespace, version, task_queue, kind, now).is_none() {
+        if self.deployments.seen(namespace, version, task_queue, kind, self.clock.now_ms()).is_none() {
             return Ok(());
         }
-        let _write = self.deployments.write.lock().await;
-        let Some(deployment) = self.deployments.seen(namespace, version, task_queue, kind, now) else { return Ok(()) };
-        self.store.commit(vec![store::Write::Record(deployment.record(namespace))]).await?;
-        let name = deployment.name.clone();
-        self.deployments.set(namespace, &name, Some(deployment));
+        let poller = crate::cluster::rpc::DeploymentPoller {
+            namespace: namespace.into(),
+            version: version.clone(),
+            task_queue: task_queue.into(),
+            kind,
+        };
+        let deployment = match self.registry_remote(&poller).await? {
+            Some(deployment) => deployment,
+            None => self.deployment_poller_here(poller).await?,
+        };
+        if let Some(deployment) = deployment {
+            self.deployments.set(namespace, &deployment.name.clone(), Some(deployment));
+        }
         Ok(())
+    }
+
+    /// Records a versioned worker's poll in its deployment (on the holder of the registries);
+    /// answers the deployment as it now is.
+    pub(crate) async fn deployment_poller_here(
+        &self,
+        poller: crate::cluster::rpc::DeploymentPoller,
+    ) -> crate::error::Result<Option<crate::deployments::Deployment>> {
+        let crate::cluster::rpc::DeploymentPoller { namespace, version, task_queue, kind } = poller;
+        let _write = self.deployments.write.lock().await;
+        let now = self.clock.now_ms();
+        let Some(deployment) = self.deployments.seen(&namespace, &version, &task_queue, kind, now) else {
+            return Ok(self.deployments.get(&namespace, &version.deployment_name));
+        };
+        self.store.commit(vec![store::Write::Record(deployment.record(&namespace))]).await?;
+        self.deployments.set(&namespace, &deployment.name, Some(deployment.clone()));
+        Ok(Some(deployment))
     }
 
     /// Runs and bytes in the run cache.

@@ -41,8 +41,8 @@ impl Service {
                     continue;
                 }
                 last = tokio::time::Instant::now();
-                // On a cluster one node sweeps: the holder of shard 0.
-                if !svc.sweeps() {
+                // On a cluster one node sweeps: the holder of the registries.
+                if !svc.holds_registry() {
                     continue;
                 }
                 if let Err(e) = svc.sweep().await {

@@ -230,6 +230,15 @@ pub enum Write {
 }
 
 impl Write {
+    /// Whether this writes the registries a cluster keeps on the holder of
+    /// `ShardId::REGISTRY` (records, batch jobs): fenced by that shard's lease.
+    pub fn is_registry(&self) -> bool {
+        matches!(
+            self,
+            Write::Record(_) | Write::DeleteRecord { .. } | Write::BatchJob(_) | Write::DeleteBatchJob { .. }
+        )
+    }
+
     /// Makes `run` its workflow id's current run.
     pub fn current(run: &crate::engine::state::RunKey) -> Write {
         Write::Current {
@@ -403,6 +412,14 @@ pub trait Reader: Send + Sync + 'static {
     fn load_namespaces(&self) -> Result<Vec<NamespaceRecord>> {
         Err(Error::Backend("this store has no namespaces to reload".into()))
     }
+    /// Every record (another node changed some, or this node took over the registries).
+    fn load_records(&self) -> Result<Vec<Record>> {
+        Err(Error::Backend("this store has no records to reload".into()))
+    }
+    /// Every batch job (this node took over the registries).
+    fn load_batch_jobs(&self) -> Result<Vec<BatchJobRecord>> {
+        Err(Error::Backend("this store has no batch jobs to reload".into()))
+    }
 }
 
 pub(crate) fn decode_execution(state_json: &[u8], events: Vec<Vec<u8>>) -> Result<ExecutionRecord> {
@@ -506,6 +523,16 @@ impl Handle {
     pub async fn reload_namespaces(&self) -> Result<Vec<NamespaceRecord>> {
         let reader = self.reader.clone().ok_or_else(|| Error::Backend("no reader".into()))?;
         read_blocking(move || reader.load_namespaces()).await
+    }
+
+    pub async fn reload_records(&self) -> Result<Vec<Record>> {
+        let reader = self.reader.clone().ok_or_else(|| Error::Backend("no reader".into()))?;
+        read_blocking(move || reader.load_records()).await
+    }
+
+    pub async fn reload_batch_jobs(&self) -> Result<Vec<BatchJobRecord>> {
+        let reader = self.reader.clone().ok_or_else(|| Error::Backend("no reader".into()))?;
+        read_blocking(move || reader.load_batch_jobs()).await
     }
 
     pub async fn has_work(&self, run_id: &str, item: &str) -> Result<bool> {

@@ -467,6 +467,14 @@ impl Reader for PostgresReader {
         self.with_client(load_namespaces)
     }
 
+    fn load_records(&self) -> Result<Vec<Record>> {
+        self.with_client(load_records)
+    }
+
+    fn load_batch_jobs(&self) -> Result<Vec<BatchJobRecord>> {
+        self.with_client(load_batch_jobs)
+    }
+
     fn list_executions(&self, request: &ListRequest) -> Result<Vec<Listed>> {
         self.with_client(|client| list(client, request))
     }
@@ -544,12 +552,10 @@ fn check_fence(tx: &mut postgres::Transaction<'_>, fence: &crate::cluster::Fence
             | Write::DeleteExecution { namespace, workflow_id, .. } => (namespace, workflow_id),
             _ => continue,
         };
-        let shard = ShardId::of_workflow(namespace, workflow_id);
-        let epoch =
-            fence.epoch(shard).ok_or_else(|| Error::Fenced(format!("shard {shard} is not held by this node")))?;
-        if !wanted.iter().any(|(s, _)| *s == shard.0 as i32) {
-            wanted.push((shard.0 as i32, epoch));
-        }
+        wanted_shard(&mut wanted, fence, ShardId::of_workflow(namespace, workflow_id))?;
+    }
+    if writes.iter().any(Write::is_registry) {
+        wanted_shard(&mut wanted, fence, ShardId::REGISTRY)?;
     }
     if wanted.is_empty() {
         return Ok(());
@@ -570,6 +576,37 @@ fn check_fence(tx: &mut postgres::Transaction<'_>, fence: &crate::cluster::Fence
     Ok(())
 }
 
+/// Adds a shard the transaction writes to, at the epoch this node holds it.
+fn wanted_shard(
+    wanted: &mut Vec<(i32, i64)>,
+    fence: &crate::cluster::Fence,
+    shard: crate::shard::ShardId,
+) -> Result<()> {
+    let epoch = fence.epoch(shard).ok_or_else(|| Error::Fenced(format!("shard {shard} is not held by this node")))?;
+    if !wanted.iter().any(|(s, _)| *s == shard.0 as i32) {
+        wanted.push((shard.0 as i32, epoch));
+    }
+    Ok(())
+}
+
+fn load_batch_jobs(client: &mut Client) -> Result<Vec<BatchJobRecord>> {
+    let rows = client.query("SELECT data FROM batch_jobs", &[]).map_err(backend)?;
+    rows.into_iter()
+        .map(|r| serde_json::from_str(r.get::<_, &str>(0)).map_err(|e| Error::Corrupt(format!("batch job: {e}"))))
+        .collect()
+}
+
+fn load_records(client: &mut Client) -> Result<Vec<Record>> {
+    let rows = client.query("SELECT kind, scope, id, data FROM records", &[]).map_err(backend)?;
+    rows.into_iter()
+        .map(|r| {
+            let kind: &str = r.get(0);
+            let kind = RecordKind::from_name(kind).ok_or_else(|| Error::Corrupt(format!("record kind {kind}")))?;
+            Ok(Record { kind, scope: r.get(1), id: r.get(2), data: r.get(3) })
+        })
+        .collect()
+}
+
 /// A cluster node's writer holds its shards' lease rows (`FOR SHARE`) while it commits: if
 /// the node is paused (SIGSTOP, a VM freeze) inside a transaction, PostgreSQL ends the session
 /// after a few seconds idle in it, so the takeover of its shards is not blocked behind it.
@@ -581,6 +618,20 @@ fn end_paused_writes(client: &mut Client) -> Result<()> {
 fn notify_namespaces(tx: &mut postgres::Transaction<'_>, fence: &Option<Arc<crate::cluster::Fence>>) -> Result<()> {
     if fence.is_some() {
         let notify = format!("NOTIFY {}", crate::cluster::leases::NAMESPACES_CHANNEL);
+        tx.batch_execute(&notify).map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// A cluster node tells the others that records of a kind changed (delivered at commit; one
+/// notification per kind per transaction, as PostgreSQL folds identical ones).
+fn notify_records(
+    tx: &mut postgres::Transaction<'_>,
+    fence: &Option<Arc<crate::cluster::Fence>>,
+    kind: RecordKind,
+) -> Result<()> {
+    if fence.is_some() {
+        let notify = format!("NOTIFY {}, '{}'", crate::cluster::leases::RECORDS_CHANNEL, kind.as_str());
         tx.batch_execute(&notify).map_err(backend)?;
     }
     Ok(())
@@ -713,6 +764,7 @@ impl Store for PostgresStore {
                             &[&record.kind.as_str(), &record.scope, &record.id, &record.data],
                         )
                         .map_err(backend)?;
+                        notify_records(&mut tx, &fence, record.kind)?;
                     }
                     Write::DeleteRecord { kind, scope, id } => {
                         tx.execute(
@@ -720,6 +772,7 @@ impl Store for PostgresStore {
                             &[&kind.as_str(), scope, id],
                         )
                         .map_err(backend)?;
+                        notify_records(&mut tx, &fence, *kind)?;
                     }
                     Write::Namespace(ns) => {
                         let data = serde_json::to_string(ns).expect("namespace serialises");
@@ -742,28 +795,11 @@ impl Store for PostgresStore {
     }
 
     fn load_batch_jobs(&mut self) -> Result<Vec<BatchJobRecord>> {
-        self.with_client(|client, _| {
-            let rows = client.query("SELECT data FROM batch_jobs", &[]).map_err(backend)?;
-            rows.into_iter()
-                .map(|r| {
-                    serde_json::from_str(r.get::<_, &str>(0)).map_err(|e| Error::Corrupt(format!("batch job: {e}")))
-                })
-                .collect()
-        })
+        self.with_client(|client, _| load_batch_jobs(client))
     }
 
     fn load_records(&mut self) -> Result<Vec<Record>> {
-        self.with_client(|client, _| {
-            let rows = client.query("SELECT kind, scope, id, data FROM records", &[]).map_err(backend)?;
-            rows.into_iter()
-                .map(|r| {
-                    let kind: &str = r.get(0);
-                    let kind =
-                        RecordKind::from_name(kind).ok_or_else(|| Error::Corrupt(format!("record kind {kind}")))?;
-                    Ok(Record { kind, scope: r.get(1), id: r.get(2), data: r.get(3) })
-                })
-                .collect()
-        })
+        self.with_client(|client, _| load_records(client))
     }
 
     fn load_work(&mut self, from_ms: i64, to_ms: i64) -> Result<Vec<WorkRow>> {
