@@ -2,7 +2,8 @@
 //! `tempora.cluster.v1.Node`: a run's owner executes a request for another node
 //! (`Execute`: a task's start for the queue's home, a signal or close report from a run on
 //! another node), starts a child run (`StartWorkflow`), and a queue's home takes a task
-//! offered by a run's owner (`AddTask`). Each call carries one JSON document (the engine's
+//! offered by a run's owner (`AddTask`), and the holder of the registries records a versioned
+//! worker's poll in its deployment (`DeploymentPoller`). Each call carries one JSON document (the engine's
 //! serde types) in a one-field protobuf message (and `RemoveClosed`: a retention sweep's
 //! deletion of a closed run) and answers `Result<T, Error>` the same way,
 //! so errors keep their kind across the hop. A receiver serves only what it holds: a call for
