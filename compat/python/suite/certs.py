@@ -1,5 +1,6 @@
 """Test credentials made with the openssl command: a CA, a server certificate for
-localhost/127.0.0.1, client certificates (one from a CA the server does not trust), and RS256
+localhost/127.0.0.1 (and a cluster node's, which is a client certificate too), client
+certificates (one from a CA the server does not trust), and RS256
 JWTs with a JWKS holding their public key."""
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class Certs:
     client_key: Path
     rogue_cert: Path
     rogue_key: Path
+    node_cert: Path
+    node_key: Path
 
 
 def make_certs(dir: Path) -> Certs:
@@ -55,7 +58,9 @@ def make_certs(dir: Path) -> Certs:
                    "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
     client = _leaf(dir, "client", ca, "extendedKeyUsage=clientAuth\n")
     rogue = _leaf(dir, "rogue", rogue_ca, "extendedKeyUsage=clientAuth\n")
-    return Certs(ca[1], server[0], server[1], client[0], client[1], rogue[0], rogue[1])
+    node = _leaf(dir, "node", ca,
+                 "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
+    return Certs(ca[1], server[0], server[1], client[0], client[1], rogue[0], rogue[1], node[0], node[1])
 
 
 def _b64(data: bytes) -> str:

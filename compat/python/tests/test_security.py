@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
+import re
 import ssl
 import subprocess
 import urllib.error
@@ -33,7 +35,7 @@ from suite import workflows
 from suite.activities import Outside
 from suite.certs import Certs, Signer, make_certs, write_jwks
 from suite.cli import TEMPORAL
-from suite.servers import tempora
+from suite.servers import binary, tempora
 
 
 @pytest.fixture(scope="module")
@@ -349,3 +351,99 @@ async def test_concurrent_long_polls_per_namespace_are_limited():
         await asyncio.sleep(0.5)
         assert not retry.done()
         retry.cancel()
+
+
+# --- a cluster with TLS and authentication -----------------------------------------------------
+
+
+def fresh_postgres() -> str:
+    base = os.environ.get("TEMPORA_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("needs TEMPORA_TEST_POSTGRES_URL (a PostgreSQL database for the cluster's nodes)")
+    name = f"tempora_secure_cluster_{uuid.uuid4().hex[:8]}"
+    subprocess.run(["psql", base, "-qc", f'CREATE DATABASE "{name}"'], check=True, capture_output=True)
+    return f"{base.rsplit('/', 1)[0]}/{name}"
+
+
+async def both_hold_shards(db: str) -> None:
+    """Waits until the shards are shared by two nodes (the second one takes its share within a
+    lease round or two), so calls cross nodes both ways."""
+    for _ in range(100):
+        owners = subprocess.run(["psql", db, "-Atc", "SELECT count(DISTINCT owner) FROM shard_leases "
+                                 "WHERE owner IS NOT NULL AND expires_at > now()"],
+                                check=True, capture_output=True, text=True).stdout.strip()
+        if owners == "2":
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the shards were not shared by the two nodes within 10 s (owners: {owners})")
+
+
+def node_call(server, certs: Certs, secret: str | None, *, body: bool = False) -> str:
+    """A raw node-to-node call (`tempora.cluster.v1.Node/Execute`, an empty message) over mutual
+    TLS, as another node would make it; the gRPC status it got."""
+    command = ["curl", "-sS", "-i", "--http2", "-X", "POST", "--cacert", str(certs.ca), "--cert",
+               str(certs.client_cert), "--key", str(certs.client_key), "-H", "content-type: application/grpc",
+               f"https://localhost:{server.address.rsplit(':', 1)[1]}/tempora.cluster.v1.Node/Execute"]
+    if secret:
+        command[1:1] = ["-H", f"tempora-node-secret: {secret}"]
+    if body:
+        # One empty message; only for a call that is served: a refused call is answered before
+        # its body is read, which curl may report as a stream error while it still sends it.
+        command[1:1] = ["--data-binary", "@-"]
+    done = subprocess.run(command, input=b"\0\0\0\0\0", capture_output=True, timeout=30)
+    answer = done.stdout.decode(errors="replace").lower()
+    # In the headers (a refusal) or in the trailers, printed right after the binary body.
+    status = re.search(r"grpc-status: *(\d+)", answer)
+    return status.group(1) if status else f"no grpc-status ({done.returncode}): {answer!r} {done.stderr!r}"
+
+
+async def test_a_cluster_with_mutual_tls_and_api_keys_serves_through_any_node_and_refuses_strangers(certs):
+    db = fresh_postgres()
+    tls_args = ["--tls-cert", str(certs.node_cert), "--tls-key", str(certs.node_key),
+                "--tls-client-ca", str(certs.ca), "--cluster"]
+    keys = [arg for key, permission in KEYS.items() for arg in ("--api-key", f"{key}={permission}")]
+    secret = uuid.uuid4().hex
+
+    def refused_at_start(*args: str) -> str:
+        done = subprocess.run([str(binary()), "server", "start", "--port", "0", "--http-port", "0", "--ui-port", "0",
+                               "--db", db, *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0, done
+        return done.stderr
+
+    # Nodes with TLS or authentication must share a secret; with mutual TLS a node's
+    # certificate is a client certificate too (it presents it to the others).
+    assert "--cluster-secret" in refused_at_start(*tls_args, *keys)
+    server_only = ["--tls-cert", str(certs.server_cert), "--tls-key", str(certs.server_key), *tls_args[4:]]
+    assert "clientAuth" in refused_at_start(*server_only, "--cluster-secret", secret)
+    args = [*tls_args, *keys, "--cluster-secret", secret]
+    with tempora(*args, db=db) as a, tempora(*args, db=db) as b:
+        await both_hold_shards(db)
+
+        async def connect_to(server, key: str | None) -> Client:
+            return await Client.connect(server.address, namespace="default", tls=tls(certs, client=True),
+                                        api_key=key)
+
+        writer, worker, reader = await connect_to(a, "writer"), await connect_to(b, "worker"), await connect_to(b, "reader")
+        task_queue = f"tq-{uuid.uuid4().hex[:8]}"
+        # Started through one node, run by a worker on the other: runs of every node's shards.
+        async with Worker(worker, task_queue=task_queue, workflows=[workflows.Greeter]):
+            handles = [await writer.start_workflow(workflows.Greeter.run, f"n{i}", id=f"secure-{uuid.uuid4().hex[:8]}",
+                                                   task_queue=task_queue) for i in range(8)]
+            assert [await h.result() for h in handles] == [f"hello, n{i}" for i in range(8)]
+        for h in handles:
+            assert (await reader.get_workflow_handle(h.id).describe()).id == h.id
+        # A registry call (the holder of the registries may be either node) with the caller's role.
+        listed = await reader.workflow_service.list_schedules(ListSchedulesRequest(namespace="default"))
+        assert list(listed.schedules) == []
+
+        # Roles still hold across nodes, and a forged node header lets no one in.
+        await refused(reader.start_workflow(workflows.Greeter.run, "x", id="by-reader", task_queue=task_queue),
+                      RPCStatusCode.PERMISSION_DENIED)
+        forged = await Client.connect(a.address, namespace="default", tls=tls(certs, client=True),
+                                      rpc_metadata={"tempora-node-secret": "0" * 32, "tempora-forwarded": "1"})
+        await refused(forged.count_workflows(), RPCStatusCode.UNAUTHENTICATED)
+
+        # The node service answers only calls carrying the cluster's secret.
+        assert node_call(a, certs, None) == "16"  # UNAUTHENTICATED
+        assert node_call(a, certs, "0" * 32) == "16"
+        assert node_call(a, certs, secret, body=True) == "0"  # served (the empty call answers its own error)

@@ -132,6 +132,14 @@ struct StartArgs {
     /// The host:port other cluster nodes reach this one at [default: the listen address].
     #[arg(long, env = "TEMPORA_ADVERTISE")]
     advertise: Option<String>,
+    /// The secret cluster nodes present to each other (the same on every node); needed on a
+    /// cluster with TLS or authentication.
+    #[arg(long, env = "TEMPORA_CLUSTER_SECRET", hide_env_values = true)]
+    cluster_secret: Option<String>,
+    /// The CA certificates (PEM) a node checks the other nodes' TLS certificates against
+    /// [default: --tls-client-ca, else --tls-cert].
+    #[arg(long, env = "TEMPORA_CLUSTER_CA")]
+    cluster_ca: Option<PathBuf>,
     /// Log lines as text or JSON objects [default: text].
     #[arg(long, env = "TEMPORA_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
@@ -159,6 +167,8 @@ struct FileConfig {
     #[serde(default)]
     cluster: bool,
     advertise: Option<String>,
+    cluster_secret: Option<String>,
+    cluster_ca: Option<PathBuf>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
     otlp_endpoint: Option<String>,
@@ -267,6 +277,8 @@ fn settings(args: StartArgs) -> Result<(Config, Telemetry), String> {
             .map_or(tempora::server::RUN_CACHE_BYTES_DEFAULT, |mb| mb.saturating_mul(1024 * 1024)),
         cluster: args.cluster || file.cluster,
         advertise: args.advertise.or(file.advertise),
+        cluster_secret: args.cluster_secret.or(file.cluster_secret),
+        cluster_ca: args.cluster_ca.or(file.cluster_ca),
         ..Default::default()
     };
     let telemetry = Telemetry {

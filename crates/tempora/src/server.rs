@@ -48,6 +48,12 @@ pub struct Config {
     pub cluster: bool,
     /// The address other nodes reach this one at (`host:port`); default: the listen address.
     pub advertise: Option<String>,
+    /// What cluster nodes present to each other (`tempora-node-secret`); needed with TLS or
+    /// authentication.
+    pub cluster_secret: Option<String>,
+    /// The CA a node checks the other nodes' certificates against (with TLS); default: the
+    /// client CA, else the node's own certificate.
+    pub cluster_ca: Option<std::path::PathBuf>,
 }
 
 /// The run cache's default budget.
@@ -69,6 +75,8 @@ impl Default for Config {
             run_cache_bytes_max: RUN_CACHE_BYTES_DEFAULT,
             cluster: false,
             advertise: None,
+            cluster_secret: None,
+            cluster_ca: None,
         }
     }
 }
@@ -105,6 +113,43 @@ fn is_postgres(db: &str) -> bool {
     db.starts_with("postgres://") || db.starts_with("postgresql://")
 }
 
+/// How a cluster node reaches the others: over TLS when it serves TLS (checking their
+/// certificates against the cluster CA, presenting its own), with the cluster secret when
+/// the nodes use TLS or authentication (the node service and forwarded calls would otherwise
+/// be open to anyone who reaches the port).
+fn node_security(config: &Config, authenticates: bool) -> Result<crate::cluster::NodeSecurity, StartError> {
+    if !config.cluster {
+        if config.cluster_secret.is_some() || config.cluster_ca.is_some() {
+            return Err(StartError::Config("--cluster-secret and --cluster-ca are settings of --cluster".into()));
+        }
+        return Ok(Default::default());
+    }
+    if !is_postgres(&config.db) {
+        return Err(StartError::Config("--cluster needs a PostgreSQL database (--db postgres://…)".into()));
+    }
+    let secret = match (&config.cluster_secret, config.tls.is_some() || authenticates) {
+        (Some(s), _) if s.len() < 16 => {
+            return Err(StartError::Config("--cluster-secret must be at least 16 characters".into()))
+        }
+        (Some(s), _) => Some(s.parse().map_err(|_| StartError::Config("--cluster-secret must be printable ASCII".into()))?),
+        (None, true) => {
+            return Err(StartError::Config(
+                "--cluster with TLS or authentication needs --cluster-secret (TEMPORA_CLUSTER_SECRET): the credential the nodes present to each other"
+                    .into(),
+            ))
+        }
+        (None, false) => None,
+    };
+    let tls = match &config.tls {
+        Some(tls) => Some(tls.client(config.cluster_ca.as_deref()).map_err(StartError::Config)?),
+        None if config.cluster_ca.is_some() => {
+            return Err(StartError::Config("--cluster-ca needs TLS (--tls-cert and --tls-key)".into()))
+        }
+        None => None,
+    };
+    Ok(crate::cluster::NodeSecurity { secret, tls })
+}
+
 /// `postgres://…` (or `postgresql://…`) selects PostgreSQL; anything else is a SQLite file.
 /// A cluster node's store checks its leases in every write.
 fn open_store(db: &str, cluster: Option<&crate::cluster::Cluster>) -> store::Result<Box<dyn Store>> {
@@ -123,15 +168,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // Settings are checked before anything is opened.
     let tls = config.tls.as_ref().map(|t| t.load()).transpose().map_err(StartError::Config)?;
     let auth = crate::auth::Authenticator::new(&config.auth).map_err(StartError::Config)?;
-    if config.cluster {
-        if !is_postgres(&config.db) {
-            return Err(StartError::Config("--cluster needs a PostgreSQL database (--db postgres://…)".into()));
-        }
-        if config.tls.is_some() || auth.is_some() {
-            // Nodes call each other in plain gRPC without credentials.
-            return Err(StartError::Config("--cluster cannot be combined with TLS or authentication yet".into()));
-        }
-    }
+    let security = node_security(&config, auth.is_some())?;
     // A cluster node's id is the address the others reach it at, known once it listens.
     let (listener, local) = bind(&config.ip, config.port).await?;
     let cluster = match config.cluster {
@@ -142,7 +179,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     "listening on {advertise}: give --advertise, the address other nodes reach this one at"
                 )));
             }
-            Some(crate::cluster::Cluster::new(advertise))
+            Some(crate::cluster::Cluster::new(advertise, security))
         }
         false => None,
     };

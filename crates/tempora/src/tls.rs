@@ -90,6 +90,63 @@ impl TlsConfig {
     }
 }
 
+impl TlsConfig {
+    /// How this server calls the other nodes of its cluster: their certificates checked
+    /// against `ca` (default: the client CA, else this node's own certificate chain, which
+    /// holds the CA when the nodes' certificates share one), this node's certificate presented
+    /// (mutual TLS).
+    pub(crate) fn client(&self, ca: Option<&std::path::Path>) -> Result<tonic::transport::ClientTlsConfig, String> {
+        let ca = ca.map(PathBuf::from).or_else(|| self.client_ca.clone()).unwrap_or_else(|| self.cert.clone());
+        let ca_pem = read("cluster CA", &ca)?;
+        if CertificateDer::pem_slice_iter(&ca_pem).next().is_none() {
+            return Err(format!("TLS cluster CA {}: no PEM certificate in it", ca.display()));
+        }
+        let cert_pem = read("certificate", &self.cert)?;
+        if let Some(client_ca) = &self.client_ca {
+            self.check_client_use(&cert_pem, client_ca)?;
+        }
+        let identity = tonic::transport::Identity::from_pem(cert_pem, read("key", &self.key)?);
+        Ok(tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem))
+            .identity(identity))
+    }
+}
+
+impl TlsConfig {
+    /// With mutual TLS a node presents its own certificate to the others, which check it as
+    /// they check any client's: refused at start, with the reason, if they would refuse it
+    /// (typically an extended key usage without `clientAuth`).
+    fn check_client_use(&self, cert_pem: &[u8], client_ca: &std::path::Path) -> Result<(), String> {
+        use crate::clock::Clock;
+        let ca_pem = read("client CA", &client_ca.to_path_buf())?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&ca_pem) {
+            roots
+                .add(cert.map_err(|e| format!("TLS client CA {}: {e}", client_ca.display()))?)
+                .map_err(|e| format!("TLS client CA {}: {e}", client_ca.display()))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| format!("TLS client CA {}: {e}", client_ca.display()))?;
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("TLS certificate {}: {e}", self.cert.display()))?;
+        let Some((end_entity, intermediates)) = chain.split_first() else {
+            return Err(format!("TLS certificate {}: no PEM certificate in it", self.cert.display()));
+        };
+        let now_ms = crate::clock::SystemClock.now_ms().max(0) as u64;
+        let now = rustls::pki_types::UnixTime::since_unix_epoch(Duration::from_millis(now_ms));
+        verifier.verify_client_cert(end_entity, intermediates, now).map(drop).map_err(|e| {
+            format!(
+                "a cluster node presents its certificate {} to the other nodes, which require client certificates from {}: it is refused as one ({e}); give it the clientAuth extended key usage too",
+                self.cert.display(),
+                client_ca.display()
+            )
+        })
+    }
+}
+
 /// An HTTP listener whose connections are TLS streams.
 pub(crate) struct TlsListener {
     accepted: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,

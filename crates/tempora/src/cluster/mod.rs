@@ -92,9 +92,40 @@ pub(crate) enum Placement {
     Unknown(ShardId),
 }
 
+/// Set on every call one node makes to another when the cluster has a secret: the node
+/// service refuses calls without it, and the frontend trusts a forwarded call that has it
+/// (the node that received it authenticated, authorized and counted it).
+pub(crate) const NODE_SECRET: &str = "tempora-node-secret";
+
+/// How this node calls the others.
+#[derive(Clone, Default)]
+pub struct NodeSecurity {
+    /// The cluster's secret (`NODE_SECRET`), if it has one.
+    pub(crate) secret: Option<tonic::metadata::AsciiMetadataValue>,
+    /// TLS to the other nodes (when the nodes serve TLS).
+    pub(crate) tls: Option<tonic::transport::ClientTlsConfig>,
+}
+
+/// A connection to another node, and what each call on it carries.
+#[derive(Clone)]
+pub(crate) struct Peer {
+    pub channel: tonic::transport::Channel,
+    secret: Option<tonic::metadata::AsciiMetadataValue>,
+}
+
+impl Peer {
+    /// Adds this node's credential to a call's metadata.
+    pub(crate) fn sign(&self, metadata: &mut tonic::metadata::MetadataMap) {
+        if let Some(secret) = &self.secret {
+            metadata.insert(NODE_SECRET, secret.clone());
+        }
+    }
+}
+
 /// This node's side of the cluster.
 pub struct Cluster {
     pub(crate) fence: Arc<Fence>,
+    security: NodeSecurity,
     /// The owner address and epoch of each shard (`None`: no live owner), as of the last
     /// lease round.
     view: RwLock<Vec<Option<(String, i64)>>>,
@@ -103,9 +134,10 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub(crate) fn new(node: String) -> Arc<Cluster> {
+    pub(crate) fn new(node: String, security: NodeSecurity) -> Arc<Cluster> {
         Arc::new(Cluster {
             fence: Arc::new(Fence::new(node)),
+            security,
             view: RwLock::new(vec![None; SHARD_COUNT as usize]),
             channels: Default::default(),
             leases: Default::default(),
@@ -155,13 +187,28 @@ impl Cluster {
         moved
     }
 
-    /// A channel to a node (connected lazily, reused).
-    pub(crate) fn channel(&self, address: &str) -> Result<tonic::transport::Channel, crate::error::Error> {
+    /// Whether a call came from another node of this cluster: it carries the cluster's
+    /// secret (compared in constant time). A cluster without a secret trusts no call this way.
+    pub(crate) fn is_node_call(&self, metadata: &tonic::metadata::MetadataMap) -> bool {
+        let (Some(secret), Some(given)) = (&self.security.secret, metadata.get(NODE_SECRET)) else { return false };
+        let (secret, given) = (secret.as_bytes(), given.as_bytes());
+        secret.len() == given.len() && secret.iter().zip(given).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
+    }
+
+    /// Whether this cluster's nodes present a secret to each other.
+    pub(crate) fn has_secret(&self) -> bool {
+        self.security.secret.is_some()
+    }
+
+    /// A connection to a node (connected lazily, reused), over TLS when the nodes serve it.
+    pub(crate) fn channel(&self, address: &str) -> Result<Peer, crate::error::Error> {
+        let peer = |channel| Peer { channel, secret: self.security.secret.clone() };
         let mut channels = self.channels.lock().expect("channels lock");
         if let Some(channel) = channels.get(address) {
-            return Ok(channel.clone());
+            return Ok(peer(channel.clone()));
         }
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        let scheme = if self.security.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{address}"))
             .map_err(|e| crate::error::Error::Internal(format!("bad node address {address}: {e}")))?
             .connect_timeout(std::time::Duration::from_secs(2))
             .tcp_nodelay(true)
@@ -169,9 +216,14 @@ impl Cluster {
             .http2_keep_alive_interval(std::time::Duration::from_secs(2))
             .keep_alive_timeout(std::time::Duration::from_secs(4))
             .keep_alive_while_idle(true);
+        if let Some(tls) = &self.security.tls {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|e| crate::error::Error::Internal(format!("TLS to node {address}: {e}")))?;
+        }
         let channel = endpoint.connect_lazy();
         channels.insert(address.to_string(), channel.clone());
-        Ok(channel)
+        Ok(peer(channel))
     }
 
     pub(crate) fn set_leases(&self, leases: leases::Loop) {

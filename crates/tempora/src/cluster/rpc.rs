@@ -72,19 +72,20 @@ pub(crate) struct DeploymentPoller {
     pub kind: TaskKind,
 }
 
-/// Calls `method` on the node at `address`.
+/// Calls `method` on a node.
 pub(crate) async fn call<Req: Serialize, Resp: DeserializeOwned>(
-    channel: tonic::transport::Channel,
+    peer: crate::cluster::Peer,
     method: &'static str,
     request: &Req,
 ) -> Result<Resp> {
     let json = serde_json::to_vec(request).map_err(|e| Error::Internal(format!("encoding a node call: {e}")))?;
-    let mut grpc = tonic::client::Grpc::new(channel);
+    let mut grpc = tonic::client::Grpc::new(peer.channel.clone());
     grpc.ready().await.map_err(|e| Error::Unavailable(format!("node unreachable: {e}")))?;
     let path = http::uri::PathAndQuery::try_from(format!("/{SERVICE}/{method}"))
         .map_err(|e| Error::Internal(format!("node call path: {e}")))?;
     let mut request = tonic::Request::new(Envelope { json });
     request.set_timeout(CALL_TIMEOUT);
+    peer.sign(request.metadata_mut());
     let codec = tonic_prost::ProstCodec::<Envelope, Envelope>::default();
     // The deadline is enforced here too: a paused or unreachable node never answers.
     let answer = tokio::time::timeout(CALL_TIMEOUT, grpc.unary(request, path, codec))
@@ -93,6 +94,11 @@ pub(crate) async fn call<Req: Serialize, Resp: DeserializeOwned>(
         .map_err(|status| match status.code() {
             tonic::Code::Unimplemented => {
                 Error::Unavailable(format!("node does not serve {method}: {}", status.message()))
+            }
+            tonic::Code::Unauthenticated => {
+                // A misconfigured cluster: loud, since callers only see their calls retried.
+                tracing::warn!(method, "a node refused this node's call: is --cluster-secret the same on every node?");
+                Error::Internal(format!("node call {method} refused: {}", status.message()))
             }
             _ => Error::Unavailable(format!("node call {method} failed: {}", status.message())),
         })?;
@@ -169,7 +175,13 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let method = req.uri().path().rsplit('/').next().unwrap_or_default().to_string();
         let svc = self.svc.clone();
+        let refused = svc.cluster().is_some_and(|c| {
+            c.has_secret() && !c.is_node_call(&tonic::metadata::MetadataMap::from_headers(req.headers().clone()))
+        });
         Box::pin(async move {
+            if refused {
+                return Ok(tonic::Status::unauthenticated("node calls need the cluster's secret").into_http());
+            }
             let mut grpc = Grpc::new(tonic_prost::ProstCodec::<Envelope, Envelope>::default())
                 .apply_max_message_size_config(Some(usize::MAX), Some(usize::MAX));
             let response = match method.as_str() {

@@ -52,6 +52,13 @@ pub(crate) struct Admission {
     poll: Option<(Arc<PollCounts>, String)>,
 }
 
+impl Admission {
+    /// Nothing held (a call another node admitted).
+    pub(crate) fn none() -> Admission {
+        Admission { poll: None }
+    }
+}
+
 impl Drop for Admission {
     fn drop(&mut self) {
         if let Some((polls, namespace)) = self.poll.take() {

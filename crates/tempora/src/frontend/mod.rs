@@ -213,7 +213,12 @@ where
                 _ => crate::telemetry::UNKNOWN_NAMESPACE.to_string(),
             };
             let span = tracing::debug_span!("rpc", otel.name = operation, namespace = %namespace);
-            let result = match fe.gate.admit(operation, request.get_ref().namespace(), request.metadata()) {
+            // A call another node forwarded was authenticated, authorized and counted there.
+            let admitted = match fe.svc.cluster().is_some_and(|c| c.is_node_call(request.metadata())) {
+                true => Ok(gate::Admission::none()),
+                false => fe.gate.admit(operation, request.get_ref().namespace(), request.metadata()),
+            };
+            let result = match admitted {
                 Ok(admission) => {
                     let route = request.get_ref().route();
                     let result = match fe.destination(operation, route.clone(), request.metadata()) {

@@ -260,7 +260,9 @@ impl super::Frontend {
     ) -> Result<Destination, crate::error::Error> {
         let _ = operation;
         let Some(cluster) = self.svc.cluster() else { return Ok(Destination::Here) };
-        if metadata.contains_key(FORWARDED) {
+        // A forwarded call is served here; on a cluster with a secret, only if another node sent
+        // it (a client cannot pin its call to a node by setting the header).
+        if metadata.contains_key(FORWARDED) && (!cluster.has_secret() || cluster.is_node_call(metadata)) {
             if route == Route::Registry && !self.svc.holds_registry() {
                 // The sender's view is stale: answering from this node's copy could be stale too.
                 return Err(crate::error::Error::Unavailable(
@@ -393,10 +395,11 @@ impl super::Frontend {
         Resp: prost::Message + Default + Send + 'static,
     {
         let cluster = self.svc.cluster().ok_or_else(|| tonic::Status::internal("not in a cluster"))?;
-        let channel = cluster.channel(address).map_err(tonic::Status::from)?;
+        let peer = cluster.channel(address).map_err(tonic::Status::from)?;
         let (mut metadata, _, message) = request.into_parts();
         metadata.insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
-        let mut grpc = tonic::client::Grpc::new(channel)
+        peer.sign(&mut metadata);
+        let mut grpc = tonic::client::Grpc::new(peer.channel.clone())
             .max_decoding_message_size(super::MESSAGE_BYTES_MAX)
             .max_encoding_message_size(super::MESSAGE_BYTES_MAX);
         grpc.ready().await.map_err(|e| tonic::Status::unavailable(format!("node {address} unreachable: {e}")))?;

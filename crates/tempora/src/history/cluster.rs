@@ -57,7 +57,7 @@ impl Service {
         self.run_placement(namespace, workflow_id) == Placement::Local
     }
 
-    fn channel(&self, address: &str) -> Result<tonic::transport::Channel> {
+    fn channel(&self, address: &str) -> Result<crate::cluster::Peer> {
         let cluster = self.cluster.get().ok_or_else(|| Error::Internal("not in a cluster".into()))?;
         cluster.channel(address)
     }
