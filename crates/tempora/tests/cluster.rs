@@ -4,8 +4,9 @@
 //! child workflows whose parent and child live on different nodes. Membership: a node leaves
 //! gracefully (handover under 2 s) and one joins under load. Faults, with node processes:
 //! SIGKILL (shards move within 15 s, timers and tasks resume), SIGSTOP past the leases then
-//! SIGCONT, a node cut off from PostgreSQL (through a proxy the test cuts), and a PostgreSQL
-//! restart (alone, with `TEMPORA_TEST_PG_RESTART=1`). Each ends checking every run: event ids
+//! SIGCONT, a node cut off from PostgreSQL (through a proxy the test cuts), a node the others
+//! cannot reach while it still reaches PostgreSQL (its advertised address is a proxy), and a
+//! PostgreSQL restart (alone, with `TEMPORA_TEST_PG_RESTART=1`). Each ends checking every run: event ids
 //! contiguous, one timer fired per timer, one completion. The registries (schedules, batch
 //! jobs, Nexus endpoints, task queue configs) are kept by one node, reached through any, and
 //! move with it. The store's fencing itself is tested in `store/conformance.rs`. Runs in the PostgreSQL pass only (`TEMPORA_TEST_BACKEND=postgres`).
@@ -491,6 +492,59 @@ async fn a_node_cut_off_from_postgres_stops_serving_and_the_others_take_over() {
         check_histories(&via, &more).await;
     })
     .await;
+}
+
+/// A partition between nodes that all still reach PostgreSQL: the others cannot reach C (its
+/// advertised address is a proxy the test cuts; C's own calls to them still go through). Leases
+/// do not depend on reachability, so C keeps its shards and nothing is served twice: calls for
+/// C's runs through the others wait for it, then answer UNAVAILABLE (which SDKs retry), and once
+/// the partition heals every run completes, each timer fired once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_the_others_cannot_reach_keeps_its_shards_and_its_runs_complete_once_it_heals() {
+    if !tempora::testing::is_postgres() {
+        eprintln!("notice: the cluster tests run on PostgreSQL only (TEMPORA_TEST_BACKEND=postgres)");
+        return;
+    }
+    let db = tempora::testing::backend_db(":memory:").await;
+    let port = support::process::free_port();
+    let proxy = Proxy::start(format!("127.0.0.1:{port}")).await;
+    let advertised = format!("127.0.0.1:{}", proxy.port);
+    let c = NodeProcess::start_on(port, &db, &["--cluster", "--advertise", &advertised]);
+    let (a, b) = (start_node(&db), start_node(&db));
+    let addresses = vec![a.address(), b.address(), advertised.clone()];
+    held_by(&db, &addresses).await;
+    let (queue, log) = (unique("partition"), CallLog::default());
+    let via = client(&a.url).await;
+    let worker = client(&b.url).await;
+    let options = support::worker!(&queue, activities: [Acts(log.clone())], workflows: [Nap]);
+    support::with_worker(&worker, options, async {
+        let ids = start_naps(&via, &queue, 24, 3_000).await;
+        proxy.cut();
+        let cut = std::time::Instant::now();
+        // Calls through A: those of C's shards cannot be delivered; they wait for the shard to
+        // move (it does not: C is alive) and end UNAVAILABLE, never served elsewhere.
+        let described = futures::future::join_all(ids.iter().map(|id| describe_once(&a.url, id))).await;
+        let refused = described.iter().filter(|d| d.is_err()).count();
+        for answer in &described {
+            if let Err(status) = answer {
+                assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+            }
+        }
+        assert!(refused > 0, "no run of the unreachable node's shards among {} naps", ids.len());
+        assert!(cut.elapsed() < Duration::from_secs(30), "calls waited {:?}", cut.elapsed());
+        // Past the lease TTL, C still holds its shards: it renews them in PostgreSQL.
+        held_by(&db, &addresses).await;
+        proxy.restore();
+        wait_naps(&via, &ids).await;
+        eprintln!(
+            "partition: {refused} of {} describes refused while C was unreachable; every nap done {:?} after the cut",
+            ids.len(),
+            cut.elapsed()
+        );
+        check_histories(&via, &ids).await;
+    })
+    .await;
+    drop(c);
 }
 
 /// Restarts the local PostgreSQL under a running cluster, so it runs only with

@@ -13,7 +13,11 @@ impl ServerProcess {
     /// Starts the server on `db` with `extra` arguments (e.g. `--cluster`) and waits until it
     /// listens.
     pub fn start(db: &str, extra: &[&str]) -> ServerProcess {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self::start_on(free_port(), db, extra)
+    }
+
+    /// `start`, on the given port.
+    pub fn start_on(port: u16, db: &str, extra: &[&str]) -> ServerProcess {
         // Only the tempora crate's tests have the binary (the examples share this module).
         let Some(bin) = option_env!("CARGO_BIN_EXE_tempora") else {
             panic!("no tempora binary: only the tempora crate's tests start tempora processes")
@@ -48,6 +52,11 @@ impl ServerProcess {
     pub fn address(&self) -> String {
         self.url.trim_start_matches("http://").to_string()
     }
+}
+
+/// A loopback port free at the moment.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Drop for ServerProcess {
