@@ -12,6 +12,7 @@ pub mod children;
 mod commands;
 pub mod cron;
 pub mod external;
+pub mod history;
 pub mod nexus;
 pub mod proto_serde;
 pub mod replay;
@@ -272,11 +273,8 @@ impl<'a> Tx<'a> {
     }
 
     /// Gives the transition the run's first event (see `started`).
-    pub fn with_history(mut self, history: &'a [HistoryEvent]) -> Self {
-        self.started = history.first().and_then(|e| match &e.attributes {
-            Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => Some(a),
-            _ => None,
-        });
+    pub fn with_history(mut self, history: &'a history::History) -> Self {
+        self.started = history.started();
         self
     }
 

@@ -268,7 +268,7 @@ pub struct Context<'a> {
     pub now: Millis,
     pub limits: Limits,
     /// The run's history so far.
-    pub history: &'a [HistoryEvent],
+    pub history: &'a super::history::History,
     /// The id a run created by this request gets (continue-as-new, retry, cron).
     pub new_run_id: String,
     /// The namespace's custom search attributes.
@@ -300,7 +300,7 @@ pub fn apply(state: &mut MutableState, request: Request, cx: Context<'_>) -> Res
 }
 
 impl Tx<'_> {
-    fn dispatch(&mut self, request: Request, history: &[HistoryEvent]) -> Result<(bool, Reply)> {
+    fn dispatch(&mut self, request: Request, history: &super::history::History) -> Result<(bool, Reply)> {
         let done = |changed: bool| Ok((changed, Reply::Done));
         match request {
             Request::Signal(signal) => done(self.signal(&signal)?),
@@ -349,7 +349,7 @@ impl Tx<'_> {
                     return done(false);
                 };
                 let from = if sticky_poll { task.previous_started_event_id.max(0) as usize } else { 0 };
-                let mut shown = history[from.min(history.len())..].to_vec();
+                let mut shown = history.range(from..);
                 shown.extend(self.events.iter().cloned());
                 shown.extend(task.transient_events.iter().cloned());
                 let messages = updates.iter().map(|u| updates::request_message(u, task.started_event_id - 1)).collect();
@@ -370,8 +370,8 @@ impl Tx<'_> {
                 };
                 let scheduled = history
                     .get((activity.scheduled_event_id - 1) as usize)
-                    .and_then(|e| match &e.attributes {
-                        Some(Attributes::ActivityTaskScheduledEventAttributes(s)) => Some(s.clone()),
+                    .and_then(|e| match e.attributes {
+                        Some(Attributes::ActivityTaskScheduledEventAttributes(s)) => Some(s),
                         _ => None,
                     })
                     .unwrap_or_default();
@@ -415,9 +415,9 @@ impl Tx<'_> {
                     return done(false);
                 };
                 if let Some(Attributes::NexusOperationScheduledEventAttributes(s)) =
-                    history.get((scheduled_event_id - 1) as usize).and_then(|e| e.attributes.as_ref())
+                    history.get((scheduled_event_id - 1) as usize).and_then(|e| e.attributes)
                 {
-                    start.scheduled = s.clone();
+                    start.scheduled = s;
                 }
                 Ok((true, Reply::NexusTaskStarted(Box::new(start))))
             }

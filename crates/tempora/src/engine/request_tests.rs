@@ -45,10 +45,11 @@ impl Run {
         assert_eq!(serde_json::to_string(&request).unwrap(), json, "a request round-trips unchanged");
         self.now += 10;
         let mut state = self.state.clone();
+        let history = super::history::History::of(&self.history);
         let cx = Context {
             now: self.now,
             limits: Limits::default(),
-            history: &self.history,
+            history: &history,
             new_run_id: "next".into(),
             search_attribute_types: Default::default(),
         };

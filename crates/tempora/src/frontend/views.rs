@@ -149,8 +149,7 @@ pub(super) fn history_page(exec: &Execution, read: HistoryRead) -> Option<ws::Ge
     let closed = !exec.state.is_open();
     if read.close_only {
         if closed {
-            let close: Vec<HistoryEvent> =
-                exec.history.iter().rev().find(|e| is_close_event(e)).cloned().into_iter().collect();
+            let close: Vec<HistoryEvent> = exec.history.iter().rev().find(is_close_event).into_iter().collect();
             return Some(respond(close, Vec::new()));
         }
         return (!read.wait).then(|| respond(Vec::new(), Vec::new()));
@@ -164,7 +163,7 @@ pub(super) fn history_page(exec: &Execution, read: HistoryRead) -> Option<ws::Ge
     }
     let start = (read.from_event_id - 1) as usize;
     let end = (start + read.page_size).min(exec.history.len());
-    let events = exec.history[start..end].to_vec();
+    let events = exec.history.range(start..end);
     let more = (end as i64) < total || (read.wait && !closed);
     Some(respond(events, if more { history_token(end as i64 + 1) } else { Vec::new() }))
 }
@@ -181,7 +180,7 @@ pub(super) fn history_poll_expired(from_event_id: i64) -> ws::GetWorkflowExecuti
 /// Where a reset may go: the first completed workflow task of each build that completed one.
 fn reset_points(exec: &Execution) -> Option<wf::ResetPoints> {
     let mut points: Vec<wf::ResetPointInfo> = Vec::new();
-    for event in &exec.history {
+    for event in exec.history.iter() {
         let Some(Attributes::WorkflowTaskCompletedEventAttributes(a)) = &event.attributes else { continue };
         let build_id = a.worker_version.as_ref().map(|v| v.build_id.clone()).unwrap_or_default();
         if points.iter().any(|p| p.build_id == build_id && p.binary_checksum == a.binary_checksum) {
@@ -223,16 +222,12 @@ fn extended_info(exec: &Execution) -> wf::WorkflowExecutionExtendedInfo {
 
 pub(super) fn describe(exec: &Execution) -> ws::DescribeWorkflowExecutionResponse {
     let s = &exec.state;
-    let started = exec.history.first().and_then(|e| match &e.attributes {
-        Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => Some(a.clone()),
-        _ => None,
-    });
-    let started = started.unwrap_or_default();
+    let started = exec.history.started().cloned().unwrap_or_default();
     // The last options update (one during a workflow task waits in the buffer), else the start.
     let buffered = s.buffered_events.iter().map(|e| e.decode::<HistoryEvent>());
     let priority = buffered
         .rev()
-        .chain(exec.history.iter().rev().cloned())
+        .chain(exec.history.iter().rev())
         .find_map(|e| match e.attributes {
             Some(Attributes::WorkflowExecutionOptionsUpdatedEventAttributes(a)) => a.priority,
             _ => None,

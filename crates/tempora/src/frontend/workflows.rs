@@ -322,7 +322,8 @@ impl Frontend {
                 let total = exec.history.len();
                 let end = upto.map_or(total, |id| (id as usize).min(total));
                 let start = end.saturating_sub(page_size);
-                let events = exec.history[start..end].iter().rev().cloned().collect();
+                let mut events = exec.history.range(start..end);
+                events.reverse();
                 let next_page_token = if start > 0 { history_token(start as i64) } else { Vec::new() };
                 ws::GetWorkflowExecutionHistoryReverseResponse {
                     history: Some(temporalio_protos::temporal::api::history::v1::History { events }),

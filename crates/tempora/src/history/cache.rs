@@ -15,6 +15,7 @@ use temporalio_protos::temporal::api::history::v1::HistoryEvent;
 use tokio::sync::{watch, Mutex};
 
 use super::Service;
+use crate::engine::history::History;
 use crate::engine::state::{MutableState, RunId, RunKey};
 use crate::engine::workflow;
 use crate::error::{Error, Result};
@@ -24,7 +25,7 @@ use crate::shard::{ShardId, SHARD_COUNT};
 /// A run in memory: mutable state plus full history, and a signal for waiters.
 pub struct Execution {
     pub state: MutableState,
-    pub history: Vec<HistoryEvent>,
+    pub history: History,
     /// Carries `next_event_id`; changes whenever history grows or the run closes.
     pub(super) changed: watch::Sender<i64>,
     /// About how much memory this run holds (what the cache budget counts).
@@ -32,16 +33,17 @@ pub struct Execution {
 }
 
 impl Execution {
-    pub(super) fn new(state: MutableState, history: Vec<HistoryEvent>) -> Self {
+    pub(super) fn new(state: MutableState, history: History) -> Self {
         let (changed, _) = watch::channel(state.next_event_id);
-        let bytes = std::mem::size_of::<Execution>() + STATE_BYTES + events_bytes(&history);
+        let bytes = std::mem::size_of::<Execution>() + STATE_BYTES + history.bytes();
         Execution { state, history, changed, bytes }
     }
 
     /// Appends committed events, keeping the size count.
-    pub(super) fn extend(&mut self, events: Vec<HistoryEvent>) {
-        self.bytes += events_bytes(&events);
+    pub(super) fn extend(&mut self, events: &[HistoryEvent]) {
+        let before = self.history.bytes();
         self.history.extend(events);
+        self.bytes += self.history.bytes() - before;
     }
 
     /// Whether anyone waits on this run's changes (a waiter must keep the run it subscribed to).
@@ -52,17 +54,11 @@ impl Execution {
 
 /// What a run's mutable state and its slot hold beyond their structs, about (maps, strings,
 /// encoded payloads, allocator overhead): a flat guess, as measuring it would cost more than it
-/// is worth. Measured against RSS (`tempora-bench timers`), this and `events_bytes` keep the
-/// cache's real footprint near its budget.
+/// is worth. The history is counted exactly (`History::bytes`: its events stay encoded).
 const STATE_BYTES: usize = 4 * 1024;
 
 /// The memory decoded events take: each a `HistoryEvent` value plus what it points to (its
 /// strings, payloads and nested messages: about twice its encoded size).
-fn events_bytes(events: &[HistoryEvent]) -> usize {
-    use prost::Message;
-    events.iter().map(|e| std::mem::size_of::<HistoryEvent>() + 2 * e.encoded_len()).sum()
-}
-
 /// The changes of one run, to wait on. A run that can no longer change (closed, or read from
 /// the store) has none: waiting on it ends at once, so no wait can spin on a closed run.
 pub(crate) struct Changes(watch::Receiver<i64>);
@@ -273,7 +269,7 @@ impl Shards {
 
 impl Service {
     /// Puts an open run in memory (a start, a continue-as-new).
-    pub(super) fn cache_run(&self, state: MutableState, history: Vec<HistoryEvent>) {
+    pub(super) fn cache_run(&self, state: MutableState, history: History) {
         let key = state.key.clone();
         let exec = Execution::new(state, history);
         let bytes = exec.bytes;

@@ -169,7 +169,7 @@ impl Service {
             // The next run becomes current before this run's lock is released, so a start
             // that read this run closed sees the pointer moved (`start::current_run_status`).
             let next_key = next.state.key.clone();
-            self.cache_run(next.state, next.events);
+            self.cache_run(next.state, crate::engine::history::History::of(&next.events));
             self.set_current(&next_key.namespace, &next_key.workflow_id, Current::Run(next_key.run_id.clone()));
             drop(guard);
             self.perform(key, applied.effects);
@@ -344,7 +344,7 @@ fn install(
     events: Vec<temporalio_protos::temporal::api::history::v1::HistoryEvent>,
 ) {
     exec.state = state;
-    exec.extend(events);
+    exec.extend(&events);
     exec.changed.send_replace(exec.state.next_event_id);
 }
 
@@ -380,7 +380,7 @@ const REPLAY_CHECK_EVENTS_MAX: usize = 5_000;
 fn check_replay(exec: &Execution) {
     #[cfg(debug_assertions)]
     if exec.state.is_open() && exec.history.len() <= REPLAY_CHECK_EVENTS_MAX {
-        if let Some(diff) = crate::engine::replay::divergence(&exec.state, &exec.history) {
+        if let Some(diff) = crate::engine::replay::divergence(&exec.state, &exec.history.to_vec()) {
             panic!("run {} diverges from its replayed history:\n{diff}", exec.state.key.run_id);
         }
     }

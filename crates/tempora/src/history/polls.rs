@@ -185,7 +185,7 @@ impl Service {
                 query_id: query_id.to_string(),
                 query,
                 previous_started_event_id: exec.state.last_completed_wft_started_event_id,
-                history: exec.history.clone(),
+                history: exec.history.to_vec(),
             })
             .await?;
         Ok(Some(Polled::Query(Box::new(polled))))

@@ -89,9 +89,8 @@ pub(super) fn check_child(parent: RunKey, initiated_event_id: i64) -> Job {
                 Err(e) => return Err(e),
             };
             loop {
-                let look = |e: &super::Execution| {
-                    (e.state.is_open(), e.state.new_execution_run_id.clone(), e.history.last().cloned())
-                };
+                let look =
+                    |e: &super::Execution| (e.state.is_open(), e.state.new_execution_run_id.clone(), e.history.last());
                 let (open, next, last) = match svc.read(&child, look).await {
                     Ok(found) => found,
                     Err(Error::NotFound(_)) => return Ok(()),
@@ -209,7 +208,7 @@ pub(super) fn deliver_callbacks(run: RunKey) -> Job {
     job(move |svc| {
         let run = run.clone();
         async move {
-            let look = |e: &super::Execution| (e.state.callbacks.clone(), e.history.last().cloned());
+            let look = |e: &super::Execution| (e.state.callbacks.clone(), e.history.last());
             let (callbacks, close_event) = match svc.read(&run, look).await {
                 Ok((callbacks, Some(close_event))) if !callbacks.is_empty() => (callbacks, close_event),
                 Ok(_) | Err(Error::NotFound(_)) => return Ok(()),

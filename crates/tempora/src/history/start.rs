@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::cache::{Current, CurrentSlot};
 use super::Service;
 use crate::engine::external::Signal;
+use crate::engine::history::History;
 use crate::engine::request::Request;
 use crate::engine::start::{self, CurrentRun, StartDecision, StartPolicy};
 use crate::engine::state::{RunId, RunKey};
@@ -151,7 +152,7 @@ impl Service {
         let (state, events, effects) = workflow::start(req, self.clock.now_ms());
         let writes = vec![Write::execution(&state, &events, None), Write::current(&key)];
         let (state, events, effects) = match self.store.commit(writes).await {
-            Ok(()) => (state, events, effects),
+            Ok(()) => (state, History::of(&events), effects),
             Err(e) => {
                 // The outcome is unknown (e.g. the connection died during COMMIT). If the run
                 // was written after all, adopt it as the store has it; a retried start with the
@@ -205,7 +206,7 @@ impl Service {
     async fn reset_now(&self, base: RunKey, finish_event_id: i64, reason: String, identity: String) -> Result<String> {
         let slot = self.current_slot(&base.namespace, &base.workflow_id);
         let _starting = slot.starts.lock().await;
-        let (base_state, base_history) = self.read(&base, |e| (e.state.clone(), e.history.clone())).await?;
+        let (base_state, base_history) = self.read(&base, |e| (e.state.clone(), e.history.to_vec())).await?;
         let new_run_id = uuid::Uuid::new_v4().to_string();
         let now = self.clock.now_ms();
         let run = crate::engine::reset::reset(

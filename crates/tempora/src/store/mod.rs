@@ -176,7 +176,8 @@ pub struct Record {
 #[derive(Clone, Debug)]
 pub struct ExecutionRecord {
     pub state: MutableState,
-    pub history: Vec<HistoryEvent>,
+    /// Kept encoded, as stored (each event checked once, when read).
+    pub history: crate::engine::history::History,
 }
 
 /// One change in a transaction. Serialised by the caller, off the writer thread.
@@ -425,11 +426,8 @@ pub trait Reader: Send + Sync + 'static {
 pub(crate) fn decode_execution(state_json: &[u8], events: Vec<Vec<u8>>) -> Result<ExecutionRecord> {
     let state: MutableState =
         serde_json::from_slice(state_json).map_err(|e| Error::Corrupt(format!("mutable state: {e}")))?;
-    let history = events
-        .into_iter()
-        .map(|bytes| HistoryEvent::decode(bytes.as_slice()))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Corrupt(format!("history event: {e}")))?;
+    let history =
+        crate::engine::history::History::decode(events).map_err(|e| Error::Corrupt(format!("history event: {e}")))?;
     Ok(ExecutionRecord { state, history })
 }
 
