@@ -142,6 +142,10 @@ enum Command {
         probes: usize,
         #[arg(long)]
         tempora: Option<PathBuf>,
+        /// Run the scenario on the reference Temporal dev server instead (its own SQLite file,
+        /// killed and restarted the same way), with this reference-server script.
+        #[arg(long)]
+        reference: Option<PathBuf>,
     },
 }
 
@@ -348,7 +352,44 @@ fn tempora_binary(given: Option<PathBuf>) -> Result<PathBuf> {
     }
 }
 
-/// A tempora child process on a fresh SQLite file (fsync on).
+/// Which server the timers scenario runs on.
+enum Server {
+    Tempora(PathBuf),
+    /// The official `temporal` CLI's dev server (this binary).
+    Reference(PathBuf),
+}
+
+impl Server {
+    /// Starts the server on `db` (a file it keeps), waiting for its first answered RPC.
+    async fn start(&self, db: &str) -> Result<TemporaProcess> {
+        match self {
+            Server::Tempora(binary) => start_tempora(binary, db).await,
+            Server::Reference(binary) => {
+                let port = free_port()?;
+                let args = ["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", &port.to_string()];
+                let mut command = tokio::process::Command::new(binary);
+                command.args(args).args(["--db-filename", db, "--log-level", "warn"]);
+                wait_ready(command, port, Duration::from_secs(120)).await
+            }
+        }
+    }
+
+    /// RSS and CPU of the server (with its children: the CLI runs the reference server itself).
+    fn stats(&self, pid: u32) -> Result<ProcStats> {
+        tree_stats(pid)
+    }
+}
+
+/// The `temporal` binary the reference-server script installs.
+fn reference_binary(script: &PathBuf) -> Result<PathBuf> {
+    let out = std::process::Command::new(script).arg("path").output()?;
+    if !out.status.success() {
+        bail!("reference-server path: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default()))
+}
+
+/// A server child process on a SQLite file (fsync on).
 struct TemporaProcess {
     child: tokio::process::Child,
     address: String,
@@ -358,21 +399,29 @@ struct TemporaProcess {
 
 async fn start_tempora(binary: &PathBuf, db: &str) -> Result<TemporaProcess> {
     let port = free_port()?;
-    let t = Instant::now();
-    let child = tokio::process::Command::new(binary)
+    let mut command = tokio::process::Command::new(binary);
+    command
         .args(["server", "start", "--db", db, "--port", &port.to_string(), "--http-port", "0", "--ui-port", "0"])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn");
+    wait_ready(command, port, Duration::from_secs(30)).await
+}
+
+/// Spawns a server that will listen on `port`; returns once an RPC is answered there.
+async fn wait_ready(mut command: tokio::process::Command, port: u16, limit: Duration) -> Result<TemporaProcess> {
+    let t = Instant::now();
+    let child = command
         .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("start {}", binary.display()))?;
+        .context("start the server")?;
     let address = format!("127.0.0.1:{port}");
     loop {
         if connect(&address).await.is_ok() {
             break;
         }
-        if t.elapsed() > Duration::from_secs(30) {
-            bail!("tempora did not answer in 30 s");
+        if t.elapsed() > limit {
+            bail!("the server did not answer in {limit:?}");
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -461,15 +510,14 @@ async fn compare(
 /// restart.
 const PROBE_SLEEP_MS: u64 = 20_000;
 
-async fn timers(workflows: usize, probes: usize, tempora: Option<PathBuf>) -> Result<()> {
-    let binary = tempora_binary(tempora)?;
+async fn timers(workflows: usize, probes: usize, server: Server) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("tempora-bench-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir)?;
     let db = dir.join("timers.db");
     let db = db.to_str().context("path")?;
-    let mut server = start_tempora(&binary, db).await?;
-    let pid = server.child.id().context("pid")?;
-    let client = connect(&server.address).await?;
+    let mut process = server.start(db).await?;
+    let pid = process.child.id().context("pid")?;
+    let client = connect(&process.address).await?;
     let queue = format!("sleepers-{}", uuid::Uuid::new_v4());
     let runtime = Runtime::from_current_tokio(Default::default())?;
     let worker_options = || -> Result<WorkerOptions> {
@@ -510,12 +558,15 @@ async fn timers(workflows: usize, probes: usize, tempora: Option<PathBuf>) -> Re
         PROBE_SLEEP_MS / 1000,
         t.elapsed().as_secs_f64()
     );
-    println!("rss with them open: {:.1} MB", proc_stats(pid)?.rss_mb);
-    server.child.kill().await?;
-    let restarted = start_tempora(&binary, db).await?;
+    println!("rss with them open: {:.1} MB", server.stats(pid)?.rss_mb);
+    // Idle a while: what stays resident once the start's peak is over.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    println!("rss with them open, 10 s later: {:.1} MB", server.stats(pid)?.rss_mb);
+    process.child.kill().await?;
+    let restarted = server.start(db).await?;
     let pid = restarted.child.id().context("pid")?;
     println!("restart to first RPC: {:.1} ms", restarted.ready_after.as_secs_f64() * 1000.0);
-    println!("rss after restart: {:.1} MB", proc_stats(pid)?.rss_mb);
+    println!("rss after restart: {:.1} MB", server.stats(pid)?.rss_mb);
 
     // The probes' timers fire after the restart: each must fire at its deadline (the timer's
     // start plus its duration), as the history's event times show.
@@ -540,7 +591,7 @@ async fn timers(workflows: usize, probes: usize, tempora: Option<PathBuf>) -> Re
         let p50 = late_ms[late_ms.len() / 2];
         println!("probe timers after the restart: fired {first:.0} / {p50:.0} / {last:.0} ms after their deadline (min / p50 / max)");
     }
-    println!("rss after the probes: {:.1} MB", proc_stats(pid)?.rss_mb);
+    println!("rss after the probes: {:.1} MB", server.stats(pid)?.rss_mb);
     drop(restarted);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -612,7 +663,13 @@ async fn main() -> Result<()> {
         Command::Compare { load, tempora, reference, no_latency, db } => {
             compare(load, tempora, reference, no_latency, db).await?
         }
-        Command::Timers { workflows, probes, tempora } => timers(workflows, probes, tempora).await?,
+        Command::Timers { workflows, probes, tempora, reference } => {
+            let server = match reference {
+                Some(script) => Server::Reference(reference_binary(&script)?),
+                None => Server::Tempora(tempora_binary(tempora)?),
+            };
+            timers(workflows, probes, server).await?
+        }
         Command::Cluster { load, db, nodes, tempora } => cluster::run(load, &db, &nodes, tempora).await?,
         Command::Ui { runs, events, iterations, tempora } => {
             ui::run(ui::Options { runs, events, iterations, tempora }).await?

@@ -66,6 +66,21 @@ struct Queue {
     limiter: Limiter,
 }
 
+/// Backlog slots a queue keeps however far it drains.
+const BACKLOG_KEPT: usize = 1024;
+
+impl Queue {
+    /// Gives back the memory of a backlog that drained: a queue that once held 100,000 tasks
+    /// (starts outrunning the workers) would otherwise keep room for them for good. Halves
+    /// the room once three quarters of it is empty, so a steady queue never copies.
+    fn shrink_backlog(&mut self) {
+        let (len, capacity) = (self.backlog.len(), self.backlog.capacity());
+        if capacity > BACKLOG_KEPT && len < capacity / 4 {
+            self.backlog.shrink_to((len * 2).max(BACKLOG_KEPT));
+        }
+    }
+}
+
 /// Where a queue's dispatch rate limit comes from (Temporal's `RateLimitSource`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum RateSource {
@@ -373,6 +388,7 @@ impl Matching {
             let queue = queues.entry(key.clone()).or_default();
             queue.last_poll_ms = Some(self.clock.now_ms());
             if let Some((task, _)) = queue.backlog.pop_front() {
+                queue.shrink_backlog();
                 return Some(task);
             }
             let (tx, rx) = oneshot::channel();
@@ -471,6 +487,20 @@ mod tests {
     fn matching() -> (Arc<Matching>, watch::Sender<bool>) {
         let (stop, shutdown) = watch::channel(false);
         (Arc::new(Matching::new(Arc::new(TokioClock::new()), shutdown)), stop)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drained_backlog_gives_its_room_back() {
+        let (m, _stop) = matching();
+        for n in 0..20_000 {
+            m.offer("ns", "q", TaskKind::Workflow, task(n));
+        }
+        let room = |m: &Matching| m.queues.lock().unwrap().values().map(|q| q.backlog.capacity()).sum::<usize>();
+        assert!(room(&m) >= 20_000);
+        for n in 0..20_000 {
+            assert_eq!(m.poll("ns", "q", TaskKind::Workflow, "", Duration::from_millis(10)).await, Some(task(n)));
+        }
+        assert!(room(&m) <= 2 * BACKLOG_KEPT, "room for {} tasks kept", room(&m));
     }
 
     #[tokio::test(start_paused = true)]

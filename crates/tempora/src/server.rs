@@ -286,6 +286,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         follow_changes(changes, service.clone(), frontend.clone(), shutdown_rx.clone());
     }
     service.start_retention();
+    runtime.scavenge();
     // gRPC health (`temporal operator cluster health`, the Go SDK's CheckHealth).
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status(WORKFLOW_SERVICE, tonic_health::ServingStatus::Serving).await;

@@ -258,12 +258,7 @@ impl Shards {
             return;
         }
         *trimmed = Some(std::time::Instant::now());
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        // SAFETY: malloc_trim only walks and releases the allocator's own free lists; it
-        // takes no pointers and is safe to call from any thread at any time.
-        unsafe {
-            libc::malloc_trim(0);
-        }
+        crate::runtime::release_free_memory();
     }
 }
 
