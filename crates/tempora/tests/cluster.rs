@@ -717,7 +717,7 @@ mod registries {
             };
             a.connection().workflow_service().create_schedule(Request::new(create)).await.expect("create the schedule");
             scheduled_runs_closed(&b, &schedule_id, 3).await;
-            assert_eq!(schedule_info(&holder, &schedule_id).await.action_count >= 3, true);
+            assert!(schedule_info(&holder, &schedule_id).await.action_count >= 3);
 
             // A Nexus endpoint and a task queue config, changed through one node, read through
             // the others (and used where the queue's matching is).
@@ -836,7 +836,7 @@ mod registries {
                 .start_batch_operation(Request::new(reset.clone()))
                 .await
                 .expect("start the job");
-            let done = batch_done(&holder_of(&nodes, &a, &b), &reset.job_id).await;
+            let done = batch_done(holder_of(&nodes, &a, &b), &reset.job_id).await;
             assert_eq!((done.complete_operation_count, done.failure_operation_count), (8, 0));
             for id in &ids {
                 assert_eq!(status_of(&b, id).await.expect("describe"), WorkflowExecutionStatus::Running as i32);
