@@ -205,6 +205,11 @@ impl Service {
             if answer.is_some() {
                 return Ok(answer);
             }
+            if !self.serves(&key.namespace, &key.workflow_id) {
+                // Another node's run (the caller's view of the cluster was stale): its changes
+                // are not seen here, so a wait would end at once, and be asked again at once.
+                return Err(Error::Unavailable("this run's shard is not served by this node; retry".into()));
+            }
             let changed = tokio::select! {
                 changed = tokio::time::timeout_at(deadline, changes.next()) => changed.unwrap_or(false),
                 _ = shutdown.wait_for(|stop| *stop) => false,

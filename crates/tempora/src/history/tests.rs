@@ -166,6 +166,13 @@ async fn waits_on_a_closed_run_end_at_once_and_waits_on_an_open_run_sleep() {
     assert!(tokio::time::Instant::now() >= deadline);
     let used = thread_cpu() - cpu;
     assert!(used < Duration::from_millis(300), "the waits used {used:?} of CPU");
+
+    // A cluster node that does not serve the run (a caller with a stale view): refused at
+    // once, not answered empty (which the caller would ask again at once, in a loop).
+    service.join(crate::cluster::Cluster::new("elsewhere:1".into(), Default::default()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    let refused = service.watch_run(&open, deadline, |_| None::<()>).await.unwrap_err();
+    assert!(matches!(refused, crate::error::Error::Unavailable(_)), "{refused:?}");
 }
 
 #[tokio::test]
