@@ -542,6 +542,11 @@ async fn a_node_the_others_cannot_reach_keeps_its_shards_and_its_runs_complete_o
             cut.elapsed()
         );
         check_histories(&via, &ids).await;
+        // A poll B forwarded to C during the cut waits up to the lease TTL + 5 s for C's shards
+        // to move before it ends, holding the worker's slot, and ShutdownWorker does not reach
+        // it (a known gap): the SDK's debug build fails a shutdown that waits over 5 s for a
+        // slot, so the worker stops only once such polls have ended.
+        tokio::time::sleep(Duration::from_secs(15)).await;
     })
     .await;
     drop(c);
