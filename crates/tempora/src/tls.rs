@@ -60,20 +60,7 @@ impl TlsConfig {
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS: {e}"))?;
         let builder = match (&ca_pem, &self.client_ca) {
-            (Some(ca_pem), Some(ca_path)) => {
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in CertificateDer::pem_slice_iter(ca_pem) {
-                    let cert = cert.map_err(|e| format!("TLS client CA {}: {e}", ca_path.display()))?;
-                    roots.add(cert).map_err(|e| format!("TLS client CA {}: {e}", ca_path.display()))?;
-                }
-                if roots.is_empty() {
-                    return Err(format!("TLS client CA {}: no PEM certificate in it", ca_path.display()));
-                }
-                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                    .build()
-                    .map_err(|e| format!("TLS client CA {}: {e}", ca_path.display()))?;
-                builder.with_client_cert_verifier(verifier)
-            }
+            (Some(ca_pem), Some(ca_path)) => builder.with_client_cert_verifier(client_verifier(ca_pem, ca_path)?),
             _ => builder.with_no_client_auth(),
         };
         let mut http = builder
@@ -119,16 +106,7 @@ impl TlsConfig {
     fn check_client_use(&self, cert_pem: &[u8], client_ca: &std::path::Path) -> Result<(), String> {
         use crate::clock::Clock;
         let ca_pem = read("client CA", &client_ca.to_path_buf())?;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(&ca_pem) {
-            roots
-                .add(cert.map_err(|e| format!("TLS client CA {}: {e}", client_ca.display()))?)
-                .map_err(|e| format!("TLS client CA {}: {e}", client_ca.display()))?;
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-            .build()
-            .map_err(|e| format!("TLS client CA {}: {e}", client_ca.display()))?;
+        let verifier = client_verifier(&ca_pem, client_ca)?;
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
             .collect::<Result<_, _>>()
             .map_err(|e| format!("TLS certificate {}: {e}", self.cert.display()))?;
@@ -145,6 +123,24 @@ impl TlsConfig {
             )
         })
     }
+}
+
+/// What checks clients' certificates against the client CA (the server's mutual TLS, and a
+/// cluster node's check of its own certificate at start).
+fn client_verifier(
+    ca_pem: &[u8],
+    ca_path: &std::path::Path,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+    let bad = |e: &dyn std::fmt::Display| format!("TLS client CA {}: {e}", ca_path.display());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(bad(&"no PEM certificate in it"));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build().map_err(|e| bad(&e))
 }
 
 /// An HTTP listener whose connections are TLS streams.
