@@ -161,3 +161,8 @@ pub fn with_database(base: &str, name: &str) -> String {
     };
     format!("{prefix}/{name}{query}")
 }
+
+/// The shard a task queue's home is (a cluster test picking a queue served by a given node).
+pub fn queue_shard(namespace: &str, task_queue: &str) -> u32 {
+    crate::shard::ShardId::of_queue(namespace, task_queue).0
+}

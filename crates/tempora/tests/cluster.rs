@@ -532,6 +532,7 @@ async fn a_node_the_others_cannot_reach_keeps_its_shards_and_its_runs_complete_o
         }
         assert!(refused > 0, "no run of the unreachable node's shards among {} naps", ids.len());
         assert!(cut.elapsed() < Duration::from_secs(30), "calls waited {:?}", cut.elapsed());
+        a_waiting_poll_ends_when_its_worker_shuts_down(&db, &a.url, &advertised).await;
         // Past the lease TTL, C still holds its shards: it renews them in PostgreSQL.
         held_by(&db, &addresses).await;
         proxy.restore();
@@ -542,14 +543,70 @@ async fn a_node_the_others_cannot_reach_keeps_its_shards_and_its_runs_complete_o
             cut.elapsed()
         );
         check_histories(&via, &ids).await;
-        // A poll B forwarded to C during the cut waits up to the lease TTL + 5 s for C's shards
-        // to move before it ends, holding the worker's slot, and ShutdownWorker does not reach
-        // it (a known gap): the SDK's debug build fails a shutdown that waits over 5 s for a
-        // slot, so the worker stops only once such polls have ended.
-        tokio::time::sleep(Duration::from_secs(15)).await;
+        // The worker stops now: polls B forwarded to C during the cut may still wait for C's
+        // shards to move; its ShutdownWorker ends them (the SDK's debug build fails a shutdown
+        // that waits over 5 s for a poll).
     })
     .await;
     drop(c);
+}
+
+/// A poll through `url` on a task queue whose home is the node at `unreachable` waits for that
+/// node (or for its shards to move, which they do not while it renews its leases); its
+/// worker's ShutdownWorker ends it at once with an empty answer, as it ends polls waiting in
+/// matching, so a worker's shutdown is never held by a node it cannot reach.
+async fn a_waiting_poll_ends_when_its_worker_shuts_down(db: &str, url: &str, unreachable: &str) {
+    use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
+    use temporalio_protos::temporal::api::workflowservice::v1::{
+        workflow_service_client::WorkflowServiceClient, PollWorkflowTaskQueueRequest, ShutdownWorkerRequest,
+    };
+    let held = shards_of(db, unreachable).await;
+    let queue = (0..)
+        .map(|i| unique(&format!("cut-off-queue-{i}")))
+        .find(|q| held.contains(&tempora::testing::queue_shard("default", q)))
+        .expect("a queue");
+    let key = unique("worker-key");
+    let mut service = WorkflowServiceClient::connect(url.to_string()).await.expect("connect");
+    let poll = PollWorkflowTaskQueueRequest {
+        namespace: "default".into(),
+        task_queue: Some(TaskQueue { name: queue.clone(), ..Default::default() }),
+        identity: "partition-test".into(),
+        worker_instance_key: key.clone(),
+        ..Default::default()
+    };
+    let mut poller = service.clone();
+    let polling = tokio::spawn(async move { poller.poll_workflow_task_queue(poll).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!polling.is_finished(), "a poll on the unreachable node's queue answered at once: {:?}", polling.await);
+    let shutdown = ShutdownWorkerRequest {
+        namespace: "default".into(),
+        task_queue: queue,
+        identity: "partition-test".into(),
+        worker_instance_key: key,
+        ..Default::default()
+    };
+    service.shutdown_worker(shutdown).await.expect("ShutdownWorker");
+    let answer = tokio::time::timeout(Duration::from_secs(3), polling)
+        .await
+        .expect("the poll did not end within 3 s of its worker's shutdown")
+        .expect("poll task");
+    let answer = answer.expect("an empty poll answer, not an error").into_inner();
+    assert!(answer.task_token.is_empty(), "the poll was given a task");
+}
+
+/// The shards the node at `address` holds a live lease on.
+async fn shards_of(db: &str, address: &str) -> Vec<u32> {
+    let (db, address) = (db.to_string(), address.to_string());
+    tokio::task::spawn_blocking(move || {
+        let mut c = postgres::Client::connect(&db, postgres::NoTls).expect("connect");
+        c.query("SELECT shard FROM shard_leases WHERE owner = $1 AND expires_at > now()", &[&address])
+            .expect("leases")
+            .iter()
+            .map(|r| r.get::<_, i32>(0) as u32)
+            .collect()
+    })
+    .await
+    .expect("read leases")
 }
 
 /// Restarts the local PostgreSQL under a running cluster, so it runs only with

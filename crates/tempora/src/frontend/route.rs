@@ -65,6 +65,12 @@ pub(crate) trait Routed {
     fn route(&self) -> Route {
         Route::Here
     }
+
+    /// A poll's worker instance key and task queue: while the poll waits out a failover here,
+    /// that worker's `ShutdownWorker` ends it (as it ends the polls waiting in matching).
+    fn poller(&self) -> Option<(&str, &str)> {
+        None
+    }
 }
 
 macro_rules! here {
@@ -127,14 +133,28 @@ routed!(
     ws::UnpauseActivityExecutionRequest => |r| Route::run(&r.namespace, &r.workflow_id),
     ws::ResetActivityExecutionRequest => |r| Route::run(&r.namespace, &r.workflow_id),
     ws::UpdateActivityExecutionOptionsRequest => |r| Route::run(&r.namespace, &r.workflow_id),
-    ws::PollWorkflowTaskQueueRequest => |r| Route::queue(&r.namespace, r.task_queue.as_ref().map_or("", |q| &q.name)),
-    ws::PollActivityTaskQueueRequest => |r| Route::queue(&r.namespace, r.task_queue.as_ref().map_or("", |q| &q.name)),
-    ws::PollNexusTaskQueueRequest => |r| Route::queue(&r.namespace, r.task_queue.as_ref().map_or("", |q| &q.name)),
     ws::RespondNexusTaskCompletedRequest => |r| Route::token(&r.task_token),
     ws::RespondNexusTaskFailedRequest => |r| Route::token(&r.task_token),
     ws::DescribeTaskQueueRequest => |r| Route::queue(&r.namespace, r.task_queue.as_ref().map_or("", |q| &q.name)),
     ws::ShutdownWorkerRequest => |_r| Route::Everywhere,
 );
+
+macro_rules! polls {
+    ($($t:ty),* $(,)?) => {
+        $(impl Routed for $t {
+            fn route(&self) -> Route {
+                Route::queue(&self.namespace, self.task_queue.as_ref().map_or("", |q| &q.name))
+            }
+
+            fn poller(&self) -> Option<(&str, &str)> {
+                let queue = self.task_queue.as_ref().map_or("", |q| q.name.as_str());
+                (!self.worker_instance_key.is_empty()).then_some((self.worker_instance_key.as_str(), queue))
+            }
+        })*
+    };
+}
+
+polls!(ws::PollWorkflowTaskQueueRequest, ws::PollActivityTaskQueueRequest, ws::PollNexusTaskQueueRequest);
 
 macro_rules! registry {
     ($($t:ty),* $(,)?) => {
@@ -223,9 +243,9 @@ const FAILOVER_SLACK: std::time::Duration = std::time::Duration::from_secs(5);
 const FAILOVER_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// What became of a forwarded call.
-pub(crate) enum Forwarded<Resp> {
+pub(crate) enum Forwarded {
     /// The answer of the node that served it (or why it could not be sent).
-    Answer(Result<tonic::Response<Resp>, tonic::Status>),
+    Answer(super::Answer),
     /// Its shard moved here while it waited: serve it here.
     ServeHere,
 }
@@ -283,17 +303,19 @@ impl super::Frontend {
         request: Req,
     ) -> Result<Result<Resp, Req>, crate::error::Error>
     where
-        Req: Routed + prost::Message + Clone + Send + 'static,
-        Resp: prost::Message + Default + Send + 'static,
+        Req: Routed + super::gate::Namespaced + prost::Message,
+        Resp: prost::Message + Default,
     {
         let Some(cluster) = self.svc.cluster() else { return Ok(Err(request)) };
-        let route = request.route();
-        let Destination::Node(address) = self.target(&route, cluster)? else { return Ok(Err(request)) };
-        let request = tonic::Request::new(request);
-        match self.forward_through_failover::<Req, Resp>(operation, &route, address, &request).await {
-            Forwarded::Answer(Ok(response)) => Ok(Ok(response.into_inner())),
+        let Destination::Node(address) = self.target(&request.route(), cluster)? else { return Ok(Err(request)) };
+        let message = request.encode_to_vec().into();
+        let call = super::Call::of(operation, &request, Default::default(), message);
+        match self.forward_through_failover(&call, address).await {
+            Forwarded::Answer(Ok(response)) => Resp::decode(response.into_inner())
+                .map_err(|e| crate::error::Error::Internal(format!("{operation} answer: {e}")))
+                .map(Ok),
             Forwarded::Answer(Err(status)) => Err(crate::error::Error::from_status(&status)),
-            Forwarded::ServeHere => Ok(Err(request.into_inner())),
+            Forwarded::ServeHere => Ok(Err(request)),
         }
     }
 
@@ -333,23 +355,13 @@ impl super::Frontend {
     /// Forwards a call to the node at `address`. While that node cannot be reached (it died, or
     /// is cut off, and its leases have not lapsed yet — up to the lease TTL), the call was never
     /// delivered: it waits for the shard to move and goes where it went, or is served here.
-    pub(crate) async fn forward_through_failover<Req, Resp>(
-        &self,
-        operation: &'static str,
-        route: &Route,
-        mut address: String,
-        request: &tonic::Request<Req>,
-    ) -> Forwarded<Resp>
-    where
-        Req: Routed + prost::Message + Clone + Send + 'static,
-        Resp: prost::Message + Default + Send + 'static,
-    {
+    pub(crate) async fn forward_through_failover(&self, call: &super::Call, mut address: String) -> Forwarded {
         let give_up = tokio::time::Instant::now() + crate::cluster::leases::TTL + FAILOVER_SLACK;
         loop {
             let answer = tokio::select! {
-                answer = self.forward::<Req, Resp>(&address, operation, super::clone_request(request)) => answer,
+                answer = self.forward(&address, call.service, call.operation, call.metadata.clone(), call.message.clone()) => answer,
                 // Sent, perhaps applied: not sent again (the caller's retry decides).
-                _ = self.moved_from(route, &address) => return Forwarded::Answer(Err(tonic::Status::unavailable(
+                _ = self.moved_from(&call.route, &address) => return Forwarded::Answer(Err(tonic::Status::unavailable(
                     format!("node {address} stopped serving this call's shard; retry"),
                 ))),
             };
@@ -357,10 +369,19 @@ impl super::Frontend {
                 Err(status) if undelivered(&status) && tokio::time::Instant::now() < give_up => {}
                 answer => return Forwarded::Answer(answer),
             }
-            // Wait for the view to move the shard away from the unreachable node.
+            // Wait for the view to move the shard away from the unreachable node. Nothing is in
+            // flight meanwhile, so a poll whose worker shuts down can answer empty (no task).
+            let stopped = call
+                .poller
+                .as_ref()
+                .map(|(worker, queue)| self.svc.matching.worker(worker, queue))
+                .unwrap_or_default();
             let next = loop {
-                tokio::time::sleep(FAILOVER_POLL).await;
-                match self.destination(operation, route.clone(), request.metadata()) {
+                tokio::select! {
+                    _ = tokio::time::sleep(FAILOVER_POLL) => {}
+                    _ = stopped.cancelled() => return Forwarded::Answer(Ok(tonic::Response::new(Default::default()))),
+                }
+                match self.destination(call.operation, call.route.clone(), &call.metadata) {
                     Ok(Destination::Node(a)) if a == address && tokio::time::Instant::now() < give_up => continue,
                     Ok(Destination::Node(a)) if a == address => {
                         return Forwarded::Answer(Err(tonic::Status::unavailable(format!(
@@ -382,30 +403,27 @@ impl super::Frontend {
         }
     }
 
-    /// Sends a call to the node that serves it, as it came (with its credentials), and hands
-    /// back that node's answer.
-    pub(crate) async fn forward<Req, Resp>(
+    /// Sends a call to the node that serves it, as it came (its message's bytes, its
+    /// credentials), and hands back that node's answer.
+    pub(crate) async fn forward(
         &self,
         address: &str,
+        service: &str,
         operation: &str,
-        request: tonic::Request<Req>,
-    ) -> Result<tonic::Response<Resp>, tonic::Status>
-    where
-        Req: Routed + prost::Message + Send + 'static,
-        Resp: prost::Message + Default + Send + 'static,
-    {
+        mut metadata: tonic::metadata::MetadataMap,
+        message: tonic::codegen::Bytes,
+    ) -> super::Answer {
         let cluster = self.svc.cluster().ok_or_else(|| tonic::Status::internal("not in a cluster"))?;
         let peer = cluster.channel(address).map_err(tonic::Status::from)?;
-        let (mut metadata, _, message) = request.into_parts();
         metadata.insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
         peer.sign(&mut metadata);
         let mut grpc = tonic::client::Grpc::new(peer.channel.clone())
             .max_decoding_message_size(super::MESSAGE_BYTES_MAX)
             .max_encoding_message_size(super::MESSAGE_BYTES_MAX);
         grpc.ready().await.map_err(|e| tonic::Status::unavailable(format!("node {address} unreachable: {e}")))?;
-        let path = tonic::codegen::http::uri::PathAndQuery::try_from(format!("/{}/{operation}", Req::SERVICE))
+        let path = tonic::codegen::http::uri::PathAndQuery::try_from(format!("/{service}/{operation}"))
             .map_err(|e| tonic::Status::internal(format!("forwarding {operation}: {e}")))?;
         let request = tonic::Request::from_parts(metadata, Default::default(), message);
-        grpc.unary(request, path, tonic_prost::ProstCodec::<Req, Resp>::default()).await
+        grpc.unary(request, path, super::RawCodec).await
     }
 }

@@ -57,8 +57,6 @@ impl Execution {
 /// is worth. The history is counted exactly (`History::bytes`: its events stay encoded).
 const STATE_BYTES: usize = 4 * 1024;
 
-/// The memory decoded events take: each a `HistoryEvent` value plus what it points to (its
-/// strings, payloads and nested messages: about twice its encoded size).
 /// The changes of one run, to wait on. A run that can no longer change (closed, or read from
 /// the store) has none: waiting on it ends at once, so no wait can spin on a closed run.
 pub(crate) struct Changes(watch::Receiver<i64>);

@@ -36,7 +36,7 @@ use std::thread;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use temporalio_protos::temporal::api::history::v1::HistoryEvent;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::engine::state::MutableState;
 use crate::visibility::{self, CountRequest, Counted, ListRequest, Listed};
@@ -398,6 +398,9 @@ pub trait Store: Send + 'static {
 /// Reads that may run on any thread, concurrently with the writer. They see what was
 /// committed before they started.
 pub trait Reader: Send + Sync + 'static {
+    /// Most reads run at once (the backend's read connections): more would only park blocking
+    /// threads, each of which costs memory (a stack, an allocator arena) for nothing.
+    fn concurrency_max(&self) -> usize;
     fn load_execution(&self, run_id: &str) -> Result<Option<ExecutionRecord>>;
     fn load_work(&self, from_ms: i64, to_ms: i64) -> Result<Vec<WorkRow>>;
     fn has_work(&self, run_id: &str, item: &str) -> Result<bool>;
@@ -449,6 +452,8 @@ enum Request {
 pub struct Handle {
     tx: mpsc::Sender<Request>,
     reader: Option<Arc<dyn Reader>>,
+    /// Permits for reads on the reader's blocking threads, `Reader::concurrency_max` of them.
+    reads: Arc<Semaphore>,
 }
 
 /// Requests waiting for the writer; a full queue makes callers wait (backpressure).
@@ -461,11 +466,12 @@ impl Handle {
     pub fn spawn(store: Box<dyn Store>) -> (Handle, thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE_MAX);
         let reader = store.reader();
+        let reads = Arc::new(Semaphore::new(reader.as_ref().map_or(1, |r| r.concurrency_max())));
         let join = thread::Builder::new()
             .name("tempora-store".into())
             .spawn(move || writer_loop(store, rx))
             .expect("spawn store thread");
-        (Handle { tx, reader }, join)
+        (Handle { tx, reader, reads }, join)
     }
 
     pub async fn commit(&self, writes: Vec<Write>) -> Result<()> {
@@ -485,7 +491,7 @@ impl Handle {
     pub async fn load_execution(&self, run_id: &str) -> Result<Option<ExecutionRecord>> {
         let run_id = run_id.to_string();
         if let Some(reader) = self.reader.clone() {
-            return read_blocking(move || reader.load_execution(&run_id)).await;
+            return self.read(move || reader.load_execution(&run_id)).await;
         }
         let (reply, rx) = oneshot::channel();
         self.tx.send(Request::LoadExecution(run_id, reply)).await.map_err(|_| Error::Closed)?;
@@ -495,7 +501,7 @@ impl Handle {
     pub async fn load_current_run(&self, namespace: &str, workflow_id: &str) -> Result<Option<String>> {
         let (namespace, workflow_id) = (namespace.to_string(), workflow_id.to_string());
         if let Some(reader) = self.reader.clone() {
-            return read_blocking(move || reader.load_current_run(&namespace, &workflow_id)).await;
+            return self.read(move || reader.load_current_run(&namespace, &workflow_id)).await;
         }
         let (reply, rx) = oneshot::channel();
         self.tx.send(Request::LoadCurrentRun(namespace, workflow_id, reply)).await.map_err(|_| Error::Closed)?;
@@ -504,7 +510,7 @@ impl Handle {
 
     pub async fn load_work(&self, from_ms: i64, to_ms: i64) -> Result<Vec<WorkRow>> {
         if let Some(reader) = self.reader.clone() {
-            return read_blocking(move || reader.load_work(from_ms, to_ms)).await;
+            return self.read(move || reader.load_work(from_ms, to_ms)).await;
         }
         let (reply, rx) = oneshot::channel();
         self.tx.send(Request::LoadWork(from_ms, to_ms, reply)).await.map_err(|_| Error::Closed)?;
@@ -514,29 +520,40 @@ impl Handle {
     /// `Reader::load_shard_work` (cluster stores only).
     pub async fn load_shard_work(&self, shards: Vec<i32>, to_ms: i64) -> Result<Vec<WorkRow>> {
         let reader = self.reader.clone().ok_or_else(|| Error::Backend("no reader".into()))?;
-        read_blocking(move || reader.load_shard_work(&shards, to_ms)).await
+        self.read(move || reader.load_shard_work(&shards, to_ms)).await
     }
 
     /// `Reader::load_namespaces` (cluster stores only).
     pub async fn reload_namespaces(&self) -> Result<Vec<NamespaceRecord>> {
         let reader = self.reader.clone().ok_or_else(|| Error::Backend("no reader".into()))?;
-        read_blocking(move || reader.load_namespaces()).await
+        self.read(move || reader.load_namespaces()).await
     }
 
     pub async fn reload_records(&self) -> Result<Vec<Record>> {
         let reader = self.reader.clone().ok_or_else(|| Error::Backend("no reader".into()))?;
-        read_blocking(move || reader.load_records()).await
+        self.read(move || reader.load_records()).await
     }
 
     pub async fn reload_batch_jobs(&self) -> Result<Vec<BatchJobRecord>> {
         let reader = self.reader.clone().ok_or_else(|| Error::Backend("no reader".into()))?;
-        read_blocking(move || reader.load_batch_jobs()).await
+        self.read(move || reader.load_batch_jobs()).await
+    }
+
+    /// Runs a read on a blocking thread once one of the reader's permits is free.
+    async fn read<T: Send + 'static>(&self, f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+        let permit = self.reads.clone().acquire_owned().await.map_err(|_| Error::Closed)?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            f()
+        })
+        .await
+        .map_err(|e| Error::Backend(format!("read task failed: {e}")))?
     }
 
     pub async fn has_work(&self, run_id: &str, item: &str) -> Result<bool> {
         let (run_id, item) = (run_id.to_string(), item.to_string());
         if let Some(reader) = self.reader.clone() {
-            return read_blocking(move || reader.has_work(&run_id, &item)).await;
+            return self.read(move || reader.has_work(&run_id, &item)).await;
         }
         let (reply, rx) = oneshot::channel();
         self.tx.send(Request::HasWork(run_id, item, reply)).await.map_err(|_| Error::Closed)?;
@@ -546,7 +563,7 @@ impl Handle {
     /// A page of a visibility query (beside the writer when the backend can read there).
     pub async fn list_executions(&self, request: ListRequest) -> Result<Vec<Listed>> {
         if let Some(reader) = self.reader.clone() {
-            return read_blocking(move || reader.list_executions(&request)).await;
+            return self.read(move || reader.list_executions(&request)).await;
         }
         let (reply, rx) = oneshot::channel();
         self.tx.send(Request::List(Box::new(request), reply)).await.map_err(|_| Error::Closed)?;
@@ -555,7 +572,7 @@ impl Handle {
 
     pub async fn count_executions(&self, request: CountRequest) -> Result<Counted> {
         if let Some(reader) = self.reader.clone() {
-            return read_blocking(move || reader.count_executions(&request)).await;
+            return self.read(move || reader.count_executions(&request)).await;
         }
         let (reply, rx) = oneshot::channel();
         self.tx.send(Request::Count(Box::new(request), reply)).await.map_err(|_| Error::Closed)?;
@@ -563,9 +580,6 @@ impl Handle {
     }
 }
 
-async fn read_blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Backend(format!("read task failed: {e}")))?
-}
 
 fn writer_loop(mut store: Box<dyn Store>, mut rx: mpsc::Receiver<Request>) {
     let mut closed: Option<oneshot::Sender<()>> = None;

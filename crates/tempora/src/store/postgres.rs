@@ -443,6 +443,10 @@ impl PostgresReader {
 }
 
 impl Reader for PostgresReader {
+    fn concurrency_max(&self) -> usize {
+        READ_POOL_MAX as usize
+    }
+
     fn load_execution(&self, run_id: &str) -> Result<Option<ExecutionRecord>> {
         self.with_client(|client| load_execution(client, run_id))
     }

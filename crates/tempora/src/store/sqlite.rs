@@ -541,8 +541,13 @@ struct SqliteReader {
     idle: Mutex<Vec<Connection>>,
 }
 
-/// Idle read connections kept open.
-const READERS_IDLE_MAX: usize = 4;
+/// Read connections: reads at once (`Reader::concurrency_max`), all kept open once opened (an
+/// open parses the schema). On two cores more would only queue on the file's locks and pages.
+const READERS_MAX: usize = 4;
+/// Each read connection's page cache, in KiB (SQLite's default is 2,000). Reads are indexed
+/// point lookups, and a connection's cache is void after each commit anyway (the writer
+/// commits all the time): the OS's file cache is what serves them.
+const READER_CACHE_KIB: u32 = 256;
 
 impl SqliteReader {
     fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
@@ -556,12 +561,13 @@ impl SqliteReader {
                 )
                 .map_err(backend)?;
                 conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(backend)?;
+                conn.execute_batch(&format!("PRAGMA cache_size = -{READER_CACHE_KIB}")).map_err(backend)?;
                 conn
             }
         };
         let result = f(&conn);
         let mut idle = self.idle.lock().expect("sqlite readers lock");
-        if idle.len() < READERS_IDLE_MAX {
+        if idle.len() < READERS_MAX {
             idle.push(conn);
         }
         result
@@ -569,6 +575,10 @@ impl SqliteReader {
 }
 
 impl Reader for SqliteReader {
+    fn concurrency_max(&self) -> usize {
+        READERS_MAX
+    }
+
     fn load_execution(&self, run_id: &str) -> Result<Option<ExecutionRecord>> {
         self.with(|conn| load_execution(conn, run_id))
     }
