@@ -435,10 +435,21 @@ fn load_current_run(client: &mut Client, namespace: &str, workflow_id: &str) -> 
 }
 
 impl PostgresReader {
-    fn with_client<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+    /// Runs the read `f` on a pooled connection. A pooled connection whose session ended
+    /// (PostgreSQL restarted, the backend was terminated) is only noticed when a read fails on
+    /// it; reads change nothing, so such a read runs again on another connection (the pool
+    /// drops the broken one) rather than fail once for every connection the pool held.
+    fn with_client<T>(&self, f: impl Fn(&mut Client) -> Result<T>) -> Result<T> {
         let pool = self.pool.as_ref().ok_or(Error::Closed)?;
-        let mut conn = pool.get().map_err(|e| Error::Backend(format!("no read connection: {e}")))?;
-        f(&mut conn)
+        let mut attempts_left = READ_POOL_MAX + 1;
+        loop {
+            let mut conn = pool.get().map_err(|e| Error::Backend(format!("no read connection: {e}")))?;
+            let result = f(&mut conn);
+            attempts_left -= 1;
+            if result.is_ok() || !conn.is_closed() || attempts_left == 0 {
+                return result;
+            }
+        }
     }
 }
 
