@@ -29,3 +29,5 @@ pub mod tls;
 pub mod token;
 pub(crate) mod ui;
 pub mod visibility;
+
+pub use runtime::limit_allocator_arenas;

@@ -336,10 +336,17 @@ fn init_telemetry(t: &Telemetry) -> Result<Option<opentelemetry_sdk::trace::SdkT
     Ok(provider)
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    tempora::limit_allocator_arenas();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("tempora: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     match Cli::parse().command {
-        Command::Server { command: ServerCommand::Start(args) } => serve(args).await,
+        Command::Server { command: ServerCommand::Start(args) } => runtime.block_on(serve(args)),
         Command::Db { command } => db(command),
     }
 }

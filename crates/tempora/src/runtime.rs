@@ -28,6 +28,25 @@ pub(crate) enum Attempt {
 /// How often free heap pages go back to the OS.
 const SCAVENGE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Allocator arenas a server process uses, unless `MALLOC_ARENA_MAX` says otherwise.
+const ALLOCATOR_ARENAS_MAX: i32 = 2;
+
+/// Caps glibc's allocator arenas (a no-op elsewhere); call before any thread starts. glibc
+/// gives threads up to eight arenas per core, and each keeps the free space its thread's
+/// bursts left scattered between live blocks: with 100,000 sleeping workflows, 16 arenas held
+/// 50 MB for 19 MB in use, 2 held 37 MB (a thread's own cache still serves most allocations
+/// without a lock).
+pub fn limit_allocator_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; it is called before any other
+        // thread exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, ALLOCATOR_ARENAS_MAX);
+        }
+    }
+}
+
 /// Returns the allocator's free pages to the OS (glibc's `malloc_trim`; a no-op elsewhere).
 pub(crate) fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -39,7 +58,8 @@ pub(crate) fn release_free_memory() {
 }
 
 impl Runtime {
-    /// Hands the allocator's free pages back to the OS every few seconds until shutdown:
+    /// Folds the metrics' samples and hands the allocator's free pages back to the OS every
+    /// few seconds until shutdown:
     /// glibc keeps freed heap pages, so after a burst (a backlog of thousands of tasks, a
     /// run cache turning over) an idle server would stay at its busiest size. (Go's runtime,
     /// which Temporal's server runs on, has a scavenger doing the same.)
@@ -48,7 +68,10 @@ impl Runtime {
         self.spawn(async move {
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep(SCAVENGE_EVERY) => release_free_memory(),
+                    _ = tokio::time::sleep(SCAVENGE_EVERY) => {
+                        crate::telemetry::upkeep();
+                        release_free_memory();
+                    }
                     _ = shutdown.wait_for(|stop| *stop) => return,
                 }
             }

@@ -25,6 +25,9 @@ pub const WINDOW_MS: Millis = 60_000;
 /// How long before the bound the loader reads the next window.
 const LEAD_MS: Millis = 5_000;
 
+/// The queue's capacity (deadlines) below which it is never shrunk.
+const SHRINK_ABOVE: usize = 1024;
+
 /// Timers read from the store: (deadline, run, timer).
 pub type Due = Vec<(Millis, RunKey, Timer)>;
 
@@ -155,6 +158,12 @@ async fn run<F: Fire>(
                     if let Some(entry) = entries.remove(&id) {
                         target.clone().fire(entry.run, entry.at_ms, entry.timer);
                     }
+                }
+                // After a burst (thousands of task timeouts) the queue would keep its busiest
+                // size for good.
+                if entries.capacity() > SHRINK_ABOVE && entries.len() < entries.capacity() / 4 {
+                    entries.shrink_to_fit();
+                    heap.shrink_to_fit();
                 }
             }
             _ = shutdown.wait_for(|stop| *stop) => return,

@@ -1,7 +1,9 @@
 //! A run's history as memory keeps it: every event protobuf-encoded, as the store holds it
 //! (about a tenth of a decoded `HistoryEvent`, whose `Attributes` enum alone is over a
-//! kilobyte), decoded when it is read. The run cache's byte budget counts these bytes, so it
-//! is a measure of what the cache holds, not an estimate.
+//! kilobyte), decoded when it is read. The events lie end to end in one buffer (one
+//! allocation per run rather than one per event: thousands of cached runs would otherwise
+//! scatter small blocks over the heap). The run cache's byte budget counts these buffers'
+//! capacity, so it is a measure of what the cache holds, not an estimate.
 //!
 //! The first event's attributes are also kept decoded: every transition reads them (a closing
 //! run's cron schedule and retry policy).
@@ -15,15 +17,12 @@ use temporalio_protos::temporal::api::history::v1::{
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct History {
-    events: Vec<Box<[u8]>>,
+    /// Every event's encoding, end to end.
+    data: Vec<u8>,
+    /// Where each event's encoding ends in `data`.
+    ends: Vec<u32>,
     started: Option<Box<WorkflowExecutionStartedEventAttributes>>,
-    /// Heap bytes the encoded events hold.
-    bytes: usize,
 }
-
-/// Memory one encoded event costs beyond its bytes (its box in the vector, the allocator's
-/// header).
-const EVENT_OVERHEAD_BYTES: usize = 32;
 
 impl History {
     /// A history of these events.
@@ -37,9 +36,11 @@ impl History {
     /// (each is decoded once here, so a later read cannot fail).
     pub fn decode(events: Vec<Vec<u8>>) -> Result<History, prost::DecodeError> {
         let mut history = History::default();
+        history.data.reserve_exact(events.iter().map(Vec::len).sum());
+        history.ends.reserve_exact(events.len());
         for bytes in events {
             let event = HistoryEvent::decode(bytes.as_slice())?;
-            history.push_encoded(&event, bytes.into_boxed_slice());
+            history.push(&event, |data| data.extend_from_slice(&bytes));
         }
         Ok(history)
     }
@@ -47,31 +48,40 @@ impl History {
     /// Appends events.
     pub fn extend(&mut self, events: &[HistoryEvent]) {
         for event in events {
-            self.push_encoded(event, event.encode_to_vec().into_boxed_slice());
+            self.push(event, |data| event.encode(data).expect("a vector grows as needed"));
         }
     }
 
-    fn push_encoded(&mut self, event: &HistoryEvent, bytes: Box<[u8]>) {
-        if self.events.is_empty() {
+    /// Appends `event`, whose encoding `encode` writes at the end of the buffer.
+    fn push(&mut self, event: &HistoryEvent, encode: impl FnOnce(&mut Vec<u8>)) {
+        if self.ends.is_empty() {
             if let Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) = &event.attributes {
                 self.started = Some(Box::new(a.clone()));
             }
         }
-        self.bytes += bytes.len() + EVENT_OVERHEAD_BYTES;
-        self.events.push(bytes);
+        encode(&mut self.data);
+        // An event is at most a few MiB (the payload limits), a run's history far below 4 GiB.
+        self.ends.push(u32::try_from(self.data.len()).expect("a history under 4 GiB"));
     }
 
     pub fn len(&self) -> usize {
-        self.events.len()
+        self.ends.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.ends.is_empty()
+    }
+
+    /// The encoding of the event at `index`.
+    fn encoded(&self, index: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(index)? as usize;
+        let start = if index == 0 { 0 } else { self.ends[index - 1] as usize };
+        Some(&self.data[start..end])
     }
 
     /// The event at `index` (event id − 1).
     pub fn get(&self, index: usize) -> Option<HistoryEvent> {
-        self.events.get(index).map(|bytes| decoded(bytes))
+        self.encoded(index).map(decoded)
     }
 
     pub fn first(&self) -> Option<HistoryEvent> {
@@ -79,7 +89,7 @@ impl History {
     }
 
     pub fn last(&self) -> Option<HistoryEvent> {
-        self.events.last().map(|bytes| decoded(bytes))
+        self.get(self.len().checked_sub(1)?)
     }
 
     /// The events in a range of indexes (clamped to the history).
@@ -92,16 +102,16 @@ impl History {
         let end = match range.end_bound() {
             Bound::Included(&i) => i + 1,
             Bound::Excluded(&i) => i,
-            Bound::Unbounded => self.events.len(),
+            Bound::Unbounded => self.len(),
         };
-        let end = end.min(self.events.len());
+        let end = end.min(self.len());
         let start = start.min(end);
-        self.events[start..end].iter().map(|bytes| decoded(bytes)).collect()
+        (start..end).filter_map(|i| self.get(i)).collect()
     }
 
     /// Every event, decoded one at a time.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = HistoryEvent> + ExactSizeIterator + '_ {
-        self.events.iter().map(|bytes| decoded(bytes))
+        (0..self.len()).map(|i| self.encoded(i).map(decoded).unwrap_or_default())
     }
 
     /// Every event, decoded.
@@ -117,7 +127,7 @@ impl History {
     /// Memory the history holds: the encoded events, and the first event's attributes.
     pub fn bytes(&self) -> usize {
         let started = self.started.as_ref().map_or(0, |a| std::mem::size_of_val(&**a) + a.encoded_len());
-        self.bytes + self.events.capacity() * std::mem::size_of::<Box<[u8]>>() + started
+        self.data.capacity() + self.ends.capacity() * std::mem::size_of::<u32>() + started
     }
 }
 

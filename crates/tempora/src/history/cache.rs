@@ -109,7 +109,7 @@ struct Cached {
 
 /// Current-run pointers a shard keeps before it drops the idle ones (they are a cache of one
 /// indexed read each).
-const CURRENT_PER_SHARD_MAX: usize = 64;
+const CURRENT_PER_SHARD_MAX: usize = 16;
 
 /// The runs and current pointers of one shard.
 #[derive(Default)]
@@ -369,6 +369,7 @@ impl Service {
         if map.len() >= CURRENT_PER_SHARD_MAX && !map.contains_key(&key) {
             // Idle pointers (held by no start or reader) go: the store holds each of them.
             map.retain(|_, slot| Arc::strong_count(slot) > 1);
+            map.shrink_to(CURRENT_PER_SHARD_MAX);
         }
         map.entry(key).or_default().clone()
     }
