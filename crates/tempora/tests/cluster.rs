@@ -5,7 +5,8 @@
 //! gracefully (handover under 2 s) and one joins under load. Faults, with node processes:
 //! SIGKILL (shards move within 15 s, timers and tasks resume), SIGSTOP past the leases then
 //! SIGCONT, a node cut off from PostgreSQL (through a proxy the test cuts), a node the others
-//! cannot reach while it still reaches PostgreSQL (its advertised address is a proxy), and a
+//! cannot reach while it still reaches PostgreSQL (its advertised address is a proxy), a
+//! symmetric partition between nodes (network namespaces joined by a bridge; root only), and a
 //! PostgreSQL restart (alone, with `TEMPORA_TEST_PG_RESTART=1`). Each ends checking every run: event ids
 //! contiguous, one timer fired per timer, one completion. The registries (schedules, batch
 //! jobs, Nexus endpoints, task queue configs) are kept by one node, reached through any, and
@@ -415,8 +416,13 @@ struct Proxy {
 
 impl Proxy {
     async fn start(target: String) -> Proxy {
+        Self::start_on("127.0.0.1", target).await
+    }
+
+    /// `start`, listening on `ip` (`0.0.0.0`: on every address of the test's namespace).
+    async fn start_on(ip: &str, target: String) -> Proxy {
         use std::sync::atomic::Ordering;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let (cut, cuts) = tokio::sync::watch::channel(0u64);
@@ -454,10 +460,21 @@ impl Proxy {
 
 /// `url` reaching PostgreSQL through 127.0.0.1:`port`.
 fn through(url: &str, port: u16) -> String {
+    through_at(url, "127.0.0.1", port)
+}
+
+/// `url` reaching PostgreSQL through `host`:`port`.
+fn through_at(url: &str, host: &str, port: u16) -> String {
     let at = url.find('@').expect("a URL with a user");
     let rest = &url[at + 1..];
     let slash = rest.find('/').expect("a URL with a database");
-    format!("{}127.0.0.1:{port}{}", &url[..at + 1], &rest[slash..])
+    format!("{}{host}:{port}{}", &url[..at + 1], &rest[slash..])
+}
+
+/// PostgreSQL's `host:port` in a database URL.
+fn postgres_host(url: &str) -> String {
+    let rest = &url[url.find('@').expect("a URL with a user") + 1..];
+    rest[..rest.find('/').expect("a URL with a database")].to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -467,11 +484,7 @@ async fn a_node_cut_off_from_postgres_stops_serving_and_the_others_take_over() {
         return;
     }
     let db = tempora::testing::backend_db(":memory:").await;
-    let host = {
-        let rest = &db[db.find('@').unwrap() + 1..];
-        rest[..rest.find('/').unwrap()].to_string()
-    };
-    let proxy = Proxy::start(host).await;
+    let proxy = Proxy::start(postgres_host(&db)).await;
     let nodes = vec![start_node(&db), start_node(&db), start_node(&through(&db, proxy.port))];
     let (nodes, addresses) = nodes_holding_shards(&db, nodes).await;
     let (queue, log) = (unique("cutoff"), CallLog::default());
@@ -607,6 +620,188 @@ async fn shards_of(db: &str, address: &str) -> Vec<u32> {
     })
     .await
     .expect("read leases")
+}
+
+/// A private network for a symmetric partition, in Linux network namespaces (root and
+/// iproute2's `ip` needed). Node `i` runs in namespace `tempora-node{i}` with two links: an
+/// uplink to the test's namespace (it is 10.213.{i+1}.2, the test's end 10.213.{i+1}.1: the
+/// test's clients reach it there, it reaches PostgreSQL through a proxy there) and a port on a
+/// bridge over which the nodes call each other (10.213.100.{10+i}, advertised). Cutting a
+/// node's bridge port drops every packet between it and the other nodes, both ways and
+/// silently, as a switch failure would, while it still reaches PostgreSQL and its clients.
+struct Namespaces {
+    nodes: usize,
+}
+
+/// The bridge's name in the test's namespace.
+const BRIDGE: &str = "tempora-br";
+
+impl Namespaces {
+    /// Creates the namespaces and links for `nodes` nodes; `None` where they cannot be made
+    /// (not root, no `ip`), unless `TEMPORA_REQUIRE_NETNS` is set (CI sets it).
+    fn create(nodes: usize) -> Option<Namespaces> {
+        let namespaces = Namespaces { nodes };
+        namespaces.remove();
+        let mut steps = vec![
+            format!("link add {BRIDGE} type bridge"),
+            format!("link set {BRIDGE} up"),
+        ];
+        for i in 0..nodes {
+            let ns = Self::name(i);
+            steps.extend([
+                format!("netns add {ns}"),
+                format!("-n {ns} link set lo up"),
+                format!("link add tempora-up{i} type veth peer name up0 netns {ns}"),
+                format!("addr add {}/30 dev tempora-up{i}", Self::gateway(i)),
+                format!("link set tempora-up{i} up"),
+                format!("-n {ns} addr add {}/30 dev up0", Self::uplink(i)),
+                format!("-n {ns} link set up0 up"),
+                format!("link add tempora-br{i} type veth peer name br0 netns {ns}"),
+                format!("link set tempora-br{i} master {BRIDGE}"),
+                format!("link set tempora-br{i} up"),
+                format!("-n {ns} addr add {}/24 dev br0", Self::bridged(i)),
+                format!("-n {ns} link set br0 up"),
+            ]);
+        }
+        for step in &steps {
+            if let Err(why) = ip(step) {
+                assert!(
+                    std::env::var_os("TEMPORA_REQUIRE_NETNS").is_none(),
+                    "network namespaces are required (TEMPORA_REQUIRE_NETNS) but `ip {step}` failed: {why}"
+                );
+                eprintln!("notice: no network namespaces here (`ip {step}`: {why}); the symmetric partition test is skipped");
+                return None;
+            }
+        }
+        Some(namespaces)
+    }
+
+    fn name(i: usize) -> String {
+        format!("tempora-node{i}")
+    }
+
+    /// The node's address on its uplink: where the test's clients reach it.
+    fn uplink(i: usize) -> String {
+        format!("10.213.{}.2", i + 1)
+    }
+
+    /// The test's end of the node's uplink: where the node reaches PostgreSQL's proxy.
+    fn gateway(i: usize) -> String {
+        format!("10.213.{}.1", i + 1)
+    }
+
+    /// The node's address on the bridge: where the other nodes reach it.
+    fn bridged(i: usize) -> String {
+        format!("10.213.100.{}", 10 + i)
+    }
+
+    /// The command prefix that runs a program in node `i`'s namespace.
+    fn exec(i: usize) -> [String; 4] {
+        ["ip".into(), "netns".into(), "exec".into(), Self::name(i)]
+    }
+
+    /// Cuts node `i` off the bridge: it and the other nodes no longer reach each other.
+    fn cut(&self, i: usize) {
+        ip(&format!("link set tempora-br{i} down")).expect("cut the node's bridge port");
+    }
+
+    fn heal(&self, i: usize) {
+        ip(&format!("link set tempora-br{i} up")).expect("restore the node's bridge port");
+    }
+
+    /// Removes what `create` made (or a crashed run left); a namespace's links go with it.
+    fn remove(&self) {
+        for i in 0..self.nodes {
+            let _ = ip(&format!("netns del {}", Self::name(i)));
+            let _ = ip(&format!("link del tempora-up{i}"));
+            let _ = ip(&format!("link del tempora-br{i}"));
+        }
+        let _ = ip(&format!("link del {BRIDGE}"));
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Runs `ip` with these (space-separated) arguments.
+fn ip(args: &str) -> Result<(), String> {
+    let out = std::process::Command::new("ip")
+        .args(args.split(' '))
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// A symmetric partition: node C and nodes A, B no longer reach each other (every packet
+/// dropped, both ways), while all of them reach PostgreSQL and their clients. Leases live in
+/// PostgreSQL, so each side keeps its shards and nothing is served twice: on each side a call
+/// for a run of the other side's shards waits for its shard to move (it does not) and ends
+/// UNAVAILABLE, while the same call where the run lives is answered — for every run, exactly
+/// one of the two. Once the partition heals every run completes, each timer fired once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_symmetric_partition_between_nodes_serves_each_run_on_one_side_and_loses_nothing() {
+    if !tempora::testing::is_postgres() {
+        eprintln!("notice: the cluster tests run on PostgreSQL only (TEMPORA_TEST_BACKEND=postgres)");
+        return;
+    }
+    let Some(net) = Namespaces::create(3) else { return };
+    let db = tempora::testing::backend_db(":memory:").await;
+    let proxy = Proxy::start_on("0.0.0.0", postgres_host(&db)).await;
+    // Each namespace has its own ports: every node can listen on the same one.
+    let port = support::process::free_port();
+    let advertised: Vec<String> = (0..3).map(|i| format!("{}:{port}", Namespaces::bridged(i))).collect();
+    let nodes: Vec<NodeProcess> = (0..3)
+        .map(|i| {
+            let exec = Namespaces::exec(i);
+            let exec: Vec<&str> = exec.iter().map(String::as_str).collect();
+            let db = through_at(&db, &Namespaces::gateway(i), proxy.port);
+            let extra = ["--cluster", "--ip", "0.0.0.0", "--advertise", &advertised[i]];
+            NodeProcess::start_through(&exec, &Namespaces::uplink(i), port, &db, &extra)
+        })
+        .collect();
+    held_by(&db, &advertised).await;
+    let (a, c) = (&nodes[0].url, &nodes[2].url);
+    let (queue, log) = (unique("symmetric"), CallLog::default());
+    let via = client(a).await;
+    let worker = client(&nodes[1].url).await;
+    let options = support::worker!(&queue, activities: [Acts(log.clone())], workflows: [Nap]);
+    support::with_worker(&worker, options, async {
+        let ids = start_naps(&via, &queue, 24, 3_000).await;
+        net.cut(2);
+        let cut = std::time::Instant::now();
+        let (through_a, through_c) = tokio::join!(
+            futures::future::join_all(ids.iter().map(|id| describe_once(a, id))),
+            futures::future::join_all(ids.iter().map(|id| describe_once(c, id))),
+        );
+        assert!(cut.elapsed() < Duration::from_secs(30), "calls waited {:?}", cut.elapsed());
+        for ((id, on_a), on_c) in ids.iter().zip(&through_a).zip(&through_c) {
+            assert!(on_a.is_ok() != on_c.is_ok(), "{id}: through A {on_a:?}, through C {on_c:?}");
+            for status in [on_a, on_c].into_iter().filter_map(|answer| answer.as_ref().err()) {
+                assert_eq!(status.code(), tonic::Code::Unavailable, "{id}: {status:?}");
+            }
+        }
+        let on_c = through_a.iter().filter(|d| d.is_err()).count();
+        assert!(on_c > 0 && on_c < ids.len(), "{on_c} of {} naps on C's side", ids.len());
+        // Past the lease TTL, both sides still hold their shards: they renew them in PostgreSQL.
+        held_by(&db, &advertised).await;
+        net.heal(2);
+        wait_naps(&via, &ids).await;
+        eprintln!(
+            "symmetric partition: {on_c} of {} naps on C's side; every nap done {:?} after the cut",
+            ids.len(),
+            cut.elapsed()
+        );
+        check_histories(&via, &ids).await;
+    })
+    .await;
+    drop(nodes);
 }
 
 /// Restarts the local PostgreSQL under a running cluster, so it runs only with

@@ -18,11 +18,22 @@ impl ServerProcess {
 
     /// `start`, on the given port.
     pub fn start_on(port: u16, db: &str, extra: &[&str]) -> ServerProcess {
+        Self::start_through(&[], "127.0.0.1", port, db, extra)
+    }
+
+    /// `start_on`, the command run through `wrapper` (e.g. `ip netns exec <namespace>`, which
+    /// execs it: the child is still tempora itself), reached at `host`.
+    pub fn start_through(wrapper: &[&str], host: &str, port: u16, db: &str, extra: &[&str]) -> ServerProcess {
         // Only the tempora crate's tests have the binary (the examples share this module).
         let Some(bin) = option_env!("CARGO_BIN_EXE_tempora") else {
             panic!("no tempora binary: only the tempora crate's tests start tempora processes")
         };
-        let mut child = std::process::Command::new(bin)
+        let (program, args) = match wrapper.split_first() {
+            Some((program, args)) => (*program, [args, &[bin]].concat()),
+            None => (bin, Vec::new()),
+        };
+        let mut child = std::process::Command::new(program)
+            .args(args)
             .args(["server", "start", "--db", db, "--port", &port.to_string(), "--http-port", "0", "--ui-port", "0"])
             .args(extra)
             .stdout(std::process::Stdio::piped())
@@ -32,7 +43,7 @@ impl ServerProcess {
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         assert!(line.contains("listening"), "tempora did not start: {line}");
-        ServerProcess { child, url: format!("http://127.0.0.1:{port}") }
+        ServerProcess { child, url: format!("http://{host}:{port}") }
     }
 
     /// Sends a signal (`-KILL`, `-STOP`, `-CONT`) to the process.
