@@ -1,5 +1,6 @@
 //! `tempora-bench cluster`: throughput and latency with 1, 2 and 3 nodes on one PostgreSQL
-//! database, then the failover time when one of three nodes is killed.
+//! database, then the handover time when a fourth node leaves gracefully (SIGTERM) and the
+//! failover time when one of three nodes is killed.
 //!
 //! Each measurement gets a fresh database beside the admin URL's. The load runs with a worker
 //! connected to each node and the starts spread over the nodes, as a deployment behind a load
@@ -111,6 +112,30 @@ pub async fn run(load: Load, admin: &str, counts: &[usize], tempora: Option<Path
     failover(&binary, admin).await
 }
 
+/// A fourth node joins the cluster of `nodes`, takes its share, and is stopped by SIGTERM: the
+/// time from the signal until the others hold every shard again.
+async fn graceful_leave(binary: &PathBuf, db: &str, nodes: &[&str]) -> Result<()> {
+    let mut joining = start_node(binary, db).await?;
+    let four: Vec<&str> = nodes.iter().copied().chain([joining.address.as_str()]).collect();
+    settled(db, &four).await?;
+    let held = owners(db)?.into_iter().find(|(o, _)| *o == joining.address).map_or(0, |(_, n)| n);
+    let pid = joining.child.id().context("the fourth node's pid")?;
+    let signalled = Instant::now();
+    let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+    if !status.success() {
+        bail!("kill -TERM {pid} failed");
+    }
+    settled(db, nodes).await?;
+    let handed_over = signalled.elapsed();
+    joining.child.wait().await?;
+    println!(
+        "graceful leave (SIGTERM of a fourth node): its {held} shards were held by the three others {:.0} ms after the signal; the process exited {:.0} ms after it",
+        handed_over.as_secs_f64() * 1000.0,
+        signalled.elapsed().as_secs_f64() * 1000.0,
+    );
+    Ok(())
+}
+
 async fn failover(binary: &PathBuf, admin: &str) -> Result<()> {
     let db = fresh_database(admin, "tempora_bench_cluster_failover")?;
     let mut nodes = Vec::new();
@@ -118,7 +143,9 @@ async fn failover(binary: &PathBuf, admin: &str) -> Result<()> {
         nodes.push(start_node(binary, &db).await?);
     }
     let addresses: Vec<String> = nodes.iter().map(|n| n.address.clone()).collect();
-    settled(&db, &addresses.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    let three: Vec<&str> = addresses.iter().map(String::as_str).collect();
+    settled(&db, &three).await?;
+    graceful_leave(binary, &db, &three).await?;
     let client = connect(&addresses[0]).await?;
     let queue = format!("failover-{}", uuid::Uuid::new_v4());
     let runtime = Runtime::from_current_tokio(Default::default())?;

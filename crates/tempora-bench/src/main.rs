@@ -117,8 +117,9 @@ enum Command {
         tempora: Option<PathBuf>,
     },
     /// Start 1, 2 and 3 tempora nodes (`--cluster`) on one PostgreSQL database, run the load
-    /// with a worker on each node and the starts spread over them; then, with three nodes,
-    /// SIGKILL one under a load of sleeping workflows and time the failover.
+    /// with a worker on each node and the starts spread over them; then, with three nodes, time
+    /// a fourth node's graceful leave (SIGTERM), SIGKILL one under a load of sleeping
+    /// workflows and time the failover.
     Cluster {
         #[command(flatten)]
         load: Load,
