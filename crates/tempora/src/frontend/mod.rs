@@ -273,7 +273,7 @@ impl Frontend {
                 return Err(e.into());
             }
         };
-        let result = match self.destination(call.operation, call.route.clone(), &call.metadata) {
+        let result = match self.destination_once_owned(call.operation, &call.route, &call.metadata).await {
             Ok(route::Destination::Here) => serve(self.clone(), call.metadata).instrument(span).await,
             Ok(route::Destination::Node(address)) => {
                 // Served (and counted) by the node it belongs to.

@@ -12,6 +12,8 @@ use temporalio_protos::temporal::api::common::v1::WorkflowExecution;
 use temporalio_protos::temporal::api::operatorservice::v1 as ops;
 use temporalio_protos::temporal::api::workflowservice::v1 as ws;
 
+use crate::shard::ShardId;
+
 /// Set on a call one node forwards to another.
 pub(crate) const FORWARDED: &str = "tempora-forwarded";
 
@@ -238,6 +240,15 @@ here!(
     ops::ListClustersRequest,
 );
 
+/// How long a client's call waits for its shard to find an owner (a rebalance's handover
+/// takes a few hundred milliseconds; a dead node's lapsed lease is taken within a lease round).
+const OWNERLESS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const OWNERLESS_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+fn unserved(shard: ShardId) -> crate::error::Error {
+    crate::error::Error::Unavailable(format!("shard {shard} has no live owner at the moment (a failover is in progress); retry"))
+}
+
 /// How long past the lease TTL a call waits for an unreachable node's shards to move.
 const FAILOVER_SLACK: std::time::Duration = std::time::Duration::from_secs(5);
 const FAILOVER_POLL: std::time::Duration = std::time::Duration::from_millis(250);
@@ -278,8 +289,37 @@ impl super::Frontend {
         route: Route,
         metadata: &tonic::metadata::MetadataMap,
     ) -> Result<Destination, crate::error::Error> {
+        self.destination_or_ownerless(operation, route, metadata)?.map_err(unserved)
+    }
+
+    /// Where a call received from a client goes. A shard between owners (one node let it go
+    /// and the next has not taken it yet, as when nodes join or leave) is waited for, up to
+    /// `OWNERLESS_WAIT`, so a rebalance does not bounce clients' calls; past that, UNAVAILABLE.
+    pub(crate) async fn destination_once_owned(
+        &self,
+        operation: &str,
+        route: &Route,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<Destination, crate::error::Error> {
+        let give_up = tokio::time::Instant::now() + OWNERLESS_WAIT;
+        loop {
+            match self.destination_or_ownerless(operation, route.clone(), metadata)? {
+                Ok(destination) => return Ok(destination),
+                Err(shard) if tokio::time::Instant::now() >= give_up => return Err(unserved(shard)),
+                Err(_) => tokio::time::sleep(OWNERLESS_POLL).await,
+            }
+        }
+    }
+
+    /// Where a call goes, or the shard that has no live owner at the moment.
+    fn destination_or_ownerless(
+        &self,
+        operation: &str,
+        route: Route,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<Result<Destination, ShardId>, crate::error::Error> {
         let _ = operation;
-        let Some(cluster) = self.svc.cluster() else { return Ok(Destination::Here) };
+        let Some(cluster) = self.svc.cluster() else { return Ok(Ok(Destination::Here)) };
         // A forwarded call is served here; on a cluster with a secret, only if another node sent
         // it (a client cannot pin its call to a node by setting the header).
         if metadata.contains_key(FORWARDED) && (!cluster.has_secret() || cluster.is_node_call(metadata)) {
@@ -289,9 +329,9 @@ impl super::Frontend {
                     "the registries are not kept by this node at the moment; retry".into(),
                 ));
             }
-            return Ok(Destination::Here);
+            return Ok(Ok(Destination::Here));
         }
-        self.target(&route, cluster)
+        Ok(self.target(&route, cluster))
     }
 
     /// A call this frontend makes on its own behalf (a batch job's operation on one run, a
@@ -307,7 +347,9 @@ impl super::Frontend {
         Resp: prost::Message + Default,
     {
         let Some(cluster) = self.svc.cluster() else { return Ok(Err(request)) };
-        let Destination::Node(address) = self.target(&request.route(), cluster)? else { return Ok(Err(request)) };
+        let Destination::Node(address) = self.target(&request.route(), cluster).map_err(unserved)? else {
+            return Ok(Err(request));
+        };
         let message = request.encode_to_vec().into();
         let call = super::Call::of(operation, &request, Default::default(), message);
         match self.forward_through_failover(&call, address).await {
@@ -319,7 +361,8 @@ impl super::Frontend {
         }
     }
 
-    fn target(&self, route: &Route, cluster: &crate::cluster::Cluster) -> Result<Destination, crate::error::Error> {
+    /// Where a call for `route` goes, or the shard that has no live owner at the moment.
+    fn target(&self, route: &Route, cluster: &crate::cluster::Cluster) -> Result<Destination, ShardId> {
         use crate::cluster::Placement;
         let placement = match route {
             Route::Here => return Ok(Destination::Here),
@@ -331,9 +374,7 @@ impl super::Frontend {
         match placement {
             Placement::Local => Ok(Destination::Here),
             Placement::Remote(address) => Ok(Destination::Node(address)),
-            Placement::Unknown(shard) => Err(crate::error::Error::Unavailable(format!(
-                "shard {shard} has no live owner at the moment (a failover is in progress); retry"
-            ))),
+            Placement::Unknown(shard) => Err(shard),
         }
     }
 

@@ -4,7 +4,9 @@
 //! RPC answers. Each execution row carries a version (its transition count) and an update
 //! must name the version it read, so two writers can never interleave one run's history.
 //! While PostgreSQL is unreachable every call fails with `Error::Backend` (clients see
-//! UNAVAILABLE) and the next call reconnects; nothing acknowledged is lost.
+//! UNAVAILABLE) and the next call reconnects; nothing acknowledged is lost. A connection whose
+//! session ended while PostgreSQL stayed up (a restart, a terminated backend) is replaced and
+//! the call run again on the new one, unless it is a commit that got as far as its COMMIT.
 //!
 //! Connections: the writer thread owns one (with its prepared statements) for group commits;
 //! reads go through a pool (`r2d2`) so they run concurrently with commits and with each other.
@@ -310,27 +312,59 @@ impl PostgresStore {
         Ok(PostgresStore { config, client: Some((client, statements)), readers, fence })
     }
 
-    /// Runs `f` on the connection, (re)connecting first if needed; a connection found broken
-    /// afterwards is dropped so the next call reconnects.
-    fn with_client<T>(&mut self, f: impl FnOnce(&mut Client, &Statements) -> Result<T>) -> Result<T> {
-        if self.client.as_ref().is_none_or(|(c, _)| c.is_closed()) {
-            self.client = None;
-            let mut client = self.config.connect(NoTls).map_err(backend)?;
-            take_server_lock(&mut client, SERVER_LOCK_REGAIN, self.fence.is_some())?;
-            if self.fence.is_some() {
-                end_paused_writes(&mut client)?;
+    /// Runs the read `f` on the connection, (re)connecting first if needed; a connection
+    /// found broken afterwards is dropped so the next call reconnects (see
+    /// `with_client_unless`: a read may run twice).
+    fn with_client<T>(&mut self, f: impl FnMut(&mut Client, &Statements) -> Result<T>) -> Result<T> {
+        self.with_client_unless(|| false, f)
+    }
+
+    /// `with_client`, and a connection that died (PostgreSQL restarted, the session was
+    /// terminated: noticed only on use) costs no failure: `f` runs once more on a new
+    /// connection — unless `committed_maybe` says `f` got as far as sending its COMMIT, whose
+    /// outcome is then unknown (the caller reports the failure and reloads). Before COMMIT,
+    /// PostgreSQL rolls back a transaction whose session ends, so running it again is safe.
+    /// A connection made by this call is not retried: PostgreSQL is down, not a session.
+    fn with_client_unless<T>(
+        &mut self,
+        committed_maybe: impl Fn() -> bool,
+        mut f: impl FnMut(&mut Client, &Statements) -> Result<T>,
+    ) -> Result<T> {
+        let mut connected_now = false;
+        loop {
+            if self.client.as_ref().is_none_or(|(c, _)| c.is_closed()) {
+                self.client = None;
+                let mut client = self.config.connect(NoTls).map_err(backend)?;
+                take_server_lock(&mut client, SERVER_LOCK_REGAIN, self.fence.is_some())?;
+                if self.fence.is_some() {
+                    end_paused_writes(&mut client)?;
+                }
+                let statements = Statements::prepare(&mut client)?;
+                self.client = Some((client, statements));
+                connected_now = true;
             }
-            let statements = Statements::prepare(&mut client)?;
-            self.client = Some((client, statements));
+            let (client, statements) = self.client.as_mut().expect("connected above");
+            let result = f(client, statements);
+            if result.is_err() && lost(client, &result) {
+                self.client = None;
+                if !connected_now && !committed_maybe() {
+                    continue;
+                }
+            }
+            return result;
         }
-        let (client, statements) = self.client.as_mut().expect("connected above");
-        let result = f(client, statements);
-        if result.is_err() && self.client.as_ref().is_some_and(|(c, _)| c.is_closed()) {
-            self.client = None;
-        }
-        result
     }
 }
+
+/// Whether the connection a call failed on is gone. A terminated session's error can arrive
+/// before the client marks itself closed, so a storage error is followed by a probe (one
+/// round trip, on failures only); a conflict or fencing refusal is an answer, not a loss.
+fn lost<T>(client: &mut Client, result: &Result<T>) -> bool {
+    client.is_closed() || (matches!(result, Err(Error::Backend(_))) && client.is_valid(PROBE_TIMEOUT).is_err())
+}
+
+/// How long a probe of a connection that just failed a call may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 fn history(client: &mut Client, run_id: &str) -> Result<Vec<Vec<u8>>> {
     let rows = client
@@ -446,7 +480,7 @@ impl PostgresReader {
             let mut conn = pool.get().map_err(|e| Error::Backend(format!("no read connection: {e}")))?;
             let result = f(&mut conn);
             attempts_left -= 1;
-            if result.is_ok() || !conn.is_closed() || attempts_left == 0 {
+            if result.is_ok() || !lost(&mut conn, &result) || attempts_left == 0 {
                 return result;
             }
         }
@@ -691,7 +725,8 @@ fn migrate(client: &mut Client) -> Result<()> {
 impl Store for PostgresStore {
     fn commit(&mut self, writes: &[Write]) -> Result<()> {
         let fence = self.fence.clone();
-        self.with_client(|client, st| {
+        let committing = std::cell::Cell::new(false);
+        self.with_client_unless(|| committing.get(), |client, st| {
             let mut tx = client.transaction().map_err(backend)?;
             if let Some(fence) = &fence {
                 check_fence(&mut tx, fence, writes)?;
@@ -801,6 +836,7 @@ impl Store for PostgresStore {
                     }
                 }
             }
+            committing.set(true);
             tx.commit().map_err(backend)
         })
     }
@@ -885,5 +921,46 @@ mod tests {
         drop(store);
         let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
         assert_eq!(due.iter().map(|w| (w.run_id.as_str(), w.due_ms)).collect::<Vec<_>>(), [("old-run", 9_000)]);
+    }
+
+    /// Sessions ended under an idle store (a PostgreSQL restart, `pg_terminate_backend`) cost
+    /// the next commit and reads nothing: they run again on new connections.
+    #[test]
+    fn a_commit_and_reads_on_connections_whose_sessions_ended_succeed_at_once() {
+        let Ok(base) = std::env::var("TEMPORA_TEST_POSTGRES_URL") else {
+            eprintln!("TEMPORA_TEST_POSTGRES_URL is unset: PostgreSQL reconnect test skipped");
+            return;
+        };
+        let name = format!("tempora_sessions_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = Client::connect(&base, NoTls).expect("connect to the test PostgreSQL");
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("create test database");
+        let url = crate::testing::with_database(&base, &name);
+        let mut store = PostgresStore::open(&url).unwrap();
+        let reader = store.reader().expect("a reader");
+        let run = |id: &str| MutableState {
+            key: RunKey::new("default", id, id),
+            next_event_id: 2,
+            status: RunStatus::Running,
+            ..Default::default()
+        };
+        store.commit(&[Write::execution(&run("before"), &[], None)]).unwrap();
+        assert!(reader.load_execution("before").unwrap().is_some());
+        let ended = admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&name],
+            )
+            .unwrap()
+            .len();
+        // Both the writer's session and the pooled reader's.
+        assert!(ended >= 2, "{ended} sessions ended");
+        let after = store.commit(&[Write::execution(&run("after"), &[], None)]);
+        let read = reader.load_execution("after");
+        let read_by_writer = store.load_execution("before");
+        drop((store, reader));
+        let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        after.expect("the commit after the sessions ended");
+        assert!(read.expect("the pooled read after the sessions ended").is_some());
+        assert!(read_by_writer.expect("the writer's read after the sessions ended").is_some());
     }
 }
