@@ -268,10 +268,15 @@ fn count(client: &mut Client, request: &CountRequest) -> Result<Counted> {
 }
 
 fn backend(e: postgres::Error) -> Error {
-    tracing::warn!(error = %e, "postgres error");
+    // A server error's own text is in its source: the error itself only says "db error".
+    let what = match e.as_db_error() {
+        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
+        None => e.to_string(),
+    };
+    tracing::warn!(error = %what, "postgres error");
     match e.code() {
-        Some(&postgres::error::SqlState::DISK_FULL) => Error::Full(e.to_string()),
-        _ => Error::Backend(e.to_string()),
+        Some(&postgres::error::SqlState::DISK_FULL) => Error::Full(what),
+        _ => Error::Backend(what),
     }
 }
 
