@@ -892,17 +892,24 @@ mod tests {
     use super::*;
     use crate::engine::state::{MutableState, RunKey, RunStatus, UserTimer};
 
-    /// A database written before the work index gets one at upgrade, from its open runs.
-    #[test]
-    fn open_runs_stored_before_the_work_index_are_found_after_the_upgrade() {
+    /// A fresh database on the test PostgreSQL: an admin connection, the database's name and
+    /// its URL; `None` (the test is skipped) when `TEMPORA_TEST_POSTGRES_URL` is unset.
+    fn fresh_database(prefix: &str) -> Option<(Client, String, String)> {
         let Ok(base) = std::env::var("TEMPORA_TEST_POSTGRES_URL") else {
-            eprintln!("TEMPORA_TEST_POSTGRES_URL is unset: PostgreSQL upgrade test skipped");
-            return;
+            eprintln!("TEMPORA_TEST_POSTGRES_URL is unset: PostgreSQL test skipped");
+            return None;
         };
-        let name = format!("tempora_upgrade_{}", uuid::Uuid::new_v4().simple());
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
         let mut admin = Client::connect(&base, NoTls).expect("connect to the test PostgreSQL");
         admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("create test database");
         let url = crate::testing::with_database(&base, &name);
+        Some((admin, name, url))
+    }
+
+    /// A database written before the work index gets one at upgrade, from its open runs.
+    #[test]
+    fn open_runs_stored_before_the_work_index_are_found_after_the_upgrade() {
+        let Some((mut admin, name, url)) = fresh_database("tempora_upgrade") else { return };
         {
             let mut store = PostgresStore::open(&url).unwrap();
             let mut state = MutableState {
@@ -932,14 +939,7 @@ mod tests {
     /// the next commit and reads nothing: they run again on new connections.
     #[test]
     fn a_commit_and_reads_on_connections_whose_sessions_ended_succeed_at_once() {
-        let Ok(base) = std::env::var("TEMPORA_TEST_POSTGRES_URL") else {
-            eprintln!("TEMPORA_TEST_POSTGRES_URL is unset: PostgreSQL reconnect test skipped");
-            return;
-        };
-        let name = format!("tempora_sessions_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = Client::connect(&base, NoTls).expect("connect to the test PostgreSQL");
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("create test database");
-        let url = crate::testing::with_database(&base, &name);
+        let Some((mut admin, name, url)) = fresh_database("tempora_sessions") else { return };
         let mut store = PostgresStore::open(&url).unwrap();
         let reader = store.reader().expect("a reader");
         let run = |id: &str| MutableState {
