@@ -643,10 +643,7 @@ impl Namespaces {
     fn create(nodes: usize) -> Option<Namespaces> {
         let namespaces = Namespaces { nodes };
         namespaces.remove();
-        let mut steps = vec![
-            format!("link add {BRIDGE} type bridge"),
-            format!("link set {BRIDGE} up"),
-        ];
+        let mut steps = vec![format!("link add {BRIDGE} type bridge"), format!("link set {BRIDGE} up")];
         for i in 0..nodes {
             let ns = Self::name(i);
             steps.extend([
@@ -670,7 +667,9 @@ impl Namespaces {
                     std::env::var_os("TEMPORA_REQUIRE_NETNS").is_none(),
                     "network namespaces are required (TEMPORA_REQUIRE_NETNS) but `ip {step}` failed: {why}"
                 );
-                eprintln!("notice: no network namespaces here (`ip {step}`: {why}); the symmetric partition test is skipped");
+                eprintln!(
+                    "notice: no network namespaces here (`ip {step}`: {why}); the symmetric partition test is skipped"
+                );
                 return None;
             }
         }
@@ -729,10 +728,8 @@ impl Drop for Namespaces {
 
 /// Runs `ip` with these (space-separated) arguments.
 fn ip(args: &str) -> Result<(), String> {
-    let out = std::process::Command::new("ip")
-        .args(args.split(' '))
-        .output()
-        .map_err(|e| format!("cannot run ip: {e}"))?;
+    let out =
+        std::process::Command::new("ip").args(args.split(' ')).output().map_err(|e| format!("cannot run ip: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {

@@ -221,7 +221,8 @@ type Answer = Result<tonic::Response<Bytes>, tonic::Status>;
 type ServeHere = Box<dyn FnOnce(Arc<Frontend>, tonic::metadata::MetadataMap) -> BoxFuture<Bytes, Error> + Send>;
 
 /// One method's handler over a call's bytes.
-type Handler = Box<dyn FnOnce(Arc<Frontend>, tonic::Request<Bytes>) -> BoxFuture<tonic::Response<Bytes>, tonic::Status> + Send>;
+type Handler =
+    Box<dyn FnOnce(Arc<Frontend>, tonic::Request<Bytes>) -> BoxFuture<tonic::Response<Bytes>, tonic::Status> + Send>;
 
 /// The handler of one method: decodes the request (the only per-method step besides the
 /// handler itself and the response's encoding), then `Frontend::dispatch` admits, routes

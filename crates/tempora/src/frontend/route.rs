@@ -246,7 +246,9 @@ const OWNERLESS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 const OWNERLESS_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 fn unserved(shard: ShardId) -> crate::error::Error {
-    crate::error::Error::Unavailable(format!("shard {shard} has no live owner at the moment (a failover is in progress); retry"))
+    crate::error::Error::Unavailable(format!(
+        "shard {shard} has no live owner at the moment (a failover is in progress); retry"
+    ))
 }
 
 /// How long past the lease TTL a call waits for an unreachable node's shards to move.
@@ -412,11 +414,8 @@ impl super::Frontend {
             }
             // Wait for the view to move the shard away from the unreachable node. Nothing is in
             // flight meanwhile, so a poll whose worker shuts down can answer empty (no task).
-            let stopped = call
-                .poller
-                .as_ref()
-                .map(|(worker, queue)| self.svc.matching.worker(worker, queue))
-                .unwrap_or_default();
+            let stopped =
+                call.poller.as_ref().map(|(worker, queue)| self.svc.matching.worker(worker, queue)).unwrap_or_default();
             let next = loop {
                 tokio::select! {
                     _ = tokio::time::sleep(FAILOVER_POLL) => {}

@@ -580,7 +580,6 @@ impl Handle {
     }
 }
 
-
 fn writer_loop(mut store: Box<dyn Store>, mut rx: mpsc::Receiver<Request>) {
     let mut closed: Option<oneshot::Sender<()>> = None;
     while let Some(first) = rx.blocking_recv() {

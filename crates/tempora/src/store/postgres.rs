@@ -731,119 +731,125 @@ impl Store for PostgresStore {
     fn commit(&mut self, writes: &[Write]) -> Result<()> {
         let fence = self.fence.clone();
         let committing = std::cell::Cell::new(false);
-        self.with_client_unless(|| committing.get(), |client, st| {
-            let mut tx = client.transaction().map_err(backend)?;
-            if let Some(fence) = &fence {
-                check_fence(&mut tx, fence, writes)?;
-            }
-            for write in writes {
-                match write {
-                    Write::Execution {
-                        run_id,
-                        namespace,
-                        workflow_id,
-                        status,
-                        version,
-                        expected_version,
-                        state_json,
-                        new_events,
-                        visibility,
-                        work,
-                    } => {
-                        let version = *version as i64;
-                        let written = match expected_version {
-                            None => tx
-                                .execute(
-                                    &st.insert_execution,
-                                    &[run_id, namespace, workflow_id, status, state_json, &version],
-                                )
-                                .map_err(backend)?,
-                            Some(expected) => tx
-                                .execute(
-                                    &st.update_execution,
-                                    &[run_id, status, state_json, &version, &(*expected as i64)],
-                                )
-                                .map_err(backend)?,
-                        };
-                        if written != 1 {
-                            return Err(Error::Conflict(run_id.clone()));
+        self.with_client_unless(
+            || committing.get(),
+            |client, st| {
+                let mut tx = client.transaction().map_err(backend)?;
+                if let Some(fence) = &fence {
+                    check_fence(&mut tx, fence, writes)?;
+                }
+                for write in writes {
+                    match write {
+                        Write::Execution {
+                            run_id,
+                            namespace,
+                            workflow_id,
+                            status,
+                            version,
+                            expected_version,
+                            state_json,
+                            new_events,
+                            visibility,
+                            work,
+                        } => {
+                            let version = *version as i64;
+                            let written = match expected_version {
+                                None => tx
+                                    .execute(
+                                        &st.insert_execution,
+                                        &[run_id, namespace, workflow_id, status, state_json, &version],
+                                    )
+                                    .map_err(backend)?,
+                                Some(expected) => tx
+                                    .execute(
+                                        &st.update_execution,
+                                        &[run_id, status, state_json, &version, &(*expected as i64)],
+                                    )
+                                    .map_err(backend)?,
+                            };
+                            if written != 1 {
+                                return Err(Error::Conflict(run_id.clone()));
+                            }
+                            if !new_events.is_empty() {
+                                let ids: Vec<i64> = new_events.iter().map(|(id, _)| *id).collect();
+                                let data: Vec<&[u8]> = new_events.iter().map(|(_, d)| d.as_slice()).collect();
+                                tx.execute(&st.insert_events, &[run_id, &ids, &data]).map_err(backend)?;
+                            }
+                            if let Some(row) = visibility {
+                                write_visibility(&mut tx, st, row)?;
+                            }
+                            let statements = (&st.delete_run_work, &st.delete_work, &st.insert_work);
+                            write_work(&mut tx, statements, (namespace, workflow_id, run_id), work)?;
                         }
-                        if !new_events.is_empty() {
-                            let ids: Vec<i64> = new_events.iter().map(|(id, _)| *id).collect();
-                            let data: Vec<&[u8]> = new_events.iter().map(|(_, d)| d.as_slice()).collect();
-                            tx.execute(&st.insert_events, &[run_id, &ids, &data]).map_err(backend)?;
+                        Write::Current { namespace, workflow_id, run_id } => {
+                            tx.execute(&st.upsert_current, &[namespace, workflow_id, run_id]).map_err(backend)?;
                         }
-                        if let Some(row) = visibility {
-                            write_visibility(&mut tx, st, row)?;
-                        }
-                        let statements = (&st.delete_run_work, &st.delete_work, &st.insert_work);
-                        write_work(&mut tx, statements, (namespace, workflow_id, run_id), work)?;
-                    }
-                    Write::Current { namespace, workflow_id, run_id } => {
-                        tx.execute(&st.upsert_current, &[namespace, workflow_id, run_id]).map_err(backend)?;
-                    }
-                    Write::DeleteExecution { namespace, workflow_id, run_id } => {
-                        tx.execute("DELETE FROM history_events WHERE run_id = $1", &[run_id]).map_err(backend)?;
-                        tx.execute("DELETE FROM run_work WHERE run_id = $1", &[run_id]).map_err(backend)?;
-                        tx.execute("DELETE FROM executions WHERE run_id = $1", &[run_id]).map_err(backend)?;
-                        tx.execute("DELETE FROM visibility WHERE run_id = $1", &[run_id]).map_err(backend)?;
-                        tx.execute("DELETE FROM visibility_attributes WHERE run_id = $1", &[run_id])
-                            .map_err(backend)?;
-                        tx.execute(
+                        Write::DeleteExecution { namespace, workflow_id, run_id } => {
+                            tx.execute("DELETE FROM history_events WHERE run_id = $1", &[run_id]).map_err(backend)?;
+                            tx.execute("DELETE FROM run_work WHERE run_id = $1", &[run_id]).map_err(backend)?;
+                            tx.execute("DELETE FROM executions WHERE run_id = $1", &[run_id]).map_err(backend)?;
+                            tx.execute("DELETE FROM visibility WHERE run_id = $1", &[run_id]).map_err(backend)?;
+                            tx.execute("DELETE FROM visibility_attributes WHERE run_id = $1", &[run_id])
+                                .map_err(backend)?;
+                            tx.execute(
                             "DELETE FROM current_executions WHERE namespace = $1 AND workflow_id = $2 AND run_id = $3",
                             &[namespace, workflow_id, run_id],
                         )
                         .map_err(backend)?;
-                    }
-                    Write::DeleteNamespace { name } => {
-                        tx.execute("DELETE FROM namespaces WHERE name = $1", &[name]).map_err(backend)?;
-                        notify_namespaces(&mut tx, &fence)?;
-                    }
-                    Write::BatchJob(job) => {
-                        let data = serde_json::to_string(job).expect("batch job serialises");
-                        tx.execute(
-                            "INSERT INTO batch_jobs (namespace, job_id, data) VALUES ($1, $2, $3)
+                        }
+                        Write::DeleteNamespace { name } => {
+                            tx.execute("DELETE FROM namespaces WHERE name = $1", &[name]).map_err(backend)?;
+                            notify_namespaces(&mut tx, &fence)?;
+                        }
+                        Write::BatchJob(job) => {
+                            let data = serde_json::to_string(job).expect("batch job serialises");
+                            tx.execute(
+                                "INSERT INTO batch_jobs (namespace, job_id, data) VALUES ($1, $2, $3)
                              ON CONFLICT (namespace, job_id) DO UPDATE SET data = excluded.data",
-                            &[&job.namespace, &job.job_id, &data],
-                        )
-                        .map_err(backend)?;
-                    }
-                    Write::DeleteBatchJob { namespace, job_id } => {
-                        tx.execute("DELETE FROM batch_jobs WHERE namespace = $1 AND job_id = $2", &[namespace, job_id])
+                                &[&job.namespace, &job.job_id, &data],
+                            )
                             .map_err(backend)?;
-                    }
-                    Write::Record(record) => {
-                        tx.execute(
-                            "INSERT INTO records (kind, scope, id, data) VALUES ($1, $2, $3, $4)
+                        }
+                        Write::DeleteBatchJob { namespace, job_id } => {
+                            tx.execute(
+                                "DELETE FROM batch_jobs WHERE namespace = $1 AND job_id = $2",
+                                &[namespace, job_id],
+                            )
+                            .map_err(backend)?;
+                        }
+                        Write::Record(record) => {
+                            tx.execute(
+                                "INSERT INTO records (kind, scope, id, data) VALUES ($1, $2, $3, $4)
                              ON CONFLICT (kind, scope, id) DO UPDATE SET data = excluded.data",
-                            &[&record.kind.as_str(), &record.scope, &record.id, &record.data],
-                        )
-                        .map_err(backend)?;
-                        notify_records(&mut tx, &fence, record.kind)?;
-                    }
-                    Write::DeleteRecord { kind, scope, id } => {
-                        tx.execute(
-                            "DELETE FROM records WHERE kind = $1 AND scope = $2 AND id = $3",
-                            &[&kind.as_str(), scope, id],
-                        )
-                        .map_err(backend)?;
-                        notify_records(&mut tx, &fence, *kind)?;
-                    }
-                    Write::Namespace(ns) => {
-                        let data = serde_json::to_string(ns).expect("namespace serialises");
-                        tx.execute(
-                            "INSERT INTO namespaces (name, id, data) VALUES ($1, $2, $3)
+                                &[&record.kind.as_str(), &record.scope, &record.id, &record.data],
+                            )
+                            .map_err(backend)?;
+                            notify_records(&mut tx, &fence, record.kind)?;
+                        }
+                        Write::DeleteRecord { kind, scope, id } => {
+                            tx.execute(
+                                "DELETE FROM records WHERE kind = $1 AND scope = $2 AND id = $3",
+                                &[&kind.as_str(), scope, id],
+                            )
+                            .map_err(backend)?;
+                            notify_records(&mut tx, &fence, *kind)?;
+                        }
+                        Write::Namespace(ns) => {
+                            let data = serde_json::to_string(ns).expect("namespace serialises");
+                            tx.execute(
+                                "INSERT INTO namespaces (name, id, data) VALUES ($1, $2, $3)
                              ON CONFLICT (name) DO UPDATE SET data = excluded.data",
-                            &[&ns.name, &ns.id, &data],
-                        )
-                        .map_err(backend)?;
-                        notify_namespaces(&mut tx, &fence)?;
+                                &[&ns.name, &ns.id, &data],
+                            )
+                            .map_err(backend)?;
+                            notify_namespaces(&mut tx, &fence)?;
+                        }
                     }
                 }
-            }
-            committing.set(true);
-            tx.commit().map_err(backend)
-        })
+                committing.set(true);
+                tx.commit().map_err(backend)
+            },
+        )
     }
 
     fn load_namespaces(&mut self) -> Result<Vec<NamespaceRecord>> {
