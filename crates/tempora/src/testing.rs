@@ -3,6 +3,9 @@ use std::net::SocketAddr;
 
 use crate::server::{self, Config, Running};
 
+/// gRPC messages as their wire bytes: the server's own codec, for tests that send any bytes.
+pub use crate::frontend::RawCodec;
+
 /// A tempora server running inside the test process on an ephemeral port.
 pub struct TestServer {
     pub addr: SocketAddr,

@@ -311,8 +311,9 @@ impl Frontend {
 /// The gRPC codec of every method: messages pass as their wire bytes (each method's handler
 /// decodes and encodes its own types), so tonic's server path exists once in the binary
 /// rather than once per method (it was a quarter of the code, and code pages are memory).
+/// Tests send arbitrary bytes with it too (`tempora::testing::RawCodec`).
 #[derive(Clone, Copy, Default)]
-pub(crate) struct RawCodec;
+pub struct RawCodec;
 
 impl tonic::codec::Codec for RawCodec {
     type Encode = Bytes;

@@ -7,7 +7,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut};
 use futures::StreamExt;
 use prost::Message;
 use temporalio_protos::temporal::api::command::v1::{command, Command, CompleteWorkflowExecutionCommandAttributes};
@@ -15,7 +14,6 @@ use temporalio_protos::temporal::api::common::v1::{Payload, Payloads, WorkflowEx
 use temporalio_protos::temporal::api::failure::v1::Failure;
 use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
 use temporalio_protos::temporal::api::workflowservice::v1 as ws;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::Code;
 
 /// Every method the server routes, and two it does not.
@@ -107,41 +105,6 @@ const OPERATOR_METHODS: &[&str] = &[
     "ListNexusEndpoints",
     "NoSuchMethod",
 ];
-
-/// Sends and receives messages as the bytes they are.
-#[derive(Clone, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
-        let bytes = src.copy_to_bytes(src.remaining());
-        Ok(Some(bytes.to_vec()))
-    }
-}
 
 /// A small deterministic generator (xorshift64*), so a failure can be replayed by its seed.
 struct Rng(u64);
@@ -271,12 +234,12 @@ static PANICS: AtomicUsize = AtomicUsize::new(0);
 /// One call: its status code, or `None` when it did not answer within its deadline.
 async fn call(channel: tonic::transport::Channel, path: String, body: Vec<u8>) -> Option<Code> {
     let mut grpc = tonic::client::Grpc::new(channel).max_encoding_message_size(usize::MAX);
-    let mut request = tonic::Request::new(body);
+    let mut request = tonic::Request::new(tonic::codegen::Bytes::from(body));
     request.set_timeout(Duration::from_secs(2));
     let path = http::uri::PathAndQuery::try_from(path).expect("path");
     let answer = tokio::time::timeout(Duration::from_secs(10), async {
         grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        grpc.unary::<Vec<u8>, Vec<u8>, _>(request, path, RawCodec).await
+        grpc.unary(request, path, tempora::testing::RawCodec).await
     })
     .await
     .ok()?;
