@@ -297,11 +297,7 @@ impl PostgresStore {
     fn open_as(url: &str, fence: Option<Arc<crate::cluster::Fence>>) -> Result<PostgresStore> {
         let mut config: postgres::Config = url.parse().map_err(backend)?;
         config.application_name(&application_name());
-        let mut client = config.connect(NoTls).map_err(backend)?;
-        take_server_lock(&mut client, SERVER_LOCK_WAIT, fence.is_some())?;
-        if fence.is_some() {
-            end_paused_writes(&mut client)?;
-        }
+        let mut client = writer_session(&config, SERVER_LOCK_WAIT, fence.is_some())?;
         migrate(&mut client)?;
         let statements = Statements::prepare(&mut client)?;
         let pool = r2d2::Pool::builder()
@@ -339,11 +335,7 @@ impl PostgresStore {
         loop {
             if self.client.as_ref().is_none_or(|(c, _)| c.is_closed()) {
                 self.client = None;
-                let mut client = self.config.connect(NoTls).map_err(backend)?;
-                take_server_lock(&mut client, SERVER_LOCK_REGAIN, self.fence.is_some())?;
-                if self.fence.is_some() {
-                    end_paused_writes(&mut client)?;
-                }
+                let mut client = writer_session(&self.config, SERVER_LOCK_REGAIN, self.fence.is_some())?;
                 let statements = Statements::prepare(&mut client)?;
                 self.client = Some((client, statements));
                 connected_now = true;
@@ -359,6 +351,17 @@ impl PostgresStore {
             return result;
         }
     }
+}
+
+/// A new session for the writer: connected and holding the server lock (waiting up to
+/// `lock_wait` for it); on a cluster node, with `end_paused_writes` set.
+fn writer_session(config: &postgres::Config, lock_wait: Duration, cluster: bool) -> Result<Client> {
+    let mut client = config.connect(NoTls).map_err(backend)?;
+    take_server_lock(&mut client, lock_wait, cluster)?;
+    if cluster {
+        end_paused_writes(&mut client)?;
+    }
+    Ok(client)
 }
 
 /// Whether the connection a call failed on is gone. A terminated session's error can arrive
