@@ -92,6 +92,13 @@ pub(crate) enum Placement {
     Unknown(ShardId),
 }
 
+/// What a call for a shard with no live owner at the moment (`Placement::Unknown`) answers.
+pub(crate) fn unserved(shard: crate::shard::ShardId) -> crate::error::Error {
+    crate::error::Error::Unavailable(format!(
+        "shard {shard} has no live owner at the moment (a failover is in progress); retry"
+    ))
+}
+
 /// Set on every call one node makes to another when the cluster has a secret: the node
 /// service refuses calls without it, and the frontend trusts a forwarded call that has it
 /// (the node that received it authenticated, authorized and counted it).

@@ -12,6 +12,7 @@ use temporalio_protos::temporal::api::common::v1::WorkflowExecution;
 use temporalio_protos::temporal::api::operatorservice::v1 as ops;
 use temporalio_protos::temporal::api::workflowservice::v1 as ws;
 
+use crate::cluster::unserved;
 use crate::shard::ShardId;
 
 /// Set on a call one node forwards to another.
@@ -244,12 +245,6 @@ here!(
 /// takes a few hundred milliseconds; a dead node's lapsed lease is taken within a lease round).
 const OWNERLESS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 const OWNERLESS_POLL: std::time::Duration = std::time::Duration::from_millis(50);
-
-fn unserved(shard: ShardId) -> crate::error::Error {
-    crate::error::Error::Unavailable(format!(
-        "shard {shard} has no live owner at the moment (a failover is in progress); retry"
-    ))
-}
 
 /// How long past the lease TTL a call waits for an unreachable node's shards to move.
 const FAILOVER_SLACK: std::time::Duration = std::time::Duration::from_secs(5);

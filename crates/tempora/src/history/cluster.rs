@@ -21,10 +21,6 @@ use crate::runtime::Attempt;
 use crate::shard::ShardId;
 use crate::store::RecordKind;
 
-fn unserved(shard: ShardId) -> Error {
-    Error::Unavailable(format!("shard {shard} has no live owner at the moment (a failover is in progress); retry"))
-}
-
 impl Service {
     /// Makes this service one node of `cluster`.
     pub(crate) fn join(&self, cluster: Arc<Cluster>) {
@@ -70,7 +66,7 @@ impl Service {
                 let call = Execute { run: key.clone(), request };
                 rpc::call(self.channel(&address)?, "Execute", &call).await.map(Some)
             }
-            Placement::Unknown(shard) => Err(unserved(shard)),
+            Placement::Unknown(shard) => Err(crate::cluster::unserved(shard)),
         }
     }
 
@@ -82,7 +78,7 @@ impl Service {
                 let call = StartChild { request: request.clone(), policy };
                 rpc::call(self.channel(&address)?, "StartWorkflow", &call).await.map(Some)
             }
-            Placement::Unknown(shard) => Err(unserved(shard)),
+            Placement::Unknown(shard) => Err(crate::cluster::unserved(shard)),
         }
     }
 
@@ -91,7 +87,7 @@ impl Service {
         match self.run_placement(&run.namespace, &run.workflow_id) {
             Placement::Local => Ok(None),
             Placement::Remote(address) => rpc::call(self.channel(&address)?, "RemoveClosed", run).await.map(Some),
-            Placement::Unknown(shard) => Err(unserved(shard)),
+            Placement::Unknown(shard) => Err(crate::cluster::unserved(shard)),
         }
     }
 
@@ -126,7 +122,7 @@ impl Service {
             Placement::Remote(address) => {
                 rpc::call(self.channel(&address)?, "DeploymentPoller", poller).await.map(Some)
             }
-            Placement::Unknown(shard) => Err(unserved(shard)),
+            Placement::Unknown(shard) => Err(crate::cluster::unserved(shard)),
         }
     }
 
